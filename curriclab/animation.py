@@ -1,0 +1,41 @@
+"""Write one GIF frame per step with celluloid and matplotlib's Pillow writer (no ffmpeg needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import matplotlib.pyplot as plt
+from celluloid import Camera
+from matplotlib.animation import PillowWriter
+from matplotlib.figure import Figure
+
+
+def write_gif(
+    fig: Figure,
+    draw_frame: Callable[[object], None],
+    frames: Iterable,
+    path: str | Path,
+    fps: float = 2.0,
+) -> Path:
+    """Call `draw_frame(frame)` for each frame on `fig`'s axes, snap it, save a GIF, close `fig`.
+
+    `draw_frame` draws onto the existing axes without clearing them (celluloid records the artists
+    added since the previous snap). Returns the GIF's path; raises ValueError when there are no frames.
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    camera = Camera(fig)
+    count = 0
+    for frame in frames:
+        draw_frame(frame)
+        camera.snap()
+        count += 1
+    if count == 0:
+        plt.close(fig)
+        raise ValueError("frames must not be empty")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    camera.animate(interval=1000.0 / fps).save(str(path), writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return path

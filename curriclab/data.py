@@ -1,0 +1,251 @@
+"""Indexed, in-memory datasets: every item is `(index, x, y)`.
+
+Per-sample state (SPL weights, recorded losses, data parameters) is keyed by the dataset index,
+never by a position inside a batch or a sampler draw, so every batch carries the indices of its
+samples. Data sets that fit in memory live as tensors and a whole batch is gathered with one
+tensor index (`__getitems__`), which keeps the data path cheap on a small CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+DATA_ENV = "CURRICLAB_DATA"
+MNIST_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+Batch = tuple[Tensor, Tensor, Tensor]
+
+
+class IndexedDataset(Dataset):
+    """Tensors `inputs[N, ...]` and `targets[N]` whose items are `(index, x, y)`.
+
+    `source_indices[i]` is the index of item `i` in the data set it was taken from (for a data set
+    built directly from tensors it is `i`), so a subset's samples can always be traced back.
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, source_indices: Tensor | None = None):
+        if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
+            raise TypeError("inputs and targets must be torch tensors")
+        if targets.ndim != 1 or len(inputs) != len(targets):
+            raise ValueError(
+                f"targets must be 1-D with one entry per input; got inputs {tuple(inputs.shape)} "
+                f"and targets {tuple(targets.shape)}"
+            )
+        if source_indices is None:
+            source_indices = torch.arange(len(targets))
+        if source_indices.shape != targets.shape:
+            raise ValueError("source_indices must have one entry per sample")
+        self.inputs = inputs
+        self.targets = targets
+        self.source_indices = source_indices
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> Batch:
+        index = int(index)
+        return torch.tensor(index), self.inputs[index], self.targets[index]
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """Gather a whole batch with one tensor index (used by DataLoader's batched fetch)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return index, self.inputs[index], self.targets[index]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, taken as the largest target + 1."""
+        return int(self.targets.max()) + 1 if len(self) else 0
+
+    def subset(self, indices: Sequence[int] | Tensor) -> "IndexedDataset":
+        """A new data set of the given items, re-indexed 0..n-1, that remembers their source indices."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        if index.numel() and (index.min() < 0 or index.max() >= len(self)):
+            raise ValueError(f"indices must lie in [0, {len(self)}); got {index.min()}..{index.max()}")
+        return IndexedDataset(self.inputs[index], self.targets[index], self.source_indices[index])
+
+    def with_targets(self, targets: Tensor) -> "IndexedDataset":
+        """The same inputs with other labels (e.g. corrupted ones); inputs are shared, not copied."""
+        return IndexedDataset(self.inputs, torch.as_tensor(targets), self.source_indices)
+
+
+def collate_batch(batch: Batch) -> Batch:
+    """`collate_fn` for IndexedDataset: `__getitems__` already returns a stacked batch."""
+    return batch
+
+
+def make_loader(
+    dataset: IndexedDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    sampler: Sampler | Iterable[int] | None = None,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader yielding `(index, x, y)` batches gathered by one tensor index each.
+
+    Pass `sampler` to draw dataset indices your own way (e.g. an SGD-S sampler); otherwise
+    `shuffle` picks a random permutation every epoch (seeded by `generator`).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if sampler is not None and shuffle:
+        raise ValueError("give either sampler or shuffle=True, not both")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        generator=generator,
+        drop_last=drop_last,
+        collate_fn=collate_batch,
+    )
+
+
+def default_data_root() -> Path:
+    """`$CURRICLAB_DATA` if set, else a per-user cache directory (~/.cache/curriclab)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "curriclab"
+
+
+def missing_mnist_files(root: str | Path, train: bool) -> list[str]:
+    """Names of the raw MNIST files (uncompressed IDX) that are absent from `<root>/MNIST/raw`."""
+    raw = Path(root) / "MNIST" / "raw"
+    return [name for name in MNIST_FILES[train] if not (raw / name).is_file()]
+
+
+def load_mnist(
+    train: bool = True, root: str | Path | None = None, download: bool | None = None
+) -> IndexedDataset:
+    """MNIST as an IndexedDataset of normalised float images [N, 1, 28, 28] and int64 labels.
+
+    root: the argument, else `$CURRICLAB_DATA`, else a per-user cache directory (torchvision layout
+    `<root>/MNIST/raw/`). download: None tries torchvision's download only when files are missing;
+    False never downloads. If the files are missing and cannot be fetched, a FileNotFoundError names
+    the missing files, the directory searched and `CURRICLAB_DATA`.
+    """
+    from torchvision.datasets import MNIST
+
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    missing = missing_mnist_files(root, train)
+    if missing:
+        reason = "download=False" if download is False else None
+        if download is not False:
+            try:
+                MNIST(str(root), train=train, download=True)
+            except Exception as error:  # no network, no write access, a mirror down...
+                reason = f"download failed: {error}"
+        missing = missing_mnist_files(root, train)
+        if missing:
+            raise FileNotFoundError(
+                f"MNIST files {missing} are missing from {root / 'MNIST' / 'raw'} ({reason}). "
+                f"Put the four official MNIST files (uncompressed IDX) in <root>/MNIST/raw/ and set "
+                f"{DATA_ENV}=<root>, or pass root=..., or allow the download."
+            )
+    mnist = MNIST(str(root), train=train, download=False)
+    images = mnist.data.unsqueeze(1).float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+    return IndexedDataset(images, mnist.targets.long())
+
+
+def stratified_positions(targets: Tensor, size: int, seed: int = 0) -> Tensor:
+    """Sorted positions of a seeded random sample of `size` items that keeps each class's share.
+
+    Class quotas are rounded by largest remainders, so they add up to `size` exactly.
+    """
+    n = len(targets)
+    if not 0 <= size <= n:
+        raise ValueError(f"size must lie in [0, {n}], got {size}")
+    generator = torch.Generator().manual_seed(seed)
+    classes, counts = torch.unique(targets, return_counts=True)
+    exact = counts.double() * size / n
+    quota = exact.floor().long()
+    quota[torch.argsort(exact - quota, descending=True)[: size - int(quota.sum())]] += 1
+    chosen = [torch.empty(0, dtype=torch.long)]
+    for label, take in zip(classes.tolist(), quota.tolist()):
+        members = torch.nonzero(targets == label).squeeze(1)
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    return torch.cat(chosen).sort().values
+
+
+def stratified_subset(dataset: IndexedDataset, size: int, seed: int = 0) -> IndexedDataset:
+    """A seeded, class-balanced random subset of `size` items (see `stratified_positions`).
+
+    The result is indexed 0..size-1; `result.source_indices` maps back to the items of the data
+    set the input was built from.
+    """
+    return dataset.subset(stratified_positions(dataset.targets, size, seed))
+
+
+def stratified_split(
+    dataset: IndexedDataset, first_size: int, seed: int = 0
+) -> tuple[IndexedDataset, IndexedDataset]:
+    """Split into a stratified random part of `first_size` items and the rest (e.g. dev / train)."""
+    first = stratified_positions(dataset.targets, first_size, seed)
+    rest = torch.ones(len(dataset), dtype=torch.bool)
+    rest[first] = False
+    return dataset.subset(first), dataset.subset(torch.nonzero(rest).squeeze(1))
+
+
+def spl_toy_data(
+    n_per_class: int = 5000, n_anomalies: int = 1, seed: int = 0
+) -> tuple[IndexedDataset, Tensor]:
+    """Two unit-variance Gaussian blobs centred at (0, 0) (label 0) and (3, 3) (label 1).
+
+    The `n_anomalies` points farthest from (3, 3) get their label flipped (the SPL demo uses one).
+    Returns the data set and a boolean mask of the flipped points.
+    """
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
+    if not 0 <= n_anomalies <= 2 * n_per_class:
+        raise ValueError(f"n_anomalies must lie in [0, {2 * n_per_class}], got {n_anomalies}")
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[0.0, 0.0], [3.0, 3.0]])
+    targets = torch.arange(2).repeat_interleave(n_per_class)
+    inputs = centres[targets] + torch.randn(2 * n_per_class, 2, generator=generator)
+    distance = (inputs - centres[1]).norm(dim=1)
+    flipped = torch.zeros(len(targets), dtype=torch.bool)
+    flipped[torch.argsort(distance, descending=True)[:n_anomalies]] = True
+    targets = torch.where(flipped, 1 - targets, targets)
+    return IndexedDataset(inputs, targets), flipped
+
+
+def corrupt_labels(
+    targets: Tensor, fraction: float, num_classes: int, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Move exactly round(fraction * N) labels, chosen at random, to a different class (uniformly).
+
+    Returns (noisy targets, boolean mask of the corrupted samples). The input is not modified.
+    """
+    targets = torch.as_tensor(targets)
+    if targets.ndim != 1:
+        raise ValueError(f"targets must be 1-D, got shape {tuple(targets.shape)}")
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0) or math.isnan(fraction):
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2 to move a label to another class, got {num_classes}")
+    if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(f"targets must lie in [0, {num_classes}) for num_classes={num_classes}")
+    generator = torch.Generator().manual_seed(seed)
+    n = len(targets)
+    count = round(fraction * n)
+    chosen = torch.randperm(n, generator=generator)[:count]
+    shift = torch.randint(1, num_classes, (count,), generator=generator)
+    noisy = targets.clone()
+    noisy[chosen] = (targets[chosen] + shift) % num_classes
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[chosen] = True
+    return noisy, mask

@@ -1,0 +1,53 @@
+"""Plots every notebook can use: image grids and learning curves."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+
+def image_grid(
+    images: Tensor, labels: Sequence[int] | Tensor | None = None, columns: int = 8,
+    titles: Sequence[str] | None = None,
+) -> Figure:
+    """A grid of single-channel images [N, 1, H, W] (or [N, H, W]) with optional labels as titles."""
+    images = images.detach().cpu()
+    if images.ndim == 4:
+        images = images[:, 0]
+    count = len(images)
+    if count == 0:
+        raise ValueError("images must not be empty")
+    rows = (count + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.35), squeeze=False)
+    for position, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if position >= count:
+            continue
+        ax.imshow(images[position], cmap="gray_r")
+        if titles is not None:
+            ax.set_title(titles[position], fontsize=8)
+        elif labels is not None:
+            ax.set_title(str(int(labels[position])), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(
+    ax: Axes, curves: dict[str, Sequence[float]], ylabel: str, xlabel: str = "epoch",
+    start: int = 1,
+) -> list:
+    """One line per named curve against epoch number (first point at `start`); returns the lines."""
+    lines = []
+    for name, values in curves.items():
+        (line,) = ax.plot(range(start, start + len(values)), list(values), marker="o", label=name)
+        lines.append(line)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if curves:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return lines
