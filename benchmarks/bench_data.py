@@ -1,0 +1,86 @@
+"""Data path: curriclab's tensor-indexed MNIST vs torchvision's per-image pipeline.
+
+Prints medians of repeated runs and their ratios, all measured in this process:
+1. gathering one epoch of shuffled batch-128 batches (no model), each way;
+2. one SmallConv training epoch (SGD, batch 128), each way;
+3. the share of a curriclab training epoch spent gathering data.
+Targets (issue 2): gathering >= 10x faster; the data path <= 5 % of a training epoch.
+
+Usage: CURRICLAB_DATA=... python benchmarks/bench_data.py [--repeats 3] [--train-repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Iterable
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from curriclab.data import MNIST_MEAN, MNIST_STD, default_data_root, load_mnist, make_loader
+from curriclab.models import SmallConv
+from curriclab.training import seed_everything, train_epoch
+
+BATCH_SIZE = 128
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def drain(loader: Iterable) -> None:
+    for _ in loader:
+        pass
+
+
+def torchvision_loader() -> DataLoader:
+    """The usual pipeline: PIL image -> ToTensor -> Normalize per item, default collate."""
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    mnist = datasets.MNIST(str(default_data_root()), train=True, download=False, transform=transform)
+    return DataLoader(mnist, batch_size=BATCH_SIZE, shuffle=True)
+
+
+def train_one_epoch(loader: Iterable) -> None:
+    model = SmallConv()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    train_epoch(model, loader, optimizer, progress=False)
+
+
+def with_index(loader: DataLoader) -> Iterable:
+    """Adapt torchvision's (x, y) batches to the loop's (index, x, y) (the index is unused here)."""
+    for x, y in loader:
+        yield torch.empty(0, dtype=torch.long), x, y
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the gathering runs")
+    parser.add_argument("--train-repeats", type=int, default=1, help="repeats of the training epochs")
+    args = parser.parse_args()
+    seed_everything(0)
+    ours = make_loader(load_mnist(train=True), BATCH_SIZE, shuffle=True)
+    theirs = torchvision_loader()
+
+    gather_ours = median_seconds(lambda: drain(ours), args.repeats)
+    gather_theirs = median_seconds(lambda: drain(theirs), args.repeats)
+    train_ours = median_seconds(lambda: train_one_epoch(ours), args.train_repeats)
+    train_theirs = median_seconds(lambda: train_one_epoch(with_index(theirs)), args.train_repeats)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH_SIZE}, one MNIST epoch")
+    print(f"{'':32}{'curriclab':>12}{'torchvision':>14}{'ratio':>9}")
+    print(f"{'gather batches (s, median)':32}{gather_ours:12.3f}{gather_theirs:14.3f}{gather_theirs / gather_ours:8.1f}x")
+    print(f"{'SmallConv training epoch (s)':32}{train_ours:12.3f}{train_theirs:14.3f}{train_theirs / train_ours:8.2f}x")
+    print(f"data path share of a curriclab training epoch: {gather_ours / train_ours:.1%}")
+    print(f"data path share of a torchvision training epoch: {gather_theirs / train_theirs:.1%}")
+
+
+if __name__ == "__main__":
+    main()
