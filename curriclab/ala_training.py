@@ -208,7 +208,8 @@ RuleFactory = Callable[[StudentSetup, int], LossRule]
 
 @dataclass
 class StudentRun:
-    """Per-epoch record of one run: validation cross-entropy and error, test error, training loss."""
+    """Per-epoch record of one run: validation cross-entropy and error, test error, training loss;
+    also the loss rule (the ALA agent keeps its history) and the final model."""
 
     method: str
     seed: int
@@ -217,6 +218,7 @@ class StudentRun:
     test_error: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     rule: LossRule | None = None
+    model: nn.Module | None = None
 
     @property
     def selected_epoch(self) -> int:
@@ -242,7 +244,7 @@ def train_student(
         setup.train, setup.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
     rule = factory(setup, seed)
-    run = StudentRun(method, seed, rule=rule)
+    run = StudentRun(method, seed, rule=rule, model=model)
     for _ in tqdm(range(setup.epochs), desc=f"{method} seed {seed}", disable=not progress, leave=False):
         total, count = 0.0, 0
         for _, x, y in loader:

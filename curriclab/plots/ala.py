@@ -6,11 +6,35 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
 
 from curriclab.ala import ACTION_STEPS
 from curriclab.ala_training import AlignmentHistory, StudentRun
+from curriclab.dynamic_loss import dynamic_loss
+
+
+def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -> list:
+    """Loss of a sample against the probability p of its true class: cross-entropy -log p and
+    -sigmoid(Phi_yy log p) for each diagonal value (off-diagonal entries zero). Returns the lines."""
+    p = torch.linspace(0.01, 0.99, 99)
+    logits = torch.stack([p.log(), (1 - p).log()], dim=1)
+    target = torch.zeros(len(p), dtype=torch.long)
+    lines = [ax.plot(p, -p.log(), color="black", label="cross-entropy  -log p")[0]]
+    for value in diagonals:
+        phi = torch.diag(torch.tensor([float(value), float(value)]))
+        losses = dynamic_loss(logits, target, phi, reduction="none")
+        lines.append(ax.plot(p, losses, label=f"-sigmoid({value:g} log p)")[0])
+    ax.set_xlabel("p, probability of the true class")
+    ax.set_ylabel("loss")
+    ax.set_ylim(-1.05, 2.5)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return lines
 
 
 def mismatch_curves(ax: Axes, run: StudentRun) -> list:
@@ -34,12 +58,26 @@ def mismatch_curves(ax: Axes, run: StudentRun) -> list:
     return lines
 
 
-def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
-    """Off-diagonal Phi_t at `count` decisions spread evenly over the run (first to last).
+def phi_snapshot(ax: Axes, history: AlignmentHistory, position: int, limits: tuple[float, float] | None = None):
+    """Off-diagonal Phi after decision `position` (diagonal masked: it is near 1 and would swamp the
+    colour scale; the title gives its mean). Returns the image."""
+    if not 0 <= position < len(history.phi):
+        raise ValueError(f"position must lie in [0, {len(history.phi)}), got {position}")
+    values = history.phi[position].numpy().astype(float)
+    np.fill_diagonal(values, np.nan)
+    low, high = limits if limits is not None else (np.nanmin(values), np.nanmax(values) + 1e-6)
+    image = ax.imshow(values, vmin=low, vmax=high, cmap="magma")
+    diagonal = float(history.phi[position].diagonal().mean())
+    ax.set_title(f"step {history.steps[position]}, mean diag {diagonal:.2f}", fontsize=9)
+    ax.set_xticks(range(len(values)))
+    ax.set_yticks(range(len(values)))
+    ax.set_xlabel("class j")
+    ax.set_ylabel("class i")
+    return image
 
-    The diagonal (near 1) is masked so that the small off-diagonal entries get the whole shared
-    colour scale; each title gives the step and the mean diagonal entry instead.
-    """
+
+def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
+    """`phi_snapshot` at `count` decisions spread evenly over the run, on one shared colour scale."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     chosen = np.unique(np.linspace(0, len(history.phi) - 1, count).round().astype(int)) if history.phi else []
@@ -48,19 +86,11 @@ def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
         axes[0, 0].text(0.5, 0.5, "no controller decisions", ha="center", va="center")
         axes[0, 0].axis("off")
         return fig
-    snapshots = [history.phi[position].numpy().astype(float) for position in chosen]
-    for values in snapshots:
-        np.fill_diagonal(values, np.nan)
-    low = min(np.nanmin(values) for values in snapshots)
-    high = max(max(np.nanmax(values) for values in snapshots), low + 1e-6)
-    for ax, position, values in zip(axes[0], chosen, snapshots):
-        image = ax.imshow(values, vmin=low, vmax=high, cmap="magma")
-        diagonal = float(history.phi[position].diagonal().mean())
-        ax.set_title(f"step {history.steps[position]}, mean diag {diagonal:.2f}", fontsize=9)
-        ax.set_xticks(range(len(values)))
-        ax.set_yticks(range(len(values)))
-        ax.set_xlabel("class j")
-        ax.set_ylabel("class i")
+    off = ~np.eye(history.phi[0].shape[0], dtype=bool)
+    entries = np.concatenate([history.phi[position].numpy()[off] for position in chosen])
+    limits = (float(entries.min()), float(max(entries.max(), entries.min() + 1e-6)))
+    for ax, position in zip(axes[0], chosen):
+        image = phi_snapshot(ax, history, int(position), limits)
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="Phi[i, j], i != j")
     return fig
 
@@ -151,3 +181,23 @@ def mean_curves(ax: Axes, runs: dict[str, list[StudentRun]], attribute: str = "v
         ax.legend()
     ax.grid(alpha=0.3)
     return lines
+
+
+def confusion_heatmap(ax: Axes, confusion: Tensor) -> object:
+    """C[i, j] (mean -log p_j over validation samples of class i) on a log colour scale, with the
+    most confused pair (smallest off-diagonal entry) outlined. Returns the image."""
+    values = np.asarray(confusion, dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        ax.text(0.5, 0.5, "no statistics", ha="center", va="center", transform=ax.transAxes)
+        return None
+    image = ax.imshow(values, cmap="viridis_r", norm=LogNorm(max(finite.min(), 1e-3), finite.max()))
+    off = np.where(np.eye(len(values), dtype=bool), np.inf, np.nan_to_num(values, nan=np.inf))
+    i, j = np.unravel_index(np.argmin(off), off.shape)
+    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+    ax.set_xticks(range(len(values)))
+    ax.set_yticks(range(len(values)))
+    ax.set_xlabel("j (class whose probability is read)")
+    ax.set_ylabel("i (true class)")
+    plt.colorbar(image, ax=ax, shrink=0.8, label="C[i, j] = mean -log p_j")
+    return image
