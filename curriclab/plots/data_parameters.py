@@ -1,0 +1,114 @@
+"""Figures of notebook 05 (data parameters). Each function draws on the given `ax` and returns what it drew."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from curriclab.data_parameters_runs import NoisyRun
+
+CLEAN_COLOR, CORRUPT_COLOR = "C0", "C3"
+
+
+def gradient_vs_sigma(ax: Axes, sigmas: Tensor, norms: dict[str, Tensor]) -> list:
+    """One line per named sample: gradient norm of its loss w.r.t. the logits against sigma (log x)."""
+    lines = []
+    for name, values in norms.items():
+        (line,) = ax.plot(sigmas.numpy(), values.numpy(), label=name)
+        lines.append(line)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("temperature sigma (1 = plain cross-entropy)")
+    ax.set_ylabel("|d loss / d logits|")
+    if norms:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return lines
+
+
+def accuracy_by_mode(ax: Axes, runs: Sequence[NoisyRun]) -> dict[str, object]:
+    """Mean clean test accuracy over seeds per mode (line) with the seeds' min-max band."""
+    drawn: dict[str, object] = {}
+    modes = sorted({run.setup.mode for run in runs}, key=["baseline", "class", "instance", "joint"].index)
+    for position, mode in enumerate(modes):
+        curves = np.array([run.test_accuracy for run in runs if run.setup.mode == mode])
+        epochs = np.arange(1, curves.shape[1] + 1)
+        color = f"C{position}"
+        (line,) = ax.plot(epochs, curves.mean(0), marker="o", markersize=3, color=color,
+                          label=f"{mode} ({len(curves)} seeds)")
+        ax.fill_between(epochs, curves.min(0), curves.max(0), color=color, alpha=0.15)
+        drawn[mode] = line
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("clean test accuracy")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend()
+    return drawn
+
+
+def sigma_ridges(
+    ax: Axes, sigma_history: Tensor, corrupted: Tensor, epochs: Sequence[int], bins: int = 40
+) -> list:
+    """Ridge plot: one row per epoch (row 0 = start), histograms of log10 sigma for clean (blue)
+    and corrupted (red) samples, each normalised to its own peak so both shapes stay visible."""
+    drawn = []
+    if sigma_history.numel() == 0 or not len(epochs):
+        ax.set_axis_off()
+        return drawn
+    log_sigma = sigma_history.log10()
+    low, high = float(log_sigma.min()), float(log_sigma.max())
+    edges = np.linspace(low, max(high, low + 1e-3), bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    for row, epoch in enumerate(epochs):
+        for mask, color in ((~corrupted, CLEAN_COLOR), (corrupted, CORRUPT_COLOR)):
+            values = log_sigma[epoch][mask].numpy()
+            if values.size == 0:
+                continue
+            counts, _ = np.histogram(values, bins=edges)
+            height = 0.9 * counts / max(counts.max(), 1)
+            drawn.append(ax.fill_between(centres, row, row + height, color=color, alpha=0.45,
+                                         linewidth=0))
+    ax.set_yticks(range(len(epochs)), [f"epoch {e}" for e in epochs])
+    ax.set_xlabel("log10 sigma")
+    ax.plot([], [], color=CLEAN_COLOR, linewidth=6, alpha=0.45, label="clean labels")
+    ax.plot([], [], color=CORRUPT_COLOR, linewidth=6, alpha=0.45, label="corrupted labels")
+    ax.legend(loc="upper left")
+    return drawn
+
+
+def roc_curves(ax: Axes, curves: dict[str, tuple[Tensor, Tensor, float]]) -> list:
+    """ROC curves `{name: (false-positive rate, true-positive rate, AUC)}` and the chance diagonal."""
+    lines = [ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance (AUC 0.5)")[0]]
+    for name, (fpr, tpr, auc) in curves.items():
+        lines.append(ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {auc:.3f})")[0])
+    ax.set_xlabel("false-positive rate (clean samples flagged)")
+    ax.set_ylabel("true-positive rate (corrupted samples flagged)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return lines
+
+
+def class_sigma_lines(ax: Axes, class_sigma: Tensor, highlighted: Sequence[int]) -> list:
+    """Each class's sigma over epochs (row 0 = start); highlighted classes drawn thick and red."""
+    lines = []
+    if class_sigma.numel() == 0:
+        ax.set_axis_off()
+        return lines
+    epochs = torch.arange(len(class_sigma)).numpy()
+    for label in range(class_sigma.shape[1]):
+        special = label in highlighted
+        (line,) = ax.plot(
+            epochs, class_sigma[:, label].numpy(), color=CORRUPT_COLOR if special else "grey",
+            linewidth=2.5 if special else 1.0, alpha=1.0 if special else 0.6,
+        )
+        ax.annotate(str(label), (epochs[-1], float(class_sigma[-1, label])), fontsize=8,
+                    xytext=(3, 0), textcoords="offset points", va="center")
+        lines.append(line)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("class sigma")
+    ax.grid(alpha=0.3)
+    return lines

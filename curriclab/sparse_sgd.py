@@ -1,0 +1,92 @@
+"""Momentum SGD for parameters of which only a few entries take part in each step.
+
+Data parameters hold one entry per training sample (or class); a minibatch touches only its own
+entries. A standard `torch.optim.SGD` step would still move every other entry along its old
+momentum and decay its momentum buffer, so a sample's curriculum would drift while the sample is
+not even looked at. `SparseSGD` updates exactly the entries with a non-zero gradient and leaves
+the value and the momentum buffer of every other entry untouched.
+
+Instead of cloning the parameter and its buffer before the step and copying the untouched entries
+back afterwards (what the reference implementation does), it gathers the touched entries, updates
+them and scatters them back: the cost grows with the batch, not with the number of entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class SparseSGD(torch.optim.Optimizer):
+    """Momentum SGD whose step leaves entries with a zero gradient exactly as they were.
+
+    For an entry with gradient g the step is the one of `torch.optim.SGD` (no dampening, no
+    Nesterov): `buf = momentum * buf + g` (`buf = g` the first time), `p -= lr * buf`. Every entry
+    whose gradient is exactly zero keeps its value and its momentum buffer. When every entry has a
+    gradient the result equals `torch.optim.SGD(params, lr, momentum)`.
+
+    `weight_decay` must be 0: decay of the entries in the minibatch belongs in the loss (see
+    `DataParameters.weight_decay`), since an optimizer-level decay would shrink absent entries too.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+    ):
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Validate a group's settings (lr >= 0, momentum in [0, 1), weight_decay 0) and add it."""
+        settings = {**self.defaults, **param_group}
+        if not (isinstance(settings["lr"], (int, float)) and settings["lr"] >= 0):
+            raise ValueError(f"lr must be a number >= 0, got {settings['lr']!r}")
+        if not 0.0 <= settings["momentum"] < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {settings['momentum']!r}")
+        if settings["weight_decay"] != 0:
+            raise ValueError(
+                f"weight_decay must be 0 for SparseSGD, got {settings['weight_decay']!r}: an optimizer-"
+                "level decay would shrink entries absent from the minibatch; add the decay of the "
+                "minibatch's entries to the loss instead (DataParameters.weight_decay)"
+            )
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """Update the entries with a non-zero gradient; leave all others (and their momentum) alone."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                self._update(param, group["lr"], group["momentum"])
+        return loss
+
+    def _update(self, param: Tensor, lr: float, momentum: float) -> None:
+        if param.grad.is_sparse:
+            raise TypeError("SparseSGD expects dense gradients (zero where an entry is absent)")
+        if not param.is_contiguous():
+            raise ValueError("SparseSGD updates parameters in place and needs them contiguous")
+        values = param.view(-1)
+        grad = param.grad.reshape(-1)
+        touched = torch.nonzero(grad).squeeze(1)
+        if touched.numel() == 0:
+            return
+        step_grad = grad[touched]
+        if momentum != 0.0:
+            state = self.state[param]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            buffer = state["momentum_buffer"].view(-1)
+            step_grad = buffer[touched].mul_(momentum).add_(step_grad)
+            buffer[touched] = step_grad
+        values[touched] = values[touched].add_(step_grad, alpha=-lr)
