@@ -3,6 +3,9 @@
 For a sample of class y the loss reads row y of the C x C matrix Phi against the log-probabilities:
 loss = -sigmoid(sum_j Phi[y, j] * log p_j + bias[y]). With Phi = I (no bias) this is
 -sigmoid(log p_y) = -p_y / (1 + p_y), a bounded cousin of cross-entropy.
+
+Also here: how strongly each loss pushes the true-class logit (to compare the family with
+cross-entropy), and two smooth stand-ins for the 0-1 error that a teacher can differentiate.
 """
 
 from __future__ import annotations
@@ -17,6 +20,15 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _check_batch(logits: Tensor, target: Tensor) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape [B, C], got {tuple(logits.shape)}")
+    if target.shape != logits.shape[:1]:
+        raise ValueError(f"target must have shape ({logits.shape[0]},), got {tuple(target.shape)}")
+    if target.numel() and (target.min() < 0 or target.max() >= logits.shape[1]):
+        raise ValueError(f"target must lie in [0, {logits.shape[1]})")
+
+
 def dynamic_loss(
     logits: Tensor, target: Tensor, phi: Tensor, bias: Tensor | None = None, reduction: str = "mean"
 ) -> Tensor:
@@ -25,17 +37,12 @@ def dynamic_loss(
     Differentiable in logits, phi and bias. reduction: 'mean' (default), 'sum' or 'none' ([B]).
     """
     _check_reduction(reduction)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape [B, C], got {tuple(logits.shape)}")
+    _check_batch(logits, target)
     classes = logits.shape[1]
     if phi.shape != (classes, classes):
         raise ValueError(f"phi must have shape ({classes}, {classes}) to match logits, got {tuple(phi.shape)}")
     if bias is not None and bias.shape != (classes,):
         raise ValueError(f"bias must have shape ({classes},), got {tuple(bias.shape)}")
-    if target.shape != logits.shape[:1]:
-        raise ValueError(f"target must have shape ({logits.shape[0]},), got {tuple(target.shape)}")
-    if target.numel() and (target.min() < 0 or target.max() >= classes):
-        raise ValueError(f"target must lie in [0, {classes})")
     log_p = F.log_softmax(logits, dim=1)
     score = (phi[target] * log_p).sum(dim=1)
     if bias is not None:
@@ -44,3 +51,44 @@ def dynamic_loss(
     if reduction == "none":
         return losses
     return losses.sum() if reduction == "sum" else losses.mean()
+
+
+def cross_entropy_logit_gradient(p_y: Tensor) -> Tensor:
+    """|d loss / d z_y| of cross-entropy for a sample whose true class has probability p_y: 1 - p_y."""
+    return 1.0 - torch.as_tensor(p_y)
+
+
+def dynamic_loss_logit_gradient(p_y: Tensor, scale: float = 1.0, bias: float = 0.0) -> Tensor:
+    """|d loss / d z_y| of -sigmoid(scale * log p_y + bias), i.e. the dynamic loss with Phi = scale * I.
+
+    The chain rule gives scale * s * (1 - s) * (1 - p_y) with s = sigmoid(scale * log p_y + bias):
+    cross-entropy's factor (1 - p_y) times a sigmoid slope that vanishes as p_y -> 0.
+    """
+    p_y = torch.as_tensor(p_y)
+    s = torch.sigmoid(scale * torch.log(p_y) + bias)
+    return scale * s * (1.0 - s) * (1.0 - p_y)
+
+
+def expected_error(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean expected 0-1 error sum_k [k != y] p_k = 1 - p_y: the slides' smooth dev metric."""
+    _check_batch(logits, target)
+    if not len(target):
+        raise ValueError("logits must hold at least one sample")
+    p_y = F.softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+    return (1.0 - p_y).mean()
+
+
+def margin_error(logits: Tensor, target: Tensor, sharpness: float = 50.0) -> Tensor:
+    """Mean of 2 sigmoid(k (max_j p_j - p_y)) - 1, the L2T demo's relaxed error (k = sharpness).
+
+    It is 0 for a correctly classified sample and approaches 1 for a confidently wrong one, so only
+    misclassified samples carry gradient.
+    """
+    if sharpness <= 0:
+        raise ValueError(f"sharpness must be > 0, got {sharpness}")
+    _check_batch(logits, target)
+    if not len(target):
+        raise ValueError("logits must hold at least one sample")
+    p = F.softmax(logits, dim=1)
+    gap = p.max(dim=1).values - p.gather(1, target[:, None]).squeeze(1)
+    return (2.0 * torch.sigmoid(sharpness * gap) - 1.0).mean()

@@ -1,0 +1,145 @@
+"""Reverse-mode hypergradients through T unrolled steps of plain SGD (L2T-DLF's Algorithm 1).
+
+A student follows w_{t+1} = w_t - lr * grad_w L_t(w_t, theta), where the training loss of step t
+depends on hyperparameters theta (here: a teacher that outputs the loss function). To get
+dM(w_T)/dtheta for a dev objective M, the reverse pass walks the steps backwards:
+
+    dw_T = grad M(w_T)
+    dtheta -= lr * (d^2 L_t / dtheta dw) dw_{t+1}      (a vector-Jacobian product)
+    dw_t    = dw_{t+1} - lr * (d^2 L_t / dw^2) dw_{t+1}  (a Hessian-vector product)
+
+Only the T + 1 weight snapshots are kept (memory linear in T, one snapshot per step); each step's
+graph is rebuilt during the reverse pass and freed at once. `unrolled_hypergradient` is the
+plain-autograd alternative (keep every step's graph, one backward) used to cross-check it.
+
+Student weights are dicts `{name: tensor}` as used by `torch.func.functional_call`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+InnerLoss = Callable[[Params, int], Tensor]
+"""(student weights, step t) -> scalar training loss of step t (may depend on hyperparameters)."""
+OuterLoss = Callable[[Params], Tensor]
+"""(student weights) -> scalar objective to minimise, e.g. a smoothed dev error."""
+
+
+@dataclass
+class HyperGradient:
+    """The objective at the final weights, its gradient for each hyperparameter, the final weights."""
+
+    value: float
+    grads: list[Tensor]
+    final: Params
+
+
+def _check_lr(lr: float) -> None:
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+
+
+def _with_grad(params: Params) -> Params:
+    return {name: value.detach().requires_grad_() for name, value in params.items()}
+
+
+def sgd_step(params: Params, loss: Tensor, lr: float, create_graph: bool = False) -> Params:
+    """w - lr * dloss/dw for weights that require grad; detached unless `create_graph`."""
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+    new = {name: value - lr * grad for (name, value), grad in zip(params.items(), grads)}
+    return new if create_graph else {name: value.detach() for name, value in new.items()}
+
+
+def sgd_trajectory(params: Params, inner_loss: InnerLoss, steps: int, lr: float) -> list[Params]:
+    """The weights w_0 .. w_T of `steps` plain SGD steps (detached snapshots, no graph kept)."""
+    if steps < 1:
+        raise ValueError(f"steps (T) must be >= 1, got {steps}")
+    _check_lr(lr)
+    trajectory = [{name: tensor.detach() for name, tensor in params.items()}]
+    for t in range(steps):
+        with torch.enable_grad():
+            weights = _with_grad(trajectory[-1])
+            trajectory.append(sgd_step(weights, inner_loss(weights, t), lr))
+    return trajectory
+
+
+def _accumulate(total: Tensor, grad: Tensor | None, lr: float) -> Tensor:
+    return total if grad is None else total - lr * grad
+
+
+def reverse_hypergradient(
+    trajectory: Sequence[Params],
+    inner_loss: InnerLoss,
+    outer_loss: OuterLoss,
+    hyperparameters: Sequence[Tensor],
+    lr: float,
+) -> HyperGradient:
+    """dM(w_T)/dtheta by the reverse pass over a stored SGD trajectory w_0 .. w_T.
+
+    `trajectory` must come from SGD with this `lr` and `inner_loss` (e.g. `sgd_trajectory`).
+    Hyperparameters that the losses do not use get a zero gradient.
+    """
+    if len(trajectory) < 2:
+        raise ValueError(f"trajectory must hold w_0 .. w_T with T >= 1, got {len(trajectory)} snapshot(s)")
+    _check_lr(lr)
+    hyperparameters = list(hyperparameters)
+    with torch.enable_grad():
+        final = _with_grad(trajectory[-1])
+        value = outer_loss(final)
+        dw = list(torch.autograd.grad(value, list(final.values())))
+        dtheta = [torch.zeros_like(h) for h in hyperparameters]
+        for t in reversed(range(len(trajectory) - 1)):
+            weights = _with_grad(trajectory[t])
+            grads = torch.autograd.grad(inner_loss(weights, t), list(weights.values()), create_graph=True)
+            products = torch.autograd.grad(
+                grads, list(weights.values()) + hyperparameters, grad_outputs=dw, allow_unused=True
+            )
+            count = len(dw)
+            dw = [_accumulate(d, hvp, lr) for d, hvp in zip(dw, products[:count])]
+            dtheta = [_accumulate(d, mixed, lr) for d, mixed in zip(dtheta, products[count:])]
+    return HyperGradient(float(value.detach()), dtheta, trajectory[-1])
+
+
+def hypergradient(
+    params: Params,
+    inner_loss: InnerLoss,
+    outer_loss: OuterLoss,
+    hyperparameters: Sequence[Tensor],
+    steps: int,
+    lr: float,
+) -> HyperGradient:
+    """Run `steps` SGD steps from `params`, then return dM(w_T)/dtheta by the reverse pass."""
+    trajectory = sgd_trajectory(params, inner_loss, steps, lr)
+    return reverse_hypergradient(trajectory, inner_loss, outer_loss, hyperparameters, lr)
+
+
+def unrolled_hypergradient(
+    params: Params,
+    inner_loss: InnerLoss,
+    outer_loss: OuterLoss,
+    hyperparameters: Sequence[Tensor],
+    steps: int,
+    lr: float,
+) -> HyperGradient:
+    """The same hypergradient by plain autograd: unroll with create_graph=True, one backward.
+
+    Simpler, but every step's activations stay alive until the end (larger memory per step).
+    """
+    if steps < 1:
+        raise ValueError(f"steps (T) must be >= 1, got {steps}")
+    _check_lr(lr)
+    hyperparameters = list(hyperparameters)
+    with torch.enable_grad():
+        weights = _with_grad(params)
+        for t in range(steps):
+            weights = sgd_step(weights, inner_loss(weights, t), lr, create_graph=True)
+        value = outer_loss(weights)
+        grads = torch.autograd.grad(value, hyperparameters, allow_unused=True)
+    grads = [torch.zeros_like(h) if g is None else g for h, g in zip(hyperparameters, grads)]
+    final = {name: tensor.detach() for name, tensor in weights.items()}
+    return HyperGradient(float(value.detach()), grads, final)

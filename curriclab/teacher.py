@@ -1,0 +1,94 @@
+"""The L2T-DLF teacher: it watches the student's training and outputs the loss matrix Phi_t.
+
+The teacher sees four numbers about the student (FEATURES), each in [0, 1] or a small range:
+  progress     step / total steps of the student's run
+  train_loss   moving average of the minibatch cross-entropy (whatever loss the student uses)
+  train_error  moving average of the minibatch error rate
+  dev_error    error rate on the most recent dev minibatch
+and maps them to Phi_t = base + sum_k tanh(encoder(s_t))_k * directions[k] plus a bias vector, so
+the loss is -sigmoid(Phi_t[y] . log p + bias[y]). At initialisation base = scale * I and the
+directions are zero: the teacher starts as the fixed loss -sigmoid(scale * log p_y).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+FEATURES = ("progress", "train_loss", "train_error", "dev_error")
+
+
+class StudentObserver:
+    """The running statistics of a student that make up the teacher's input (see FEATURES)."""
+
+    def __init__(self, total_steps: int, momentum: float = 0.9):
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        self.total_steps = total_steps
+        self.momentum = momentum
+        self.step = 0
+        self.train_loss = float("nan")
+        self.train_error = float("nan")
+        self.dev_error = float("nan")
+
+    def _average(self, old: float, new: float) -> float:
+        return new if math.isnan(old) else self.momentum * old + (1.0 - self.momentum) * new
+
+    @torch.no_grad()
+    def record_train(self, logits: Tensor, target: Tensor) -> None:
+        """Count one training step and fold its minibatch cross-entropy and error into the averages."""
+        if len(target):
+            loss = float(nn.functional.cross_entropy(logits, target))
+            error = float((logits.argmax(1) != target).float().mean())
+            self.train_loss = self._average(self.train_loss, loss)
+            self.train_error = self._average(self.train_error, error)
+        self.step += 1
+
+    def record_dev(self, error: float) -> None:
+        """Remember the latest dev error rate (in [0, 1])."""
+        if not 0.0 <= error <= 1.0:
+            raise ValueError(f"error must lie in [0, 1], got {error}")
+        self.dev_error = float(error)
+
+    def features(self) -> Tensor:
+        """The state vector s_t in FEATURES order; statistics not yet measured read as 1.0 (chance-like)."""
+        values = [min(self.step / self.total_steps, 1.0), self.train_loss, self.train_error, self.dev_error]
+        return torch.tensor([1.0 if math.isnan(v) else v for v in values])
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        unknown = set(state) - set(vars(self))
+        if unknown:
+            raise ValueError(f"unknown StudentObserver state keys: {sorted(unknown)}")
+        vars(self).update(state)
+
+
+class LossTeacher(nn.Module):
+    """Maps the student state s_t [len(FEATURES)] to (Phi_t [C, C], bias [C]) of the dynamic loss."""
+
+    def __init__(self, num_classes: int = 10, hidden: int = 2, scale: float = 1.0):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.num_classes = num_classes
+        self.base = nn.Parameter(scale * torch.eye(num_classes))
+        self.directions = nn.Parameter(torch.zeros(hidden, num_classes, num_classes))
+        self.encoder = nn.Linear(len(FEATURES), hidden)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        if state.shape != (len(FEATURES),):
+            raise ValueError(f"state must have shape ({len(FEATURES)},) (features {FEATURES}), got {tuple(state.shape)}")
+        gates = torch.tanh(self.encoder(state.to(self.base.dtype)))
+        phi = self.base + torch.einsum("k,kij->ij", gates, self.directions)
+        return phi, self.bias
