@@ -446,6 +446,19 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return pearson(average_ranks(a), average_ranks(b))
 
 
+def spearman_by_chunk(a: Tensor, b: Tensor, chunks: int) -> Tensor:
+    """Spearman correlation within each of `chunks` consecutive, near-equal slices of a and b.
+
+    In an unshuffled epoch recorded by dataset index, consecutive slices are consecutive stretches
+    of training, so this shows how the relation changes as the network learns."""
+    a, b = _pair(a, b)
+    if not 1 <= chunks <= len(a) // 2:
+        raise ValueError(f"chunks must lie in [1, {len(a) // 2}] (2+ pairs each), got {chunks}")
+    return torch.tensor(
+        [spearman(x, y) for x, y in zip(a.tensor_split(chunks), b.tensor_split(chunks))]
+    )
+
+
 def rolling_by_rank(
     sort_key: Tensor, values: Tensor, window: int = 50
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -490,24 +503,34 @@ TIMED: dict[str, Callable] = {
 """What `time_methods` can time, each called as fn(model, x, y, loss_fn, index)."""
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def time_methods(
     model: nn.Module, x: Tensor, y: Tensor, methods: tuple[str, ...] = ("floor", "loop", "vmap",
     "hooks", "proxy"), *, repeats: int = 5, loss_fn: LossFn = cross_entropy_per_sample,
+    clock: str = "wall",
 ) -> dict[str, float]:
-    """Median wall time in seconds of each named method on one batch (after one warm-up call).
-    The methods are interleaved, so machine load affects them alike; compare them as ratios."""
+    """Median time in seconds of each named method on one batch (after one warm-up call).
+
+    The methods are interleaved, so machine load affects them alike; compare them as ratios.
+    clock="cpu" counts this process's CPU seconds instead of wall seconds, which waiting for a
+    core on a busy machine does not inflate."""
     unknown = [name for name in methods if name not in TIMED]
     if unknown:
         raise ValueError(f"methods must be among {tuple(TIMED)}; unknown: {unknown}")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     times: dict[str, list[float]] = {name: [] for name in methods}
     for round_ in range(repeats + 1):
         for name in methods:
-            start = time.perf_counter()
+            start = now()
             TIMED[name](model, x, y, loss_fn, None)
             if round_ > 0:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(now() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -3,6 +3,11 @@ against its closed form, the statistics against brute force, and the recorded ep
 
 import functools
 
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -22,11 +27,13 @@ from curriclab.importance import (
     record_epoch,
     rolling_by_rank,
     spearman,
+    spearman_by_chunk,
     time_methods,
     timing_table,
     weight_grad_sq_norms,
 )
 from curriclab.models import MLP, LogisticRegression, SmallConv
+from curriclab.plots.importance import chunk_correlations, density_loglog, rolling_band
 from curriclab.training import per_sample_losses
 
 
@@ -279,6 +286,15 @@ def test_pearson_and_spearman_against_references():
     assert spearman(ties_a, ties_b) == pytest.approx(expected, abs=1e-12)
 
 
+def test_spearman_by_chunk_is_spearman_of_each_slice():
+    a, b = torch.arange(10.0), torch.tensor([1.0, 0, 3, 2, 5, 4, 6, 7, 8, 9])
+    by_chunk = spearman_by_chunk(a, b, 3)
+    expected = [spearman(a[s], b[s]) for s in (slice(0, 4), slice(4, 7), slice(7, 10))]
+    assert by_chunk.tolist() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="chunks"):
+        spearman_by_chunk(a, b, 6)
+
+
 def test_correlation_bad_input():
     with pytest.raises(ValueError, match="constant"):
         pearson(torch.ones(5), torch.arange(5.0))
@@ -349,5 +365,21 @@ def test_time_methods_and_table():
     assert table.splitlines()[1].split() == ["floor", f"{1000 * seconds['floor']:.2f}", "1.00"]
     with pytest.raises(ValueError, match="unknown"):
         time_methods(model, x, y, ("floor", "backpack"))
+    with pytest.raises(ValueError, match="clock"):
+        time_methods(model, x, y, ("floor",), clock="gpu")
     with pytest.raises(ValueError, match="baseline"):
         timing_table({"hooks": 1.0})
+
+
+def test_plots_skip_unplottable_points_and_survive_empty_input():
+    fig, axes = plt.subplots(1, 3)
+    hexes = density_loglog(axes[0], torch.tensor([0.0, 1.0, 2.0, float("nan")]),
+                           torch.tensor([1.0, 2.0, 3.0, 4.0]), xlabel="loss", ylabel="norm")
+    assert hexes.get_array().sum() == 2  # only the two positive, finite pairs are binned
+    assert "2 pairs" in axes[0].texts[0].get_text()
+    empty = torch.zeros(0)
+    assert density_loglog(axes[1], empty, empty, xlabel="a", ylabel="b") is None
+    line, _ = rolling_band(axes[2], *rolling_by_rank(empty, empty), xlabel="rank", ylabel="loss")
+    assert len(line.get_xdata()) == 0
+    assert len(chunk_correlations(axes[2], empty, label="c", xlabel="chunk")) == 1
+    plt.close(fig)

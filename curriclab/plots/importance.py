@@ -1,0 +1,55 @@
+"""Plots of notebook 02: per-sample quantities against each other, and the blog's rolling view."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from torch import Tensor
+
+
+def density_loglog(
+    ax: Axes, x: Tensor, y: Tensor, *, xlabel: str, ylabel: str, gridsize: int = 50
+) -> PolyCollection | None:
+    """Hexagonal-bin density of (x, y) pairs on log-log axes, colour = log count per bin.
+
+    Pairs with a non-positive or non-finite value cannot be shown on log axes: they are left out
+    and counted in a note in the corner. Returns the hexbin, or None when nothing is left."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if (~keep).any():
+        ax.text(0.02, 0.98, f"{int((~keep).sum())} pairs with a value <= 0 or NaN not shown",
+                transform=ax.transAxes, va="top", fontsize=8)
+    if not keep.any():
+        return None
+    hexes = ax.hexbin(x[keep], y[keep], xscale="log", yscale="log", bins="log", mincnt=1,
+                      gridsize=gridsize, cmap="viridis")
+    ax.figure.colorbar(hexes, ax=ax, label="samples per bin")
+    return hexes
+
+
+def rolling_band(
+    ax: Axes, ranks: Tensor, mean: Tensor, std: Tensor, *, xlabel: str, ylabel: str,
+    label: str | None = None, color: str = "C0",
+) -> tuple:
+    """The blog's figure: a rolling mean (line) +- one rolling standard deviation (band) against
+    the rank of the sort key. Returns (line, band); both are empty artists for empty input."""
+    ranks, mean, std = (np.asarray(v, dtype=float) for v in (ranks, mean, std))
+    (line,) = ax.plot(ranks, mean, color=color, lw=1, label=label)
+    band = ax.fill_between(ranks, mean - std, mean + std, color=color, alpha=0.25, lw=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return line, band
+
+
+def chunk_correlations(ax: Axes, values: Tensor, *, label: str, xlabel: str) -> list:
+    """One point per consecutive chunk (e.g. Spearman correlation per stretch of an epoch)."""
+    values = np.asarray(values, dtype=float)
+    lines = ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Spearman correlation")
+    ax.grid(alpha=0.3)
+    return lines
