@@ -327,17 +327,18 @@ class PositionBugDemo:
     """The original script's weights, by dataset index, next to the intended ones.
 
     `intended[i]`: the weight sample i should get (its own loss if kept, 0 if pruned);
-    `received[i]`: the weight it actually got when the sampler's positions were used as dataset
-    indices (the loss of another sample, or 0 for every i >= the number of kept samples).
+    `received[i]`: the weight it actually got when the sampler's positions 0..num_kept-1 were used
+    as dataset indices (the loss of another sample; 0 for every i >= num_kept).
     """
 
     losses: Tensor
     intended: Tensor
     received: Tensor
+    num_kept: int
 
     @property
     def drawable(self) -> Tensor:
-        """Mask of samples that can be drawn at all under the buggy weights."""
+        """Mask of samples the buggy sampler can draw at all (a positive received weight)."""
         return self.received > 0
 
 
@@ -355,7 +356,26 @@ def position_keyed_weights(
     intended = torch.where(active, losses, 0.0)
     received = torch.zeros_like(losses)
     received[: len(kept)] = losses[kept]  # weight j applied to position j = dataset index j
-    return PositionBugDemo(losses, intended, received)
+    return PositionBugDemo(losses, intended, received, len(kept))
+
+
+def pool_by_probability(counts: Tensor, probabilities: Tensor, groups: int = 20
+                        ) -> tuple[Tensor, Tensor]:
+    """Group the samples with p > 0, in order of p, into at most `groups` runs of roughly equal
+    total probability; return each group's draw count and probability. Chi-square needs a few
+    expected draws per category, which one epoch gives per group but not per sample."""
+    check_count("groups", groups, minimum=1)
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    probabilities = torch.as_tensor(probabilities, dtype=torch.float64)
+    support = torch.nonzero(probabilities > 0).squeeze(1)
+    order = support[torch.argsort(probabilities[support], stable=True)]
+    mass = probabilities[order].cumsum(0) / probabilities[order].sum()
+    group = torch.clamp((mass * groups).ceil().long() - 1, 0, groups - 1)
+    used, group = torch.unique(group, return_inverse=True)
+    pooled_counts = torch.zeros(len(used), dtype=torch.float64).index_add_(0, group, counts[order])
+    pooled_p = torch.zeros(len(used), dtype=torch.float64).index_add_(0, group,
+                                                                        probabilities[order])
+    return pooled_counts, pooled_p
 
 
 def chi_square_test(observed: Tensor, probabilities: Tensor) -> tuple[float, int, float]:

@@ -1,22 +1,45 @@
 import math
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
 from curriclab.data import IndexedDataset, make_loader
 from curriclab.infobatch import InfoBatchSampler, below_mean
 from curriclab.models import LogisticRegression
+from curriclab.plots import sampling as plots
 from curriclab.sampling import (
     SGDSSampler,
     chi_square_test,
     importance_weights,
     loss_probabilities,
+    pool_by_probability,
     position_keyed_weights,
     prune_and_reintroduce,
+)
+from curriclab.sampling_experiment import (
+    METHODS,
+    RunRecord,
+    RunSettings,
+    claim_table,
+    claim_table_markdown,
+    cost_to_accuracy,
+    make_sampler,
+    reachable_target,
+    run_method,
 )
 from curriclab.training import cross_entropy_per_sample, fit, seed_everything
 
 SEED_ALPHA = 1e-3  # fixed seeds: a false alarm would need a 1-in-1000 draw
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The models here are tiny; a second thread only adds contention on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -100,6 +123,23 @@ def test_chi_square_p_values_match_closed_forms():
     assert p1 == pytest.approx(0.05, abs=1e-5)
     with pytest.raises(ValueError, match="probability 0"):
         chi_square_test(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.5, 0.5, 0.0]))
+
+
+def test_pooling_keeps_totals_and_balances_group_mass():
+    p = torch.rand(500, generator=_generator(13)).double()
+    p[:50] = 0
+    p /= p.sum()
+    counts = torch.bincount(torch.multinomial(p, 600, True, generator=_generator(14)), minlength=500)
+    pooled, mass = pool_by_probability(counts, p, groups=10)
+    assert float(pooled.sum()) == 600 and float(mass.sum()) == pytest.approx(1.0)
+    assert len(mass) == 10 and float(mass.max()) < 0.1 + float(p.max())
+    assert chi_square_test(pooled, mass)[2] > SEED_ALPHA
+    assert len(pool_by_probability(torch.zeros(0), torch.zeros(0))[0]) == 0
+    # power: 600 uniform draws over the same support, pooled by p, fail the test against p
+    uniform = (p > 0).double() / int((p > 0).sum())
+    wrong = torch.bincount(torch.multinomial(uniform, 600, True, generator=_generator(15)),
+                           minlength=500)
+    assert chi_square_test(*pool_by_probability(wrong, p, groups=10))[2] < 1e-6
 
 
 # --- SGD-S sampler ------------------------------------------------------------------------------
@@ -352,8 +392,11 @@ def test_position_bug_weights_ignore_each_samples_own_loss():
     losses = torch.rand(n, generator=_generator(11)) * 3
     demo = position_keyed_weights(losses, 0.1, 0.01, _generator(12))
     kept = n - 200 + 20
+    assert demo.num_kept == kept
     assert bool((demo.received[kept:] == 0).all()) and bool((demo.received[:kept] > 0).all())
     assert int(demo.drawable.sum()) == kept
+    with_zero = position_keyed_weights(torch.tensor([0.0, 0.0, 1.0, 2.0]), 0.25, 0.0)
+    assert with_zero.num_kept == 3 and with_zero.drawable.tolist() == [False, True, True, False]
     intended = demo.intended > 0
     assert torch.corrcoef(torch.stack([demo.intended[intended], losses[intended]]))[0, 1] > 0.9999
     r = torch.corrcoef(torch.stack([demo.received[:kept], losses[:kept]]))[0, 1]
@@ -380,3 +423,68 @@ def test_fit_with_the_sampler_records_losses_by_dataset_index():
     # the 16 lowest "losses" (indices 0..15) were pruned after epoch 0, so never drawn later
     assert int(sampler.tracker.last_epoch[:16].max()) == 0
     assert int(sampler.tracker.last_epoch[16:].max()) == 2
+
+
+# --- the experiment runner and its summary ------------------------------------------------------
+
+def _record(method, seed, accuracy, samples, seconds, shares):
+    return RunRecord(method, seed, accuracy, samples, seconds, shares)
+
+
+def test_cost_to_accuracy_and_claim_table_on_hand_made_records():
+    uniform = [_record("uniform", s, [0.1, 0.5, 0.8, 0.9 + s / 100], [0, 10, 20, 30],
+                       [0, 2.0, 4.0, 6.0], [1.0, 1.0, 1.0]) for s in (0, 1)]
+    fast = [_record("fast", s, [0.1, 0.92, 0.95, 0.96], [0, 10, 15, 20], [0, 1.0, 2.0, 3.0],
+                    [1.0, 0.5, 0.3]) for s in (0, 1)]
+    never = [_record("never", 0, [0.1, 0.2, 0.3, 0.4], [0, 10, 20, 30], [0, 2, 4, 6], [1, 1, 1])]
+    records = uniform + fast + never
+    target = reachable_target(records)
+    assert target == 0.9
+    assert cost_to_accuracy(fast[0], target, "samples") == 10
+    assert cost_to_accuracy(never[0], target) == math.inf
+    rows = {row["method"]: row for row in claim_table(records, target, RunSettings(transient_epochs=1))}
+    assert rows["fast"]["speed-up (time)"] == pytest.approx(6.0 / 1.0)
+    assert rows["fast"]["speed-up (samples)"] == pytest.approx(30 / 10)
+    assert rows["fast"]["samples vs baseline"] == pytest.approx(20 / 30)
+    assert rows["fast"]["unique share per steady epoch"] == pytest.approx(0.4)
+    assert rows["never"]["speed-up (samples)"] == 0.0 and rows["never"]["reached target"] == 0
+    assert rows["uniform"]["final accuracy"] == pytest.approx(0.905)
+    table = claim_table_markdown(list(rows.values()), {"method": "claim"})
+    assert table.count("\n") == 2 + 3 and "| claim |" in table
+    with pytest.raises(ValueError, match="cost"):
+        cost_to_accuracy(fast[0], 0.5, "steps")
+    with pytest.raises(ValueError, match="method"):
+        reachable_target(fast)
+
+
+def test_run_method_counts_samples_and_distinct_draws():
+    generator = _generator(16)
+    data = IndexedDataset(torch.randn(48, 1, 28, 28, generator=generator),
+                          torch.randint(0, 10, (48,), generator=generator))
+    settings = RunSettings(epochs=3, batch_size=48, transient_epochs=1)
+    records = {method: run_method(method, data, data, settings, seed=0) for method in METHODS}
+    for record in records.values():
+        assert len(record.accuracy) == len(record.samples) == len(record.seconds) == 4
+        assert record.samples[0] == 0 and record.seconds == sorted(record.seconds)
+    assert records["uniform"].samples == [0, 48, 96, 144]
+    assert records["uniform"].unique_share == [1.0, 1.0, 1.0]
+    sizes = SGDSSampler(48, 1).epoch_sizes(3)
+    assert records["SGD-S"].samples[1:] == [sum(sizes[:k]) for k in (1, 2, 3)]
+    assert all(share < 1.0 for share in records["SGD-S"].unique_share[1:])  # drawn with replacement
+    # same seed, same initial model: every method starts from the same test accuracy
+    assert len({record.accuracy[0] for record in records.values()}) == 1
+    with pytest.raises(ValueError, match="method"):
+        make_sampler("sgd-s", 10, settings, _generator())
+
+
+def test_plots_draw_and_survive_empty_selections():
+    fig, axes = plt.subplots(1, 5)
+    assert plots.accuracy_vs_cost(axes[0], []) == []
+    assert plots.unique_share(axes[1], []) == []
+    plots.weight_vs_own_loss(axes[2], torch.empty(0), torch.empty(0), "empty")
+    plots.received_weight_by_index(axes[3], torch.zeros(0), 0)
+    plots.draw_counts(axes[4], torch.zeros(0), torch.zeros(0))
+    record = _record("uniform", 0, [0.1, 0.5], [0, 10], [0.0, 1.0], [1.0])
+    assert len(plots.accuracy_vs_cost(axes[0], [record], "samples")) == 1
+    assert math.isnan(plots.correlation(torch.ones(1), torch.ones(1)))
+    plt.close(fig)

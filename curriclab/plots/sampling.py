@@ -1,0 +1,125 @@
+"""Figures for notebook 04 (SGD-S resampling): weights vs own loss, draw counts, accuracy vs cost."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from curriclab.sampling import SGDSSampler
+from curriclab.sampling_experiment import METHODS, RunRecord, RunSettings, cached_run
+
+COLOURS = dict(zip(METHODS, ("tab:gray", "tab:red", "tab:blue", "tab:green")))
+COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated"}
+
+
+def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Pearson correlation of two equally long 1-D tensors (NaN if either is constant or empty)."""
+    if len(x) < 2:
+        return float("nan")
+    return float(torch.corrcoef(torch.stack([x.double(), y.double()]))[0, 1])
+
+
+def weight_vs_own_loss(ax: Axes, own_loss: torch.Tensor, weight: torch.Tensor, title: str,
+                       max_points: int = 4000):
+    """Scatter of the sampling weight each sample received against its own loss, with Pearson r
+    in the title; at most `max_points` evenly spaced samples are drawn. Returns the scatter."""
+    step = max(1, len(own_loss) // max_points)
+    points = ax.scatter(own_loss[::step], weight[::step], s=3, alpha=0.4)
+    ax.set_title(f"{title}\nr = {correlation(own_loss, weight):.3f}")
+    ax.set_xlabel("the sample's own loss")
+    ax.set_ylabel("sampling weight it received")
+    ax.grid(alpha=0.3)
+    return points
+
+
+def received_weight_by_index(ax: Axes, received: torch.Tensor, num_kept: int):
+    """The buggy weight against dataset index: a band that stops dead at `num_kept`, where the
+    sampler's positions run out (the grey tail can never be drawn)."""
+    step = max(1, len(received) // 4000)
+    index = torch.arange(len(received))
+    points = ax.scatter(index[::step], received[::step], s=3, alpha=0.4, color="tab:red")
+    if num_kept < len(received):
+        ax.axvspan(num_kept, len(received), color="tab:gray", alpha=0.2, label="never drawn")
+        ax.legend(loc="upper left")
+    ax.set_xlabel("dataset index")
+    ax.set_ylabel("weight received (original script)")
+    ax.grid(alpha=0.3)
+    return points
+
+
+def draw_counts(ax: Axes, counts: torch.Tensor, probabilities: torch.Tensor):
+    """Observed draw counts against the counts `probabilities` predict; pruned samples (p = 0)
+    in grey on the x = 0 line. Returns the two scatters."""
+    expected = probabilities * counts.sum()
+    active = probabilities > 0
+    kept = ax.scatter(expected[active], counts[active], s=4, alpha=0.5, label="active samples")
+    pruned = ax.scatter(expected[~active], counts[~active], s=12, color="tab:gray",
+                        label=f"pruned ({int((~active).sum())})")
+    top = float(max(expected.max(), counts.max())) if len(counts) else 1.0
+    ax.plot([0, top], [0, top], color="black", lw=1, label="observed = expected")
+    ax.set_xlabel("expected draws (N x probability)")
+    ax.set_ylabel("observed draws")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return kept, pruned
+
+
+def accuracy_vs_cost(ax: Axes, records: list[RunRecord], cost: str = "seconds") -> list:
+    """Test accuracy against cumulative cost ('seconds' or 'samples'), one thin line per seed and
+    one colour per method. Returns the lines."""
+    lines, labelled = [], set()
+    for record in records:
+        label = None if record.method in labelled else record.method
+        labelled.add(record.method)
+        (line,) = ax.plot(getattr(record, cost), record.accuracy, marker="o", ms=3, lw=1,
+                          alpha=0.8, color=COLOURS.get(record.method), label=label)
+        lines.append(line)
+    ax.set_xlabel(COST_LABELS[cost])
+    ax.set_ylabel("test accuracy")
+    if records:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return lines
+
+
+def unique_share(ax: Axes, records: list[RunRecord]) -> list:
+    """Mean (over seeds) share of distinct training samples drawn in each epoch, per method."""
+    lines = []
+    for method in dict.fromkeys(r.method for r in records):
+        shares = torch.tensor([r.unique_share for r in records if r.method == method])
+        (line,) = ax.plot(range(1, shares.shape[1] + 1), shares.mean(0), marker="o",
+                          color=COLOURS.get(method), label=method)
+        lines.append(line)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("distinct samples drawn / training set")
+    ax.set_ylim(0, 1.05)
+    if records:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return lines
+
+
+def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
+                       *, train_size: int, test_size: int, seed: int,
+                       settings: RunSettings) -> Figure:
+    """Widget view: draws per epoch (exact, from `SGDSSampler.epoch_sizes`) and test accuracy
+    against samples back-propagated for SGD-S with these knobs vs uniform SGD (cached runs)."""
+    chosen = replace(settings, prune_fraction=prune_fraction, transient_epochs=transient_epochs,
+                     reintroduce_fraction=reintroduce_fraction)
+    sizes = SGDSSampler(train_size, transient_epochs, prune_fraction,
+                        reintroduce_fraction).epoch_sizes(settings.epochs)
+    runs = [cached_run(method, train_size, test_size, seed, chosen)
+            for method in ("uniform", "SGD-S")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    left.bar(range(1, len(sizes) + 1), sizes, color=COLOURS["SGD-S"])
+    left.axhline(train_size, color="black", lw=1, label="uniform: every sample")
+    left.set_xlabel("epoch")
+    left.set_ylabel("draws (samples back-propagated)")
+    left.legend(loc="lower left")
+    accuracy_vs_cost(right, runs, "samples")
+    fig.tight_layout()
+    return fig
