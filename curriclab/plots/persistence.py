@@ -1,0 +1,72 @@
+"""Plots for loss persistence: percent match per quantile against chance, and quantile transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.image import AxesImage
+from torch import Tensor
+
+
+def percent_match_bars(
+    ax: Axes,
+    matches: Mapping[str, Tensor],
+    chance: Mapping[str, Tensor] | None = None,
+    title: str = "",
+    log_scale: bool = False,
+) -> list:
+    """Grouped bars: percent match of each quantile (x) for each named epoch range (one colour each).
+
+    `chance[name]` (optional) is drawn as a black dash across that range's bar, so a bar far above
+    its dash is persistence, not luck. Quantile 1 is the first quantile (highest losses when the
+    bins were made in descending order). Returns the bar containers and dash lines drawn.
+    """
+    drawn: list = []
+    count = len(matches)
+    width = 0.8 / max(count, 1)
+    for slot, (name, values) in enumerate(matches.items()):
+        values = np.asarray(values, dtype=float)
+        x = np.arange(1, len(values) + 1) + (slot - (count - 1) / 2) * width
+        drawn.append(ax.bar(x, values, width=width * 0.95, label=name))
+        if chance is not None and name in chance:
+            level = np.asarray(chance[name], dtype=float)
+            drawn.append(ax.hlines(level, x - width / 2, x + width / 2, colors="black", lw=1.5))
+    if chance and count:
+        drawn[-1].set_label("chance")
+    ax.set_xlabel("loss quantile (1 = highest losses)")
+    ax.set_ylabel("percent match across the epoch range")
+    if log_scale:
+        ax.set_yscale("log")
+    if count:
+        ax.set_xticks(np.arange(1, len(next(iter(matches.values()))) + 1))
+        ax.legend(fontsize=8)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return drawn
+
+
+def transition_heatmap(ax: Axes, matrix: Tensor, from_epoch: int, to_epoch: int) -> AxesImage:
+    """Image of `quantile_transitions`: row i shows where quantile i of `from_epoch` went."""
+    matrix = np.asarray(matrix, dtype=float)
+    size = len(matrix)
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max(initial=0.0)), 1e-9))
+    ticks = np.arange(size)
+    ax.set_xticks(ticks, [str(t + 1) for t in ticks])
+    ax.set_yticks(ticks, [str(t + 1) for t in ticks])
+    ax.set_xlabel(f"quantile in epoch {to_epoch}")
+    ax.set_ylabel(f"quantile in epoch {from_epoch}")
+    ax.set_title(f"where epoch-{from_epoch} quantiles go by epoch {to_epoch}")
+    return image
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (display it with `IPython.display.Markdown`); floats get one decimal."""
+
+    def cell(value: object) -> str:
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
