@@ -6,7 +6,8 @@ Prints medians of repeated runs and their ratios, all measured in this process:
 3. the share of a curriclab training epoch spent gathering data.
 Targets (issue 2): gathering >= 10x faster; the data path <= 5 % of a training epoch.
 
-Usage: CURRICLAB_DATA=... python benchmarks/bench_data.py [--repeats 3] [--train-repeats 1]
+Usage: CURRICLAB_DATA=... python benchmarks/bench_data.py [--repeats 3] [--train-repeats 1] [--threads 1]
+On a busy machine pass --threads 1: torch's parallel kernels stall when the cores are oversubscribed.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the gathering runs")
     parser.add_argument("--train-repeats", type=int, default=1, help="repeats of the training epochs")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     seed_everything(0)
     ours = make_loader(load_mnist(train=True), BATCH_SIZE, shuffle=True)
     theirs = torchvision_loader()
