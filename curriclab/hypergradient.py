@@ -143,3 +143,23 @@ def unrolled_hypergradient(
     grads = [torch.zeros_like(h) if g is None else g for h, g in zip(hyperparameters, grads)]
     final = {name: tensor.detach() for name, tensor in weights.items()}
     return HyperGradient(float(value.detach()), grads, final)
+
+
+def finite_difference_gradient(objective: Callable[[], float], tensor: Tensor, eps: float = 1e-6) -> Tensor:
+    """Central differences (f(x + eps) - f(x - eps)) / 2 eps of `objective()` in every entry of `tensor`.
+
+    Each entry is perturbed in place and restored; use float64 tensors for a meaningful check.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    grad = torch.zeros_like(tensor)
+    flat = tensor.data.view(-1)
+    for i in range(flat.numel()):
+        original = float(flat[i])
+        values = []
+        for shifted in (original + eps, original - eps):
+            flat[i] = shifted
+            values.append(float(objective()))
+        flat[i] = original
+        grad.view(-1)[i] = (values[0] - values[1]) / (2 * eps)
+    return grad

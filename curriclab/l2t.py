@@ -235,3 +235,13 @@ def evaluate_arms(
             name, seed, 1.0 - evaluate(student, dev).accuracy, 1.0 - evaluate(student, test).accuracy, log
         ))
     return results
+
+
+def errors_by_arm(results: list[ArmResult], split: str = "test") -> dict[str, list[float]]:
+    """{arm: [error of each seed]} for split 'test' or 'dev', arms in first-seen order."""
+    if split not in ("test", "dev"):
+        raise ValueError(f"split must be 'test' or 'dev', got {split!r}")
+    table: dict[str, list[float]] = {}
+    for result in results:
+        table.setdefault(result.arm, []).append(getattr(result, f"{split}_error"))
+    return table

@@ -6,6 +6,7 @@ from torch.func import functional_call
 
 from curriclab.dynamic_loss import dynamic_loss, expected_error
 from curriclab.hypergradient import (
+    finite_difference_gradient,
     hypergradient,
     reverse_hypergradient,
     sgd_trajectory,
@@ -145,3 +146,12 @@ def test_bad_input_raises():
             method(params, inner, outer, [phi], 1, 0.0)
     with pytest.raises(ValueError, match="trajectory"):
         reverse_hypergradient([params], inner, outer, [phi], 0.1)
+
+
+def test_finite_difference_gradient_of_a_cubic_and_restores_the_tensor():
+    x = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    grad = finite_difference_gradient(lambda: float((x**3).sum()), x, eps=1e-5)
+    torch.testing.assert_close(grad, 3 * x**2)
+    assert torch.equal(x, torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="eps"):
+        finite_difference_gradient(lambda: 0.0, x, eps=0.0)

@@ -8,7 +8,7 @@ from torch.func import functional_call
 from curriclab.data import IndexedDataset, make_loader
 from curriclab.dynamic_loss import dynamic_loss, expected_error
 from curriclab.hypergradient import unrolled_hypergradient
-from curriclab.l2t import TeachingConfig, evaluate_arms, teach, train_teacher
+from curriclab.l2t import TeachingConfig, errors_by_arm, evaluate_arms, teach, train_teacher
 from curriclab.models import MLP
 from curriclab.teacher import FEATURES, LossTeacher, StudentObserver
 
@@ -135,6 +135,10 @@ def test_arms_share_initial_weights_and_minibatches():
     assert results[0].test_error == results[1].test_error and results[0].dev_error == results[1].dev_error
     assert results[0].log.dev_error == results[1].log.dev_error
     assert len(results[2].log.phi) == 2  # one Phi_t per taught episode
+    table = errors_by_arm(results + results, "dev")
+    assert list(table) == ["a", "b", "c"] and table["c"] == [results[2].dev_error] * 2
+    with pytest.raises(ValueError, match="split"):
+        errors_by_arm(results, "train")
 
 
 def test_train_teacher_changes_the_teacher_and_checks_its_arguments():
