@@ -7,7 +7,7 @@ Prints (never pass/fail):
 2. time and samples to a target test accuracy (the lowest final accuracy of the uniform seeds) for
    every method, medians over seeds and ratios to uniform, all measured in this process.
 
-    CURRICLAB_DATA=/work/shared/data python benchmarks/bench_sampling.py --train-size 8000 --seeds 3
+    CURRICLAB_DATA=/work/shared/data python benchmarks/bench_sampling.py --train-size 10000 --seeds 3
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def time_to_accuracy(train_size: int, test_size: int, seeds: int, epochs: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=8000)
+    parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--test-size", type=int, default=4000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=6)

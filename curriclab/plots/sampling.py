@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from curriclab.sampling import SGDSSampler
 from curriclab.sampling_experiment import METHODS, RunRecord, RunSettings, cached_run
@@ -51,21 +52,21 @@ def received_weight_by_index(ax: Axes, received: torch.Tensor, num_kept: int):
     return points
 
 
-def draw_counts(ax: Axes, counts: torch.Tensor, probabilities: torch.Tensor):
-    """Observed draw counts against the counts `probabilities` predict; pruned samples (p = 0)
-    in grey on the x = 0 line. Returns the two scatters."""
-    expected = probabilities * counts.sum()
-    active = probabilities > 0
-    kept = ax.scatter(expected[active], counts[active], s=4, alpha=0.5, label="active samples")
-    pruned = ax.scatter(expected[~active], counts[~active], s=12, color="tab:gray",
-                        label=f"pruned ({int((~active).sum())})")
-    top = float(max(expected.max(), counts.max())) if len(counts) else 1.0
-    ax.plot([0, top], [0, top], color="black", lw=1, label="observed = expected")
-    ax.set_xlabel("expected draws (N x probability)")
-    ax.set_ylabel("observed draws")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return kept, pruned
+def draw_counts(ax: Axes, observed: torch.Tensor, probabilities: torch.Tensor):
+    """Observed draws per category (bars) against the counts `probabilities` predict (black
+    markers, with +-2 standard deviations of a binomial count). Returns (bars, markers)."""
+    total = float(observed.sum())
+    expected = probabilities.double() * total
+    spread = 2 * (expected * (1 - probabilities.double())).clamp(min=0).sqrt()
+    position = torch.arange(len(observed))
+    bars = ax.bar(position, observed, color="tab:blue", alpha=0.6, label="observed draws")
+    markers = ax.errorbar(position, expected, yerr=spread, fmt="o", color="black", ms=4,
+                          capsize=3, label="expected +- 2 sd")
+    ax.set_xlabel("category")
+    ax.set_ylabel("draws")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3, axis="y")
+    return bars, markers
 
 
 def accuracy_vs_cost(ax: Axes, records: list[RunRecord], cost: str = "seconds") -> list:
@@ -97,6 +98,7 @@ def unique_share(ax: Axes, records: list[RunRecord]) -> list:
     ax.set_xlabel("epoch")
     ax.set_ylabel("distinct samples drawn / training set")
     ax.set_ylim(0, 1.05)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if records:
         ax.legend()
     ax.grid(alpha=0.3)
