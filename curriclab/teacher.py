@@ -92,3 +92,14 @@ class LossTeacher(nn.Module):
         gates = torch.tanh(self.encoder(state.to(self.base.dtype)))
         phi = self.base + torch.einsum("k,kij->ij", gates, self.directions)
         return phi, self.bias
+
+
+def without_off_diagonal(teacher: LossTeacher) -> LossTeacher:
+    """A copy of `teacher` whose Phi_t keeps only its diagonal: an ablation of the cross-class terms."""
+    copy = LossTeacher(teacher.num_classes, hidden=teacher.directions.shape[0])
+    copy.load_state_dict(teacher.state_dict())
+    diagonal = torch.eye(teacher.num_classes)
+    with torch.no_grad():
+        copy.base.mul_(diagonal)
+        copy.directions.mul_(diagonal)
+    return copy

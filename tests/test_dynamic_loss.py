@@ -129,6 +129,7 @@ def test_plots_draw_and_survive_empty_selections():
     fig, ax = plt.subplots()
     assert len(gradient_factors(ax, scales=(1.0, 2.0))) == 3
     assert unrolled_diagram(ax, steps=2)
+    fig.canvas.draw()  # renders the diagram's math text
     assert dev_error_curves(ax, {}) == [] and len(dev_error_curves(ax, {"a": ([1, 2], [0.5, 0.4])})) == 1
     assert error_dots(ax, {}) == [] and len(error_dots(ax, {"a": [0.1, 0.2]}, {"paper": 1.9})) == 4
     assert error_dots(ax, {"empty": []})

@@ -10,7 +10,7 @@ from curriclab.dynamic_loss import dynamic_loss, expected_error
 from curriclab.hypergradient import unrolled_hypergradient
 from curriclab.l2t import TeachingConfig, errors_by_arm, evaluate_arms, teach, train_teacher
 from curriclab.models import MLP
-from curriclab.teacher import FEATURES, LossTeacher, StudentObserver
+from curriclab.teacher import FEATURES, LossTeacher, StudentObserver, without_off_diagonal
 
 
 def _blobs(n: int, seed: int) -> IndexedDataset:
@@ -42,6 +42,21 @@ def test_teacher_output_follows_its_formula_and_round_trips():
     copy.load_state_dict(teacher.state_dict())
     for a, b in zip(copy(state), (phi, bias)):
         torch.testing.assert_close(a, b)
+
+
+def test_without_off_diagonal_keeps_the_diagonal_and_bias_only():
+    torch.manual_seed(3)
+    teacher = LossTeacher(num_classes=4, hidden=2)
+    with torch.no_grad():
+        teacher.base.normal_()
+        teacher.directions.normal_()
+        teacher.bias.normal_()
+    state = torch.rand(len(FEATURES))
+    phi, bias = teacher(state)
+    ablated_phi, ablated_bias = without_off_diagonal(teacher)(state)
+    torch.testing.assert_close(ablated_phi, torch.diag(torch.diag(phi)))
+    torch.testing.assert_close(ablated_bias, bias)
+    assert (teacher(state)[0] - phi).abs().max() == 0  # the original is untouched
 
 
 def test_teacher_rejects_bad_input():

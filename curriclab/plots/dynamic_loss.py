@@ -51,7 +51,7 @@ def unrolled_diagram(ax: Axes, steps: int = 3) -> list:
     artists.append(ax.text(steps / 2, 0.95, "teacher $\\theta$: state $s_t \\mapsto \\Phi_t$", ha="center",
                            color="tab:green", fontsize=11))
     artists.append(ax.text(steps / 2, -0.4, "reverse pass: $dw_t = dw_{t+1} - \\eta H_t dw_{t+1}$,"
-                           "  $d\\theta \\mathrel{-}= \\eta\\, \\partial_\\theta g_t \\cdot dw_{t+1}$",
+                           "  $d\\theta \\leftarrow d\\theta - \\eta\\, \\partial_\\theta g_t \\cdot dw_{t+1}$",
                            ha="center", color="tab:red", fontsize=10))
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(-0.6, 1.1)
