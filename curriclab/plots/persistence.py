@@ -47,11 +47,17 @@ def percent_match_bars(
     return drawn
 
 
-def transition_heatmap(ax: Axes, matrix: Tensor, from_epoch: int, to_epoch: int) -> AxesImage:
-    """Image of `quantile_transitions`: row i shows where quantile i of `from_epoch` went."""
+def transition_heatmap(
+    ax: Axes, matrix: Tensor, from_epoch: int, to_epoch: int, vmax: float | None = None
+) -> AxesImage:
+    """Image of `quantile_transitions`: row i shows where quantile i of `from_epoch` went.
+
+    Give several heatmaps the same `vmax` to share one colour bar (default: this matrix's maximum).
+    """
     matrix = np.asarray(matrix, dtype=float)
     size = len(matrix)
-    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max(initial=0.0)), 1e-9))
+    vmax = float(matrix.max(initial=0.0)) if vmax is None else vmax
+    image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(vmax, 1e-9))
     ticks = np.arange(size)
     ax.set_xticks(ticks, [str(t + 1) for t in ticks])
     ax.set_yticks(ticks, [str(t + 1) for t in ticks])
