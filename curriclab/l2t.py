@@ -58,11 +58,13 @@ class TeachingConfig:
 
 @dataclass
 class TeachingLog:
-    """Per episode: the student's step count, dev minibatch error, smoothed dev metric, Phi_t, bias."""
+    """Per episode: the student's step count, dev minibatch error and smoothed dev metric at its end;
+    per taught episode: the teacher's input state at its start and the Phi_t and bias it gave."""
 
     steps: list[int] = field(default_factory=list)
     dev_error: list[float] = field(default_factory=list)
     metric: list[float] = field(default_factory=list)
+    state: list[Tensor] = field(default_factory=list)
     phi: list[Tensor] = field(default_factory=list)
     bias: list[Tensor] = field(default_factory=list)
 
@@ -157,6 +159,7 @@ def teach(
             log.metric.append(float(metric(dev_logits, dev_y)))
             if episode_teacher is not None:
                 phi, bias = episode_teacher(states[0])
+                log.state.append(states[0])
                 log.phi.append(phi.detach().clone())
                 log.bias.append(bias.detach().clone())
 

@@ -83,15 +83,16 @@ class LossTeacher(nn.Module):
         self.num_classes = num_classes
         self.base = nn.Parameter(scale * torch.eye(num_classes))
         self.directions = nn.Parameter(torch.zeros(hidden, num_classes, num_classes))
-        self.encoder = nn.Linear(len(FEATURES), hidden)
+        self.encoder = nn.Linear(len(FEATURES), hidden) if hidden else None
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, state: Tensor) -> tuple[Tensor, Tensor]:
         if state.shape != (len(FEATURES),):
             raise ValueError(f"state must have shape ({len(FEATURES)},) (features {FEATURES}), got {tuple(state.shape)}")
+        if self.encoder is None:
+            return self.base, self.bias
         gates = torch.tanh(self.encoder(state.to(self.base.dtype)))
-        phi = self.base + torch.einsum("k,kij->ij", gates, self.directions)
-        return phi, self.bias
+        return self.base + torch.einsum("k,kij->ij", gates, self.directions), self.bias
 
 
 def without_off_diagonal(teacher: LossTeacher) -> LossTeacher:

@@ -150,6 +150,7 @@ def test_arms_share_initial_weights_and_minibatches():
     assert results[0].test_error == results[1].test_error and results[0].dev_error == results[1].dev_error
     assert results[0].log.dev_error == results[1].log.dev_error
     assert len(results[2].log.phi) == 2  # one Phi_t per taught episode
+    torch.testing.assert_close(results[2].log.state[1][0], torch.tensor(6 / 9))  # progress after 3 + 3 steps
     table = errors_by_arm(results + results, "dev")
     assert list(table) == ["a", "b", "c"] and table["c"] == [results[2].dev_error] * 2
     with pytest.raises(ValueError, match="split"):
