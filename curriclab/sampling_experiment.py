@@ -31,7 +31,11 @@ class RunSettings:
     """One budget and one set of hyper-parameters shared by every method (defaults: the source's
     SmallConv recipe, SGD lr 1e-3 momentum 0.99, batch 64; SGD-S's 2 transient epochs, 10 %
     pruned and 1 % brought back per epoch, draws proportional to loss ** sgds_power mixed with
-    `sgds_uniform_mix` uniform; InfoBatch's r = 0.5, delta = 0.875)."""
+    `sgds_uniform_mix` uniform; InfoBatch's r = 0.5, delta = 0.875).
+
+    The unbiased variant mixes `unbiased_uniform_mix` of uniform into its draws instead, which caps
+    its importance weights at 1 / unbiased_uniform_mix: without a floor a sample whose recorded
+    loss was tiny gets a weight in the thousands, and with momentum 0.99 a run can diverge."""
 
     epochs: int = 6
     batch_size: int = 64
@@ -42,6 +46,7 @@ class RunSettings:
     reintroduce_fraction: float = 0.01
     sgds_power: float = 1.0
     sgds_uniform_mix: float = 0.0
+    unbiased_uniform_mix: float = 0.2
     infobatch_ratio: float = 0.5
     infobatch_delta: float = 0.875
 
@@ -65,11 +70,12 @@ def make_sampler(method: str, num_samples: int, settings: RunSettings,
     if method == "uniform":
         return None
     if method in ("SGD-S", "SGD-S unbiased"):
+        unbiased = method == "SGD-S unbiased"
         return SGDSSampler(
             num_samples, settings.transient_epochs, settings.prune_fraction,
-            settings.reintroduce_fraction, generator=generator,
-            unbiased=method == "SGD-S unbiased", power=settings.sgds_power,
-            uniform_mix=settings.sgds_uniform_mix,
+            settings.reintroduce_fraction, generator=generator, unbiased=unbiased,
+            power=settings.sgds_power,
+            uniform_mix=settings.unbiased_uniform_mix if unbiased else settings.sgds_uniform_mix,
         )
     if method == "InfoBatch":
         return InfoBatchSampler(num_samples, settings.epochs, settings.infobatch_ratio,

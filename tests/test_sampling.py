@@ -488,3 +488,18 @@ def test_plots_draw_and_survive_empty_selections():
     assert len(plots.accuracy_vs_cost(axes[0], [record], "samples")) == 1
     assert math.isnan(plots.correlation(torch.ones(1), torch.ones(1)))
     plt.close(fig)
+
+
+def test_the_unbiased_variant_draws_with_a_floor_that_caps_its_weights():
+    settings = RunSettings(transient_epochs=1, unbiased_uniform_mix=0.25)
+    losses = torch.tensor([1e-6, 1e-3, 1.0, 5.0] * 10)
+    weights = {}
+    for method in ("SGD-S", "SGD-S unbiased"):
+        sampler = make_sampler(method, 40, settings, _generator())
+        sampler.set_epoch(0)
+        _feed(sampler, losses)
+        sampler.set_epoch(1)
+        weights[method] = sampler.weights(torch.arange(40))
+        assert sampler.uniform_mix == (0.25 if method == "SGD-S unbiased" else 0.0)
+    assert float(weights["SGD-S unbiased"].max()) <= 1 / 0.25 + 1e-5
+    assert bool((weights["SGD-S"] == 1).all())
