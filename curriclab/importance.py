@@ -208,6 +208,11 @@ def weight_grad_sq_norms(a: Tensor, g: Tensor, strategy: str = "auto") -> Tensor
     return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
 
 
+def _stacked(tables: list[Tensor]) -> Tensor:
+    """Position tables of several calls of one layer joined along T (no copy for a single call)."""
+    return tables[0] if len(tables) == 1 else torch.cat(tables, 1)
+
+
 def _layer_sq_norms(module: nn.Module, a: Tensor, g: Tensor, strategy: str) -> Tensor:
     """Squared per-sample gradient norm of one layer's weight and bias from its position tables."""
     total = torch.zeros(len(a), dtype=g.dtype, device=g.device)
@@ -275,7 +280,7 @@ def _hooked_norms(
             out_grads.append(g)
     sq_norms = torch.zeros(len(y), dtype=losses.dtype, device=losses.device)
     for module, inputs, out_grads in tables.values():
-        a, g = torch.cat(inputs, 1), torch.cat(out_grads, 1)
+        a, g = _stacked(inputs), _stacked(out_grads)
         sq_norms = sq_norms + _layer_sq_norms(module, a, g, strategy)
     proxy = _norm_of([grads[-1]], len(y), losses)
     return losses.detach(), sq_norms.detach(), proxy.detach()

@@ -33,7 +33,12 @@ from curriclab.importance import (
     weight_grad_sq_norms,
 )
 from curriclab.models import MLP, LogisticRegression, SmallConv
-from curriclab.plots.importance import chunk_correlations, density_loglog, rolling_band
+from curriclab.plots.importance import (
+    chunk_correlations,
+    density_loglog,
+    rolling_band,
+    timing_bars,
+)
 from curriclab.training import per_sample_losses
 
 
@@ -382,4 +387,8 @@ def test_plots_skip_unplottable_points_and_survive_empty_input():
     line, _ = rolling_band(axes[2], *rolling_by_rank(empty, empty), xlabel="rank", ylabel="loss")
     assert len(line.get_xdata()) == 0
     assert len(chunk_correlations(axes[2], empty, label="c", xlabel="chunk")) == 1
+    bars = timing_bars(axes[1], {"floor": 2.0, "loop": 50.0})
+    assert [bar.get_width() for bar in bars] == [1.0, 25.0]
+    with pytest.raises(ValueError, match="baseline"):
+        timing_bars(axes[1], {"loop": 1.0})
     plt.close(fig)

@@ -53,3 +53,17 @@ def chunk_correlations(ax: Axes, values: Tensor, *, label: str, xlabel: str) -> 
     ax.set_ylabel("Spearman correlation")
     ax.grid(alpha=0.3)
     return lines
+
+
+def timing_bars(ax: Axes, seconds: dict[str, float], baseline: str = "floor") -> list:
+    """Horizontal bars of each method's time as a multiple of `baseline` (log axis); returns them."""
+    if baseline not in seconds:
+        raise ValueError(f"baseline {baseline!r} is not among the timed methods {tuple(seconds)}")
+    names = list(seconds)
+    ratios = [seconds[name] / seconds[baseline] for name in names]
+    bars = ax.barh(names, ratios, color=[f"C{k}" for k in range(len(names))])
+    ax.bar_label(bars, labels=[f"{r:.1f}x" for r in ratios], padding=3, fontsize=8)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"time per batch / {baseline}")
+    return list(bars)
