@@ -165,3 +165,46 @@ def plot_histories(runs: dict[str, list[SPLEpoch]], num_samples: int) -> Figure:
     )
     fig.tight_layout()
     return fig
+
+
+def final_boundary_and_selection(
+    history: list[SPLEpoch], inputs: Tensor, targets: Tensor, highlight: Tensor | None = None
+) -> Figure:
+    """The last epoch's boundary and selection next to the selected share per epoch."""
+    if not history:
+        raise ValueError("history must contain at least one epoch")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    spl_frame(left, history[-1], inputs, targets, data_extent(inputs), highlight)
+    learning_curves(
+        right, {"selected share": [r.selected / max(len(targets), 1) for r in history],
+                "training accuracy": [r.train_accuracy for r in history]}, "share", start=0,
+    )
+    right.set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_bars(ax: Axes, summaries: dict[str, dict[str, dict]]) -> list:
+    """Grouped bars of mean test accuracy (min-max whiskers): one group per setting, one bar per method.
+
+    `summaries` maps a setting name to `spl_experiment.summarise(rows)`.
+    """
+    methods = list(dict.fromkeys(m for summary in summaries.values() for m in summary))
+    width = 0.8 / max(len(methods), 1)
+    bars = []
+    for position, method in enumerate(methods):
+        xs, means, low, high = [], [], [], []
+        for group, summary in enumerate(summaries.values()):
+            if method in summary:
+                stats = summary[method]
+                xs.append(group + (position - (len(methods) - 1) / 2) * width)
+                means.append(stats["mean_accuracy"])
+                low.append(stats["mean_accuracy"] - stats["min_accuracy"])
+                high.append(stats["max_accuracy"] - stats["mean_accuracy"])
+        bars.append(ax.bar(xs, means, width, yerr=[low, high], capsize=3, label=method))
+    ax.set_xticks(range(len(summaries)), list(summaries))
+    ax.set_ylabel("test accuracy (clean labels)")
+    if methods:
+        ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    return bars
