@@ -17,7 +17,9 @@ from curriclab.data import make_loader, spl_toy_data
 from curriclab.models import LogisticRegression
 from curriclab.plots.spl import (
     CLASS_COLORS,
+    accuracy_bars,
     animate_spl,
+    final_boundary_and_selection,
     plot_histories,
     selection_scatter,
     weight_curves,
@@ -30,7 +32,13 @@ from curriclab.spl import (
     spl_weights,
     threshold_for_fraction,
 )
-from curriclab.spl_experiment import train_spl
+from curriclab.spl_experiment import (
+    history_table,
+    noisy_blobs,
+    outcome,
+    summarise,
+    train_spl,
+)
 from curriclab.training import per_sample_losses, seed_everything, train_epoch
 
 LAM, LAM_LOW = 0.6, 0.25
@@ -269,3 +277,49 @@ def test_cli_writes_the_demo_gif(tmp_path, capsys):
     assert main(["spl-demo", "--out", str(out), "--epochs", "2", "--seed", "3"]) == 0
     assert Image.open(out).n_frames == 2
     assert "wrote" in capsys.readouterr().out
+
+
+def test_noisy_blobs_flip_the_requested_share():
+    clean, _ = spl_toy_data(n_per_class=200, n_anomalies=0, seed=6)
+    data, flipped = noisy_blobs(0.1, structured=True, n_per_class=200, seed=6)
+    assert int(flipped.sum()) == 40 and bool((data.targets[flipped] == 1).all())
+    distance = (data.inputs - torch.tensor([3.0, 3.0])).norm(dim=1)
+    assert float(distance[flipped].min()) >= float(distance[~flipped].max())  # the farthest points
+    data, flipped = noisy_blobs(0.1, structured=False, n_per_class=200, seed=6)
+    assert int(flipped.sum()) == 40
+    assert torch.equal(data.targets != clean.targets, flipped)
+    with pytest.raises(ValueError, match="share"):
+        noisy_blobs(1.5, structured=True)
+
+
+def test_warm_up_trains_on_everything_before_spl_starts():
+    data, _ = spl_toy_data(n_per_class=100, seed=7)
+    history = train_spl(data, epochs=2, threshold=1e-9, warmup_epochs=1, batch_size=50, seed=0)
+    assert history[0].threshold == math.inf and history[0].selected == 200
+    assert history[1].threshold == 1e-9 and history[1].empty_batches == history[1].batches
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        train_spl(data, epochs=2, warmup_epochs=3)
+    with pytest.raises(ValueError, match="optimizer"):
+        train_spl(data, optimizer="lbfgs")
+    assert "empty batches" in history_table(history)
+    assert outcome(history) == {
+        "selected_first_epoch": 200, "empty_epochs": 1, "final_accuracy": history[1].train_accuracy
+    }
+
+
+def test_summaries_and_their_bars():
+    rows = [
+        {"method": "plain", "test_accuracy": a, "flipped_selected": 1.0} for a in (0.9, 0.8)
+    ] + [{"method": "spl", "test_accuracy": 0.95, "flipped_selected": 0.0}]
+    summary = summarise(rows)
+    assert summary["plain"] == pytest.approx(
+        {"mean_accuracy": 0.85, "min_accuracy": 0.8, "max_accuracy": 0.9, "flipped_selected": 1.0}
+    )
+    fig, ax = plt.subplots()
+    bars = accuracy_bars(ax, {"a": summary, "b": {"spl": summary["spl"]}})
+    assert [bar.get_height() for bar in bars[0]] == pytest.approx([0.85])
+    assert [bar.get_height() for bar in bars[1]] == pytest.approx([0.95, 0.95])
+    accuracy_bars(ax, {})  # nothing to draw is not an error
+    plt.close(fig)
+    with pytest.raises(ValueError, match="history"):
+        final_boundary_and_selection([], torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
