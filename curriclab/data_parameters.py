@@ -53,9 +53,9 @@ def logit_gradient_norm(logits: Tensor, target: int, sigmas: Tensor) -> Tensor:
 
 def _check_range(name: str, values: Tensor, size: int) -> None:
     if values.numel():
-        low, high = torch.aminmax(values)
+        low, high = (int(bound) for bound in torch.aminmax(values))
         if low < 0 or high >= size:
-            raise ValueError(f"{name} must lie in [0, {size}), got values {int(low)}..{int(high)}")
+            raise ValueError(f"{name} must lie in [0, {size}), got values {low}..{high}")
 
 
 class DataParameters(nn.Module):
@@ -194,10 +194,12 @@ class DataParameters(nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Project every log-sigma into [log clamp[0], log clamp[1]] (call after each step)."""
+        """Project every learnt log-sigma into [log clamp[0], log clamp[1]] (call after each step)."""
         low, high = (math.log(bound) for bound in self.clamp)
-        self.class_log_sigma.clamp_(low, high)
-        self.instance_log_sigma.clamp_(low, high)
+        if self.learn_class:
+            self.class_log_sigma.clamp_(low, high)
+        if self.learn_instance:
+            self.instance_log_sigma.clamp_(low, high)
 
     def make_optimizer(
         self, lr_class: float = 0.1, lr_instance: float = 0.1, momentum: float = 0.9
