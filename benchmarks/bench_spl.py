@@ -62,9 +62,11 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in losses}
     for name, loss in losses.items():  # warm-up
         step_time(model, x, y, index, loss)
-    for _ in range(args.repeats):  # interleaved, so load changes hit every variant alike
-        for name, loss in losses.items():
-            times[name].append(step_time(model, x, y, index, loss))
+    names = list(losses)
+    for repeat in range(args.repeats):  # interleaved and rotated: load changes hit every variant alike
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(step_time(model, x, y, index, losses[name]))
     baseline = statistics.median(times["plain cross-entropy"])
     print(f"SmallConv forward+backward, batch {args.batch_size}, torch threads "
           f"{torch.get_num_threads()}, median of {args.repeats} repeats")
