@@ -46,8 +46,11 @@ def confusion_statistics(log_probs: Tensor, targets: Tensor, empty_value: float 
     classes = log_probs.shape[1]
     if targets.shape != log_probs.shape[:1]:
         raise ValueError(f"targets must have shape ({log_probs.shape[0]},), got {tuple(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be integer class labels, got {targets.dtype}")
     if targets.numel() and (targets.min() < 0 or targets.max() >= classes):
         raise ValueError(f"targets must lie in [0, {classes})")
+    targets = targets.long()
     neg_log_p = -log_probs.detach().double()
     sums = torch.zeros(classes, classes, dtype=torch.float64).index_add_(0, targets, neg_log_p)
     counts = torch.bincount(targets, minlength=classes).double()

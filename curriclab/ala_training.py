@@ -34,6 +34,7 @@ from curriclab.ala_controller import LossController
 from curriclab.data import IndexedDataset, make_loader
 from curriclab.dynamic_loss import dynamic_loss
 from curriclab.models import MLP
+from curriclab.teacher import LossTeacher, StudentObserver
 from curriclab.training import evaluate, seed_everything
 
 
@@ -181,6 +182,54 @@ class AlignmentAgent:
         self.history = copy.deepcopy(state["history"])
 
 
+class TeacherRule:
+    """A frozen L2T-DLF teacher (`curriclab.teacher.LossTeacher`, notebook 06) as a loss rule.
+
+    At every step the teacher maps the student's running state (progress, moving averages of the
+    minibatch loss and error, the latest dev error) to Phi_t and a bias; as in notebook 06's loop,
+    the dev error is measured on a random validation batch of `dev_batch` every `interval` steps.
+    """
+
+    def __init__(
+        self,
+        teacher: LossTeacher,
+        validation: IndexedDataset,
+        total_steps: int,
+        interval: int = 20,
+        dev_batch: int = 500,
+        seed: int = 0,
+    ):
+        if interval < 1 or dev_batch < 1:
+            raise ValueError(f"interval and dev_batch must be >= 1, got {interval} and {dev_batch}")
+        if len(validation) == 0:
+            raise ValueError("validation must not be empty")
+        self.teacher = teacher
+        self.validation = validation
+        self.interval = interval
+        self.dev_batch = dev_batch
+        self.observer = StudentObserver(total_steps)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        with torch.no_grad():
+            phi, bias = self.teacher(self.observer.features())
+        self.observer.record_train(logits.detach(), target)
+        return dynamic_loss(logits, target, phi, bias, reduction="none")
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.observer.step % self.interval == 0:
+            chosen = torch.randperm(len(self.validation), generator=self.generator)[: self.dev_batch]
+            log_probs = validation_log_probs(model, self.validation.subset(chosen))
+            self.observer.record_dev(float((log_probs.argmax(1) != self.validation.targets[chosen]).float().mean()))
+
+    def state_dict(self) -> dict:
+        return {"observer": self.observer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.observer.load_state_dict(state["observer"])
+        self.generator.set_state(state["generator"])
+
+
 @dataclass
 class StudentSetup:
     """Data and training budget shared by every rule in a comparison (an MLP student, Adam)."""
@@ -285,6 +334,15 @@ def ala_factory(
         matrix = LossMatrix(setup.train.num_classes, beta, diagonal_range, off_diagonal_range)
         controller = LossController(lr=controller_lr, seed=seed)
         return AlignmentAgent(matrix, controller, setup.validation, setup.total_steps, interval, gamma)
+
+    return make
+
+
+def teacher_factory(teacher: LossTeacher, interval: int = 20, dev_batch: int = 500) -> RuleFactory:
+    """A factory of `TeacherRule`s that all use the same frozen, already trained teacher."""
+
+    def make(setup: StudentSetup, seed: int) -> LossRule:
+        return TeacherRule(teacher, setup.validation, setup.total_steps, interval, dev_batch, seed)
 
     return make
 

@@ -28,9 +28,12 @@ from curriclab.ala_training import (
     cross_entropy_factory,
     markdown_table,
     summarize,
+    teacher_factory,
     train_student,
 )
 from curriclab.data import spl_toy_data, stratified_split
+from curriclab.dynamic_loss import dynamic_loss
+from curriclab.teacher import LossTeacher
 
 # ---------------------------------------------------------------- confusion statistics
 
@@ -71,6 +74,10 @@ def test_confusion_statistics_rejects_bad_input():
         confusion_statistics(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="targets"):
         confusion_statistics(torch.zeros(3, 2), torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="targets"):
+        confusion_statistics(torch.zeros(3, 2), torch.tensor([0.0, 1.0, 1.0]))
+    int32 = confusion_statistics(torch.zeros(2, 2), torch.tensor([0, 1], dtype=torch.int32))
+    assert torch.equal(int32, torch.zeros(2, 2))
 
 
 def test_confusion_statistics_of_no_samples_is_all_empty():
@@ -265,7 +272,7 @@ def test_controller_starts_uniform_and_learns_the_rewarded_action():
     controller = LossController(seed=0, lr=0.05)
     features = torch.rand(6, NUM_PAIR_FEATURES, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(controller.distribution(features).probs, torch.full((6, 3), 1 / 3))
-    for _ in range(150):
+    for _ in range(100):
         actions = controller.act(features)
         assert set(actions.tolist()) <= {0, 1, 2}
         controller.observe(features, actions, reward=float((actions == 2).float().mean() - 1 / 3))
@@ -340,6 +347,31 @@ def test_agent_state_dict_round_trip_resumes_identically(toy_setup):
         second.after_step(model)
     assert torch.equal(first.matrix.phi, second.matrix.phi)
     assert first.history.rewards == second.history.rewards and first.window == second.window
+
+
+def test_teacher_rule_applies_the_teachers_phi_and_feeds_it_the_student_state(toy_setup):
+    teacher = LossTeacher(num_classes=2)  # directions start at zero: Phi = I, bias 0, whatever the state
+    rule = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, 0)
+    logits, target = torch.randn(5, 2), torch.tensor([0, 1, 1, 0, 1])
+    assert torch.allclose(rule.losses(logits, target), dynamic_loss(logits, target, torch.eye(2), reduction="none"))
+    assert rule.observer.step == 1 and not math.isnan(rule.observer.train_error)
+    model = torch.nn.Linear(2, 2)
+    rule.after_step(model)  # step 1: no dev measurement yet
+    assert math.isnan(rule.observer.dev_error)
+    rule.losses(logits, target)
+    rule.after_step(model)  # step 2: dev error of a random validation batch
+    assert 0.0 <= rule.observer.dev_error <= 1.0
+    other = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, 7)
+    other.load_state_dict(rule.state_dict())
+    for copy_ in (rule, other):
+        for _ in range(2):
+            copy_.losses(logits, target)
+            copy_.after_step(model)
+    assert other.observer.state_dict() == rule.observer.state_dict()
+    run = train_student(toy_setup, "teacher", teacher_factory(teacher, interval=3), seed=0)
+    assert run.rule.observer.step == toy_setup.total_steps
+    with pytest.raises(ValueError, match="interval"):
+        teacher_factory(teacher, interval=0)(toy_setup, 0)
 
 
 def test_selection_uses_validation_error_only():
