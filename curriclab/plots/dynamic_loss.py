@@ -75,7 +75,7 @@ def phi_heatmaps(fig: Figure, phis: Sequence[Tensor], titles: Sequence[str]) -> 
         images.append(ax.imshow(phi.detach().numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit))
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("column j (log p_j)")
-        ax.set_ylabel("row y (true class)")
+    axes[0].set_ylabel("row y (true class)")
     fig.colorbar(images[-1], ax=list(axes), shrink=0.8)
     return images
 
@@ -101,9 +101,10 @@ def error_dots(ax: Axes, errors: dict[str, Sequence[float]], reference: dict[str
         artists.append(ax.scatter(np.full(len(values), position), values, color=f"C{position}", zorder=3))
         if len(values):
             artists += ax.plot([position - 0.2, position + 0.2], [values.mean()] * 2, color="black")
-    for name, value in (reference or {}).items():
+    for count, (name, value) in enumerate((reference or {}).items()):
         artists.append(ax.axhline(value, linestyle=":", color="gray"))
-        artists.append(ax.text(len(errors) - 0.5, value, name, fontsize=8, va="bottom", ha="right"))
+        artists.append(ax.text(len(errors) - 0.5, value, name, fontsize=8, ha="right",
+                               va="bottom" if count % 2 == 0 else "top"))
     ax.set_xticks(range(len(errors)), list(errors))
     ax.set_ylabel("test error (%)")
     ax.grid(alpha=0.3, axis="y")
