@@ -1,4 +1,4 @@
-"""SparseSGD step time against torch.optim.SGD and against a clone-and-restore implementation.
+"""SparseSGD step time against torch.optim.SGD and against clone-and-restore implementations.
 
 Set-up: one instance-parameter vector of N entries (default 60 000, one per MNIST training image)
 of which a 128-sample minibatch touches 128. Prints medians of repeated timings as ratios to
@@ -32,9 +32,22 @@ class CloneRestoreSGD(torch.optim.SGD):
         super().step(closure)
         for param, value, buffer in saved:
             absent = param.grad == 0
-            param[absent] = value[absent]
+            self.restore(param, value, absent)
             if buffer is not None:
-                self.state[param]["momentum_buffer"][absent] = buffer[absent]
+                self.restore(self.state[param]["momentum_buffer"], buffer, absent)
+
+    @staticmethod
+    def restore(target, saved, absent):
+        """Copy `saved` back where `absent` is True (boolean-mask assignment, as in the original)."""
+        target[absent] = saved[absent]
+
+
+class CloneWhereSGD(CloneRestoreSGD):
+    """The same, restoring with one dense torch.where pass instead of boolean-mask indexing."""
+
+    @staticmethod
+    def restore(target, saved, absent):
+        target.copy_(torch.where(absent, saved, target))
 
 
 def time_steps(optimizer_class, entries: int, batch: int, steps: int, seed: int) -> float:
@@ -68,7 +81,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seed_everything(0)
-    candidates = {"torch.optim.SGD": torch.optim.SGD, "SparseSGD": SparseSGD, "clone-and-restore": CloneRestoreSGD}
+    candidates = {
+        "torch.optim.SGD": torch.optim.SGD,
+        "SparseSGD": SparseSGD,
+        "clone + mask copy": CloneRestoreSGD,
+        "clone + where": CloneWhereSGD,
+    }
     medians: dict[str, list[float]] = {name: [] for name in candidates}
     for repeat in range(args.repeats):  # interleaved, so load changes hit every candidate alike
         for name, optimizer_class in candidates.items():
