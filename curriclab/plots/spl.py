@@ -93,9 +93,10 @@ def selection_scatter(
     artists = [ax.scatter(points[:, 0], points[:, 1], c=rgba, s=size, linewidths=0)]
     if highlight is not None and bool(highlight.any()):
         marked = points[highlight.numpy()]
+        few = len(marked) <= 50  # a few anomalies get big rings; many get small ones
         artists.append(
-            ax.scatter(marked[:, 0], marked[:, 1], s=40, facecolors="none", edgecolors="black",
-                       linewidths=0.8)
+            ax.scatter(marked[:, 0], marked[:, 1], s=40 if few else 10, facecolors="none",
+                       edgecolors="black", linewidths=0.8 if few else 0.4)
         )
     return artists
 
