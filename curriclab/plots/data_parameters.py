@@ -15,12 +15,15 @@ CLEAN_COLOR, CORRUPT_COLOR = "C0", "C3"
 
 
 def gradient_vs_sigma(ax: Axes, sigmas: Tensor, norms: dict[str, Tensor]) -> list:
-    """One line per named sample: gradient norm of its loss w.r.t. the logits against sigma (log x)."""
+    """One line per named sample: gradient norm of its loss w.r.t. the logits against sigma (log-log)."""
     lines = []
     for name, values in norms.items():
         (line,) = ax.plot(sigmas.numpy(), values.numpy(), label=name)
         lines.append(line)
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(max(bottom, 1e-4 * top), top)  # vanishing gradients would squash the rest
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("temperature sigma (1 = plain cross-entropy)")
     ax.set_ylabel("|d loss / d logits|")
@@ -73,10 +76,11 @@ def sigma_ridges(
             drawn.append(ax.fill_between(centres, row, row + height, color=color, alpha=0.45,
                                          linewidth=0))
     ax.set_yticks(range(len(epochs)), [f"epoch {e}" for e in epochs])
+    ax.set_ylim(-0.1, len(epochs) + 0.5)  # room for the legend above the last row
     ax.set_xlabel("log10 sigma")
     ax.plot([], [], color=CLEAN_COLOR, linewidth=6, alpha=0.45, label="clean labels")
     ax.plot([], [], color=CORRUPT_COLOR, linewidth=6, alpha=0.45, label="corrupted labels")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", ncol=2)
     return drawn
 
 
