@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -68,14 +68,14 @@ class IndexedDataset(Dataset):
         """Number of classes, taken as the largest target + 1."""
         return int(self.targets.max()) + 1 if len(self) else 0
 
-    def subset(self, indices: Sequence[int] | Tensor) -> "IndexedDataset":
+    def subset(self, indices: Sequence[int] | Tensor) -> IndexedDataset:
         """A new data set of the given items, re-indexed 0..n-1, that remembers their source indices."""
         index = torch.as_tensor(indices, dtype=torch.long)
         if index.numel() and (index.min() < 0 or index.max() >= len(self)):
             raise ValueError(f"indices must lie in [0, {len(self)}); got {index.min()}..{index.max()}")
         return IndexedDataset(self.inputs[index], self.targets[index], self.source_indices[index])
 
-    def with_targets(self, targets: Tensor) -> "IndexedDataset":
+    def with_targets(self, targets: Tensor) -> IndexedDataset:
         """The same inputs with other labels (e.g. corrupted ones); inputs are shared, not copied."""
         return IndexedDataset(self.inputs, torch.as_tensor(targets), self.source_indices)
 
@@ -147,7 +147,7 @@ def load_mnist(
         if download is not False:
             try:
                 MNIST(str(root), train=train, download=True)
-            except Exception as error:  # no network, no write access, a mirror down...
+            except Exception as error:  # noqa: BLE001 - no network, no write access, a mirror down...
                 reason = f"download failed: {error}"
         missing = missing_mnist_files(root, train)
         if missing:

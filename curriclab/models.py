@@ -6,7 +6,8 @@ softmax are unchanged by that shift, so returning logits loses nothing.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from itertools import pairwise
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,7 +33,7 @@ class MLP(nn.Module):
         super().__init__()
         sizes = [in_features, *hidden]
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
         layers.append(nn.Linear(sizes[-1], num_classes))
         self.net = nn.Sequential(*layers)

@@ -7,7 +7,8 @@ once with the initial values and re-raises whatever it raised, so the cell (and 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets
 

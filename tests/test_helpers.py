@@ -4,13 +4,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+from PIL import Image
 
-from curriclab.animation import write_gif  # noqa: E402
-from curriclab.config import pick  # noqa: E402
-from curriclab.widgets import checked_interact  # noqa: E402
+from curriclab.animation import write_gif
+from curriclab.config import pick
+from curriclab.widgets import checked_interact
 
 
 @pytest.mark.parametrize("value, quick", [("1", True), ("true", True), ("0", False), ("", False)])
