@@ -18,13 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
 from curriclab.data import IndexedDataset, make_loader
 from curriclab.dynamic_loss import dynamic_loss, expected_error, margin_error
 from curriclab.hypergradient import Params, reverse_hypergradient, sgd_step
 from curriclab.teacher import LossTeacher, StudentObserver
-from curriclab.training import evaluate, seed_everything
+from curriclab.training import evaluate, progress_bar, seed_everything
 
 SMOOTHED_METRICS = {"expected": expected_error, "margin": margin_error}
 
@@ -163,7 +162,7 @@ def teach(
                 log.phi.append(phi.detach().clone())
                 log.bias.append(bias.detach().clone())
 
-    bar = tqdm(total=total, desc="student", disable=not progress, leave=False)
+    bar = progress_bar(desc="student", enabled=progress, leave=False, total=total)
     for phase_steps, phase_teacher in ((config.warmup_steps, None), (config.steps, teacher)):
         done = 0
         while done < phase_steps:
@@ -200,7 +199,7 @@ def train_teacher(
         teacher = LossTeacher(num_classes=train.num_classes)
     optimizer = torch.optim.Adam(teacher.parameters(), lr=config.teacher_lr)
     logs = []
-    for run in tqdm(range(runs), desc="teacher runs", disable=not progress):
+    for run in progress_bar(range(runs), "teacher runs", progress):
         seed_everything(seed + run)
         student = make_student()
         logs.append(teach(student, train, dev, config, teacher, optimizer, seed=seed + run, progress=progress))

@@ -21,7 +21,7 @@ from curriclab.data import IndexedDataset, load_mnist, make_loader, stratified_s
 from curriclab.infobatch import InfoBatchSampler
 from curriclab.models import SmallConv
 from curriclab.sampling import LossDrivenSampler, SGDSSampler
-from curriclab.training import evaluate, seed_everything, train_epoch
+from curriclab.training import evaluate, progress_bar, seed_everything, train_epoch
 
 METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 
@@ -120,11 +120,9 @@ def compare_methods(train: IndexedDataset, test: IndexedDataset, settings: RunSe
                     progress: bool = True) -> list[RunRecord]:
     """Every method for every seed. Methods are interleaved within each seed, so a busy machine
     slows them alike and wall-clock ratios stay comparable."""
-    from tqdm.auto import tqdm
-
     jobs = [(seed, method) for seed in seeds for method in methods]
     return [run_method(method, train, test, settings, seed)
-            for seed, method in tqdm(jobs, desc="runs", disable=not progress)]
+            for seed, method in progress_bar(jobs, "runs", progress)]
 
 
 def cost_to_accuracy(record: RunRecord, target: float, cost: str = "seconds") -> float:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm as _tqdm
 
 from curriclab.data import IndexedDataset, make_loader
 
@@ -26,6 +26,16 @@ LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(output, target, index) -> per-sample losses [B]."""
 Hook = Callable[[Tensor, Tensor], "Tensor | None"]
 """(index, per-sample losses) -> scalar loss to minimise, or None to minimise the mean."""
+
+
+def progress_bar(
+    iterable: Iterable | None = None, desc: str = "", enabled: bool = True, *, leave: bool = True,
+    total: int | None = None,
+) -> _tqdm:
+    """A tqdm.auto bar (a widget in Jupyter, text in a terminal) that redraws at most once a second,
+    so a long loop does not flood a notebook's output channel (nbval waits on it). Every loop in
+    curriclab that shows progress uses this one helper; `enabled=False` switches it off."""
+    return _tqdm(iterable, desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
 
 
 def seed_everything(seed: int) -> None:
@@ -81,7 +91,7 @@ def train_epoch(
     model.train()
     start = time.perf_counter()
     total_loss, correct, samples, steps = 0.0, 0, 0, 0
-    for index, x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for index, x, y in progress_bar(loader, desc, progress, leave=False):
         output = model(x)
         losses = loss_fn(output, y, index)
         objective = hook(index, losses) if hook is not None else None
@@ -185,7 +195,7 @@ def fit(
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     history = []
-    for epoch in tqdm(range(epochs), desc="epochs", disable=not progress):
+    for epoch in progress_bar(range(epochs), "epochs", progress):
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         result = train_epoch(
