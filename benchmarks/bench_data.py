@@ -13,9 +13,7 @@ On a busy machine pass --threads 1: torch's parallel kernels stall when the core
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,18 +21,11 @@ from torchvision import datasets, transforms
 
 from curriclab.data import MNIST_MEAN, MNIST_STD, default_data_root, load_mnist, make_loader
 from curriclab.models import SmallConv
+from curriclab.timing import median_seconds
 from curriclab.training import seed_everything, train_epoch
 
 BATCH_SIZE = 128
 
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def drain(loader: Iterable) -> None:

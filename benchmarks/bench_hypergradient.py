@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import statistics
-import time
 
 import torch
 from torch.func import functional_call
@@ -26,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from curriclab.dynamic_loss import dynamic_loss, expected_error
 from curriclab.hypergradient import hypergradient, unrolled_hypergradient
 from curriclab.models import MLP
+from curriclab.timing import median_seconds
 from curriclab.training import seed_everything
 
 STEPS = (5, 10, 20)
@@ -59,15 +59,6 @@ def make_run(method: str, steps: int, batch: int = 64):
     method_fn = hypergradient if method == "reverse" else unrolled_hypergradient
     return lambda: method_fn(params, inner, outer, [phi], steps, 0.1)
 
-
-def median_seconds(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -121,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, medians of {args.repeats} repeats")
-    seconds = {(m, t): median_seconds(make_run(m, t, args.batch), args.repeats) for t in STEPS for m in METHODS}
+    seconds = {(m, t): median_seconds(make_run(m, t, args.batch), args.repeats, warmup=True) for t in STEPS for m in METHODS}
     memory = {(m, t): peak_rise_mib(make_run(m, t, args.batch)) for t in STEPS for m in METHODS}
     print(f"{'T':>3} | {'plain ms/step':>13} | {'reverse / plain':>15} | {'autograd / plain':>16} |"
           f" {'peak heap rise MiB plain / reverse / autograd':>46}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch.utils.data import RandomSampler
@@ -33,16 +32,8 @@ from curriclab.sampling_experiment import (
     mnist_subsets,
     reachable_target,
 )
+from curriclab.timing import median_seconds
 from curriclab.training import seed_everything, train_epoch
-
-
-def median_seconds(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def steady_epoch(make):
