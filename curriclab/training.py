@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,13 +115,22 @@ def train_epoch(
     )
 
 
-def _batches(data: IndexedDataset | DataLoader, batch_size: int) -> Iterable:
-    if isinstance(data, IndexedDataset):
-        return make_loader(data, batch_size)
-    return data
+def _outputs_in_eval_mode(
+    model: nn.Module, data: IndexedDataset | DataLoader, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Yield `(index, output, target)` per batch with the model in eval mode and no gradients;
+    the model's train/eval mode is restored afterwards."""
+    batches = make_loader(data, batch_size) if isinstance(data, IndexedDataset) else data
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for index, x, y in batches:
+                yield index, model(x), y
+    finally:
+        model.train(was_training)
 
 
-@torch.no_grad()
 def per_sample_losses(
     model: nn.Module,
     data: IndexedDataset | DataLoader,
@@ -137,16 +146,12 @@ def per_sample_losses(
     """
     if num_samples is None:
         num_samples = len(data.dataset if isinstance(data, DataLoader) else data)
-    was_training = model.training
-    model.eval()
     result = torch.full((num_samples,), float("nan"))
-    for index, x, y in _batches(data, batch_size):
-        result[index] = loss_fn(model(x), y, index).float()
-    model.train(was_training)
+    for index, output, y in _outputs_in_eval_mode(model, data, batch_size):
+        result[index] = loss_fn(output, y, index).float()
     return result
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: IndexedDataset | DataLoader,
@@ -155,15 +160,11 @@ def evaluate(
     batch_size: int = 1000,
 ) -> Evaluation:
     """Mean loss and accuracy of `model` (in eval mode) over a data set or loader."""
-    was_training = model.training
-    model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for index, x, y in _batches(data, batch_size):
-        output = model(x)
+    for index, output, y in _outputs_in_eval_mode(model, data, batch_size):
         total_loss += float(loss_fn(output, y, index).sum())
         correct += int((output.argmax(1) == y).sum())
         count += len(y)
-    model.train(was_training)
     if count == 0:
         raise ValueError("data must not be empty")
     return Evaluation(loss=total_loss / count, accuracy=correct / count)

@@ -114,3 +114,15 @@ def test_fit_learns_separable_blobs_and_calls_epoch_end():
     assert history[-1].test.accuracy > 0.95
     assert history[-1].test.loss < history[0].train.loss
     assert math.isfinite(history[-1].train.seconds)
+
+
+def test_evaluation_uses_eval_mode_and_restores_the_previous_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.9))
+    data = _blobs(64)
+    model.train()
+    first, second = per_sample_losses(model, data), per_sample_losses(model, data)
+    assert torch.equal(first, second)  # dropout off: deterministic
+    assert model.training
+    model.eval()
+    evaluate(model, data)
+    assert not model.training
