@@ -128,6 +128,7 @@ def test_plots_draw_and_survive_empty_selections():
 
     fig, ax = plt.subplots()
     assert len(gradient_factors(ax, scales=(1.0, 2.0))) == 3
+    fig, ax = plt.subplots()  # a fresh, linear-scale axes for the diagram
     assert unrolled_diagram(ax, steps=2)
     fig.canvas.draw()  # renders the diagram's math text
     assert dev_error_curves(ax, {}) == [] and len(dev_error_curves(ax, {"a": ([1, 2], [0.5, 0.4])})) == 1
