@@ -19,7 +19,6 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from curriclab.ala import (
     DIAGONAL_RANGE,
@@ -35,7 +34,7 @@ from curriclab.data import IndexedDataset, make_loader
 from curriclab.dynamic_loss import dynamic_loss
 from curriclab.models import MLP
 from curriclab.teacher import LossTeacher, StudentObserver
-from curriclab.training import evaluate, seed_everything
+from curriclab.training import evaluate, progress_bar, seed_everything, train_epoch
 
 
 class LossRule(Protocol):
@@ -294,18 +293,13 @@ def train_student(
     )
     rule = factory(setup, seed)
     run = StudentRun(method, seed, rule=rule, model=model)
-    for _ in tqdm(range(setup.epochs), desc=f"{method} seed {seed}", disable=not progress, leave=False):
-        total, count = 0.0, 0
-        for _, x, y in loader:
-            losses = rule.losses(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            losses.mean().backward()
-            optimizer.step()
-            rule.after_step(model)
-            total += float(losses.detach().sum())
-            count += len(y)
+    for _ in progress_bar(range(setup.epochs), f"{method} seed {seed}", progress, leave=False):
+        epoch = train_epoch(
+            model, loader, optimizer, loss_fn=lambda output, y, index: rule.losses(output, y),
+            after_step=lambda: rule.after_step(model), progress=False,
+        )
         val, test = evaluate(model, setup.validation), evaluate(model, setup.test)
-        run.train_loss.append(total / max(count, 1))
+        run.train_loss.append(epoch.loss)
         run.val_loss.append(val.loss)
         run.val_error.append(1.0 - val.accuracy)
         run.test_error.append(1.0 - test.accuracy)
@@ -355,7 +349,7 @@ def compare_rules(
         raise ValueError("seeds must not be empty")
     jobs = [(name, seed) for name in factories for seed in seeds]
     runs: dict[str, list[StudentRun]] = {name: [] for name in factories}
-    for name, seed in tqdm(jobs, desc="runs", disable=not progress):
+    for name, seed in progress_bar(jobs, "runs", progress):
         runs[name].append(train_student(setup, name, factories[name], seed))
     return runs
 

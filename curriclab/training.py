@@ -31,11 +31,26 @@ Hook = Callable[[Tensor, Tensor], "Tensor | None"]
 def progress_bar(
     iterable: Iterable | None = None, desc: str = "", enabled: bool = True, *, leave: bool = True,
     total: int | None = None,
-) -> _tqdm:
+) -> Iterable | _tqdm:
     """A tqdm.auto bar (a widget in Jupyter, text in a terminal) that redraws at most once a second,
     so a long loop does not flood a notebook's output channel (nbval waits on it). Every loop in
-    curriclab that shows progress uses this one helper; `enabled=False` switches it off."""
-    return _tqdm(iterable, desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
+    curriclab that shows progress uses this one helper; `enabled=False` switches it off.
+
+    With an iterable, returns a wrapper that iterates it exactly once. (tqdm.auto's own wrapper
+    calls `iter()` eagerly and again when looped over, which starts a DataLoader twice and draws
+    an extra shuffling seed.) Without one, returns the bar itself, to be advanced with `update`.
+    """
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    bar = _tqdm(desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
+    return bar if iterable is None else _advance(iterable, bar)
+
+
+def _advance(iterable: Iterable, bar: _tqdm) -> Iterator:
+    with bar:
+        for item in iterable:
+            yield item
+            bar.update(1)
 
 
 def seed_everything(seed: int) -> None:
@@ -79,13 +94,15 @@ def train_epoch(
     *,
     loss_fn: LossFn = cross_entropy_per_sample,
     hook: Hook | None = None,
+    after_step: Callable[[], None] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> EpochResult:
     """One pass over `loader` of `(index, x, y)` batches with one optimizer step per batch.
 
     `optimizer` may be a list (e.g. the model's SGD plus the SparseSGD of data parameters): all are
-    zeroed and stepped together. Returns an EpochResult.
+    zeroed and stepped together. `after_step()` runs after every optimizer step (e.g. a loss
+    controller that reacts to the updated model). Returns an EpochResult.
     """
     optimizers = _as_list(optimizer)
     model.train()
@@ -102,6 +119,8 @@ def train_epoch(
         objective.backward()
         for opt in optimizers:
             opt.step()
+        if after_step is not None:
+            after_step()
         total_loss += float(losses.detach().sum())
         correct += int((output.detach().argmax(1) == y).sum())
         samples += len(y)

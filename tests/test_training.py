@@ -126,3 +126,32 @@ def test_evaluation_uses_eval_mode_and_restores_the_previous_mode():
     model.eval()
     evaluate(model, data)
     assert not model.training
+
+
+def test_after_step_runs_once_per_step_after_the_update():
+    data = _blobs(40)
+    model = LogisticRegression()
+    weights_seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    start = model.linear.weight.detach().clone()
+    result = train_epoch(
+        model, make_loader(data, 16), optimizer,
+        after_step=lambda: weights_seen.append(model.linear.weight.detach().clone()), progress=False,
+    )
+    assert len(weights_seen) == result.steps == 3
+    assert not torch.equal(weights_seen[0], start)  # called after the first update
+    assert torch.equal(weights_seen[-1], model.linear.weight)
+
+
+def test_progress_bar_iterates_a_loader_exactly_once_per_pass():
+    from curriclab.training import progress_bar
+
+    data = _blobs(20)
+
+    def orders(wrap):
+        loader = make_loader(data, 5, shuffle=True, generator=torch.Generator().manual_seed(0))
+        return [[index.tolist() for index, _, _ in wrap(loader)] for _ in range(2)]
+
+    plain = orders(lambda loader: loader)
+    assert orders(lambda loader: progress_bar(loader, "x", enabled=False)) == plain
+    assert orders(lambda loader: progress_bar(loader, "x", enabled=True)) == plain
