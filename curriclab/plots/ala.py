@@ -16,6 +16,7 @@ from torch import Tensor
 from curriclab.ala import ACTION_STEPS
 from curriclab.ala_training import AlignmentHistory, StudentRun
 from curriclab.dynamic_loss import dynamic_loss
+from curriclab.plots.basics import label_axes
 
 
 def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -> list:
@@ -175,11 +176,7 @@ def mean_curves(ax: Axes, runs: dict[str, list[StudentRun]], attribute: str = "v
             continue
         values = 100 * np.mean([getattr(run, attribute) for run in group], axis=0)
         lines.append(ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)[0])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(attribute.replace("_", " ") + " (%)")
-    if lines:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    label_axes(ax, "epoch", attribute.replace("_", " ") + " (%)", legend=bool(lines))
     return lines
 
 

@@ -36,6 +36,16 @@ def image_grid(
     return fig
 
 
+def label_axes(ax: Axes, xlabel: str, ylabel: str, legend: bool = True) -> None:
+    """The finish every line plot here shares: axis labels, a legend when there is something to
+    name (an empty selection draws none, and no warning), and a light grid."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend()
+    ax.grid(alpha=0.3)
+
+
 def learning_curves(
     ax: Axes, curves: dict[str, Sequence[float]], ylabel: str, xlabel: str = "epoch",
     start: int = 1,
@@ -45,9 +55,5 @@ def learning_curves(
     for name, values in curves.items():
         (line,) = ax.plot(range(start, start + len(values)), list(values), marker="o", label=name)
         lines.append(line)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if curves:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    label_axes(ax, xlabel, ylabel, legend=bool(curves))
     return lines

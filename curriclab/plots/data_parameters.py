@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from curriclab.data_parameters_runs import NoisyRun
+from curriclab.plots.basics import label_axes
 
 CLEAN_COLOR, CORRUPT_COLOR = "C0", "C3"
 
@@ -25,11 +26,7 @@ def gradient_vs_sigma(ax: Axes, sigmas: Tensor, norms: dict[str, Tensor]) -> lis
     bottom, top = ax.get_ylim()
     ax.set_ylim(max(bottom, 1e-4 * top), top)  # vanishing gradients would squash the rest
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("temperature sigma (1 = plain cross-entropy)")
-    ax.set_ylabel("|d loss / d logits|")
-    if norms:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    label_axes(ax, "temperature sigma (1 = plain cross-entropy)", "|d loss / d logits|", legend=bool(norms))
     return lines
 
 

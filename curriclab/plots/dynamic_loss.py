@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from curriclab.dynamic_loss import cross_entropy_logit_gradient, dynamic_loss_logit_gradient
+from curriclab.plots.basics import label_axes
 
 
 def gradient_factors(ax: Axes, scales: Sequence[float] = (1.0,), points: int = 200) -> list:
@@ -85,11 +86,7 @@ def dev_error_curves(ax: Axes, curves: dict[str, tuple[Sequence[int], Sequence[f
     lines = []
     for name, (steps, errors) in curves.items():
         lines += ax.plot(steps, errors, label=name)
-    ax.set_xlabel("student SGD step")
-    ax.set_ylabel("dev error")
-    if curves:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    label_axes(ax, "student SGD step", "dev error", legend=bool(curves))
     return lines
 
 

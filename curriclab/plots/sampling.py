@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from curriclab.plots.basics import label_axes
 from curriclab.sampling import SGDSSampler
 from curriclab.sampling_experiment import METHODS, RunRecord, RunSettings, cached_run
 
@@ -79,11 +80,7 @@ def accuracy_vs_cost(ax: Axes, records: list[RunRecord], cost: str = "seconds") 
         (line,) = ax.plot(getattr(record, cost), record.accuracy, marker="o", ms=3, lw=1,
                           alpha=0.8, color=COLOURS.get(record.method), label=label)
         lines.append(line)
-    ax.set_xlabel(COST_LABELS[cost])
-    ax.set_ylabel("test accuracy")
-    if records:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    label_axes(ax, COST_LABELS[cost], "test accuracy", legend=bool(records))
     return lines
 
 
