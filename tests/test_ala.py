@@ -97,7 +97,8 @@ def test_pair_features_rows_follow_the_class_pairs():
     for row, (i, j) in enumerate(pairs.T.tolist()):
         assert i <= j
         assert features[row].tolist() == pytest.approx(
-            [confusion[i, j] / math.log(3), confusion[j, i] / math.log(3), phi[i, j], 0.25, float(i == j)]
+            [float(confusion[i, j]) / math.log(3), float(confusion[j, i]) / math.log(3), float(phi[i, j]), 0.25,
+             float(i == j)]
         )
 
 

@@ -207,7 +207,7 @@ def test_instance_gradient_has_the_closed_form():
     expected = (logits[torch.arange(2), target] - (probabilities * logits).sum(1)) / 2.0
     torch.testing.assert_close(dp.instance_log_sigma.grad[index], expected)
     assert dp.instance_log_sigma.grad[3] < 0 < dp.instance_log_sigma.grad[1]  # misfit label 2: sigma grows
-    assert dp.instance_log_sigma.grad[0] == 0 and dp.instance_log_sigma.grad[2] == 0
+    assert dp.instance_log_sigma.grad[[0, 2]].tolist() == [0.0, 0.0]
 
 
 def test_weight_decay_touches_only_the_batch_entries():
@@ -335,7 +335,7 @@ def test_roc_auc_equals_the_pairwise_probability_with_ties():
     pairwise = ((pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()).mean()
     assert roc_auc(scores, positives) == pytest.approx(pairwise.item())
     fpr, tpr = roc_curve(scores, positives)
-    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+    assert (fpr[0].item(), tpr[0].item(), fpr[-1].item(), tpr[-1].item()) == (0.0, 0.0, 1.0, 1.0)
     assert torch.all(fpr.diff() >= 0) and torch.all(tpr.diff() >= 0)
     assert roc_auc(torch.arange(4.0), torch.tensor([False, False, True, True])) == 1.0
     with pytest.raises(ValueError, match="positives"):
@@ -347,7 +347,7 @@ def test_relabel_into_classes_reaches_the_requested_share():
     noisy, mask = relabel_into_classes(targets, [1, 3], fraction=0.4, seed=0)
     for label in (1, 3):
         labelled = noisy == label
-        assert (mask & labelled).sum() / labelled.sum() == pytest.approx(0.4, abs=0.01)
+        assert float((mask & labelled).sum() / labelled.sum()) == pytest.approx(0.4, abs=0.01)
     assert torch.equal(noisy[~mask], targets[~mask]) and not torch.isin(targets[mask], torch.tensor([1, 3])).any()
     with pytest.raises(ValueError, match="fraction"):
         relabel_into_classes(targets, [1], fraction=1.0)

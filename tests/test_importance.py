@@ -380,7 +380,7 @@ def test_plots_skip_unplottable_points_and_survive_empty_input():
     fig, axes = plt.subplots(1, 3)
     hexes = density_loglog(axes[0], torch.tensor([0.0, 1.0, 2.0, float("nan")]),
                            torch.tensor([1.0, 2.0, 3.0, 4.0]), xlabel="loss", ylabel="norm")
-    assert hexes.get_array().sum() == 2  # only the two positive, finite pairs are binned
+    assert float(hexes.get_array().sum()) == 2.0  # only the two positive, finite pairs are binned
     assert "2 pairs" in axes[0].texts[0].get_text()
     empty = torch.zeros(0)
     assert density_loglog(axes[1], empty, empty, xlabel="a", ylabel="b") is None

@@ -1,6 +1,8 @@
 """environment.yml must install this package from pyproject.toml, the single source of dependencies."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,36 @@ def test_pyproject_declares_the_runtime_and_dev_dependencies():
     dev = {re.split(r"[=<>! \[]", dep)[0] for dep in project["optional-dependencies"]["dev"]}
     assert {"pytest", "nbval", "pytest-xdist", "nbstripout", "ipykernel", "hypothesis", "ruff"} <= dev
     assert project["requires-python"] == ">=3.10"
+
+
+def _run(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_readme_commands_are_installed_next_to_this_python():
+    """The set-up must give the commands the README shows, in the environment the tests run in."""
+    bin_dir = Path(sys.executable).parent
+    lab = _run(sys.executable, "-m", "jupyter", "lab", "--version")
+    assert lab.returncode == 0, f"`jupyter lab` is not installed: {lab.stderr.strip()}"
+    assert int(lab.stdout.strip().split(".")[0]) >= 4
+    assert (bin_dir / "jupyter-lab").exists() or (bin_dir / "jupyter-lab.exe").exists()
+    cli = _run(str(bin_dir / "curriclab"), "--help")
+    assert cli.returncode == 0 and "spl-demo" in cli.stdout
+
+
+def test_jupyter_finds_a_python_kernel_and_the_widget_extension():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert "python3" in KernelSpecManager().find_kernel_specs()
+    extensions = _run(sys.executable, "-m", "jupyter", "labextension", "list")
+    assert "@jupyter-widgets/jupyterlab-manager" in extensions.stdout + extensions.stderr
+
+
+def test_pytest_defaults_to_quick_mode_and_zero_means_full(monkeypatch):
+    """The root conftest makes plain `pytest` the fast command; notebooks read the same switch."""
+    from curriclab.config import QUICK_ENV, pick
+
+    assert f'os.environ.setdefault("{QUICK_ENV}", "1")' in (ROOT / "conftest.py").read_text()
+    for value, expected in [("1", "quick"), ("0", "full"), ("", "full"), ("yes", "quick")]:
+        monkeypatch.setenv(QUICK_ENV, value)
+        assert pick(full="full", quick="quick") == expected

@@ -87,8 +87,8 @@ def test_unseen_samples_count_as_the_largest_seen_loss_and_zero_losses_give_unif
 
 def test_empty_inputs_do_not_crash():
     assert loss_probabilities(torch.empty(0), torch.empty(0, dtype=torch.bool)).numel() == 0
-    assert loss_probabilities(torch.ones(3), torch.zeros(3, dtype=torch.bool)).sum() == 0
-    assert importance_weights(torch.zeros(3)).sum() == 0
+    assert loss_probabilities(torch.ones(3), torch.zeros(3, dtype=torch.bool)).sum().item() == 0.0
+    assert importance_weights(torch.zeros(3)).sum().item() == 0.0
 
 
 def test_prune_and_reintroduce_counts_and_choices_are_exact():

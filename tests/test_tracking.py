@@ -12,8 +12,9 @@ def test_latest_average_and_epoch_follow_the_definition():
     tracker.update(torch.tensor([1, 3]), torch.tensor([2.0, 4.0]))
     tracker.set_epoch(1)
     tracker.update(torch.tensor([1]), torch.tensor([6.0]))
-    assert tracker.latest[1] == 6.0 and tracker.average[1] == pytest.approx(0.5 * 2.0 + 0.5 * 6.0)
-    assert tracker.average[3] == 4.0 and tracker.last_epoch.tolist() == [-1, 1, -1, 0, -1]
+    assert tracker.latest[1].item() == 6.0
+    assert tracker.average[1].item() == pytest.approx(0.5 * 2.0 + 0.5 * 6.0)
+    assert tracker.average[3].item() == 4.0 and tracker.last_epoch.tolist() == [-1, 1, -1, 0, -1]
     assert tracker.seen.tolist() == [False, True, False, True, False]
 
 
