@@ -15,14 +15,14 @@ import time
 
 import torch
 
-from curriclab.ala_training import (
+from curriclab.core.data import load_mnist, stratified_split, stratified_subset
+from curriclab.experiments.adaptive_loss_alignment import (
     StudentSetup,
     ala_factory,
     cross_entropy_factory,
     identity_phi_factory,
     train_student,
 )
-from curriclab.data import load_mnist, stratified_split, stratified_subset
 
 
 def seconds_per_epoch(setup: StudentSetup, factory, repeats: int) -> float:

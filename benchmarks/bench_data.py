@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from curriclab.data import MNIST_MEAN, MNIST_STD, default_data_root, load_mnist, make_loader
-from curriclab.models import SmallConv
-from curriclab.timing import median_seconds
-from curriclab.training import seed_everything, train_epoch
+from curriclab.core.data import MNIST_MEAN, MNIST_STD, default_data_root, load_mnist, make_loader
+from curriclab.core.models import SmallConv
+from curriclab.core.timing import median_seconds
+from curriclab.core.training import seed_everything, train_epoch
 
 BATCH_SIZE = 128
 

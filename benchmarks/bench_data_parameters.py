@@ -14,10 +14,10 @@ import statistics
 
 import torch
 
-from curriclab.data import load_mnist, make_loader, stratified_subset
-from curriclab.data_parameters import DataParameters
-from curriclab.models import MLP, SmallConv
-from curriclab.training import seed_everything, train_epoch
+from curriclab.core.data import load_mnist, make_loader, stratified_subset
+from curriclab.core.models import MLP, SmallConv
+from curriclab.core.training import seed_everything, train_epoch
+from curriclab.methods.data_parameters import DataParameters
 
 MODELS = {"MLP 784-256-10": MLP, "SmallConv": SmallConv}
 MODES = {"plain": None, "instance": (False, True), "joint": (True, True)}

@@ -22,11 +22,11 @@ import torch
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from curriclab.dynamic_loss import dynamic_loss, expected_error
-from curriclab.hypergradient import hypergradient, unrolled_hypergradient
-from curriclab.models import MLP
-from curriclab.timing import median_seconds
-from curriclab.training import seed_everything
+from curriclab.core.models import MLP
+from curriclab.core.timing import median_seconds
+from curriclab.core.training import seed_everything
+from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
+from curriclab.methods.hypergradient import hypergradient, unrolled_hypergradient
 
 STEPS = (5, 10, 20)
 METHODS = ("plain", "reverse", "autograd")

@@ -23,9 +23,9 @@ import argparse
 
 import torch
 
-from curriclab.importance import time_methods, timing_table
-from curriclab.models import MLP, SmallConv
-from curriclab.training import seed_everything
+from curriclab.core.models import MLP, SmallConv
+from curriclab.core.training import seed_everything
+from curriclab.experiments.gradient_norm_vs_loss import time_methods, timing_table
 
 BATCH_SIZE = 128
 FAST = ("floor", "vmap", "hooks", "hooks (outer)", "hooks (gram)", "proxy")

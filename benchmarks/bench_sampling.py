@@ -18,11 +18,11 @@ import statistics
 import torch
 from torch.utils.data import RandomSampler
 
-from curriclab.data import make_loader
-from curriclab.infobatch import InfoBatchSampler
-from curriclab.models import SmallConv
-from curriclab.sampling import SGDSSampler
-from curriclab.sampling_experiment import (
+from curriclab.core.data import make_loader
+from curriclab.core.models import SmallConv
+from curriclab.core.timing import median_seconds
+from curriclab.core.training import seed_everything, train_epoch
+from curriclab.experiments.sgd_s_resampling import (
     METHODS,
     RunSettings,
     claim_table,
@@ -32,8 +32,8 @@ from curriclab.sampling_experiment import (
     mnist_subsets,
     reachable_target,
 )
-from curriclab.timing import median_seconds
-from curriclab.training import seed_everything, train_epoch
+from curriclab.methods.infobatch import InfoBatchSampler
+from curriclab.methods.sampling import SGDSSampler
 
 
 def steady_epoch(make):

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from curriclab.sparse_sgd import SparseSGD
-from curriclab.training import seed_everything
+from curriclab.core.training import seed_everything
+from curriclab.methods.sparse_sgd import SparseSGD
 
 
 class CloneRestoreSGD(torch.optim.SGD):

@@ -19,9 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from curriclab.models import SmallConv
-from curriclab.spl import REGULARIZERS, SPLLoss
-from curriclab.training import seed_everything
+from curriclab.core.models import SmallConv
+from curriclab.core.training import seed_everything
+from curriclab.methods.spl import REGULARIZERS, SPLLoss
 
 DATASET_SIZE = 60_000
 

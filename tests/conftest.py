@@ -2,7 +2,7 @@
 
 import pytest
 
-from curriclab.data import default_data_root, load_mnist, missing_mnist_files
+from curriclab.core.data import default_data_root, load_mnist, missing_mnist_files
 
 
 def _mnist_or_skip(train: bool):

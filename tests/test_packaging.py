@@ -58,7 +58,7 @@ def test_jupyter_finds_a_python_kernel_and_the_widget_extension():
 
 def test_pytest_defaults_to_quick_mode_and_zero_means_full(monkeypatch):
     """The root conftest makes plain `pytest` the fast command; notebooks read the same switch."""
-    from curriclab.config import QUICK_ENV, pick
+    from curriclab.core.config import QUICK_ENV, pick
 
     assert f'os.environ.setdefault("{QUICK_ENV}", "1")' in (ROOT / "conftest.py").read_text()
     for value, expected in [("1", "quick"), ("0", "full"), ("", "full"), ("yes", "quick")]:

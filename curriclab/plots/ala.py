@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,10 +14,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from curriclab.ala import ACTION_STEPS
-from curriclab.ala_training import AlignmentHistory, StudentRun
-from curriclab.dynamic_loss import dynamic_loss
+from curriclab.methods.ala.agent import AlignmentHistory
+from curriclab.methods.ala.statistics import ACTION_STEPS
+from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.plots.basics import label_axes
+
+if TYPE_CHECKING:  # results are drawn, never produced, here
+    from curriclab.experiments.adaptive_loss_alignment import StudentRun
 
 
 def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -> list:

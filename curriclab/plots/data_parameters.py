@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from curriclab.data_parameters_runs import NoisyRun
 from curriclab.plots.basics import label_axes
+
+if TYPE_CHECKING:  # results are drawn, never produced, here
+    from curriclab.experiments.data_parameters import NoisyRun
 
 CLEAN_COLOR, CORRUPT_COLOR = "C0", "C3"
 

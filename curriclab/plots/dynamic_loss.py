@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from curriclab.dynamic_loss import cross_entropy_logit_gradient, dynamic_loss_logit_gradient
+from curriclab.methods.dynamic_loss import cross_entropy_logit_gradient, dynamic_loss_logit_gradient
 from curriclab.plots.basics import label_axes
 
 

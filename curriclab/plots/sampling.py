@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from curriclab.plots.basics import label_axes
-from curriclab.sampling import SGDSSampler
-from curriclab.sampling_experiment import METHODS, RunRecord, RunSettings, cached_run
 
+if TYPE_CHECKING:  # results are drawn, never produced, here
+    from curriclab.experiments.sgd_s_resampling import RunRecord
+
+METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 COLOURS = dict(zip(METHODS, ("tab:gray", "tab:red", "tab:blue", "tab:green")))
 COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated"}
 
@@ -100,25 +100,3 @@ def unique_share(ax: Axes, records: list[RunRecord]) -> list:
         ax.legend()
     ax.grid(alpha=0.3)
     return lines
-
-
-def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
-                       *, train_size: int, test_size: int, seed: int,
-                       settings: RunSettings) -> Figure:
-    """Widget view: draws per epoch (exact, from `SGDSSampler.epoch_sizes`) and test accuracy
-    against samples back-propagated for SGD-S with these knobs vs uniform SGD (cached runs)."""
-    chosen = replace(settings, prune_fraction=prune_fraction, transient_epochs=transient_epochs,
-                     reintroduce_fraction=reintroduce_fraction)
-    sizes = SGDSSampler(train_size, transient_epochs, prune_fraction,
-                        reintroduce_fraction).epoch_sizes(settings.epochs)
-    runs = [cached_run(method, train_size, test_size, seed, chosen)
-            for method in ("uniform", "SGD-S")]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    left.bar(range(1, len(sizes) + 1), sizes, color=COLOURS["SGD-S"])
-    left.axhline(train_size, color="black", lw=1, label="uniform: every sample")
-    left.set_xlabel("epoch")
-    left.set_ylabel("draws (samples back-propagated)")
-    left.legend(loc="lower left")
-    accuracy_vs_cost(right, runs, "samples")
-    fig.tight_layout()
-    return fig

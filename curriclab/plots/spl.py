@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,10 +21,12 @@ from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from curriclab.animation import write_gif
+from curriclab.methods.spl import REGULARIZERS, spl_weights
+from curriclab.plots.animation import write_gif
 from curriclab.plots.basics import learning_curves
-from curriclab.spl import REGULARIZERS, spl_weights
-from curriclab.spl_experiment import SPLEpoch
+
+if TYPE_CHECKING:  # results are drawn, never produced, here
+    from curriclab.experiments.self_paced_learning import SPLEpoch
 
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 SELECTED_ALPHA = 0.8

@@ -1,0 +1,112 @@
+"""Statistics the methods and notebooks share, each written once and tested against scipy.stats."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
+    if len(a) < 2:
+        raise ValueError(f"a correlation needs at least 2 pairs, got {len(a)}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("a and b must be finite (no NaN or inf)")
+    return a, b
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two 1-D samples (float64; the ddof cancels, so it is used nowhere)."""
+    a, b = _pair(a, b)
+    a, b = a - a.mean(), b - b.mean()
+    scale = (a.square().sum() * b.square().sum()).sqrt()
+    if scale == 0:
+        raise ValueError("a correlation is undefined when a or b is constant")
+    return float((a * b).sum() / scale)
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """Ranks 1..n of a 1-D tensor, tied values sharing the mean of their ranks (float64)."""
+    values = torch.as_tensor(values)
+    order = torch.argsort(values, stable=True)
+    _, inverse, counts = torch.unique_consecutive(
+        values[order], return_inverse=True, return_counts=True
+    )
+    last = counts.cumsum(0).double()
+    ranks = torch.empty(len(values), dtype=torch.float64)
+    ranks[order] = (last - (counts.double() - 1) / 2)[inverse]
+    return ranks
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman rank correlation: Pearson correlation of the average ranks (ties handled)."""
+    a, b = _pair(a, b)
+    return pearson(average_ranks(a), average_ranks(b))
+
+
+def pool_by_probability(counts: Tensor, probabilities: Tensor, groups: int = 20
+                        ) -> tuple[Tensor, Tensor]:
+    """Group the samples with p > 0, in order of p, into at most `groups` runs of roughly equal
+    total probability; return each group's draw count and probability. Chi-square needs a few
+    expected draws per category, which one epoch gives per group but not per sample."""
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    probabilities = torch.as_tensor(probabilities, dtype=torch.float64)
+    support = torch.nonzero(probabilities > 0).squeeze(1)
+    order = support[torch.argsort(probabilities[support], stable=True)]
+    mass = probabilities[order].cumsum(0) / probabilities[order].sum()
+    group = torch.clamp((mass * groups).ceil().long() - 1, 0, groups - 1)
+    used, group = torch.unique(group, return_inverse=True)
+    pooled_counts = torch.zeros(len(used), dtype=torch.float64).index_add_(0, group, counts[order])
+    pooled_p = torch.zeros(len(used), dtype=torch.float64).index_add_(0, group,
+                                                                        probabilities[order])
+    return pooled_counts, pooled_p
+
+
+def chi_square_test(observed: Tensor, probabilities: Tensor) -> tuple[float, int, float]:
+    """Pearson's chi-square goodness of fit of draw counts to probabilities: (statistic, degrees of
+    freedom, p-value). Categories with probability 0 are left out (and must have no draws)."""
+    observed = torch.as_tensor(observed, dtype=torch.float64)
+    probabilities = torch.as_tensor(probabilities, dtype=torch.float64)
+    support = probabilities > 0
+    if bool((observed[~support] > 0).any()):
+        raise ValueError("observed has draws in categories of probability 0")
+    if int(support.sum()) < 2:
+        raise ValueError("need at least two categories with positive probability")
+    expected = observed.sum() * probabilities[support] / probabilities[support].sum()
+    statistic = float(((observed[support] - expected) ** 2 / expected).sum())
+    dof = int(support.sum()) - 1
+    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64),
+                                            torch.tensor(statistic / 2.0, dtype=torch.float64)))
+    return statistic, dof, p_value
+
+
+def roc_curve(scores: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
+    """False- and true-positive rates of the detector "score >= threshold" over all thresholds.
+
+    Tied scores move together (one point per distinct score). Both rates start at 0 and end at 1.
+    """
+    scores, positives = torch.as_tensor(scores).double(), torch.as_tensor(positives).bool()
+    if scores.shape != positives.shape or scores.ndim != 1:
+        raise ValueError("scores and positives must be 1-D of the same length")
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("positives must contain both positive and negative samples")
+    order = torch.argsort(scores, descending=True)
+    sorted_scores, hits = scores[order], positives[order].double()
+    last_of_tie = torch.ones(len(scores), dtype=torch.bool)
+    last_of_tie[:-1] = sorted_scores[1:] != sorted_scores[:-1]
+    tp = torch.cumsum(hits, 0)[last_of_tie]
+    fp = torch.cumsum(1.0 - hits, 0)[last_of_tie]
+    zero = torch.zeros(1, dtype=torch.float64)
+    return torch.cat([zero, fp / n_neg]), torch.cat([zero, tp / n_pos])
+
+
+def roc_auc(scores: Tensor, positives: Tensor) -> float:
+    """Area under the ROC curve: the probability that a random positive outscores a random
+    negative (ties count one half)."""
+    fpr, tpr = roc_curve(scores, positives)
+    return float(torch.trapezoid(tpr, fpr))

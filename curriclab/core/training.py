@@ -1,0 +1,229 @@
+"""A short, index-aware training loop, evaluation and seeding.
+
+Every batch is `(index, x, y)`. The loop computes a per-sample loss, hands `(index, losses)` to an
+optional hook and back-propagates what the hook returns (or the plain mean). That single hook is
+where SPL weights, SGD-S loss recording and importance weights plug in; a custom `loss_fn`
+(output, target, index) covers methods that change the loss itself, such as data parameters.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm as _tqdm
+
+from curriclab.core.data import IndexedDataset, make_loader
+
+LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""(output, target, index) -> per-sample losses [B]."""
+Hook = Callable[[Tensor, Tensor], "Tensor | None"]
+"""(index, per-sample losses) -> scalar loss to minimise, or None to minimise the mean."""
+
+
+def progress_bar(
+    iterable: Iterable | None = None, desc: str = "", enabled: bool = True, *, leave: bool = True,
+    total: int | None = None,
+) -> Iterable | _tqdm:
+    """A tqdm.auto bar (a widget in Jupyter, text in a terminal) that redraws at most once a second,
+    so a long loop does not flood a notebook's output channel (nbval waits on it). Every loop in
+    curriclab that shows progress uses this one helper; `enabled=False` switches it off.
+
+    With an iterable, returns a wrapper that iterates it exactly once. (tqdm.auto's own wrapper
+    calls `iter()` eagerly and again when looped over, which starts a DataLoader twice and draws
+    an extra shuffling seed.) Without one, returns the bar itself, to be advanced with `update`.
+    """
+    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    bar = _tqdm(desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
+    return bar if iterable is None else _advance(iterable, bar)
+
+
+def _advance(iterable: Iterable, bar: _tqdm) -> Iterator:
+    with bar:
+        for item in iterable:
+            yield item
+            bar.update(1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random generators in one call."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def cross_entropy_per_sample(output: Tensor, target: Tensor, index: Tensor | None = None) -> Tensor:
+    """Per-sample cross-entropy of logits (or log-probabilities) against integer targets."""
+    return F.cross_entropy(output, target, reduction="none")
+
+
+@dataclass
+class EpochResult:
+    """What one pass over a loader did: mean training loss and accuracy of the samples it used
+    (measured on the fly, before each step), how many samples were back-propagated, steps, seconds."""
+
+    loss: float
+    accuracy: float
+    samples: int
+    steps: int
+    seconds: float
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+
+
+def _as_list(optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer]) -> list:
+    return [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+    *,
+    loss_fn: LossFn = cross_entropy_per_sample,
+    hook: Hook | None = None,
+    after_step: Callable[[], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> EpochResult:
+    """One pass over `loader` of `(index, x, y)` batches with one optimizer step per batch.
+
+    `optimizer` may be a list (e.g. the model's SGD plus the SparseSGD of data parameters): all are
+    zeroed and stepped together. `after_step()` runs after every optimizer step (e.g. a loss
+    controller that reacts to the updated model). Returns an EpochResult.
+    """
+    optimizers = _as_list(optimizer)
+    model.train()
+    start = time.perf_counter()
+    total_loss, correct, samples, steps = 0.0, 0, 0, 0
+    for index, x, y in progress_bar(loader, desc, progress, leave=False):
+        output = model(x)
+        losses = loss_fn(output, y, index)
+        objective = hook(index, losses) if hook is not None else None
+        if objective is None:
+            objective = losses.mean()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        objective.backward()
+        for opt in optimizers:
+            opt.step()
+        if after_step is not None:
+            after_step()
+        total_loss += float(losses.detach().sum())
+        correct += int((output.detach().argmax(1) == y).sum())
+        samples += len(y)
+        steps += 1
+    return EpochResult(
+        loss=total_loss / max(samples, 1),
+        accuracy=correct / max(samples, 1),
+        samples=samples,
+        steps=steps,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _outputs_in_eval_mode(
+    model: nn.Module, data: IndexedDataset | DataLoader, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Yield `(index, output, target)` per batch with the model in eval mode and no gradients;
+    the model's train/eval mode is restored afterwards."""
+    batches = make_loader(data, batch_size) if isinstance(data, IndexedDataset) else data
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for index, x, y in batches:
+                yield index, model(x), y
+    finally:
+        model.train(was_training)
+
+
+def per_sample_losses(
+    model: nn.Module,
+    data: IndexedDataset | DataLoader,
+    *,
+    loss_fn: LossFn = cross_entropy_per_sample,
+    batch_size: int = 1000,
+    num_samples: int | None = None,
+) -> Tensor:
+    """Every sample's loss under the current model (eval mode, no gradients), ordered by dataset index.
+
+    `num_samples` sizes the result when `data` is a loader over a larger data set (entries it never
+    visits stay NaN).
+    """
+    if num_samples is None:
+        num_samples = len(data.dataset if isinstance(data, DataLoader) else data)
+    result = torch.full((num_samples,), float("nan"))
+    for index, output, y in _outputs_in_eval_mode(model, data, batch_size):
+        result[index] = loss_fn(output, y, index).float()
+    return result
+
+
+def evaluate(
+    model: nn.Module,
+    data: IndexedDataset | DataLoader,
+    *,
+    loss_fn: LossFn = cross_entropy_per_sample,
+    batch_size: int = 1000,
+) -> Evaluation:
+    """Mean loss and accuracy of `model` (in eval mode) over a data set or loader."""
+    total_loss, correct, count = 0.0, 0, 0
+    for index, output, y in _outputs_in_eval_mode(model, data, batch_size):
+        total_loss += float(loss_fn(output, y, index).sum())
+        correct += int((output.argmax(1) == y).sum())
+        count += len(y)
+    if count == 0:
+        raise ValueError("data must not be empty")
+    return Evaluation(loss=total_loss / count, accuracy=correct / count)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train: EpochResult
+    test: Evaluation | None
+
+
+def fit(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+    epochs: int,
+    *,
+    test_data: IndexedDataset | DataLoader | None = None,
+    loss_fn: LossFn = cross_entropy_per_sample,
+    hook: Hook | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+    progress: bool = True,
+) -> list[EpochRecord]:
+    """Train for `epochs` epochs, evaluating on `test_data` after each; returns one record per epoch.
+
+    `on_epoch_end(epoch)` runs after each epoch (e.g. to raise an SPL threshold or move a sampler on).
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    history = []
+    for epoch in progress_bar(range(epochs), "epochs", progress):
+        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        result = train_epoch(
+            model, loader, optimizer, loss_fn=loss_fn, hook=hook, progress=progress,
+            desc=f"epoch {epoch}",
+        )
+        test = evaluate(model, test_data) if test_data is not None else None
+        history.append(EpochRecord(epoch, result, test))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    return history

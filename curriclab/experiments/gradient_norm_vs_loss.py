@@ -1,0 +1,157 @@
+"""Notebook 02's runner: record every sample's loss and exact gradient norm over an epoch, rank statistics, and the cost of each norm method."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from curriclab.core.data import IndexedDataset
+from curriclab.core.stats import _pair, spearman
+from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
+from curriclab.methods.importance import (
+    _model_losses,
+    _trainable,
+    measure_batch,
+    output_grad_norms,
+    per_sample_grad_norms,
+    per_sample_grad_norms_loop,
+    per_sample_grad_norms_vmap,
+)
+
+
+@dataclass
+class EpochImportance:
+    """One training epoch's per-sample records, indexed by dataset index (NaN where not visited),
+    taken before the optimizer step of each sample's batch; `result` is the epoch's EpochResult."""
+
+    losses: Tensor
+    grad_norms: Tensor
+    output_grad_norms: Tensor
+    result: EpochResult
+
+
+def record_epoch(
+    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *,
+    loss_fn: LossFn = cross_entropy_per_sample, progress: bool = True,
+) -> EpochImportance:
+    """Train one epoch (`curriclab.training.train_epoch`, mean loss) and record every visited
+    sample's loss, exact gradient norm and output-gradient norm under the weights of its step."""
+    dataset = getattr(loader, "dataset", None)
+    if not isinstance(dataset, IndexedDataset):
+        raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
+    losses, norms, proxies = (torch.full((len(dataset),), float("nan")) for _ in range(3))
+
+    def measure(index: Tensor, batch_losses: Tensor) -> None:
+        _, x, y = dataset.__getitems__(index)
+        batch = measure_batch(model, x, y, loss_fn, index)
+        losses[index] = batch_losses.detach().float()
+        norms[index] = batch.grad_norms.float()
+        proxies[index] = batch.output_grad_norms.float()
+
+    result = train_epoch(
+        model, loader, optimizer, loss_fn=loss_fn, hook=measure, progress=progress,
+        desc="epoch (recording)",
+    )
+    return EpochImportance(losses, norms, proxies, result)
+
+
+def spearman_by_chunk(a: Tensor, b: Tensor, chunks: int) -> Tensor:
+    """Spearman correlation within each of `chunks` consecutive, near-equal slices of a and b.
+
+    In an unshuffled epoch recorded by dataset index, consecutive slices are consecutive stretches
+    of training, so this shows how the relation changes as the network learns."""
+    a, b = _pair(a, b)
+    if not 1 <= chunks <= len(a) // 2:
+        raise ValueError(f"chunks must lie in [1, {len(a) // 2}] (2+ pairs each), got {chunks}")
+    return torch.tensor(
+        [spearman(x, y) for x, y in zip(a.tensor_split(chunks), b.tensor_split(chunks))]
+    )
+
+
+def rolling_by_rank(
+    sort_key: Tensor, values: Tensor, window: int = 50
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The blog's view: sort `values` by `sort_key` and take the rolling mean and standard deviation
+    (ddof=1, like pandas) over `window` consecutive ranks. Returns (rank at each window's end, mean,
+    std), each of length n - window + 1 (empty when n < window)."""
+    sort_key, values = torch.as_tensor(sort_key), torch.as_tensor(values, dtype=torch.float64)
+    if sort_key.shape != values.shape or values.ndim != 1:
+        raise ValueError("sort_key and values must be 1-D of equal length")
+    if window < 2:
+        raise ValueError(f"window must be >= 2 (a standard deviation needs 2 values), got {window}")
+    if len(values) < window:
+        empty = torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(0, dtype=torch.long), empty, empty
+    sorted_values = values[torch.argsort(sort_key, stable=True)]
+    windows = sorted_values.unfold(0, window, 1)
+    return torch.arange(window - 1, len(values)), windows.mean(1), windows.std(1)
+
+
+def _mean_loss_backward(
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, index: Tensor | None
+) -> None:
+    """The floor every method is compared with: one forward and backward of the mean loss (as a
+    training step does; autograd.grad so that .grad stays untouched)."""
+    with torch.enable_grad():
+        _, losses = _model_losses(model, x, y, loss_fn, index)
+        torch.autograd.grad(losses.mean(), _trainable(model), allow_unused=True)
+
+
+TIMED: dict[str, Callable] = {
+    "floor": _mean_loss_backward,
+    "loop": per_sample_grad_norms_loop,
+    "vmap": per_sample_grad_norms_vmap,
+    "hooks": lambda *args: per_sample_grad_norms(*args, method="hooks"),
+    "hooks (outer)": lambda *args: per_sample_grad_norms(*args, method="hooks", strategy="outer"),
+    "hooks (gram)": lambda *args: per_sample_grad_norms(*args, method="hooks", strategy="gram"),
+    "proxy": output_grad_norms,
+}
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+
+
+
+def time_methods(
+    model: nn.Module, x: Tensor, y: Tensor, methods: tuple[str, ...] = ("floor", "loop", "vmap",
+    "hooks", "proxy"), *, repeats: int = 5, loss_fn: LossFn = cross_entropy_per_sample,
+    clock: str = "wall",
+) -> dict[str, float]:
+    """Median time in seconds of each named method on one batch (after one warm-up call).
+
+    The methods are interleaved, so machine load affects them alike; compare them as ratios.
+    clock="cpu" counts this process's CPU seconds instead of wall seconds, which waiting for a
+    core on a busy machine does not inflate."""
+    unknown = [name for name in methods if name not in TIMED]
+    if unknown:
+        raise ValueError(f"methods must be among {tuple(TIMED)}; unknown: {unknown}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for round_ in range(repeats + 1):
+        for name in methods:
+            start = now()
+            TIMED[name](model, x, y, loss_fn, None)
+            if round_ > 0:
+                times[name].append(now() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timing_table(seconds: dict[str, float], baseline: str = "floor") -> str:
+    """A plain-text table: milliseconds and ratio to `baseline` for each timed method."""
+    if baseline not in seconds:
+        raise ValueError(f"baseline {baseline!r} is not among the timed methods {tuple(seconds)}")
+    lines = [f"{'method':<15}{'ms / batch':>12}{'x ' + baseline:>12}"]
+    for name, value in seconds.items():
+        lines.append(f"{name:<15}{1000 * value:>12.2f}{value / seconds[baseline]:>12.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""Uniform SGD vs SGD-S vs unbiased SGD-S vs InfoBatch-style pruning on one budget of epochs.
+
+Every method trains the same model from the same initialisation (per seed) for the same number
+of epochs; what differs is which samples each epoch back-propagates and with what loss weight.
+A run records test accuracy before training and after each epoch, next to the cumulative number
+of samples back-propagated and the cumulative training wall-clock (the sampler's own planning
+included, test evaluation excluded), so accuracy can be read against either cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from curriclab.core.data import IndexedDataset, load_mnist, make_loader, stratified_subset
+from curriclab.core.models import SmallConv
+from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
+from curriclab.methods.infobatch import InfoBatchSampler
+from curriclab.methods.sampling import (
+    LossDrivenSampler,
+    SGDSSampler,
+    check_losses,
+    prune_and_reintroduce,
+)
+
+METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One budget and one set of hyper-parameters shared by every method (defaults: the source's
+    SmallConv recipe, SGD lr 1e-3 momentum 0.99, batch 64; SGD-S's 2 transient epochs, 10 %
+    pruned and 1 % brought back per epoch, draws proportional to loss ** sgds_power mixed with
+    `sgds_uniform_mix` uniform; InfoBatch's r = 0.5, delta = 0.875).
+
+    The unbiased variant mixes `unbiased_uniform_mix` of uniform into its draws instead, which caps
+    its importance weights at 1 / unbiased_uniform_mix: without a floor a sample whose recorded
+    loss was tiny gets a weight in the thousands, and with momentum 0.99 a run can diverge."""
+
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.99
+    transient_epochs: int = 2
+    prune_fraction: float = 0.1
+    reintroduce_fraction: float = 0.01
+    sgds_power: float = 1.0
+    sgds_uniform_mix: float = 0.0
+    unbiased_uniform_mix: float = 0.2
+    infobatch_ratio: float = 0.5
+    infobatch_delta: float = 0.875
+
+
+@dataclass
+class RunRecord:
+    """One method, one seed. Lists have one entry before training and one after every epoch,
+    except `unique_share` (one per epoch: distinct samples drawn / training-set size)."""
+
+    method: str
+    seed: int
+    accuracy: list[float]
+    samples: list[int]
+    seconds: list[float]
+    unique_share: list[float]
+
+
+def make_sampler(method: str, num_samples: int, settings: RunSettings,
+                 generator: torch.Generator) -> LossDrivenSampler | None:
+    """The sampler a method draws with (None: uniform shuffling)."""
+    if method == "uniform":
+        return None
+    if method in ("SGD-S", "SGD-S unbiased"):
+        unbiased = method == "SGD-S unbiased"
+        return SGDSSampler(
+            num_samples, settings.transient_epochs, settings.prune_fraction,
+            settings.reintroduce_fraction, generator=generator, unbiased=unbiased,
+            power=settings.sgds_power,
+            uniform_mix=settings.unbiased_uniform_mix if unbiased else settings.sgds_uniform_mix,
+        )
+    if method == "InfoBatch":
+        return InfoBatchSampler(num_samples, settings.epochs, settings.infobatch_ratio,
+                                settings.infobatch_delta, generator=generator)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def run_method(method: str, train: IndexedDataset, test: IndexedDataset, settings: RunSettings,
+               seed: int, progress: bool = False) -> RunRecord:
+    """Train a fresh SmallConv (initialised by `seed`) with `method` for `settings.epochs`."""
+    seed_everything(seed)
+    model = SmallConv(num_classes=max(train.num_classes, test.num_classes))
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = make_sampler(method, len(train), settings, generator)
+    loader = make_loader(train, settings.batch_size, sampler=sampler, shuffle=sampler is None,
+                         generator=generator if sampler is None else None)
+    drawn = torch.zeros(len(train), dtype=torch.bool)
+
+    def hook(index, losses):
+        drawn[index] = True
+        return sampler.hook(index, losses) if sampler is not None else None
+
+    record = RunRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [])
+    for epoch in range(settings.epochs):
+        drawn.zero_()
+        start = time.perf_counter()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        planning = time.perf_counter() - start
+        result = train_epoch(model, loader, optimizer, hook=hook, progress=progress,
+                             desc=f"{method} seed {seed} epoch {epoch}")
+        record.samples.append(record.samples[-1] + result.samples)
+        record.seconds.append(record.seconds[-1] + planning + result.seconds)
+        record.accuracy.append(evaluate(model, test).accuracy)
+        record.unique_share.append(float(drawn.float().mean()) if len(train) else 0.0)
+    return record
+
+
+def compare_methods(train: IndexedDataset, test: IndexedDataset, settings: RunSettings,
+                    seeds: list[int], methods: tuple[str, ...] = METHODS,
+                    progress: bool = True) -> list[RunRecord]:
+    """Every method for every seed. Methods are interleaved within each seed, so a busy machine
+    slows them alike and wall-clock ratios stay comparable."""
+    jobs = [(seed, method) for seed in seeds for method in methods]
+    return [run_method(method, train, test, settings, seed)
+            for seed, method in progress_bar(jobs, "runs", progress)]
+
+
+def cost_to_accuracy(record: RunRecord, target: float, cost: str = "seconds") -> float:
+    """The cost ('seconds' or 'samples') at the first evaluation with accuracy >= target; inf if
+    the run never gets there."""
+    if cost not in ("seconds", "samples"):
+        raise ValueError(f"cost must be 'seconds' or 'samples', got {cost!r}")
+    for accuracy, spent in zip(record.accuracy, getattr(record, cost)):
+        if accuracy >= target:
+            return float(spent)
+    return math.inf
+
+
+def reachable_target(records: list[RunRecord], method: str = "uniform") -> float:
+    """The highest accuracy every seed of `method` reaches within its budget (min of the finals)."""
+    finals = [r.accuracy[-1] for r in records if r.method == method]
+    if not finals:
+        raise ValueError(f"no runs of method {method!r}")
+    return min(finals)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def claim_table(records: list[RunRecord], target: float, settings: RunSettings,
+                baseline: str = "uniform") -> list[dict]:
+    """Per method: final test accuracy (mean, std over seeds), samples back-propagated as a share
+    of the baseline's, median speed-ups to `target` (baseline cost / method cost, paired by
+    seed, in wall-clock and in samples), and the mean share of distinct samples drawn per epoch
+    after the transient epochs (the '30 % of the data')."""
+    base = {r.seed: r for r in records if r.method == baseline}
+    rows = []
+    for method in dict.fromkeys(r.method for r in records):
+        runs = [r for r in records if r.method == method]
+        finals = [r.accuracy[-1] for r in runs]
+        speedups = {cost: [cost_to_accuracy(base[r.seed], target, cost)
+                           / cost_to_accuracy(r, target, cost) for r in runs if r.seed in base]
+                    for cost in ("seconds", "samples")}
+        steady = [share for r in runs for share in r.unique_share[settings.transient_epochs:]]
+        rows.append({
+            "method": method,
+            "seeds": len(runs),
+            "final accuracy": statistics.mean(finals),
+            "accuracy std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            "samples vs baseline": _median([r.samples[-1] / base[r.seed].samples[-1]
+                                            for r in runs if r.seed in base]),
+            "speed-up (time)": _median(speedups["seconds"]),
+            "speed-up (samples)": _median(speedups["samples"]),
+            "reached target": sum(cost_to_accuracy(r, target) < math.inf for r in runs),
+            "unique share per steady epoch": statistics.mean(steady) if steady else math.nan,
+        })
+    return rows
+
+
+def claim_table_markdown(rows: list[dict], claim: dict[str, str] | None = None) -> str:
+    """`claim_table` rows as a Markdown table, with an optional first row for the claim."""
+    header = ("method", "final test accuracy", "samples vs uniform", "speed-up to target (time)",
+              "speed-up to target (samples)", "seeds reaching target",
+              "distinct samples per steady epoch")
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    if claim is not None:
+        lines.append("| " + " | ".join(claim.get(column, "") for column in header) + " |")
+    for row in rows:
+        lines.append(
+            f"| {row['method']} | {row['final accuracy']:.4f} +- {row['accuracy std']:.4f} "
+            f"| {row['samples vs baseline']:.2f} | {row['speed-up (time)']:.2f}x "
+            f"| {row['speed-up (samples)']:.2f}x | {row['reached target']}/{row['seeds']} "
+            f"| {row['unique share per steady epoch']:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=4)
+def mnist_subsets(train_size: int, test_size: int, seed: int = 0
+                  ) -> tuple[IndexedDataset, IndexedDataset]:
+    """Stratified MNIST train and test subsets (cached: loading MNIST takes seconds)."""
+    return (stratified_subset(load_mnist(train=True), train_size, seed),
+            stratified_subset(load_mnist(train=False), test_size, seed))
+
+
+@functools.lru_cache(maxsize=64)
+def cached_run(method: str, train_size: int, test_size: int, seed: int,
+               settings: RunSettings = RunSettings()) -> RunRecord:
+    """`run_method` on cached MNIST subsets, memoised on its (hashable) arguments: for widgets."""
+    train, test = mnist_subsets(train_size, test_size, seed)
+    return run_method(method, train, test, settings, seed)
+
+
+@dataclass
+class PositionBugDemo:
+    """The original script's weights, by dataset index, next to the intended ones.
+
+    `intended[i]`: the weight sample i should get (its own loss if kept, 0 if pruned);
+    `received[i]`: the weight it actually got when the sampler's positions 0..num_kept-1 were used
+    as dataset indices (the loss of another sample; 0 for every i >= num_kept).
+    """
+
+    losses: Tensor
+    intended: Tensor
+    received: Tensor
+    num_kept: int
+
+    @property
+    def drawable(self) -> Tensor:
+        """Mask of samples the buggy sampler can draw at all (a positive received weight)."""
+        return self.received > 0
+
+
+def position_keyed_weights(
+    losses: Tensor, prune_fraction: float = 0.1, reintroduce_fraction: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> PositionBugDemo:
+    """Re-enact the original SGD-S step: keep samples by loss, sort the kept ids, take their losses
+    as weights and hand them to a weighted sampler whose positions 0..K-1 the DataLoader then
+    used as dataset indices. Returns both the intended and the received weight of every sample."""
+    losses = check_losses(losses)
+    active = prune_and_reintroduce(losses, torch.ones(len(losses), dtype=torch.bool),
+                                   prune_fraction, reintroduce_fraction, generator)
+    kept = torch.nonzero(active).squeeze(1)  # sorted ids, as in the source
+    intended = torch.where(active, losses, 0.0)
+    received = torch.zeros_like(losses)
+    received[: len(kept)] = losses[kept]  # weight j applied to position j = dataset index j
+    return PositionBugDemo(losses, intended, received, len(kept))

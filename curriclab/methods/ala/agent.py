@@ -1,0 +1,215 @@
+"""Loss rules a student trains under, and the ALA agent that tunes Phi from validation rewards."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from curriclab.core.data import IndexedDataset
+from curriclab.methods.ala.controller import LossController
+from curriclab.methods.ala.statistics import (
+    LossMatrix,
+    alignment_reward,
+    confusion_statistics,
+    discounted_metric,
+    pair_features,
+)
+from curriclab.methods.dynamic_loss import dynamic_loss
+from curriclab.methods.teacher import LossTeacher, StudentObserver
+
+
+class LossRule(Protocol):
+    """What the student loop needs from a loss: per-sample losses, and a hook after each step."""
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor: ...
+
+    def after_step(self, model: nn.Module) -> None: ...
+
+
+class CrossEntropyRule:
+    """Plain cross-entropy, the baseline."""
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(logits, target, reduction="none")
+
+    def after_step(self, model: nn.Module) -> None:
+        pass
+
+
+class FixedPhiRule:
+    """-sigmoid(y^T Phi log p) with Phi held fixed (Phi = I is ALA's starting point without a controller)."""
+
+    def __init__(self, phi: Tensor):
+        self.phi = phi
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        return dynamic_loss(logits, target, self.phi, reduction="none")
+
+    def after_step(self, model: nn.Module) -> None:
+        pass
+
+
+@torch.no_grad()
+def validation_log_probs(model: nn.Module, data: IndexedDataset, batch_size: int = 4096) -> Tensor:
+    """log p(. | x) [N, C] of the model (in eval mode) on every sample of `data`, in index order."""
+    was_training = model.training
+    model.eval()
+    chunks = [F.log_softmax(model(data.inputs[s : s + batch_size]), dim=1) for s in range(0, len(data), batch_size)]
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0, 0)
+
+
+@dataclass
+class AlignmentHistory:
+    """One entry per controller decision (steps = student steps done when it was taken); rewards
+    and advantages start at the second decision, the first one to have a predecessor to beat."""
+
+    steps: list[int] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
+    phi: list[Tensor] = field(default_factory=list)
+    action_probs: list[Tensor] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    advantages: list[float] = field(default_factory=list)
+
+
+class AlignmentAgent:
+    """The ALA loop around a student: loss with the current Phi; after every step, the validation
+    error; every `interval` (K) steps a reward, a controller update and a new action on Phi.
+
+    Decision t: state s_t from the validation statistics, action a_t moves Phi, the student takes K
+    steps, then M_{t+1} = discounted validation error over those K steps and r_t = sign(M_t - M_{t+1}).
+    total_steps: the student's step budget, used for the progress feature.
+    """
+
+    def __init__(
+        self,
+        matrix: LossMatrix,
+        controller: LossController,
+        validation: IndexedDataset,
+        total_steps: int,
+        interval: int = 10,
+        gamma: float = 0.9,
+    ):
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if len(validation) == 0:
+            raise ValueError("validation must not be empty")
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
+        self.matrix = matrix
+        self.controller = controller
+        self.validation = validation
+        self.total_steps = total_steps
+        self.interval = interval
+        self.gamma = gamma
+        self.steps = 0
+        self.window: list[float] = []
+        self.previous_metric: float | None = None
+        self.pending: tuple[Tensor, Tensor] | None = None
+        self.history = AlignmentHistory()
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        return dynamic_loss(logits, target, self.matrix.phi, reduction="none")
+
+    def after_step(self, model: nn.Module) -> None:
+        self.steps += 1
+        log_probs = validation_log_probs(model, self.validation)
+        self.window.append(float((log_probs.argmax(1) != self.validation.targets).float().mean()))
+        if len(self.window) == self.interval:
+            self.decide(log_probs)
+
+    def decide(self, log_probs: Tensor) -> None:
+        """Close the current window: reward the pending action, then take a new one."""
+        metric = discounted_metric(self.window, self.gamma)
+        self.window = []
+        if self.pending is not None and self.previous_metric is not None:
+            reward = alignment_reward(self.previous_metric, metric)
+            self.history.rewards.append(reward)
+            self.history.advantages.append(self.controller.observe(*self.pending, reward))
+        confusion = confusion_statistics(log_probs, self.validation.targets)
+        features = pair_features(confusion, self.matrix.phi, min(self.steps / self.total_steps, 1.0))
+        actions = self.controller.act(features)
+        with torch.no_grad():
+            probs = self.controller.distribution(features).probs.mean(0)
+        self.matrix.apply(actions)
+        self.pending = (features, actions)
+        self.previous_metric = metric
+        self.history.steps.append(self.steps)
+        self.history.metric.append(metric)
+        self.history.phi.append(self.matrix.phi.clone())
+        self.history.action_probs.append(probs)
+
+    def state_dict(self) -> dict:
+        return {
+            "matrix": self.matrix.state_dict(),
+            "controller": self.controller.state_dict(),
+            "steps": self.steps,
+            "window": list(self.window),
+            "previous_metric": self.previous_metric,
+            "pending": copy.deepcopy(self.pending),
+            "history": copy.deepcopy(self.history),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.matrix.load_state_dict(state["matrix"])
+        self.controller.load_state_dict(state["controller"])
+        self.steps = int(state["steps"])
+        self.window = list(state["window"])
+        self.previous_metric = state["previous_metric"]
+        self.pending = copy.deepcopy(state["pending"])
+        self.history = copy.deepcopy(state["history"])
+
+
+class TeacherRule:
+    """A frozen L2T-DLF teacher (`curriclab.teacher.LossTeacher`, notebook 06) as a loss rule.
+
+    At every step the teacher maps the student's running state (progress, moving averages of the
+    minibatch loss and error, the latest dev error) to Phi_t and a bias; as in notebook 06's loop,
+    the dev error is measured on a random validation batch of `dev_batch` every `interval` steps.
+    """
+
+    def __init__(
+        self,
+        teacher: LossTeacher,
+        validation: IndexedDataset,
+        total_steps: int,
+        interval: int = 20,
+        dev_batch: int = 500,
+        seed: int = 0,
+    ):
+        if interval < 1 or dev_batch < 1:
+            raise ValueError(f"interval and dev_batch must be >= 1, got {interval} and {dev_batch}")
+        if len(validation) == 0:
+            raise ValueError("validation must not be empty")
+        self.teacher = teacher
+        self.validation = validation
+        self.interval = interval
+        self.dev_batch = dev_batch
+        self.observer = StudentObserver(total_steps)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        with torch.no_grad():
+            phi, bias = self.teacher(self.observer.features())
+        self.observer.record_train(logits.detach(), target)
+        return dynamic_loss(logits, target, phi, bias, reduction="none")
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.observer.step % self.interval == 0:
+            chosen = torch.randperm(len(self.validation), generator=self.generator)[: self.dev_batch]
+            log_probs = validation_log_probs(model, self.validation.subset(chosen))
+            self.observer.record_dev(float((log_probs.argmax(1) != self.validation.targets[chosen]).float().mean()))
+
+    def state_dict(self) -> dict:
+        return {"observer": self.observer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.observer.load_state_dict(state["observer"])
+        self.generator.set_state(state["generator"])

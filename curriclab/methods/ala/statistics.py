@@ -1,0 +1,200 @@
+"""Adaptive loss alignment (ALA, Huang et al., ICML 2019): the signals and the loss matrix.
+
+ALA trains a classifier with the loss -sigmoid(y^T Phi_t log p) (`curriclab.methods.dynamic_loss`) and lets a
+reinforcement-learned controller nudge Phi_t while the classifier trains, rewarding it when a
+validation metric improves. This module holds the pieces that involve no learning, each a pure
+function that can be checked alone, plus `LossMatrix`, the bounded, symmetric Phi_t that the
+controller's actions move:
+
+- `confusion_statistics`: C[i, j] = mean of -log p_j over the validation samples of class i;
+- `pair_features`: the state of each class pair (i <= j) built from C, Phi and training progress;
+- `discounted_metric`: M = sum_j gamma^(K-j) m_j over the metric values of the last K student steps;
+- `alignment_reward`: sign(M_t - M_{t+1}), +1 when a lower-is-better metric went down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+ACTION_STEPS = (-1.0, 0.0, 1.0)
+"""The controller's three actions on one class pair, in units of beta: decrease, keep, increase."""
+
+NUM_PAIR_FEATURES = 5
+"""Length of one row of `pair_features`."""
+
+DIAGONAL_RANGE = (0.5, 1.5)
+OFF_DIAGONAL_RANGE = (0.0, 0.1)
+"""Default bounds of Phi. Off-diagonal entries stay >= 0: with a negative Phi[y, j] the score
+sum_j Phi[y, j] log p_j has no upper bound, and the student learns to push one wrong class's
+probability to zero instead of classifying; large positive entries saturate the sigmoid (a tiny
+p_j makes the score very negative), so they stay small too."""
+
+
+def confusion_statistics(log_probs: Tensor, targets: Tensor, empty_value: float = math.nan) -> Tensor:
+    """C[i, j] = mean of -log p_j over the samples whose label is i, for log-probabilities [N, C].
+
+    Row i says how much probability the model puts on each class j for inputs of class i: a large
+    C[i, j] (i != j) means class i is rarely confused with j. Rows of classes with no sample hold
+    `empty_value` (NaN by default, so that an absent class cannot pass for a real statistic).
+    """
+    if log_probs.ndim != 2:
+        raise ValueError(f"log_probs must have shape [N, C], got {tuple(log_probs.shape)}")
+    classes = log_probs.shape[1]
+    if targets.shape != log_probs.shape[:1]:
+        raise ValueError(f"targets must have shape ({log_probs.shape[0]},), got {tuple(targets.shape)}")
+    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be integer class labels, got {targets.dtype}")
+    if targets.numel() and (targets.min() < 0 or targets.max() >= classes):
+        raise ValueError(f"targets must lie in [0, {classes})")
+    targets = targets.long()
+    neg_log_p = -log_probs.detach().double()
+    sums = torch.zeros(classes, classes, dtype=torch.float64).index_add_(0, targets, neg_log_p)
+    counts = torch.bincount(targets, minlength=classes).double()
+    result = sums / counts.clamp(min=1.0).unsqueeze(1)
+    result[counts == 0] = empty_value
+    return result.to(log_probs.dtype)
+
+
+def class_pairs(num_classes: int) -> Tensor:
+    """The [2, P] index pairs (i, j) with i <= j, P = C (C + 1) / 2: one controller decision each."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return torch.triu_indices(num_classes, num_classes)
+
+
+def pair_features(confusion: Tensor, phi: Tensor, progress: float) -> Tensor:
+    """The controller's state, one row per class pair (i <= j), all pairs sharing one policy.
+
+    Row = (C[i, j], C[j, i]) divided by log C (so 1.0 means "as unsure as a uniform guess"),
+    Phi[i, j], training progress in [0, 1], and 1.0 on the diagonal pairs (0.0 elsewhere).
+    NaN statistics (classes absent from the validation set) count as a uniform guess.
+    """
+    classes = confusion.shape[0]
+    if confusion.shape != (classes, classes) or phi.shape != (classes, classes):
+        raise ValueError(
+            f"confusion and phi must both be square [C, C]; got {tuple(confusion.shape)} and {tuple(phi.shape)}"
+        )
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"progress must lie in [0, 1], got {progress}")
+    scale = math.log(classes) if classes > 1 else 1.0
+    scaled = torch.nan_to_num(confusion.float() / scale, nan=1.0)
+    i, j = class_pairs(classes)
+    return torch.stack(
+        [
+            scaled[i, j],
+            scaled[j, i],
+            phi[i, j].float(),
+            torch.full(i.shape, float(progress)),
+            (i == j).float(),
+        ],
+        dim=1,
+    )
+
+
+def discounted_metric(values: Sequence[float] | Tensor, gamma: float) -> float:
+    """M = sum_{j=1..K} gamma^(K-j) m_j for the metric values m_1 (oldest) .. m_K (newest).
+
+    The newest value weighs 1 and older ones fade by gamma per step, which smooths the noisy
+    step-to-step validation metric while favouring where training is now.
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if values.numel() == 0:
+        raise ValueError("values must not be empty")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
+    exponents = torch.arange(values.numel() - 1, -1, -1, dtype=torch.float64)
+    return float((gamma**exponents * values).sum())
+
+
+def alignment_reward(previous: float, current: float, higher_is_better: bool = False) -> float:
+    """sign(previous - current) for a lower-is-better metric (error), the opposite sign otherwise.
+
+    +1 when the discounted metric improved over the last K steps, -1 when it got worse, 0 if equal.
+    """
+    if math.isnan(previous) or math.isnan(current):
+        raise ValueError(f"previous and current must be numbers, got {previous} and {current}")
+    change = current - previous if higher_is_better else previous - current
+    return float((change > 0) - (change < 0))
+
+
+class LossMatrix:
+    """Phi_t of the loss -sigmoid(y^T Phi_t log p): symmetric, clamped to bounds, moved by actions.
+
+    The diagonal weighs a sample's own class (kept within `diagonal_range`, positive, so the loss
+    always rewards the right class); off-diagonal entries Phi[i, j] = Phi[j, i] (within
+    `off_diagonal_range`) reward (> 0) or punish (< 0) probability put on the other class.
+    An action per class pair i <= j adds beta * (-1, 0 or +1) to Phi[i, j] and Phi[j, i] together.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        beta: float = 0.05,
+        diagonal_range: tuple[float, float] = DIAGONAL_RANGE,
+        off_diagonal_range: tuple[float, float] = OFF_DIAGONAL_RANGE,
+        initial: Tensor | None = None,
+    ):
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if not beta > 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        for name, (low, high) in (("diagonal_range", diagonal_range), ("off_diagonal_range", off_diagonal_range)):
+            if not low <= high:
+                raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
+        self.num_classes = num_classes
+        self.beta = float(beta)
+        eye = torch.eye(num_classes, dtype=torch.bool)
+        self.lower = torch.where(eye, float(diagonal_range[0]), float(off_diagonal_range[0]))
+        self.upper = torch.where(eye, float(diagonal_range[1]), float(off_diagonal_range[1]))
+        self.pairs = class_pairs(num_classes)
+        phi = torch.eye(num_classes) if initial is None else torch.as_tensor(initial, dtype=torch.float32)
+        self.phi = self._checked(phi, "initial")
+
+    def _checked(self, phi: Tensor, name: str) -> Tensor:
+        if phi.shape != (self.num_classes, self.num_classes):
+            raise ValueError(f"{name} must have shape ({self.num_classes}, {self.num_classes}), got {tuple(phi.shape)}")
+        if not torch.equal(phi, phi.T):
+            raise ValueError(f"{name} must be symmetric")
+        if (phi < self.lower).any() or (phi > self.upper).any():
+            raise ValueError(f"{name} must lie within the diagonal and off-diagonal ranges")
+        return phi.clone()
+
+    @property
+    def num_pairs(self) -> int:
+        return self.pairs.shape[1]
+
+    def apply(self, actions: Tensor) -> Tensor:
+        """Move Phi by one action per pair (indices into ACTION_STEPS: 0 = -beta, 1 = keep, 2 = +beta).
+
+        Both Phi[i, j] and Phi[j, i] receive the same step, then every entry is clamped to its
+        bounds, so Phi stays symmetric and bounded whatever the actions. Returns the new Phi.
+        """
+        actions = torch.as_tensor(actions)
+        if actions.shape != (self.num_pairs,):
+            raise ValueError(f"actions must have shape ({self.num_pairs},), got {tuple(actions.shape)}")
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise TypeError(f"actions must be integer indices into ACTION_STEPS, got {actions.dtype}")
+        if actions.numel() and (actions.min() < 0 or actions.max() >= len(ACTION_STEPS)):
+            raise ValueError(f"actions must lie in [0, {len(ACTION_STEPS)})")
+        steps = self.beta * torch.tensor(ACTION_STEPS)[actions]
+        change = torch.zeros_like(self.phi)
+        i, j = self.pairs
+        change[i, j] = steps
+        change[j, i] = steps
+        self.phi = torch.minimum(torch.maximum(self.phi + change, self.lower), self.upper)
+        return self.phi
+
+    def state_dict(self) -> dict:
+        return {"phi": self.phi.clone(), "beta": self.beta, "lower": self.lower.clone(), "upper": self.upper.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["phi"].shape != self.phi.shape:
+            raise ValueError(f"state is for Phi of shape {tuple(state['phi'].shape)}, this one is {tuple(self.phi.shape)}")
+        self.beta = float(state["beta"])
+        self.lower = state["lower"].clone()
+        self.upper = state["upper"].clone()
+        self.phi = self._checked(state["phi"], "state['phi']")

@@ -1,0 +1,231 @@
+"""Data parameters (Saxena, Tuzel & DeCoste, NeurIPS 2019): a learnable temperature per class and/or sample.
+
+Each sample's logits are divided by a temperature sigma before the softmax. A large sigma flattens
+the softmax, so the sample's loss and its gradient shrink: the sample is "postponed". The sigmas
+are learnt by gradient descent together with the model, which turns them into a curriculum that
+changes during training. Only training uses them; inference runs the plain model.
+
+Storage is in log space (`sigma = exp(log_sigma)` stays positive). Per sample:
+class level `exp(class[y])`, instance level `exp(instance[i])`, joint level their sum.
+
+Plugging into `curriclab.training.train_epoch`::
+
+    dp = DataParameters(num_classes, len(train), learn_class=False, learn_instance=True)
+    optimizers = [model_optimizer, dp.make_optimizer(lr_instance=0.2)]  # clamps after each step
+    train_epoch(model, loader, optimizers, loss_fn=dp.loss_fn, hook=dp.hook)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from curriclab.methods.sparse_sgd import SparseSGD
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def logit_gradient_norm(logits: Tensor, target: int, sigmas: Tensor) -> Tensor:
+    """Norm of d CE(z / sigma, y) / d z for one logit vector z [C] at each sigma in `sigmas` [S].
+
+    The gradient is (softmax(z / sigma) - onehot(y)) / sigma: its softmax part is bounded, so a
+    large sigma shrinks the sample's push on the model roughly like 1 / sigma.
+    """
+    if logits.ndim != 1 or not 0 <= target < len(logits):
+        raise ValueError(f"logits must be 1-D and target in [0, {len(logits)}), got {target}")
+    sigmas = torch.as_tensor(sigmas, dtype=logits.dtype).reshape(-1, 1)
+    if (sigmas <= 0).any():
+        raise ValueError("sigmas must be > 0")
+    gradient = F.softmax(logits / sigmas, dim=1) - F.one_hot(torch.tensor(target), len(logits))
+    return (gradient / sigmas).norm(dim=1)
+
+
+def _check_range(name: str, values: Tensor, size: int) -> None:
+    if values.numel():
+        low, high = (int(bound) for bound in torch.aminmax(values))
+        if low < 0 or high >= size:
+            raise ValueError(f"{name} must lie in [0, {size}), got values {low}..{high}")
+
+
+class DataParameters(nn.Module):
+    """Learnable class-level and/or instance-level temperatures, stored as log-sigmas.
+
+    num_classes, num_samples: sizes of the class and instance tables (indices are dataset indices).
+    learn_class, learn_instance: which tables are learnt and used (both = joint, sigma is the sum).
+    init_class, init_instance: initial sigmas, inside `clamp` (the paper's joint set-up starts
+    the sum near 1 with 1.0 + 0.001 and a looser instance clamp; here use e.g. 0.95 + 0.05).
+    clamp: (low, high) bounds for every sigma table, applied by `clamp_()` after each step.
+    weight_decay_class, weight_decay_instance: L2 decay of the log-sigmas of the minibatch only
+    (`0.5 * wd * sum(log_sigma^2)`; a class counts once per sample of it in the batch).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_samples: int,
+        learn_class: bool = True,
+        learn_instance: bool = False,
+        init_class: float = 1.0,
+        init_instance: float = 1.0,
+        clamp: tuple[float, float] = (1 / 20, 20.0),
+        weight_decay_class: float = 0.0,
+        weight_decay_instance: float = 0.0,
+    ):
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        if not isinstance(num_samples, int) or num_samples < 0:
+            raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
+        if not (learn_class or learn_instance):
+            raise ValueError("at least one of learn_class and learn_instance must be True")
+        _check_positive("init_class", init_class)
+        _check_positive("init_instance", init_instance)
+        low, high = clamp
+        _check_positive("clamp[0]", low)
+        _check_positive("clamp[1]", high)
+        if low > high:
+            raise ValueError(f"clamp must be (low, high) with low <= high, got {clamp!r}")
+        for name, init in (("init_class", init_class), ("init_instance", init_instance)):
+            if not low <= init <= high:
+                raise ValueError(f"{name} must lie inside clamp = {clamp!r}, got {init!r}")
+        _check_non_negative("weight_decay_class", weight_decay_class)
+        _check_non_negative("weight_decay_instance", weight_decay_instance)
+        self.learn_class = learn_class
+        self.learn_instance = learn_instance
+        self.clamp = (float(low), float(high))
+        self.weight_decay_class = float(weight_decay_class)
+        self.weight_decay_instance = float(weight_decay_instance)
+        self.class_log_sigma = nn.Parameter(
+            torch.full((num_classes,), math.log(init_class)), requires_grad=learn_class
+        )
+        self.instance_log_sigma = nn.Parameter(
+            torch.full((num_samples,), math.log(init_instance)), requires_grad=learn_instance
+        )
+        self._batch: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_log_sigma)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.instance_log_sigma)
+
+    @property
+    def mode(self) -> str:
+        """'class', 'instance' or 'joint'."""
+        if self.learn_class and self.learn_instance:
+            return "joint"
+        return "class" if self.learn_class else "instance"
+
+    def _check_batch(self, target: Tensor, index: Tensor) -> None:
+        if target.ndim != 1 or index.shape != target.shape:
+            raise ValueError(
+                f"target and index must be 1-D of equal length, got {tuple(target.shape)} and "
+                f"{tuple(index.shape)}"
+            )
+        if target.dtype != torch.long or index.dtype != torch.long:
+            raise TypeError("target and index must be int64 tensors")
+        _check_range("target", target, self.num_classes)
+        if self.learn_instance:
+            _check_range("index", index, self.num_samples)
+
+    def sigma(self, target: Tensor, index: Tensor) -> Tensor:
+        """Per-sample temperature [B] of the samples with dataset `index` and label `target`."""
+        self._check_batch(target, index)
+        if self.mode == "class":
+            return self.class_log_sigma[target].exp()
+        if self.mode == "instance":
+            return self.instance_log_sigma[index].exp()
+        return self.class_log_sigma[target].exp() + self.instance_log_sigma[index].exp()
+
+    def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`."""
+        sigma = self.sigma(target, index)
+        if logits.shape != (len(target), self.num_classes):
+            raise ValueError(
+                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
+                f"got {tuple(logits.shape)}"
+            )
+        self._batch = (target, index)
+        return logits / sigma.unsqueeze(1)
+
+    def loss_fn(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """Per-sample cross-entropy of the temperature-scaled logits (train_epoch's `loss_fn`)."""
+        return F.cross_entropy(self(logits, target, index), target, reduction="none")
+
+    @property
+    def decays(self) -> bool:
+        """True when a learnt table has a non-zero weight decay."""
+        return (self.learn_class and self.weight_decay_class > 0) or (
+            self.learn_instance and self.weight_decay_instance > 0
+        )
+
+    def weight_decay(self, target: Tensor, index: Tensor) -> Tensor:
+        """`0.5 * wd * sum(log_sigma^2)` over the minibatch's entries of the learnt tables."""
+        total = self.class_log_sigma.new_zeros(())
+        if self.learn_class and self.weight_decay_class > 0:
+            total = total + 0.5 * self.weight_decay_class * self.class_log_sigma[target].square().sum()
+        if self.learn_instance and self.weight_decay_instance > 0:
+            total = total + 0.5 * self.weight_decay_instance * self.instance_log_sigma[index].square().sum()
+        return total
+
+    def hook(self, index: Tensor, losses: Tensor) -> Tensor:
+        """train_epoch's hook: mean loss plus the weight decay of the batch of the last forward.
+
+        `index` must be the very tensor the last forward (`loss_fn`) received, as in train_epoch.
+        """
+        if self._batch is None or self._batch[1] is not index:
+            raise RuntimeError("hook must follow a forward (loss_fn) on the same batch (index tensor)")
+        if not self.decays:
+            return losses.mean()
+        return losses.mean() + self.weight_decay(*self._batch)
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Project every learnt log-sigma into [log clamp[0], log clamp[1]] (call after each step)."""
+        low, high = (math.log(bound) for bound in self.clamp)
+        if self.learn_class:
+            self.class_log_sigma.clamp_(low, high)
+        if self.learn_instance:
+            self.instance_log_sigma.clamp_(low, high)
+
+    def make_optimizer(
+        self, lr_class: float = 0.1, lr_instance: float = 0.1, momentum: float = 0.9
+    ) -> SparseSGD:
+        """A SparseSGD over the learnt tables that calls `clamp_()` after every step (a post-hook)."""
+        groups = []
+        if self.learn_class:
+            groups.append({"params": [self.class_log_sigma], "lr": lr_class})
+        if self.learn_instance:
+            groups.append({"params": [self.instance_log_sigma], "lr": lr_instance})
+        optimizer = SparseSGD(groups, lr=0.0, momentum=momentum)
+        optimizer.register_step_post_hook(lambda *_: self.clamp_())
+        return optimizer
+
+    @torch.no_grad()
+    def class_sigma(self) -> Tensor:
+        """The class temperatures [C] (a detached copy, for plots)."""
+        return self.class_log_sigma.exp()
+
+    @torch.no_grad()
+    def sample_sigma(self, targets: Tensor) -> Tensor:
+        """The temperature [N] every training sample gets now, given the training labels [N]."""
+        targets = torch.as_tensor(targets)
+        if targets.shape != (self.num_samples,) and self.learn_instance:
+            raise ValueError(f"targets must have shape [{self.num_samples}], got {tuple(targets.shape)}")
+        return self.sigma(targets, torch.arange(len(targets)))
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, num_classes={self.num_classes}, num_samples={self.num_samples}"

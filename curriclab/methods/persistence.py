@@ -1,0 +1,195 @@
+"""Loss persistence: do the samples that are hard (or easy) in one epoch stay hard (or easy) later?
+
+Each epoch's per-sample training losses are ranked and cut into `q` equal-size quantiles;
+the *percent match* of quantile j over an epoch range is the share of its members that sit in
+quantile j in every epoch of the range. The *chance level* is what that share would be if each
+epoch's ranking were an independent random shuffle, so persistence means "well above chance".
+
+Epochs are numbered from 1, as in the blog's figures ("epochs 2-5" are rows 1..4 of a
+`losses[E, N]` table). Quantile 0 holds the highest losses when `descending=True` (the default,
+as in the original) and the lowest losses otherwise.
+
+Losses are recorded by dataset index (`LossRecorder`, a `train_epoch` hook), so shuffled epochs
+need no bookkeeping of which permutation fed which batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from curriclab.core.tracking import LossTracker
+
+
+def _check_losses(losses: Tensor, ndim: tuple[int, ...] = (1, 2)) -> Tensor:
+    if not isinstance(losses, Tensor):
+        raise TypeError(f"losses must be a torch tensor, got {type(losses).__name__}")
+    if losses.ndim not in ndim:
+        shapes = " or ".join({1: "[N]", 2: "[epochs, N]"}[n] for n in ndim)
+        raise ValueError(f"losses must have shape {shapes}, got {tuple(losses.shape)}")
+    if not losses.is_floating_point():
+        raise TypeError(f"losses must be a floating-point tensor, got {losses.dtype}")
+    if torch.isnan(losses).any():
+        raise ValueError("losses contain NaN (a sample that was never recorded?)")
+    return losses.detach().cpu()
+
+
+def _check_num_quantiles(num_quantiles: int, num_samples: int) -> None:
+    if isinstance(num_quantiles, bool) or not isinstance(num_quantiles, int):
+        raise TypeError(f"num_quantiles must be an int, got {type(num_quantiles).__name__}")
+    if num_samples < 1:
+        raise ValueError("losses must hold at least one sample per epoch")
+    if not 1 <= num_quantiles <= num_samples:
+        raise ValueError(
+            f"num_quantiles must lie in [1, {num_samples}] (no more quantiles than samples), "
+            f"got {num_quantiles}"
+        )
+
+
+def _check_epoch(epoch: int, num_epochs: int, name: str) -> None:
+    if not 1 <= epoch <= num_epochs:
+        raise ValueError(
+            f"{name} must lie in [1, {num_epochs}] (epochs are numbered from 1), got {epoch}"
+        )
+
+
+def _epoch_rows(num_epochs: int, first_epoch: int, last_epoch: int | None) -> slice:
+    """Rows of epochs `first_epoch..last_epoch` (1-based, inclusive; None = the last)."""
+    last_epoch = num_epochs if last_epoch is None else last_epoch
+    _check_epoch(first_epoch, num_epochs, "first_epoch")
+    _check_epoch(last_epoch, num_epochs, "last_epoch")
+    if first_epoch > last_epoch:
+        raise ValueError(f"first_epoch ({first_epoch}) must not exceed last_epoch ({last_epoch})")
+    return slice(first_epoch - 1, last_epoch)
+
+
+def quantile_bins(losses: Tensor, num_quantiles: int, descending: bool = True) -> Tensor:
+    """Quantile number (0..q-1) of every sample, per epoch: same shape as `losses` ([N] or [E, N]).
+
+    Samples are ranked by loss (highest first when `descending`); rank r goes to quantile
+    floor(r * q / N), so quantile sizes differ by at most one when q does not divide N. Equal
+    losses are ranked by dataset index (lower index first), so the result is deterministic.
+    """
+    losses = _check_losses(losses)
+    num_samples = losses.shape[-1]
+    _check_num_quantiles(num_quantiles, num_samples)
+    order = torch.sort(losses, dim=-1, descending=descending, stable=True).indices
+    rank_bins = torch.arange(num_samples) * num_quantiles // num_samples
+    bins = torch.empty_like(order)
+    bins.scatter_(-1, order, rank_bins.expand_as(order).contiguous())
+    return bins
+
+
+def quantile_sizes(num_samples: int, num_quantiles: int) -> Tensor:
+    """Number of samples in each quantile that `quantile_bins` makes from `num_samples` losses."""
+    _check_num_quantiles(num_quantiles, num_samples)
+    ranks = torch.arange(num_samples)
+    return torch.bincount(ranks * num_quantiles // num_samples, minlength=num_quantiles)
+
+
+def percent_match(
+    losses: Tensor,
+    num_quantiles: int = 10,
+    first_epoch: int = 1,
+    last_epoch: int | None = None,
+    descending: bool = True,
+) -> Tensor:
+    """Percent of each quantile's members that stay in that quantile in every epoch of the range.
+
+    losses: [E, N] per-sample losses, one row per epoch. For quantile j this is
+    100 * |members_j(first) ∩ ... ∩ members_j(last)| / size_j; a range of one epoch gives 100.
+    Returns a float64 tensor [num_quantiles].
+    """
+    losses = _check_losses(losses, ndim=(2,))
+    rows = _epoch_rows(len(losses), first_epoch, last_epoch)
+    bins = quantile_bins(losses[rows], num_quantiles, descending)
+    stayed = (bins == bins[0]).all(dim=0)
+    kept = torch.bincount(bins[0][stayed], minlength=num_quantiles)
+    return 100.0 * kept.double() / quantile_sizes(losses.shape[1], num_quantiles).double()
+
+
+def chance_percent_match(num_samples: int, num_quantiles: int = 10, num_epochs: int = 2) -> Tensor:
+    """Expected `percent_match` over `num_epochs` epochs if each epoch's ranking were random.
+
+    With independent uniformly random rankings, a sample lies in quantile j (size s_j) in one
+    epoch with probability s_j / N, so a member of quantile j in the first epoch stays there in
+    the other k - 1 epochs with probability (s_j / N)^(k-1): exactly 100 * (s_j / N)^(k-1) percent
+    ((1/q)^(k-1) when q divides N). Returns a float64 tensor [num_quantiles].
+    """
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+    share = quantile_sizes(num_samples, num_quantiles).double() / num_samples
+    return 100.0 * share ** (num_epochs - 1)
+
+
+def quantile_transitions(
+    losses: Tensor,
+    num_quantiles: int = 10,
+    from_epoch: int = 1,
+    to_epoch: int | None = None,
+    descending: bool = True,
+) -> Tensor:
+    """Where each quantile's members went: entry [i, j] is the fraction of quantile i in
+    `from_epoch` that lies in quantile j in `to_epoch` (1-based). Rows sum to 1.
+
+    The diagonal is the two-epoch percent match / 100; mass far from the diagonal means samples
+    swapped from hard to easy (or back).
+    """
+    losses = _check_losses(losses, ndim=(2,))
+    to_epoch = len(losses) if to_epoch is None else to_epoch
+    _check_epoch(from_epoch, len(losses), "from_epoch")
+    _check_epoch(to_epoch, len(losses), "to_epoch")
+    bins = quantile_bins(losses[[from_epoch - 1, to_epoch - 1]], num_quantiles, descending)
+    counts = torch.bincount(bins[0] * num_quantiles + bins[1], minlength=num_quantiles**2)
+    counts = counts.reshape(num_quantiles, num_quantiles).double()
+    return counts / counts.sum(dim=1, keepdim=True)
+
+
+class LossRecorder:
+    """A `train_epoch` hook that keeps every sample's training loss, one row per epoch.
+
+    Use `hook=recorder` and `on_epoch_end=recorder.end_epoch` with `fit`. Losses are stored by
+    dataset index (through a `LossTracker`), so the order batches come in does not matter. A loss
+    is the one computed in the forward pass of the training step, before that step's update, as
+    in the original experiment.
+    """
+
+    def __init__(self, num_samples: int):
+        self.tracker = LossTracker(num_samples)
+        self.rows: list[Tensor] = []
+
+    def __call__(self, index: Tensor, losses: Tensor) -> None:
+        """Record the batch's losses; returning None makes `train_epoch` minimise their mean."""
+        self.tracker.update(index, losses)
+
+    def end_epoch(self, epoch: int | None = None) -> None:
+        """Store the epoch's losses as a new row. Every sample must have been seen in this epoch."""
+        missed = int((self.tracker.last_epoch != self.tracker.epoch).sum())
+        if missed:
+            raise ValueError(
+                f"{missed} of {self.tracker.num_samples} samples got no loss in epoch "
+                f"{len(self.rows) + 1}; persistence needs every sample once per epoch "
+                f"(drop_last=False, no subsampling)"
+            )
+        self.rows.append(self.tracker.latest.clone())
+        self.tracker.set_epoch(self.tracker.epoch + 1)
+
+    @property
+    def losses(self) -> Tensor:
+        """Recorded losses [epochs, N] (empty [0, N] before the first `end_epoch`)."""
+        if not self.rows:
+            return torch.empty(0, self.tracker.num_samples)
+        return torch.stack(self.rows)
+
+    def state_dict(self) -> dict:
+        return {"tracker": self.tracker.state_dict(), "losses": self.losses.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        losses = state["losses"]
+        if losses.ndim != 2 or losses.shape[1] != self.tracker.num_samples:
+            raise ValueError(
+                f"state holds losses of shape {tuple(losses.shape)}, this recorder has "
+                f"{self.tracker.num_samples} samples"
+            )
+        self.tracker.load_state_dict(state["tracker"])
+        self.rows = [row.clone() for row in losses]

@@ -1,0 +1,274 @@
+"""Self-paced learning (Kumar et al. 2010): train on the samples that are easy *now*, then on more.
+
+SPL minimises `sum_i v_i * loss_i + f(v_i; lambda)` jointly over the model and per-sample weights
+`v_i` in [0, 1]. For a fixed model the best `v_i` has a closed form that depends only on `loss_i`
+and lambda (`spl_weights`); lambda grows during training so that harder samples join in.
+`SPLLoss` holds the state a training loop needs: lambda, its schedule and every sample's latest
+loss and weight, keyed by dataset index.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from curriclab.core.data import IndexedDataset
+from curriclab.core.training import per_sample_losses
+
+REGULARIZERS = ("hard", "linear", "logarithmic", "mixture")
+REDUCTIONS = ("mean", "selected")
+LOGARITHMIC_MAX_LAMBDA = 0.99
+"""The logarithmic regularizer needs lambda < 1; SPLLoss caps its schedule here by default."""
+
+Pace = Callable[[int], float]
+"""epoch -> fraction of the data set to select in that epoch."""
+
+
+def _check_lambda(regularizer: str, lam: float, lam_low: float | None) -> None:
+    if regularizer not in REGULARIZERS:
+        raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
+    if not lam > 0:  # also rejects NaN
+        raise ValueError(f"lam must be > 0, got {lam}")
+    if regularizer == "logarithmic" and not lam < 1:
+        raise ValueError(f"lam must lie in (0, 1) for the logarithmic regularizer, got {lam}")
+    if regularizer == "mixture" and (lam_low is None or not 0 < lam_low < lam):
+        raise ValueError(f"lam_low must lie in (0, lam={lam}) for the mixture regularizer, got {lam_low}")
+
+
+def spl_weights(
+    losses: Tensor, lam: float, regularizer: str = "hard", lam_low: float | None = None
+) -> Tensor:
+    """The weights v in [0, 1] that minimise `v * loss + f(v)` for each sample, in closed form.
+
+    Regularizers f(v) (every one gives v = 0 once loss >= lam, so "selected" means loss < lam):
+      hard:        -lam * v                              -> v = [loss < lam]
+      linear:      lam * (v^2 / 2 - v)                   -> v = max(0, 1 - loss / lam)
+      logarithmic: zeta * v - zeta^v / log(zeta),  zeta = 1 - lam, 0 < lam < 1
+                                                         -> v = log(loss + zeta) / log(zeta)
+      mixture:     -zeta * log(v + zeta / lam),  zeta = lam * lam_low / (lam - lam_low)
+                                                         -> v = 1 below lam_low, zeta / loss - zeta / lam
+    `lam` may be `math.inf` (every weight 1: plain training). Losses must be >= 0 and not NaN.
+    """
+    _check_lambda(regularizer, lam, lam_low)
+    losses = torch.as_tensor(losses).detach()
+    if not losses.is_floating_point():
+        losses = losses.float()
+    if losses.numel() and not bool((losses >= 0).all()):  # False for NaN too
+        raise ValueError("losses must be >= 0 and not NaN")
+    if regularizer == "hard":
+        return (losses < lam).to(losses.dtype)
+    if regularizer == "linear":
+        return (1.0 - losses / lam).clamp(0.0, 1.0)
+    if regularizer == "logarithmic":
+        zeta = 1.0 - lam  # log(loss + zeta) >= 0 once loss >= lam, so the clamp gives v = 0 there
+        return (torch.log(losses + zeta) / math.log(zeta)).clamp(0.0, 1.0)
+    zeta = lam * lam_low / (lam - lam_low)
+    soft = zeta / losses.clamp_min(lam_low) - zeta / lam  # clamp: no division by a zero loss
+    return soft.clamp(0.0, 1.0)
+
+
+def spl_objective(
+    weights: Tensor, losses: Tensor, lam: float, regularizer: str = "hard", lam_low: float | None = None
+) -> Tensor:
+    """Per-sample SPL objective `v * loss + f(v)`; `spl_weights` is its minimiser over v in [0, 1]."""
+    _check_lambda(regularizer, lam, lam_low)
+    v = torch.as_tensor(weights, dtype=torch.float64)
+    loss = torch.as_tensor(losses, dtype=torch.float64)
+    if regularizer == "hard":
+        f = -lam * v
+    elif regularizer == "linear":
+        f = lam * (v**2 / 2 - v)
+    elif regularizer == "logarithmic":
+        zeta = 1.0 - lam
+        f = zeta * v - zeta**v / math.log(zeta)
+    else:
+        zeta = lam * lam_low / (lam - lam_low)
+        f = -zeta * torch.log(v + zeta / lam)
+    return v * loss + f
+
+
+def threshold_for_fraction(losses: Tensor, fraction: float) -> float:
+    """A lambda that selects (loss < lambda) the `fraction` of `losses` with the smallest losses.
+
+    At least one sample is always selected (never an empty curriculum); tied losses are selected
+    together, so the share may come out a little larger. NaN entries (samples never seen) are
+    ignored. Lambda lies half-way between the last selected and the first unselected loss (just
+    above the largest loss when everything is selected).
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    losses = torch.as_tensor(losses).detach().double()
+    ordered = losses[~losses.isnan()].sort().values
+    if ordered.numel() == 0:
+        raise ValueError("losses must contain at least one seen (non-NaN) value")
+    count = max(1, math.ceil(fraction * len(ordered) - 1e-9))
+    last = float(ordered[count - 1])
+    above = ordered[ordered > last]
+    if above.numel() == 0:
+        return float(torch.nextafter(torch.tensor(last), torch.tensor(math.inf)))
+    return (last + float(above[0])) / 2.0
+
+
+def linear_pace(start: float, stop: float = 1.0, epochs: int = 10) -> Pace:
+    """A pace that selects `start` of the data in epoch 0, rising linearly to `stop` at `epochs - 1`."""
+    for name, value in (("start", start), ("stop", stop)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must lie in (0, 1], got {value}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+
+    def pace(epoch: int) -> float:
+        progress = min(max(epoch, 0) / max(epochs - 1, 1), 1.0)
+        return start + (stop - start) * progress
+
+    return pace
+
+
+class SPLLoss(nn.Module):
+    """Self-paced cross-entropy that remembers each sample's latest loss and weight by dataset index.
+
+    Defaults follow the source: hard weights, lambda 0.1 grown x1.35 per `increase_threshold()`,
+    `reduction="mean"` = sum(v * loss) / batch size. Beyond the source:
+      - `regularizer`: hard, linear, logarithmic or mixture (`spl_weights`); for the mixture,
+        lam_low = `low_fraction * lambda`, so it keeps its ratio while lambda grows;
+      - `reduction="selected"`: sum(v * loss) / sum(v), so the step size does not shrink with the
+        selected share (an empty selection gives a zero loss that still back-propagates);
+      - `pace`: epoch -> target fraction; `increase_threshold()` (and `follow_pace()`) then set
+        lambda from the latest recorded losses so that this fraction is selected, instead of
+        multiplying it (`threshold_for_fraction`);
+      - `refresh(model, data)`: re-measure every sample's loss with the current model (otherwise a
+        sample's loss and weight date from its last batch, under older model weights);
+      - `max_threshold`: a cap for lambda (default inf, and 0.99 for the logarithmic regularizer,
+        which needs lambda < 1; a capped pace then selects less than its target).
+    `weights[i]` is always sample i's weight at the current lambda given its latest recorded loss
+    (0 while it has none). Use `forward(output, target, index)` as the loss, or `hook` with
+    `training.train_epoch`.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        threshold: float = 0.1,
+        growing_factor: float = 1.35,
+        regularizer: str = "hard",
+        low_fraction: float = 0.5,
+        reduction: str = "mean",
+        pace: Pace | None = None,
+        max_threshold: float | None = None,
+    ):
+        super().__init__()
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        if not growing_factor >= 1.0:
+            raise ValueError(f"growing_factor must be >= 1, got {growing_factor}")
+        if not 0.0 < low_fraction < 1.0:
+            raise ValueError(f"low_fraction must lie in (0, 1), got {low_fraction}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if max_threshold is None:
+            max_threshold = LOGARITHMIC_MAX_LAMBDA if regularizer == "logarithmic" else math.inf
+        self.regularizer = regularizer
+        self.low_fraction = low_fraction
+        self.growing_factor = growing_factor
+        self.reduction = reduction
+        self.pace = pace
+        self.max_threshold = max_threshold
+        self.threshold = math.nan
+        self.epoch = 0
+        self.losses = torch.full((num_samples,), math.nan)
+        self.weights = torch.zeros(num_samples)
+        self._set_threshold(threshold)
+
+    @property
+    def lam_low(self) -> float | None:
+        """The mixture regularizer's lower threshold (None for the others)."""
+        return self.low_fraction * self.threshold if self.regularizer == "mixture" else None
+
+    @property
+    def selected(self) -> Tensor:
+        """Boolean mask of the samples whose weight is > 0."""
+        return self.weights > 0
+
+    def weigh(self, losses: Tensor) -> Tensor:
+        """The weights of `losses` at the current lambda (no state change, no gradient)."""
+        return spl_weights(losses.detach(), self.threshold, self.regularizer, self.lam_low)
+
+    def _set_threshold(self, value: float) -> None:
+        """Change lambda (capped at max_threshold) and reweigh every recorded loss."""
+        value = min(value, self.max_threshold)
+        _check_lambda(self.regularizer, value, self.low_fraction * value)
+        self.threshold = value
+        seen = ~self.losses.isnan()
+        self.weights = torch.zeros_like(self.weights)
+        self.weights[seen] = self.weigh(self.losses[seen]).float()
+
+    def hook(self, index: Tensor, losses: Tensor) -> Tensor:
+        """Weigh a batch's per-sample `losses`, record loss and weight by `index`, return the loss."""
+        weights = self.weigh(losses)
+        self.losses[index] = losses.detach().float().cpu()
+        self.weights[index] = weights.float().cpu()
+        weighted = (weights.to(losses.dtype) * losses).sum()
+        if self.reduction == "mean":
+            return weighted / max(len(losses), 1)
+        mass = weights.sum()
+        return weighted / mass if mass > 0 else weighted  # nothing selected: a zero loss
+
+    def forward(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """Self-paced cross-entropy of logits `output` for the samples `index` of the data set."""
+        return self.hook(index, F.cross_entropy(output, target, reduction="none"))
+
+    @torch.no_grad()
+    def refresh(self, model: nn.Module, data: IndexedDataset) -> Tensor:
+        """Record every sample's loss under `model` (so no weight is stale); returns the weights."""
+        if len(data) != len(self.losses):
+            raise ValueError(f"data has {len(data)} samples, this SPLLoss has {len(self.losses)}")
+        self.losses = per_sample_losses(model, data).float()
+        self._set_threshold(self.threshold)
+        return self.weights
+
+    def follow_pace(self) -> float:
+        """Set lambda so that pace(epoch) of the samples with a recorded loss is selected; return it.
+
+        Before the first epoch, call `refresh` first so that every sample has a loss.
+        """
+        if self.pace is None:
+            raise ValueError("follow_pace needs a pace: pass pace=... to SPLLoss")
+        if bool(self.losses.isnan().all()):
+            raise ValueError("no loss recorded yet: call refresh(model, data) first")
+        self._set_threshold(threshold_for_fraction(self.losses, self.pace(self.epoch)))
+        return self.threshold
+
+    def increase_threshold(self) -> float:
+        """End an epoch: lambda x growing_factor, or the pace's next fraction; return the new lambda."""
+        self.epoch += 1
+        if self.pace is not None:
+            return self.follow_pace()
+        self._set_threshold(self.threshold * self.growing_factor)
+        return self.threshold
+
+    def state_dict(self, *args, **kwargs) -> dict:  # type: ignore[override]
+        return {
+            "regularizer": self.regularizer,
+            "threshold": self.threshold,
+            "epoch": self.epoch,
+            "losses": self.losses.clone(),
+        }
+
+    def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        if state["regularizer"] != self.regularizer:
+            raise ValueError(
+                f"state is for the {state['regularizer']!r} regularizer, this SPLLoss uses "
+                f"{self.regularizer!r}"
+            )
+        if state["losses"].shape != self.losses.shape:
+            raise ValueError(
+                f"state is for {state['losses'].numel()} samples, this SPLLoss has {self.losses.numel()}"
+            )
+        self.epoch = state["epoch"]
+        self.losses = state["losses"].clone()
+        self._set_threshold(state["threshold"])

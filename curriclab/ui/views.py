@@ -1,0 +1,34 @@
+"""Widget views that run an experiment for the chosen settings and draw it (notebook 04's slider)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
+from curriclab.methods.sampling import SGDSSampler
+from curriclab.plots.sampling import COLOURS, accuracy_vs_cost
+
+
+def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
+                       *, train_size: int, test_size: int, seed: int,
+                       settings: RunSettings) -> Figure:
+    """Widget view: draws per epoch (exact, from `SGDSSampler.epoch_sizes`) and test accuracy
+    against samples back-propagated for SGD-S with these knobs vs uniform SGD (cached runs)."""
+    chosen = replace(settings, prune_fraction=prune_fraction, transient_epochs=transient_epochs,
+                     reintroduce_fraction=reintroduce_fraction)
+    sizes = SGDSSampler(train_size, transient_epochs, prune_fraction,
+                        reintroduce_fraction).epoch_sizes(settings.epochs)
+    runs = [cached_run(method, train_size, test_size, seed, chosen)
+            for method in ("uniform", "SGD-S")]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    left.bar(range(1, len(sizes) + 1), sizes, color=COLOURS["SGD-S"])
+    left.axhline(train_size, color="black", lw=1, label="uniform: every sample")
+    left.set_xlabel("epoch")
+    left.set_ylabel("draws (samples back-propagated)")
+    left.legend(loc="lower left")
+    accuracy_vs_cost(right, runs, "samples")
+    fig.tight_layout()
+    return fig

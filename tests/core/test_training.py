@@ -1,0 +1,157 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from curriclab.core.data import IndexedDataset, make_loader
+from curriclab.core.models import MLP, LogisticRegression, SmallConv
+from curriclab.core.training import evaluate, fit, per_sample_losses, seed_everything, train_epoch
+
+
+def _blobs(n: int = 200) -> IndexedDataset:
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.arange(n) % 2
+    inputs = torch.randn(n, 2, generator=generator) + 3.0 * targets.unsqueeze(1)
+    return IndexedDataset(inputs, targets)
+
+
+def test_model_output_shapes():
+    assert LogisticRegression()(torch.randn(5, 2)).shape == (5, 2)
+    assert MLP()(torch.randn(5, 1, 28, 28)).shape == (5, 10)
+    assert MLP(784, hidden=(32, 16))(torch.randn(5, 784)).shape == (5, 10)
+    assert SmallConv()(torch.randn(5, 1, 28, 28)).shape == (5, 10)
+    assert sum(p.numel() for p in SmallConv().parameters()) == 21840
+
+
+def test_seed_everything_makes_runs_repeatable():
+    seed_everything(5)
+    first = (torch.rand(3), LogisticRegression().linear.weight.clone())
+    seed_everything(5)
+    second = (torch.rand(3), LogisticRegression().linear.weight.clone())
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_hook_sees_each_sample_with_its_own_loss_and_its_return_is_minimised():
+    data = _blobs()
+    model = LogisticRegression()
+    seen = {}
+
+    def hook(index, losses):
+        expected = F.cross_entropy(model(data.inputs[index]), data.targets[index], reduction="none")
+        assert torch.allclose(losses, expected)
+        seen.update(zip(index.tolist(), losses.tolist()))
+        return (losses * 0).sum()  # a zero objective: the parameters must not move
+
+    before = [p.clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    loader = make_loader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    result = train_epoch(model, loader, optimizer, hook=hook, progress=False)
+    assert sorted(seen) == list(range(len(data)))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert result.samples == 200 and result.steps == 13
+    assert result.loss == pytest.approx(sum(seen.values()) / 200, rel=1e-5)
+
+
+def test_default_objective_is_the_batch_mean():
+    data = _blobs(32)
+    model = LogisticRegression()
+    reference = LogisticRegression()
+    reference.load_state_dict(model.state_dict())
+    train_epoch(model, make_loader(data, 32), torch.optim.SGD(model.parameters(), lr=0.5), progress=False)
+    F.cross_entropy(reference(data.inputs), data.targets).backward()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p -= 0.5 * p.grad
+    assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+def test_every_optimizer_in_a_list_is_stepped():
+    data = _blobs(40)
+    model = LogisticRegression()
+    scale = torch.nn.Parameter(torch.ones(()))
+    optimizers = [torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD([scale], lr=0.1)]
+
+    def scaled_loss(output, target, index):
+        return F.cross_entropy(output * scale, target, reduction="none")
+
+    train_epoch(model, make_loader(data, 8), optimizers, loss_fn=scaled_loss, progress=False)
+    assert float(scale.detach()) != 1.0
+
+
+def test_evaluate_and_per_sample_losses_agree_with_direct_computation():
+    data = _blobs(50)
+    model = LogisticRegression()
+    losses = per_sample_losses(model, data, batch_size=7)
+    with torch.no_grad():
+        logits = model(data.inputs)
+    assert torch.allclose(losses, F.cross_entropy(logits, data.targets, reduction="none"))
+    result = evaluate(model, data, batch_size=7)
+    assert result.loss == pytest.approx(float(losses.mean()), rel=1e-5)
+    assert result.accuracy == pytest.approx(float((logits.argmax(1) == data.targets).float().mean()))
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(model, data.subset([]))
+
+
+def test_per_sample_losses_over_a_loader_of_part_of_the_data_leaves_the_rest_nan():
+    data = _blobs(30)
+    loader = make_loader(data, 4, sampler=[2, 5, 7])
+    losses = per_sample_losses(LogisticRegression(), loader)
+    assert losses.shape == (30,) and int(torch.isfinite(losses).sum()) == 3
+    assert torch.isfinite(losses[[2, 5, 7]]).all()
+
+
+def test_fit_learns_separable_blobs_and_calls_epoch_end():
+    seed_everything(0)
+    data = _blobs(400)
+    model = LogisticRegression()
+    ends = []
+    history = fit(
+        model, make_loader(data, 32, shuffle=True), torch.optim.SGD(model.parameters(), lr=0.5), 3,
+        test_data=data, on_epoch_end=ends.append, progress=False,
+    )
+    assert ends == [0, 1, 2] and len(history) == 3
+    assert history[-1].test.accuracy > 0.95
+    assert history[-1].test.loss < history[0].train.loss
+    assert math.isfinite(history[-1].train.seconds)
+
+
+def test_evaluation_uses_eval_mode_and_restores_the_previous_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.9))
+    data = _blobs(64)
+    model.train()
+    first, second = per_sample_losses(model, data), per_sample_losses(model, data)
+    assert torch.equal(first, second)  # dropout off: deterministic
+    assert model.training
+    model.eval()
+    evaluate(model, data)
+    assert not model.training
+
+
+def test_after_step_runs_once_per_step_after_the_update():
+    data = _blobs(40)
+    model = LogisticRegression()
+    weights_seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    start = model.linear.weight.detach().clone()
+    result = train_epoch(
+        model, make_loader(data, 16), optimizer,
+        after_step=lambda: weights_seen.append(model.linear.weight.detach().clone()), progress=False,
+    )
+    assert len(weights_seen) == result.steps == 3
+    assert not torch.equal(weights_seen[0], start)  # called after the first update
+    assert torch.equal(weights_seen[-1], model.linear.weight)
+
+
+def test_progress_bar_iterates_a_loader_exactly_once_per_pass():
+    from curriclab.core.training import progress_bar
+
+    data = _blobs(20)
+
+    def orders(wrap):
+        loader = make_loader(data, 5, shuffle=True, generator=torch.Generator().manual_seed(0))
+        return [[index.tolist() for index, _, _ in wrap(loader)] for _ in range(2)]
+
+    plain = orders(lambda loader: loader)
+    assert orders(lambda loader: progress_bar(loader, "x", enabled=False)) == plain
+    assert orders(lambda loader: progress_bar(loader, "x", enabled=True)) == plain
