@@ -2,7 +2,7 @@
 
 For each model (784-256-10 MLP, the blog's SmallConv) it times a training epoch of plain
 cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
-divided by sigma, minibatch weight decay in the hook, a SparseSGD step and a clamp after it.
+divided by sigma, minibatch weight decay in its objective, a SparseSGD step and a clamp after it.
 Epochs are interleaved and repeated; it prints median seconds and the ratio to the plain epoch
 measured in the same process. Run: python benchmarks/bench_data_parameters.py [--samples N]
 """
@@ -28,7 +28,7 @@ def epoch_seconds(model_class, mode: str, train, batch_size: int) -> float:
     seed_everything(0)
     model = model_class()
     optimizers = [torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)]
-    options = {}
+    methods = []
     if MODES[mode] is not None:
         learn_class, learn_instance = MODES[mode]
         data_parameters = DataParameters(
@@ -36,9 +36,9 @@ def epoch_seconds(model_class, mode: str, train, batch_size: int) -> float:
             weight_decay_class=1e-4, weight_decay_instance=1e-4,
         )
         optimizers.append(data_parameters.make_optimizer(lr_class=0.1, lr_instance=1.0))
-        options = {"loss_fn": data_parameters.loss_fn, "hook": data_parameters.hook}
+        methods = [data_parameters]
     loader = make_loader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
-    return train_epoch(model, loader, optimizers, progress=False, **options).seconds
+    return train_epoch(model, loader, optimizers, methods=methods, progress=False).seconds
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curriclab.core.protocol import SampleMethod
 
-class LossTracker:
+
+class LossTracker(SampleMethod):
     """Latest loss, exponential moving average and epoch last seen, for each of `num_samples`.
 
     Samples never seen have `latest = unseen_value` (default NaN, so they cannot be mistaken for
@@ -55,6 +57,14 @@ class LossTracker:
         self.average[indices] = self.momentum * previous + (1.0 - self.momentum) * losses
         self.latest[indices] = losses
         self.last_epoch[indices] = self.epoch
+
+    def objective(self, index: Tensor, losses: Tensor) -> None:
+        """As a plugged-in method: record the batch's losses (an observer, so None)."""
+        self.update(index, losses)
+
+    def after_epoch(self, epoch: int) -> None:
+        """As a plugged-in method: record later losses under the next epoch."""
+        self.set_epoch(epoch + 1)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch number that subsequent updates are recorded under."""

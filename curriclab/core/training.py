@@ -1,9 +1,8 @@
 """A short, index-aware training loop, evaluation and seeding.
 
-Every batch is `(index, x, y)`. The loop computes a per-sample loss, hands `(index, losses)` to an
-optional hook and back-propagates what the hook returns (or the plain mean). That single hook is
-where SPL weights, SGD-S loss recording and importance weights plug in; a custom `loss_fn`
-(output, target, index) covers methods that change the loss itself, such as data parameters.
+Every batch is `(index, x, y)`. The loop computes per-sample losses, hands `(index, losses)` to the
+plugged-in methods and back-propagates the objective one of them returns (or the plain mean). The
+protocol the methods speak is `curriclab.core.protocol.SampleMethod`.
 """
 
 from __future__ import annotations
@@ -21,11 +20,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm as _tqdm
 
 from curriclab.core.data import IndexedDataset, make_loader
+from curriclab.core.protocol import SampleMethod, combined_losses, combined_objective
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(output, target, index) -> per-sample losses [B]."""
-Hook = Callable[[Tensor, Tensor], "Tensor | None"]
-"""(index, per-sample losses) -> scalar loss to minimise, or None to minimise the mean."""
 
 
 def progress_bar(
@@ -92,17 +90,16 @@ def train_epoch(
     loader: Iterable,
     optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
     *,
-    loss_fn: LossFn = cross_entropy_per_sample,
-    hook: Hook | None = None,
-    after_step: Callable[[], None] | None = None,
+    methods: Sequence[SampleMethod] = (),
     progress: bool = True,
     desc: str = "train",
 ) -> EpochResult:
     """One pass over `loader` of `(index, x, y)` batches with one optimizer step per batch.
 
+    Per-sample losses come from the method that defines them (else cross-entropy); every method
+    sees `(index, losses)`, and the objective one of them returns is minimised (else the mean).
     `optimizer` may be a list (e.g. the model's SGD plus the SparseSGD of data parameters): all are
-    zeroed and stepped together. `after_step()` runs after every optimizer step (e.g. a loss
-    controller that reacts to the updated model). Returns an EpochResult.
+    zeroed and stepped together; then every method's `after_step()` runs. Returns an EpochResult.
     """
     optimizers = _as_list(optimizer)
     model.train()
@@ -110,8 +107,10 @@ def train_epoch(
     total_loss, correct, samples, steps = 0.0, 0, 0, 0
     for index, x, y in progress_bar(loader, desc, progress, leave=False):
         output = model(x)
-        losses = loss_fn(output, y, index)
-        objective = hook(index, losses) if hook is not None else None
+        losses = combined_losses(methods, output, y, index)
+        if losses is None:
+            losses = cross_entropy_per_sample(output, y)
+        objective = combined_objective(methods, index, losses)
         if objective is None:
             objective = losses.mean()
         for opt in optimizers:
@@ -119,8 +118,8 @@ def train_epoch(
         objective.backward()
         for opt in optimizers:
             opt.step()
-        if after_step is not None:
-            after_step()
+        for method in methods:
+            method.after_step()
         total_loss += float(losses.detach().sum())
         correct += int((output.detach().argmax(1) == y).sum())
         samples += len(y)
@@ -203,14 +202,13 @@ def fit(
     epochs: int,
     *,
     test_data: IndexedDataset | DataLoader | None = None,
-    loss_fn: LossFn = cross_entropy_per_sample,
-    hook: Hook | None = None,
-    on_epoch_end: Callable[[int], None] | None = None,
+    methods: Sequence[SampleMethod] = (),
     progress: bool = True,
 ) -> list[EpochRecord]:
     """Train for `epochs` epochs, evaluating on `test_data` after each; returns one record per epoch.
 
-    `on_epoch_end(epoch)` runs after each epoch (e.g. to raise an SPL threshold or move a sampler on).
+    Before each epoch the loader's sampler gets `set_epoch(epoch)` (as DistributedSampler expects);
+    after it every method's `after_epoch(epoch)` runs (SPL's threshold, a sampler's next plan, ...).
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -219,11 +217,10 @@ def fit(
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         result = train_epoch(
-            model, loader, optimizer, loss_fn=loss_fn, hook=hook, progress=progress,
-            desc=f"epoch {epoch}",
+            model, loader, optimizer, methods=methods, progress=progress, desc=f"epoch {epoch}"
         )
         test = evaluate(model, test_data) if test_data is not None else None
         history.append(EpochRecord(epoch, result, test))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+        for method in methods:
+            method.after_epoch(epoch)
     return history

@@ -20,13 +20,8 @@ from torch import nn
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP
 from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
-from curriclab.methods.ala.agent import (
-    AlignmentAgent,
-    CrossEntropyRule,
-    FixedPhiRule,
-    LossRule,
-    TeacherRule,
-)
+from curriclab.core.protocol import SampleMethod
+from curriclab.methods.ala.agent import AlignmentAgent, FixedPhiRule, TeacherRule
 from curriclab.methods.ala.controller import LossController
 from curriclab.methods.ala.statistics import (
     DIAGONAL_RANGE,
@@ -57,8 +52,8 @@ class StudentSetup:
         return self.epochs * self.steps_per_epoch
 
 
-RuleFactory = Callable[[StudentSetup, int], LossRule]
-"""(setup, seed) -> a fresh loss rule for one run."""
+RuleFactory = Callable[[StudentSetup, nn.Module, int], SampleMethod]
+"""(setup, student model, seed) -> a fresh loss rule for one run."""
 
 
 @dataclass
@@ -72,7 +67,7 @@ class StudentRun:
     val_error: list[float] = field(default_factory=list)
     test_error: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
-    rule: LossRule | None = None
+    rule: SampleMethod | None = None
     model: nn.Module | None = None
 
     @property
@@ -98,13 +93,10 @@ def train_student(
     loader = make_loader(
         setup.train, setup.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    rule = factory(setup, seed)
+    rule = factory(setup, model, seed)
     run = StudentRun(method, seed, rule=rule, model=model)
     for _ in progress_bar(range(setup.epochs), f"{method} seed {seed}", progress, leave=False):
-        epoch = train_epoch(
-            model, loader, optimizer, loss_fn=lambda output, y, index: rule.losses(output, y),
-            after_step=lambda: rule.after_step(model), progress=False,
-        )
+        epoch = train_epoch(model, loader, optimizer, methods=[rule], progress=False)
         val, test = evaluate(model, setup.validation), evaluate(model, setup.test)
         run.train_loss.append(epoch.loss)
         run.val_loss.append(val.loss)
@@ -113,11 +105,12 @@ def train_student(
     return run
 
 
-def cross_entropy_factory(setup: StudentSetup, seed: int) -> LossRule:
-    return CrossEntropyRule()
+def cross_entropy_factory(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
+    """Plain cross-entropy: a method that changes nothing."""
+    return SampleMethod()
 
 
-def identity_phi_factory(setup: StudentSetup, seed: int) -> LossRule:
+def identity_phi_factory(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
     return FixedPhiRule(torch.eye(setup.train.num_classes))
 
 
@@ -131,10 +124,12 @@ def ala_factory(
 ) -> RuleFactory:
     """A factory of ALA agents (Phi starts at I, a fresh controller seeded like the run)."""
 
-    def make(setup: StudentSetup, seed: int) -> LossRule:
+    def make(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
         matrix = LossMatrix(setup.train.num_classes, beta, diagonal_range, off_diagonal_range)
         controller = LossController(lr=controller_lr, seed=seed)
-        return AlignmentAgent(matrix, controller, setup.validation, setup.total_steps, interval, gamma)
+        return AlignmentAgent(
+            model, matrix, controller, setup.validation, setup.total_steps, interval, gamma
+        )
 
     return make
 
@@ -142,8 +137,10 @@ def ala_factory(
 def teacher_factory(teacher: LossTeacher, interval: int = 20, dev_batch: int = 500) -> RuleFactory:
     """A factory of `TeacherRule`s that all use the same frozen, already trained teacher."""
 
-    def make(setup: StudentSetup, seed: int) -> LossRule:
-        return TeacherRule(teacher, setup.validation, setup.total_steps, interval, dev_batch, seed)
+    def make(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
+        return TeacherRule(
+            model, teacher, setup.validation, setup.total_steps, interval, dev_batch, seed
+        )
 
     return make
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from curriclab.core.protocol import AfterEpoch, SampleMethod
 from curriclab.core.data import IndexedDataset, corrupt_labels, make_loader, stratified_subset
 from curriclab.core.models import MLP
 from curriclab.core.training import fit, per_sample_losses, seed_everything
@@ -103,12 +104,12 @@ def run_noisy_training(
     loader = make_loader(
         train, setup.batch_size, shuffle=True, generator=torch.Generator().manual_seed(setup.seed)
     )
-    extra: dict = {}
+    methods: list[SampleMethod] = []
     data_parameters = None
     if setup.mode != "baseline":
         data_parameters = make_data_parameters(setup, num_classes, len(train))
         optimizers.append(data_parameters.make_optimizer(setup.lr_class, setup.lr_instance))
-        extra = {"loss_fn": data_parameters.loss_fn, "hook": data_parameters.hook}
+        methods.append(data_parameters)
 
     losses: list[Tensor] = []
     sample_sigmas: list[Tensor] = []
@@ -125,8 +126,8 @@ def run_noisy_training(
 
     record_sigma()
     history = fit(
-        model, loader, optimizers, setup.epochs, test_data=test, on_epoch_end=on_epoch_end,
-        progress=progress, **extra,
+        model, loader, optimizers, setup.epochs, test_data=test,
+        methods=[*methods, AfterEpoch(on_epoch_end)], progress=progress,
     )
     empty = torch.empty(0, 0)
     return NoisyRun(

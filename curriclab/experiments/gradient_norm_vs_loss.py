@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset
 from curriclab.core.stats import _pair, spearman
 from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
@@ -47,16 +48,19 @@ def record_epoch(
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
     losses, norms, proxies = (torch.full((len(dataset),), float("nan")) for _ in range(3))
 
-    def measure(index: Tensor, batch_losses: Tensor) -> None:
-        _, x, y = dataset.__getitems__(index)
-        batch = measure_batch(model, x, y, loss_fn, index)
-        losses[index] = batch_losses.detach().float()
-        norms[index] = batch.grad_norms.float()
-        proxies[index] = batch.output_grad_norms.float()
+    class Measure(SampleMethod):
+        def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+            return loss_fn(output, target, index)
+
+        def objective(self, index: Tensor, batch_losses: Tensor) -> None:
+            _, x, y = dataset.__getitems__(index)
+            batch = measure_batch(model, x, y, loss_fn, index)
+            losses[index] = batch_losses.detach().float()
+            norms[index] = batch.grad_norms.float()
+            proxies[index] = batch.output_grad_norms.float()
 
     result = train_epoch(
-        model, loader, optimizer, loss_fn=loss_fn, hook=measure, progress=progress,
-        desc="epoch (recording)",
+        model, loader, optimizer, methods=[Measure()], progress=progress, desc="epoch (recording)"
     )
     return EpochImportance(losses, norms, proxies, result)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from curriclab.core.protocol import AfterEpoch
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import SmallConv
 from curriclab.core.training import EpochRecord, fit, per_sample_losses, seed_everything
@@ -54,12 +55,11 @@ def train_and_record(
     recorder = LossRecorder(len(dataset))
     snapshots: list[Tensor] = []
 
-    def finish_epoch(epoch: int) -> None:
-        recorder.end_epoch(epoch)
+    def snapshot(epoch: int) -> None:
         if end_of_epoch:
             snapshots.append(per_sample_losses(model, dataset))
 
-    history = fit(model, loader, optimizer, epochs, on_epoch_end=finish_epoch, hook=recorder,
+    history = fit(model, loader, optimizer, epochs, methods=[recorder, AfterEpoch(snapshot)],
                   progress=progress)
     final = torch.stack(snapshots) if end_of_epoch else None
-    return RecordedRun(recorder.losses, final, history)
+    return RecordedRun(recorder.by_epoch, final, history)

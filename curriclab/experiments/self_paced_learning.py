@@ -17,6 +17,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset, corrupt_labels, make_loader, spl_toy_data
 from curriclab.core.models import LogisticRegression
 from curriclab.core.training import evaluate, seed_everything, train_epoch
@@ -58,6 +59,17 @@ class SPLEpoch:
 
 
 @one_thread()
+class EmptyBatchCounter(SampleMethod):
+    """Counts the batches in which SPL selected nothing; plug it in after the `SPLLoss`."""
+
+    def __init__(self, spl: SPLLoss):
+        self.spl = spl
+        self.count = 0
+
+    def objective(self, index: Tensor, losses: Tensor) -> None:
+        self.count += int(not self.spl.weights[index].any())
+
+
 def train_spl(
     data: IndexedDataset,
     *,
@@ -102,13 +114,7 @@ def train_spl(
         len(data), threshold=threshold, growing_factor=growing_factor, regularizer=regularizer,
         reduction=reduction, pace=pace,
     )
-    empty = 0
-
-    def hook(index: Tensor, losses: Tensor) -> Tensor:
-        nonlocal empty
-        loss = spl.hook(index, losses)
-        empty += int(not spl.weights[index].any())
-        return loss
+    empty = EmptyBatchCounter(spl)
 
     history = []
     for epoch in range(epochs):
@@ -116,9 +122,9 @@ def train_spl(
         if epoch == warmup_epochs and pace is not None:
             spl.refresh(model, data)
             spl.follow_pace()
-        empty = 0
+        empty.count = 0
         result = train_epoch(
-            model, loader, opt, hook=None if warming_up else hook, progress=progress,
+            model, loader, opt, methods=() if warming_up else (spl, empty), progress=progress,
             desc=f"epoch {epoch}",
         )
         if refresh and not warming_up:
@@ -128,7 +134,7 @@ def train_spl(
                 epoch=epoch,
                 threshold=math.inf if warming_up else spl.threshold,
                 selected=len(data) if warming_up else int(spl.selected.sum()),
-                empty_batches=empty,
+                empty_batches=empty.count,
                 batches=result.steps,
                 train_accuracy=evaluate(model, data).accuracy,
                 test_accuracy=evaluate(model, test_data).accuracy if test_data is not None else math.nan,
@@ -137,7 +143,7 @@ def train_spl(
             )
         )
         if not warming_up:
-            spl.increase_threshold()
+            spl.after_epoch(epoch - warmup_epochs)
     return history
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset, load_mnist, make_loader, stratified_subset
 from curriclab.core.models import SmallConv
 from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
@@ -89,6 +90,16 @@ def make_sampler(method: str, num_samples: int, settings: RunSettings,
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
+class DrawnSamples(SampleMethod):
+    """Marks which samples were drawn (the share of distinct samples in an epoch)."""
+
+    def __init__(self, num_samples: int):
+        self.mask = torch.zeros(num_samples, dtype=torch.bool)
+
+    def objective(self, index: Tensor, losses: Tensor) -> None:
+        self.mask[index] = True
+
+
 def run_method(method: str, train: IndexedDataset, test: IndexedDataset, settings: RunSettings,
                seed: int, progress: bool = False) -> RunRecord:
     """Train a fresh SmallConv (initialised by `seed`) with `method` for `settings.epochs`."""
@@ -99,25 +110,22 @@ def run_method(method: str, train: IndexedDataset, test: IndexedDataset, setting
     sampler = make_sampler(method, len(train), settings, generator)
     loader = make_loader(train, settings.batch_size, sampler=sampler, shuffle=sampler is None,
                          generator=generator if sampler is None else None)
-    drawn = torch.zeros(len(train), dtype=torch.bool)
-
-    def hook(index, losses):
-        drawn[index] = True
-        return sampler.hook(index, losses) if sampler is not None else None
+    drawn = DrawnSamples(len(train))
+    methods = [drawn] if sampler is None else [drawn, sampler]
 
     record = RunRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [])
     for epoch in range(settings.epochs):
-        drawn.zero_()
+        drawn.mask.zero_()
         start = time.perf_counter()
         if sampler is not None:
             sampler.set_epoch(epoch)
         planning = time.perf_counter() - start
-        result = train_epoch(model, loader, optimizer, hook=hook, progress=progress,
+        result = train_epoch(model, loader, optimizer, methods=methods, progress=progress,
                              desc=f"{method} seed {seed} epoch {epoch}")
         record.samples.append(record.samples[-1] + result.samples)
         record.seconds.append(record.seconds[-1] + planning + result.seconds)
         record.accuracy.append(evaluate(model, test).accuracy)
-        record.unique_share.append(float(drawn.float().mean()) if len(train) else 0.0)
+        record.unique_share.append(float(drawn.mask.float().mean()) if len(train) else 0.0)
     return record
 
 

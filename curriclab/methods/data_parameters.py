@@ -8,11 +8,11 @@ changes during training. Only training uses them; inference runs the plain model
 Storage is in log space (`sigma = exp(log_sigma)` stays positive). Per sample:
 class level `exp(class[y])`, instance level `exp(instance[i])`, joint level their sum.
 
-Plugging into `curriclab.training.train_epoch`::
+Plugging into `curriclab.core.training.train_epoch` (it is a `SampleMethod`)::
 
     dp = DataParameters(num_classes, len(train), learn_class=False, learn_instance=True)
     optimizers = [model_optimizer, dp.make_optimizer(lr_instance=0.2)]  # clamps after each step
-    train_epoch(model, loader, optimizers, loss_fn=dp.loss_fn, hook=dp.hook)
+    train_epoch(model, loader, optimizers, methods=[dp])
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.methods.sparse_sgd import SparseSGD
 
 
@@ -58,7 +59,7 @@ def _check_range(name: str, values: Tensor, size: int) -> None:
             raise ValueError(f"{name} must lie in [0, {size}), got values {low}..{high}")
 
 
-class DataParameters(nn.Module):
+class DataParameters(nn.Module, SampleMethod):
     """Learnable class-level and/or instance-level temperatures, stored as log-sigmas.
 
     num_classes, num_samples: sizes of the class and instance tables (indices are dataset indices).
@@ -161,8 +162,8 @@ class DataParameters(nn.Module):
         self._batch = (target, index)
         return logits / sigma.unsqueeze(1)
 
-    def loss_fn(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """Per-sample cross-entropy of the temperature-scaled logits (train_epoch's `loss_fn`)."""
+    def compute_losses(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """Per-sample cross-entropy of the temperature-scaled logits."""
         return F.cross_entropy(self(logits, target, index), target, reduction="none")
 
     @property
@@ -181,13 +182,16 @@ class DataParameters(nn.Module):
             total = total + 0.5 * self.weight_decay_instance * self.instance_log_sigma[index].square().sum()
         return total
 
-    def hook(self, index: Tensor, losses: Tensor) -> Tensor:
-        """train_epoch's hook: mean loss plus the weight decay of the batch of the last forward.
+    def objective(self, index: Tensor, losses: Tensor) -> Tensor:
+        """Mean loss plus the weight decay of the batch of the last forward.
 
-        `index` must be the very tensor the last forward (`loss_fn`) received, as in train_epoch.
+        `index` must be the very tensor the last forward (`compute_losses`) received, as in
+        train_epoch.
         """
         if self._batch is None or self._batch[1] is not index:
-            raise RuntimeError("hook must follow a forward (loss_fn) on the same batch (index tensor)")
+            raise RuntimeError(
+                "objective must follow a forward (compute_losses) on the same batch (index tensor)"
+            )
         if not self.decays:
             return losses.mean()
         return losses.mean() + self.weight_decay(*self._batch)

@@ -51,7 +51,7 @@ class InfoBatchSampler(LossDrivenSampler):
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         weights = torch.ones(self.num_samples)
-        candidates = below_mean(self.losses) if self.prunes_in(epoch) else torch.zeros(
+        candidates = below_mean(self.sample_losses) if self.prunes_in(epoch) else torch.zeros(
             self.num_samples, dtype=torch.bool)
         dropped = candidates & (torch.rand(self.num_samples, generator=self.generator)
                                 < self.prune_ratio)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 
 
@@ -145,10 +146,10 @@ def quantile_transitions(
     return counts / counts.sum(dim=1, keepdim=True)
 
 
-class LossRecorder:
-    """A `train_epoch` hook that keeps every sample's training loss, one row per epoch.
+class LossRecorder(SampleMethod):
+    """Keeps every sample's training loss, one row per epoch: `fit(..., methods=[recorder])`.
 
-    Use `hook=recorder` and `on_epoch_end=recorder.end_epoch` with `fit`. Losses are stored by
+    Losses are stored by
     dataset index (through a `LossTracker`), so the order batches come in does not matter. A loss
     is the one computed in the forward pass of the training step, before that step's update, as
     in the original experiment.
@@ -158,11 +159,11 @@ class LossRecorder:
         self.tracker = LossTracker(num_samples)
         self.rows: list[Tensor] = []
 
-    def __call__(self, index: Tensor, losses: Tensor) -> None:
-        """Record the batch's losses; returning None makes `train_epoch` minimise their mean."""
+    def objective(self, index: Tensor, losses: Tensor) -> None:
+        """Record the batch's losses (an observer: the loop minimises what another method says)."""
         self.tracker.update(index, losses)
 
-    def end_epoch(self, epoch: int | None = None) -> None:
+    def after_epoch(self, epoch: int) -> None:
         """Store the epoch's losses as a new row. Every sample must have been seen in this epoch."""
         missed = int((self.tracker.last_epoch != self.tracker.epoch).sum())
         if missed:
@@ -175,14 +176,14 @@ class LossRecorder:
         self.tracker.set_epoch(self.tracker.epoch + 1)
 
     @property
-    def losses(self) -> Tensor:
-        """Recorded losses [epochs, N] (empty [0, N] before the first `end_epoch`)."""
+    def by_epoch(self) -> Tensor:
+        """Recorded losses [epochs, N] (empty [0, N] before the first `after_epoch`)."""
         if not self.rows:
             return torch.empty(0, self.tracker.num_samples)
         return torch.stack(self.rows)
 
     def state_dict(self) -> dict:
-        return {"tracker": self.tracker.state_dict(), "losses": self.losses.clone()}
+        return {"tracker": self.tracker.state_dict(), "losses": self.by_epoch.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         losses = state["losses"]

@@ -6,14 +6,14 @@ samples, brings back a few pruned ones at random, and draws the epoch's samples 
 with probability proportional to each sample's latest loss. Every quantity is keyed by DATASET
 index; the original script keyed the weights by sampler position (see `position_keyed_weights`).
 
-A sampler here is a torch `Sampler` that yields dataset indices and also hands out one loss weight
-per index (1 unless the method reweights), so a training loop uses it in two places:
+A sampler here is a torch `Sampler` that yields dataset indices and also a `SampleMethod` that
+hands out one loss weight per index (1 unless the method reweights), so a loop uses it twice:
 
     sampler = SGDSSampler(len(train))
     loader = make_loader(train, 64, sampler=sampler)
-    fit(model, loader, optimizer, epochs, hook=sampler.hook)   # fit calls sampler.set_epoch
+    fit(model, loader, optimizer, epochs, methods=[sampler])   # fit calls sampler.set_epoch
 
-`hook` records the batch's per-sample losses and returns the weighted mean loss to back-propagate.
+`objective` records the batch's per-sample losses and returns their weighted mean to minimise.
 
 Learning-rate schedules: the number of draws per epoch changes as samples are pruned. Step a
 schedule once per epoch, or size a per-step schedule with `SGDSSampler.epoch_sizes(epochs)`, which
@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 
 
@@ -152,8 +153,8 @@ class EpochPlan:
     weights: Tensor
 
 
-class LossDrivenSampler(Sampler[int]):
-    """Base class: a LossTracker fed by `update`/`hook`, a private generator, and one `EpochPlan`
+class LossDrivenSampler(Sampler[int], SampleMethod):
+    """Base class: a LossTracker fed by `update`/`objective`, a private generator, and one `EpochPlan`
     per epoch, made once by `_make_plan(epoch)` (subclasses) when the epoch is first used.
 
     Epochs must not go back: `set_epoch(e)` with `e` below the current epoch raises. A plan, once
@@ -194,7 +195,7 @@ class LossDrivenSampler(Sampler[int]):
         return len(self._current_plan().indices)
 
     @property
-    def losses(self) -> Tensor:
+    def sample_losses(self) -> Tensor:
         """The latest recorded loss of every sample (NaN if never seen)."""
         return self.tracker.latest
 
@@ -210,12 +211,16 @@ class LossDrivenSampler(Sampler[int]):
             raise ValueError(f"indices must lie in [0, {self.num_samples})")
         return self._current_plan().weights[indices]
 
-    def hook(self, indices: Tensor, losses: Tensor) -> Tensor:
-        """For `train_epoch`/`fit`: record the losses, return their weighted mean to minimise."""
+    def objective(self, indices: Tensor, losses: Tensor) -> Tensor:
+        """Record the batch's losses, return their weighted mean to minimise."""
         self.update(indices, losses)
         if losses.numel() == 0:
             return losses.sum()
         return (self.weights(indices).to(losses) * losses).mean()
+
+    def after_epoch(self, epoch: int) -> None:
+        """Epoch `epoch` ended: make the next epoch's plan from the losses recorded so far."""
+        self.set_epoch(epoch + 1)
 
     def state_dict(self) -> dict:
         plan = self._current_plan()
@@ -280,13 +285,13 @@ class SGDSSampler(LossDrivenSampler):
         uniform over all samples in a transient epoch)."""
         if self.epoch < self.transient_epochs:
             return loss_probabilities(torch.zeros(self.num_samples), self.active)
-        return loss_probabilities(self.losses, self.active, self.power, self.uniform_mix)
+        return loss_probabilities(self.sample_losses, self.active, self.power, self.uniform_mix)
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         ones = torch.ones(self.num_samples)
         if epoch < self.transient_epochs:
             return EpochPlan(torch.randperm(self.num_samples, generator=self.generator), ones)
-        self.active = prune_and_reintroduce(self.losses, self.active, self.prune_fraction,
+        self.active = prune_and_reintroduce(self.sample_losses, self.active, self.prune_fraction,
                                             self.reintroduce_fraction, self.generator)
         probabilities = self.probabilities()
         draws = int(self.active.sum()) if self.num_draws is None else self.num_draws

@@ -13,10 +13,10 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import per_sample_losses
 
 REGULARIZERS = ("hard", "linear", "logarithmic", "mixture")
@@ -128,16 +128,16 @@ def linear_pace(start: float, stop: float = 1.0, epochs: int = 10) -> Pace:
     return pace
 
 
-class SPLLoss(nn.Module):
+class SPLLoss(SampleMethod):
     """Self-paced cross-entropy that remembers each sample's latest loss and weight by dataset index.
 
-    Defaults follow the source: hard weights, lambda 0.1 grown x1.35 per `increase_threshold()`,
+    Defaults follow the source: hard weights, lambda 0.1 grown x1.35 per `after_epoch`,
     `reduction="mean"` = sum(v * loss) / batch size. Beyond the source:
       - `regularizer`: hard, linear, logarithmic or mixture (`spl_weights`); for the mixture,
         lam_low = `low_fraction * lambda`, so it keeps its ratio while lambda grows;
       - `reduction="selected"`: sum(v * loss) / sum(v), so the step size does not shrink with the
         selected share (an empty selection gives a zero loss that still back-propagates);
-      - `pace`: epoch -> target fraction; `increase_threshold()` (and `follow_pace()`) then set
+      - `pace`: epoch -> target fraction; `after_epoch` (and `follow_pace()`) then set
         lambda from the latest recorded losses so that this fraction is selected, instead of
         multiplying it (`threshold_for_fraction`);
       - `refresh(model, data)`: re-measure every sample's loss with the current model (otherwise a
@@ -145,8 +145,8 @@ class SPLLoss(nn.Module):
       - `max_threshold`: a cap for lambda (default inf, and 0.99 for the logarithmic regularizer,
         which needs lambda < 1; a capped pace then selects less than its target).
     `weights[i]` is always sample i's weight at the current lambda given its latest recorded loss
-    (0 while it has none). Use `forward(output, target, index)` as the loss, or `hook` with
-    `training.train_epoch`.
+    (0 while it has none). It speaks `SampleMethod`: plug it into `train_epoch`/`fit`, or call
+    `objective(index, losses)` on a batch's per-sample losses and `after_epoch(epoch)` yourself.
     """
 
     def __init__(
@@ -161,7 +161,6 @@ class SPLLoss(nn.Module):
         pace: Pace | None = None,
         max_threshold: float | None = None,
     ):
-        super().__init__()
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         if not growing_factor >= 1.0:
@@ -180,7 +179,7 @@ class SPLLoss(nn.Module):
         self.max_threshold = max_threshold
         self.threshold = math.nan
         self.epoch = 0
-        self.losses = torch.full((num_samples,), math.nan)
+        self.sample_losses = torch.full((num_samples,), math.nan)
         self.weights = torch.zeros(num_samples)
         self._set_threshold(threshold)
 
@@ -203,14 +202,14 @@ class SPLLoss(nn.Module):
         value = min(value, self.max_threshold)
         _check_lambda(self.regularizer, value, self.low_fraction * value)
         self.threshold = value
-        seen = ~self.losses.isnan()
+        seen = ~self.sample_losses.isnan()
         self.weights = torch.zeros_like(self.weights)
-        self.weights[seen] = self.weigh(self.losses[seen]).float()
+        self.weights[seen] = self.weigh(self.sample_losses[seen]).float()
 
-    def hook(self, index: Tensor, losses: Tensor) -> Tensor:
+    def objective(self, index: Tensor, losses: Tensor) -> Tensor:
         """Weigh a batch's per-sample `losses`, record loss and weight by `index`, return the loss."""
         weights = self.weigh(losses)
-        self.losses[index] = losses.detach().float().cpu()
+        self.sample_losses[index] = losses.detach().float().cpu()
         self.weights[index] = weights.float().cpu()
         weighted = (weights.to(losses.dtype) * losses).sum()
         if self.reduction == "mean":
@@ -218,16 +217,12 @@ class SPLLoss(nn.Module):
         mass = weights.sum()
         return weighted / mass if mass > 0 else weighted  # nothing selected: a zero loss
 
-    def forward(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """Self-paced cross-entropy of logits `output` for the samples `index` of the data set."""
-        return self.hook(index, F.cross_entropy(output, target, reduction="none"))
-
     @torch.no_grad()
     def refresh(self, model: nn.Module, data: IndexedDataset) -> Tensor:
         """Record every sample's loss under `model` (so no weight is stale); returns the weights."""
-        if len(data) != len(self.losses):
-            raise ValueError(f"data has {len(data)} samples, this SPLLoss has {len(self.losses)}")
-        self.losses = per_sample_losses(model, data).float()
+        if len(data) != len(self.sample_losses):
+            raise ValueError(f"data has {len(data)} samples, this SPLLoss has {len(self.sample_losses)}")
+        self.sample_losses = per_sample_losses(model, data).float()
         self._set_threshold(self.threshold)
         return self.weights
 
@@ -238,37 +233,37 @@ class SPLLoss(nn.Module):
         """
         if self.pace is None:
             raise ValueError("follow_pace needs a pace: pass pace=... to SPLLoss")
-        if bool(self.losses.isnan().all()):
+        if bool(self.sample_losses.isnan().all()):
             raise ValueError("no loss recorded yet: call refresh(model, data) first")
-        self._set_threshold(threshold_for_fraction(self.losses, self.pace(self.epoch)))
+        self._set_threshold(threshold_for_fraction(self.sample_losses, self.pace(self.epoch)))
         return self.threshold
 
-    def increase_threshold(self) -> float:
-        """End an epoch: lambda x growing_factor, or the pace's next fraction; return the new lambda."""
-        self.epoch += 1
+    def after_epoch(self, epoch: int) -> None:
+        """Epoch `epoch` ended: lambda x growing_factor, or the pace's fraction for the next epoch."""
+        self.epoch = epoch + 1
         if self.pace is not None:
-            return self.follow_pace()
-        self._set_threshold(self.threshold * self.growing_factor)
-        return self.threshold
+            self.follow_pace()
+        else:
+            self._set_threshold(self.threshold * self.growing_factor)
 
-    def state_dict(self, *args, **kwargs) -> dict:  # type: ignore[override]
+    def state_dict(self) -> dict:
         return {
             "regularizer": self.regularizer,
             "threshold": self.threshold,
             "epoch": self.epoch,
-            "losses": self.losses.clone(),
+            "losses": self.sample_losses.clone(),
         }
 
-    def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+    def load_state_dict(self, state: dict) -> None:
         if state["regularizer"] != self.regularizer:
             raise ValueError(
                 f"state is for the {state['regularizer']!r} regularizer, this SPLLoss uses "
                 f"{self.regularizer!r}"
             )
-        if state["losses"].shape != self.losses.shape:
+        if state["losses"].shape != self.sample_losses.shape:
             raise ValueError(
-                f"state is for {state['losses'].numel()} samples, this SPLLoss has {self.losses.numel()}"
+                f"state is for {state['losses'].numel()} samples, this SPLLoss has {self.sample_losses.numel()}"
             )
         self.epoch = state["epoch"]
-        self.losses = state["losses"].clone()
+        self.sample_losses = state["losses"].clone()
         self._set_threshold(state["threshold"])

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP, LogisticRegression, SmallConv
+from curriclab.core.protocol import AfterEpoch, SampleMethod
+from curriclab.core.tracking import LossTracker
 from curriclab.core.training import evaluate, fit, per_sample_losses, seed_everything, train_epoch
 
 
@@ -32,21 +34,30 @@ def test_seed_everything_makes_runs_repeatable():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-def test_hook_sees_each_sample_with_its_own_loss_and_its_return_is_minimised():
+class ZeroObjective(SampleMethod):
+    """Checks each batch's losses against a direct computation; returns a zero objective."""
+
+    def __init__(self, model, data):
+        self.model, self.data, self.seen = model, data, {}
+
+    def objective(self, index, losses):
+        inputs, targets = self.data.inputs[index], self.data.targets[index]
+        expected = F.cross_entropy(self.model(inputs), targets, reduction="none")
+        assert torch.allclose(losses, expected)
+        self.seen.update(zip(index.tolist(), losses.tolist()))
+        return (losses * 0).sum()  # a zero objective: the parameters must not move
+
+
+def test_methods_see_each_sample_with_its_own_loss_and_the_objective_is_minimised():
     data = _blobs()
     model = LogisticRegression()
-    seen = {}
-
-    def hook(index, losses):
-        expected = F.cross_entropy(model(data.inputs[index]), data.targets[index], reduction="none")
-        assert torch.allclose(losses, expected)
-        seen.update(zip(index.tolist(), losses.tolist()))
-        return (losses * 0).sum()  # a zero objective: the parameters must not move
+    method = ZeroObjective(model, data)
 
     before = [p.clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     loader = make_loader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(0))
-    result = train_epoch(model, loader, optimizer, hook=hook, progress=False)
+    result = train_epoch(model, loader, optimizer, methods=[method], progress=False)
+    seen = method.seen
     assert sorted(seen) == list(range(len(data)))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert result.samples == 200 and result.steps == 13
@@ -66,17 +77,49 @@ def test_default_objective_is_the_batch_mean():
     assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), reference.parameters()))
 
 
-def test_every_optimizer_in_a_list_is_stepped():
-    data = _blobs(40)
-    model = LogisticRegression()
+class ScaledLoss(SampleMethod):
+    def __init__(self, scale):
+        self.scale = scale
+
+    def compute_losses(self, output, target, index):
+        return F.cross_entropy(output * self.scale, target, reduction="none")
+
+
+def test_every_optimizer_in_a_list_is_stepped_exactly_as_a_hand_written_step():
+    data = _blobs(8)
+    model, reference = LogisticRegression(), LogisticRegression()
+    reference.load_state_dict(model.state_dict())
     scale = torch.nn.Parameter(torch.ones(()))
-    optimizers = [torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD([scale], lr=0.1)]
+    optimizers = [torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD([scale], lr=0.2)]
+    train_epoch(model, make_loader(data, 8), optimizers, methods=[ScaledLoss(scale)], progress=False)
 
-    def scaled_loss(output, target, index):
-        return F.cross_entropy(output * scale, target, reduction="none")
+    reference_scale = torch.ones((), requires_grad=True)
+    F.cross_entropy(reference(data.inputs) * reference_scale, data.targets).backward()
+    with torch.no_grad():
+        expected = [p - 0.1 * p.grad for p in reference.parameters()]
+    assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), expected))
+    assert not torch.allclose(model.linear.weight, reference.linear.weight)  # the model moved
+    assert float(scale.detach()) == pytest.approx(1.0 - 0.2 * float(reference_scale.grad), rel=1e-6)
 
-    train_epoch(model, make_loader(data, 8), optimizers, loss_fn=scaled_loss, progress=False)
-    assert float(scale.detach()) != 1.0
+
+def test_two_methods_that_both_give_an_objective_are_refused():
+    data = _blobs(8)
+    model = LogisticRegression()
+    methods = [ZeroObjective(model, data), ZeroObjective(model, data)]
+    with pytest.raises(ValueError, match="methods: at most one may return an objective"):
+        train_epoch(model, make_loader(data, 8), torch.optim.SGD(model.parameters(), lr=0.1),
+                    methods=methods, progress=False)
+
+
+def test_observers_see_every_batch_beside_the_method_that_gives_the_objective():
+    data = _blobs(24)
+    model = LogisticRegression()
+    tracker = LossTracker(len(data))
+    method = ZeroObjective(model, data)
+    train_epoch(model, make_loader(data, 8), torch.optim.SGD(model.parameters(), lr=0.1),
+                methods=[tracker, method], progress=False)
+    assert tracker.seen.all()
+    assert torch.allclose(tracker.latest, torch.tensor([method.seen[i] for i in range(24)]))
 
 
 def test_evaluate_and_per_sample_losses_agree_with_direct_computation():
@@ -108,7 +151,7 @@ def test_fit_learns_separable_blobs_and_calls_epoch_end():
     ends = []
     history = fit(
         model, make_loader(data, 32, shuffle=True), torch.optim.SGD(model.parameters(), lr=0.5), 3,
-        test_data=data, on_epoch_end=ends.append, progress=False,
+        test_data=data, methods=[AfterEpoch(ends.append)], progress=False,
     )
     assert ends == [0, 1, 2] and len(history) == 3
     assert history[-1].test.accuracy > 0.95
@@ -134,10 +177,12 @@ def test_after_step_runs_once_per_step_after_the_update():
     weights_seen = []
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     start = model.linear.weight.detach().clone()
-    result = train_epoch(
-        model, make_loader(data, 16), optimizer,
-        after_step=lambda: weights_seen.append(model.linear.weight.detach().clone()), progress=False,
-    )
+    class RecordWeights(SampleMethod):
+        def after_step(self):
+            weights_seen.append(model.linear.weight.detach().clone())
+
+    result = train_epoch(model, make_loader(data, 16), optimizer, methods=[RecordWeights()],
+                         progress=False)
     assert len(weights_seen) == result.steps == 3
     assert not torch.equal(weights_seen[0], start)  # called after the first update
     assert torch.equal(weights_seen[-1], model.linear.weight)

@@ -201,7 +201,7 @@ def test_instance_gradient_has_the_closed_form():
     dp = DataParameters(3, 4, learn_class=False, learn_instance=True, init_instance=2.0)
     logits = torch.tensor([[3.0, 0.0, -1.0], [3.0, 0.0, -1.0]])
     target, index = torch.tensor([0, 2]), torch.tensor([1, 3])
-    dp.loss_fn(logits, target, index).sum().backward()
+    dp.compute_losses(logits, target, index).sum().backward()
     probabilities = F.softmax(logits / 2.0, dim=1)
     expected = (logits[torch.arange(2), target] - (probabilities * logits).sum(1)) / 2.0
     torch.testing.assert_close(dp.instance_log_sigma.grad[index], expected)
@@ -231,12 +231,12 @@ def test_hook_adds_the_decay_of_the_last_forward_batch():
                         weight_decay_instance=0.5)
     target, index = _batch()
     with pytest.raises(RuntimeError, match="forward"):
-        dp.hook(index, torch.ones(4))
-    losses = dp.loss_fn(torch.randn(4, 3), target, index)
+        dp.objective(index, torch.ones(4))
+    losses = dp.compute_losses(torch.randn(4, 3), target, index)
     expected = losses.mean() + 0.5 * 0.5 * 4 * math.log(2.0) ** 2
-    assert dp.hook(index, losses).item() == pytest.approx(expected.item())
+    assert dp.objective(index, losses).item() == pytest.approx(expected.item())
     with pytest.raises(RuntimeError, match="same batch"):
-        dp.hook(index.flip(0), losses)
+        dp.objective(index.flip(0), losses)
 
 
 def test_clamp_and_optimizer_post_step_clamp():
@@ -248,7 +248,7 @@ def test_clamp_and_optimizer_post_step_clamp():
     torch.testing.assert_close(dp.class_sigma(), torch.tensor([0.5, 4.0]))
     torch.testing.assert_close(dp.instance_log_sigma.detach(), torch.tensor([math.log(0.5), 0.1, 0.0, math.log(4.0)]))
     optimizer = dp.make_optimizer(lr_class=1000.0, lr_instance=1000.0)
-    dp.loss_fn(torch.tensor([[5.0, -5.0]] * 2), torch.tensor([1, 1]), torch.tensor([1, 2])).sum().backward()
+    dp.compute_losses(torch.tensor([[5.0, -5.0]] * 2), torch.tensor([1, 1]), torch.tensor([1, 2])).sum().backward()
     optimizer.step()  # a huge step is projected back into [0.5, 4]
     sigma = dp.sample_sigma(torch.tensor([0, 1, 1, 0]))
     assert sigma.min() >= 0.5 - 1e-6 and sigma.max() <= 8.0 + 1e-5  # joint: sum of two clamped tables
@@ -259,7 +259,7 @@ def test_data_parameters_state_dict_round_trip():
     dp = DataParameters(3, 8, learn_class=True, learn_instance=True)
     optimizer = dp.make_optimizer(lr_class=0.5, lr_instance=0.5)
     target, index = _batch()
-    dp.loss_fn(torch.randn(4, 3), target, index).sum().backward()
+    dp.compute_losses(torch.randn(4, 3), target, index).sum().backward()
     optimizer.step()
     copy = DataParameters(3, 8, learn_class=True, learn_instance=True)
     copy.load_state_dict(dp.state_dict())
@@ -317,7 +317,7 @@ def test_instance_parameters_postpone_flipped_labels_in_training():
     optimizers = [torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), dp.make_optimizer(lr_instance=2.0)]
     loader = make_loader(data, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
     for _ in range(15):
-        train_epoch(model, loader, optimizers, loss_fn=dp.loss_fn, hook=dp.hook, progress=False)
+        train_epoch(model, loader, optimizers, methods=[dp], progress=False)
     sigma = dp.sample_sigma(data.targets)
     assert sigma[flipped].mean() > 2.0 * sigma[~flipped].mean()
     assert roc_auc(sigma, flipped) > 0.9

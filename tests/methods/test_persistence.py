@@ -176,10 +176,10 @@ def test_recorder_keys_losses_by_dataset_index_in_shuffled_epochs():
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights never move: loss is a function of i
     loader = make_loader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(2))
     recorder = LossRecorder(len(data))
-    fit(model, loader, frozen, 3, hook=recorder, on_epoch_end=recorder.end_epoch, progress=False)
+    fit(model, loader, frozen, 3, methods=[recorder], progress=False)
     expected = per_sample_losses(model, data)
-    assert recorder.losses.shape == (3, len(data))
-    for row in recorder.losses:
+    assert recorder.by_epoch.shape == (3, len(data))
+    for row in recorder.by_epoch:
         assert torch.allclose(row, expected, atol=1e-6)
 
 
@@ -210,27 +210,27 @@ def test_recorder_refuses_an_epoch_that_skipped_samples():
     loader = make_loader(data, 50, drop_last=True)  # 120 samples: the last 20 are never seen
     recorder = LossRecorder(len(data))
     with pytest.raises(ValueError, match="20 of 120 samples"):
-        fit(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), 1, hook=recorder,
-            on_epoch_end=recorder.end_epoch, progress=False)
-    assert recorder.losses.shape == (0, len(data))
+        fit(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), 1, methods=[recorder],
+            progress=False)
+    assert recorder.by_epoch.shape == (0, len(data))
 
 
 def test_recorder_state_dict_round_trip_resumes_the_same_record():
     data = _toy()
     recorder = LossRecorder(len(data))
     generator = torch.Generator().manual_seed(4)
-    for _ in range(2):
+    for epoch in range(2):
         for start in range(0, len(data), 32):
             index = torch.arange(start, min(start + 32, len(data)))
-            recorder(index, torch.rand(len(index), generator=generator))
-        recorder.end_epoch()
+            recorder.objective(index, torch.rand(len(index), generator=generator))
+        recorder.after_epoch(epoch)
     restored = LossRecorder(len(data))
     restored.load_state_dict(recorder.state_dict())
-    assert torch.equal(restored.losses, recorder.losses)
+    assert torch.equal(restored.by_epoch, recorder.by_epoch)
     last = torch.rand(len(data), generator=generator)
     for copy in (recorder, restored):
-        copy(torch.arange(len(data)), last)
-        copy.end_epoch()
-    assert torch.equal(restored.losses, recorder.losses) and restored.losses.shape == (3, len(data))
+        copy.objective(torch.arange(len(data)), last)
+        copy.after_epoch(2)
+    assert torch.equal(restored.by_epoch, recorder.by_epoch) and restored.by_epoch.shape == (3, len(data))
     with pytest.raises(ValueError, match="samples"):
         LossRecorder(5).load_state_dict(recorder.state_dict())

@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import LogisticRegression
 from curriclab.core.stats import chi_square_test, pool_by_probability
@@ -225,7 +226,7 @@ def test_unbiased_weights_make_the_expected_gradient_the_active_mean_gradient(pr
     sampler.set_epoch(1)
     p = sampler.probabilities()
     expected = sum(
-        float(p[i]) * _gradient(model, sampler.hook(torch.tensor([i]), cross_entropy_per_sample(
+        float(p[i]) * _gradient(model, sampler.objective(torch.tensor([i]), cross_entropy_per_sample(
             model(inputs[i:i + 1]), targets[i:i + 1])))
         for i in range(7) if p[i] > 0
     )
@@ -283,7 +284,7 @@ def test_resume_from_state_dict_draws_what_an_uninterrupted_run_draws():
         run(second, range(3, 6), resumed)
         assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
         assert torch.equal(uninterrupted.weights(torch.arange(n)), second.weights(torch.arange(n)))
-        assert torch.equal(uninterrupted.losses, second.losses)
+        assert torch.equal(uninterrupted.sample_losses, second.sample_losses)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), -0.5, float("inf")])
@@ -333,7 +334,7 @@ def test_empty_sampler_and_empty_batches():
         for epoch in range(3):
             sampler.set_epoch(epoch)
             assert list(sampler) == [] and len(sampler) == 0
-        objective = sampler.hook(torch.empty(0, dtype=torch.long), torch.empty(0))
+        objective = sampler.objective(torch.empty(0, dtype=torch.long), torch.empty(0))
         assert float(objective) == 0.0
     none_drawn = SGDSSampler(10, transient_epochs=0, num_draws=0)
     assert list(none_drawn) == []
@@ -412,13 +413,14 @@ def test_fit_with_the_sampler_records_losses_by_dataset_index():
     model = LogisticRegression(2, 2)
     loader = make_loader(IndexedDataset(inputs, targets), 16, sampler=sampler)
 
-    def index_as_loss(output, target, index):  # a loss that names its sample
-        return cross_entropy_per_sample(output, target) * 0 + 0.01 * (index + 1)
+    class IndexAsLoss(SampleMethod):  # a loss that names its sample
+        def compute_losses(self, output, target, index):
+            return cross_entropy_per_sample(output, target) * 0 + 0.01 * (index + 1)
 
     history = fit(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), 3,
-                  loss_fn=index_as_loss, hook=sampler.hook, progress=False)
+                  methods=[IndexAsLoss(), sampler], progress=False)
     assert [record.train.samples for record in history] == sampler.epoch_sizes(3)
-    assert torch.allclose(sampler.losses, 0.01 * (torch.arange(64) + 1))
+    assert torch.allclose(sampler.sample_losses, 0.01 * (torch.arange(64) + 1))
     # the 16 lowest "losses" (indices 0..15) were pruned after epoch 0, so never drawn later
     assert int(sampler.tracker.last_epoch[:16].max()) == 0
     assert int(sampler.tracker.last_epoch[16:].max()) == 2

@@ -44,6 +44,11 @@ from curriclab.ui.cli import main
 LAM, LAM_LOW = 0.6, 0.25
 
 
+
+def spl_loss(spl: SPLLoss, output, target, index):
+    """SPL's objective on the per-sample cross-entropy of `output` (what train_epoch computes)."""
+    return spl.objective(index, F.cross_entropy(output, target, reduction="none"))
+
 def reference_regularizer(name, v, lam, lam_low):
     """f(v) written out from the issue's definitions, independently of curriclab.spl."""
     if name == "hard":
@@ -143,7 +148,7 @@ def test_reductions_and_their_gradients():
     lam = float(losses.detach().median()) + 1e-6
     v = (losses.detach() < lam).float()
     for reduction, divisor in (("mean", len(v)), ("selected", v.sum())):
-        loss = SPLLoss(8, threshold=lam, reduction=reduction)(output, target, index)
+        loss = spl_loss(SPLLoss(8, threshold=lam, reduction=reduction), output, target, index)
         (grad,) = torch.autograd.grad(loss, output)
         expected = (v * F.cross_entropy(output, target, reduction="none")).sum() / divisor
         (expected_grad,) = torch.autograd.grad(expected, output)
@@ -155,7 +160,7 @@ def test_reductions_and_their_gradients():
 def test_an_empty_selection_gives_a_zero_loss_that_back_propagates(reduction):
     output, target, index = batch()
     spl = SPLLoss(8, threshold=1e-6, reduction=reduction)
-    loss = spl(output, target, index)
+    loss = spl_loss(spl, output, target, index)
     loss.backward()
     assert float(loss.detach()) == 0.0 and bool((output.grad == 0).all())
     assert not bool(spl.selected.any())
@@ -169,17 +174,22 @@ def test_weights_are_kept_by_dataset_index_under_shuffled_batches():
     loader = make_loader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         for index, x, y in loader:
-            spl(model(x), y, index)
+            spl_loss(spl, model(x), y, index)
     expected = per_sample_losses(model, data)
-    assert torch.allclose(spl.losses, expected, atol=1e-6)
+    assert torch.allclose(spl.sample_losses, expected, atol=1e-6)
     assert torch.allclose(spl.weights, spl_weights(expected, 0.7, "linear"), atol=1e-6)
 
 
 def test_thresholds_grow_geometrically_and_respect_the_cap():
     spl = SPLLoss(4)
-    assert [round(spl.increase_threshold(), 6) for _ in range(3)] == [0.135, 0.18225, 0.246038]
+    thresholds = []
+    for epoch in range(3):
+        spl.after_epoch(epoch)
+        thresholds.append(round(spl.threshold, 6))
+    assert thresholds == [0.135, 0.18225, 0.246038]
     log = SPLLoss(4, threshold=0.5, growing_factor=2.0, regularizer="logarithmic")
-    assert log.increase_threshold() == 0.99  # lambda < 1 is required by this regularizer
+    log.after_epoch(0)
+    assert log.threshold == 0.99  # lambda < 1 is required by this regularizer
     with pytest.raises(ValueError, match="growing_factor"):
         SPLLoss(4, growing_factor=0.9)
     with pytest.raises(ValueError, match="reduction"):
@@ -196,7 +206,7 @@ def test_pace_sets_lambda_from_recorded_losses_and_refresh_reweighs_everything()
     spl.refresh(model, data)
     spl.follow_pace()
     assert int(spl.selected.sum()) == 100  # 25 % of 400
-    spl.increase_threshold()
+    spl.after_epoch(0)
     assert int(spl.selected.sum()) == 200  # 50 % in epoch 1
     with pytest.raises(ValueError, match="pace"):
         SPLLoss(4).follow_pace()
@@ -207,14 +217,14 @@ def test_pace_sets_lambda_from_recorded_losses_and_refresh_reweighs_everything()
 def test_state_dict_round_trip_resumes_identically():
     output, target, index = batch(n=10)
     spl = SPLLoss(10, threshold=1.0, regularizer="mixture", reduction="selected")
-    spl(output[:6], target[:6], index[:6])
-    spl.increase_threshold()
+    spl_loss(spl, output[:6], target[:6], index[:6])
+    spl.after_epoch(0)
     restored = SPLLoss(10, regularizer="mixture", reduction="selected")
     restored.load_state_dict(spl.state_dict())
     assert restored.threshold == spl.threshold and restored.epoch == spl.epoch
     assert torch.equal(restored.weights, spl.weights)
-    assert torch.equal(restored.losses.isnan(), spl.losses.isnan())
-    assert torch.equal(spl(output, target, index), restored(output, target, index))
+    assert torch.equal(restored.sample_losses.isnan(), spl.sample_losses.isnan())
+    assert torch.equal(spl_loss(spl, output, target, index), spl_loss(restored, output, target, index))
     with pytest.raises(ValueError, match="samples"):
         SPLLoss(3, regularizer="mixture").load_state_dict(spl.state_dict())
     with pytest.raises(ValueError, match="regularizer"):

@@ -1,16 +1,19 @@
-"""Loss rules a student trains under, and the ALA agent that tunes Phi from validation rewards."""
+"""Loss rules a student trains under, and the ALA agent that tunes Phi from validation rewards.
+
+Each rule is a `SampleMethod`: it defines the per-sample losses, and may act after every step.
+"""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset
+from curriclab.core.protocol import SampleMethod
 from curriclab.methods.ala.controller import LossController
 from curriclab.methods.ala.statistics import (
     LossMatrix,
@@ -23,35 +26,14 @@ from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.methods.teacher import LossTeacher, StudentObserver
 
 
-class LossRule(Protocol):
-    """What the student loop needs from a loss: per-sample losses, and a hook after each step."""
-
-    def losses(self, logits: Tensor, target: Tensor) -> Tensor: ...
-
-    def after_step(self, model: nn.Module) -> None: ...
-
-
-class CrossEntropyRule:
-    """Plain cross-entropy, the baseline."""
-
-    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(logits, target, reduction="none")
-
-    def after_step(self, model: nn.Module) -> None:
-        pass
-
-
-class FixedPhiRule:
+class FixedPhiRule(SampleMethod):
     """-sigmoid(y^T Phi log p) with Phi held fixed (Phi = I is ALA's starting point without a controller)."""
 
     def __init__(self, phi: Tensor):
         self.phi = phi
 
-    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
-        return dynamic_loss(logits, target, self.phi, reduction="none")
-
-    def after_step(self, model: nn.Module) -> None:
-        pass
+    def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        return dynamic_loss(output, target, self.phi, reduction="none")
 
 
 @torch.no_grad()
@@ -77,17 +59,19 @@ class AlignmentHistory:
     advantages: list[float] = field(default_factory=list)
 
 
-class AlignmentAgent:
+class AlignmentAgent(SampleMethod):
     """The ALA loop around a student: loss with the current Phi; after every step, the validation
     error; every `interval` (K) steps a reward, a controller update and a new action on Phi.
 
     Decision t: state s_t from the validation statistics, action a_t moves Phi, the student takes K
     steps, then M_{t+1} = discounted validation error over those K steps and r_t = sign(M_t - M_{t+1}).
-    total_steps: the student's step budget, used for the progress feature.
+    model: the student, whose validation error is measured after each step; total_steps: the
+    student's step budget, used for the progress feature.
     """
 
     def __init__(
         self,
+        model: nn.Module,
         matrix: LossMatrix,
         controller: LossController,
         validation: IndexedDataset,
@@ -103,6 +87,7 @@ class AlignmentAgent:
             raise ValueError("validation must not be empty")
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"gamma must lie in (0, 1], got {gamma}")
+        self.model = model
         self.matrix = matrix
         self.controller = controller
         self.validation = validation
@@ -115,12 +100,12 @@ class AlignmentAgent:
         self.pending: tuple[Tensor, Tensor] | None = None
         self.history = AlignmentHistory()
 
-    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
-        return dynamic_loss(logits, target, self.matrix.phi, reduction="none")
+    def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        return dynamic_loss(output, target, self.matrix.phi, reduction="none")
 
-    def after_step(self, model: nn.Module) -> None:
+    def after_step(self) -> None:
         self.steps += 1
-        log_probs = validation_log_probs(model, self.validation)
+        log_probs = validation_log_probs(self.model, self.validation)
         self.window.append(float((log_probs.argmax(1) != self.validation.targets).float().mean()))
         if len(self.window) == self.interval:
             self.decide(log_probs)
@@ -167,7 +152,7 @@ class AlignmentAgent:
         self.history = copy.deepcopy(state["history"])
 
 
-class TeacherRule:
+class TeacherRule(SampleMethod):
     """A frozen L2T-DLF teacher (`curriclab.teacher.LossTeacher`, notebook 06) as a loss rule.
 
     At every step the teacher maps the student's running state (progress, moving averages of the
@@ -177,6 +162,7 @@ class TeacherRule:
 
     def __init__(
         self,
+        model: nn.Module,
         teacher: LossTeacher,
         validation: IndexedDataset,
         total_steps: int,
@@ -188,6 +174,7 @@ class TeacherRule:
             raise ValueError(f"interval and dev_batch must be >= 1, got {interval} and {dev_batch}")
         if len(validation) == 0:
             raise ValueError("validation must not be empty")
+        self.model = model
         self.teacher = teacher
         self.validation = validation
         self.interval = interval
@@ -195,16 +182,16 @@ class TeacherRule:
         self.observer = StudentObserver(total_steps)
         self.generator = torch.Generator().manual_seed(seed + 1)
 
-    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+    def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
         with torch.no_grad():
             phi, bias = self.teacher(self.observer.features())
-        self.observer.record_train(logits.detach(), target)
-        return dynamic_loss(logits, target, phi, bias, reduction="none")
+        self.observer.record_train(output.detach(), target)
+        return dynamic_loss(output, target, phi, bias, reduction="none")
 
-    def after_step(self, model: nn.Module) -> None:
+    def after_step(self) -> None:
         if self.observer.step % self.interval == 0:
             chosen = torch.randperm(len(self.validation), generator=self.generator)[: self.dev_batch]
-            log_probs = validation_log_probs(model, self.validation.subset(chosen))
+            log_probs = validation_log_probs(self.model, self.validation.subset(chosen))
             self.observer.record_dev(float((log_probs.argmax(1) != self.validation.targets[chosen]).float().mean()))
 
     def state_dict(self) -> dict:

@@ -1,0 +1,81 @@
+"""The one plug-in protocol between the training loop and a per-sample method.
+
+The loop (`curriclab.core.training.train_epoch`) computes every sample's loss, keyed by dataset
+index, and calls each plugged-in method at four points of a step:
+
+| when                      | method                                  | returns                               |
+| ------------------------- | --------------------------------------- | ------------------------------------- |
+| the loss is computed      | `compute_losses(output, target, index)` | per-sample losses [B], or None (CE)   |
+| the losses are known      | `objective(index, losses)`              | the scalar to minimise, or None       |
+| the optimizer has stepped | `after_step()`                          | nothing: react to the updated model   |
+| the epoch has ended       | `after_epoch(epoch)`                    | nothing: move schedules and plans on  |
+
+Who uses what: dynamic losses, ALA, the teacher and data parameters define `compute_losses`; SPL, the
+SGD-S and InfoBatch samplers and data parameters' decay return an `objective`; loss recorders and
+trackers return None from `objective` (they only observe); ALA's agent and data parameters' clamp
+act in `after_step`; SPL's threshold, samplers and recorders move on in `after_epoch`.
+
+Why these names: fastai's `Callback` has 14 events (`after_loss`, `after_step`, `after_epoch`, ...),
+Lightning's `Callback` about 30 (`on_train_batch_end`, `on_train_epoch_end`, ...) and Hugging Face's
+`TrainerCallback` about 20 (`on_step_end`, `on_epoch_end`, ...); all of them observe a loop and
+return nothing. A per-sample method needs four events, and two of them must *return* something,
+so those two say what they give (`compute_losses`, `objective`) and the two pure events keep
+fastai's `after_*` spelling. At most one plugged-in method may return losses and at most one an
+objective; every method's `objective` is still called, so observers see every batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import Tensor
+
+__all__ = ["AfterEpoch", "SampleMethod", "combined_losses", "combined_objective"]
+
+
+class SampleMethod:
+    """Base class of per-sample methods: override what the method needs; the rest does nothing."""
+
+    def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor | None:
+        """Per-sample training losses [B] of this batch, or None to leave the loss as it is."""
+        return None
+
+    def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
+        """The scalar to minimise given the batch's per-sample losses, or None to only observe."""
+        return None
+
+    def after_step(self) -> None:
+        """Called after every optimizer step."""
+
+    def after_epoch(self, epoch: int) -> None:
+        """Called after epoch `epoch` (0-based) has ended."""
+
+
+class AfterEpoch(SampleMethod):
+    """Runs `function(epoch)` after every epoch (e.g. to record something about the model)."""
+
+    def __init__(self, function: Callable[[int], object]):
+        self.function = function
+
+    def after_epoch(self, epoch: int) -> None:
+        self.function(epoch)
+
+
+def _single(results: list[tuple[SampleMethod, Tensor | None]], what: str) -> Tensor | None:
+    given = [(method, value) for method, value in results if value is not None]
+    if len(given) > 1:
+        names = ", ".join(type(method).__name__ for method, _ in given)
+        raise ValueError(f"methods: at most one may return {what}, got {len(given)} ({names})")
+    return given[0][1] if given else None
+
+
+def combined_losses(
+    methods: Sequence[SampleMethod], output: Tensor, target: Tensor, index: Tensor
+) -> Tensor | None:
+    """The per-sample losses the plugged-in methods define (None when none defines them)."""
+    return _single([(m, m.compute_losses(output, target, index)) for m in methods], "losses")
+
+
+def combined_objective(methods: Sequence[SampleMethod], index: Tensor, losses: Tensor) -> Tensor | None:
+    """Ask every method for an objective (observers see the batch); None when none gives one."""
+    return _single([(m, m.objective(index, losses)) for m in methods], "an objective")
