@@ -8,6 +8,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
+from curriclab.core.stats import pearson
 from curriclab.plots.basics import label_axes
 
 if TYPE_CHECKING:  # results are drawn, never produced, here
@@ -18,20 +19,17 @@ COLOURS = dict(zip(METHODS, ("tab:gray", "tab:red", "tab:blue", "tab:green")))
 COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated"}
 
 
-def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Pearson correlation of two equally long 1-D tensors (NaN if either is constant or empty)."""
-    if len(x) < 2:
-        return float("nan")
-    return float(torch.corrcoef(torch.stack([x.double(), y.double()]))[0, 1])
-
-
 def weight_vs_own_loss(ax: Axes, own_loss: torch.Tensor, weight: torch.Tensor, title: str,
                        max_points: int = 4000):
     """Scatter of the sampling weight each sample received against its own loss, with Pearson r
     in the title; at most `max_points` evenly spaced samples are drawn. Returns the scatter."""
     step = max(1, len(own_loss) // max_points)
     points = ax.scatter(own_loss[::step], weight[::step], s=3, alpha=0.4)
-    ax.set_title(f"{title}\nr = {correlation(own_loss, weight):.3f}")
+    try:
+        r = f"r = {pearson(own_loss, weight):.3f}"
+    except ValueError:  # fewer than two samples, or a constant: no correlation to show
+        r = "r undefined"
+    ax.set_title(f"{title}\n{r}")
     ax.set_xlabel("the sample's own loss")
     ax.set_ylabel("sampling weight it received")
     ax.grid(alpha=0.3)

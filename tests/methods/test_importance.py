@@ -1,6 +1,7 @@
 """Per-sample gradient norms against the one-autograd.grad-per-sample loop, the output-gradient proxy
 against its closed form, the statistics against brute force, and the recorded epoch."""
 
+import copy
 import functools
 
 import matplotlib
@@ -347,11 +348,20 @@ def test_record_epoch_measures_before_each_step_and_leaves_unvisited_nan():
     torch.manual_seed(0)
     model = LogisticRegression()
     first = measure_batch(model, dataset.inputs[:8], dataset.targets[:8])
+    # the second batch measured under the weights after one hand-written SGD step on the first
+    stepped = copy.deepcopy(model)
+    F.cross_entropy(stepped(dataset.inputs[:8]), dataset.targets[:8]).backward()
+    with torch.no_grad():
+        for p in stepped.parameters():
+            p -= 0.5 * p.grad
+    second_after_step = measure_batch(stepped, dataset.inputs[8:16], dataset.targets[8:16])
+    second_before_step = measure_batch(model, dataset.inputs[8:16], dataset.targets[8:16])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = make_loader(dataset, 8, sampler=list(range(24)))
     record = record_epoch(model, loader, optimizer, progress=False)
     assert torch.allclose(record.grad_norms[:8], first.grad_norms)
-    assert not torch.allclose(record.grad_norms[8:16], first.grad_norms)  # the weights moved
+    assert torch.allclose(record.grad_norms[8:16], second_after_step.grad_norms, rtol=1e-5)
+    assert not torch.allclose(record.grad_norms[8:16], second_before_step.grad_norms)
     assert torch.isnan(record.grad_norms[24:]).all() and torch.isnan(record.losses[24:]).all()
     with pytest.raises(TypeError, match="IndexedDataset"):
         record_epoch(model, [(torch.arange(2), dataset.inputs[:2], dataset.targets[:2])], optimizer)

@@ -1,0 +1,68 @@
+"""curriclab.core.stats against scipy.stats, the reference implementation."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curriclab.core.stats import chi_square_test, pearson, roc_auc, roc_curve, spearman
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+samples = st.lists(st.integers(-5, 5), min_size=3, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_pearson_and_spearman_match_scipy_with_ties(data):
+    a = data.draw(samples)
+    b = data.draw(st.lists(st.integers(-5, 5), min_size=len(a), max_size=len(a)))
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        with pytest.raises(ValueError, match="constant"):
+            pearson(torch.tensor(a), torch.tensor(b))
+        return
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    assert pearson(ta, tb) == pytest.approx(scipy_stats.pearsonr(a, b).statistic, abs=1e-12)
+    assert spearman(ta, tb) == pytest.approx(scipy_stats.spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_correlations_name_their_bad_input():
+    with pytest.raises(ValueError, match="equal length"):
+        pearson(torch.ones(3), torch.ones(4))
+    with pytest.raises(ValueError, match="at least 2"):
+        spearman(torch.ones(1), torch.ones(1))
+    with pytest.raises(ValueError, match="finite"):
+        pearson(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]))
+
+
+def test_chi_square_matches_scipy_and_leaves_out_impossible_categories():
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.tensor([0.1, 0.2, 0.0, 0.3, 0.4], dtype=torch.float64)
+    observed = torch.bincount(torch.multinomial(probabilities, 500, True, generator=generator), minlength=5)
+    statistic, dof, p_value = chi_square_test(observed, probabilities)
+    support = probabilities > 0
+    expected = (500 * probabilities[support]).tolist()
+    reference = scipy_stats.chisquare(observed[support].tolist(), expected)
+    assert statistic == pytest.approx(reference.statistic, rel=1e-12)
+    assert p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    assert dof == 3
+    with pytest.raises(ValueError, match="probability 0"):
+        chi_square_test(torch.tensor([1, 1, 1]), torch.tensor([0.5, 0.5, 0.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_roc_auc_is_the_mann_whitney_u_statistic_over_all_pairs(data):
+    scores = data.draw(st.lists(st.integers(0, 6), min_size=2, max_size=40))
+    labels = data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores)))
+    if all(labels) or not any(labels):
+        with pytest.raises(ValueError, match="both positive and negative"):
+            roc_auc(torch.tensor(scores), torch.tensor(labels))
+        return
+    positive = [s for s, label in zip(scores, labels) if label]
+    negative = [s for s, label in zip(scores, labels) if not label]
+    u = scipy_stats.mannwhitneyu(positive, negative).statistic
+    auc = roc_auc(torch.tensor(scores, dtype=torch.float64), torch.tensor(labels))
+    assert auc == pytest.approx(u / (len(positive) * len(negative)), abs=1e-12)
+    fpr, tpr = roc_curve(torch.tensor(scores, dtype=torch.float64), torch.tensor(labels))
+    assert fpr[0].item() == tpr[0].item() == 0.0 and fpr[-1].item() == tpr[-1].item() == 1.0
