@@ -64,3 +64,34 @@ def test_pytest_defaults_to_quick_mode_and_zero_means_full(monkeypatch):
     for value, expected in [("1", "quick"), ("0", "full"), ("", "full"), ("yes", "quick")]:
         monkeypatch.setenv(QUICK_ENV, value)
         assert pick(full="full", quick="quick") == expected
+
+
+def test_every_module_declares_its_public_names_and_they_exist():
+    import importlib
+    import pkgutil
+
+    import curriclab
+
+    for info in pkgutil.walk_packages(curriclab.__path__, "curriclab."):
+        if info.ispkg or info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        assert hasattr(module, "__all__"), f"{info.name} has no __all__"
+        missing = [name for name in module.__all__ if not hasattr(module, name)]
+        assert not missing, f"{info.name}.__all__ names missing objects: {missing}"
+
+
+def test_the_layers_import_one_way():
+    """experiments -> methods -> core; plots never import experiments at run time; core imports
+    nothing above it."""
+    import ast
+
+    forbidden = {"core": ("curriclab.methods", "curriclab.experiments", "curriclab.plots", "curriclab.ui"),
+                 "methods": ("curriclab.experiments", "curriclab.plots", "curriclab.ui"),
+                 "plots": ("curriclab.experiments", "curriclab.ui")}
+    for layer, prefixes in forbidden.items():
+        for path in (ROOT / "curriclab" / layer).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            runtime = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
+            for node in runtime:
+                assert not (node.module or "").startswith(prefixes), f"{path}: imports {node.module}"

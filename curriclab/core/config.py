@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import TypeVar
 
+__all__ = ["is_quick", "pick", "QUICK_ENV"]
+
 T = TypeVar("T")
 
 QUICK_ENV = "CURRICLAB_QUICK"

@@ -17,6 +17,22 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+__all__ = [
+    "corrupt_labels",
+    "DATA_ENV",
+    "default_data_root",
+    "IndexedDataset",
+    "load_mnist",
+    "make_loader",
+    "missing_mnist_files",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "spl_toy_data",
+    "stratified_positions",
+    "stratified_split",
+    "stratified_subset",
+]
+
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 DATA_ENV = "CURRICLAB_DATA"

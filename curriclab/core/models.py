@@ -12,6 +12,8 @@ from itertools import pairwise
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = ["LogisticRegression", "MLP", "SmallConv"]
+
 
 class LogisticRegression(nn.Module):
     """One linear layer: multinomial logistic regression (the SPL demo's model on 2-D points)."""

@@ -5,6 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+__all__ = [
+    "average_ranks",
+    "chi_square_test",
+    "pearson",
+    "pool_by_probability",
+    "roc_auc",
+    "roc_curve",
+    "spearman",
+]
+
 
 def _pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)

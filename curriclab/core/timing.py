@@ -6,6 +6,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+__all__ = ["median_seconds"]
+
 
 def median_seconds(run: Callable[[], object], repeats: int, warmup: bool = False) -> float:
     """Median wall time of `repeats` calls of `run` (after one untimed call when `warmup`)."""

@@ -11,6 +11,8 @@ from torch import Tensor
 
 from curriclab.core.protocol import SampleMethod
 
+__all__ = ["LossTracker"]
+
 
 class LossTracker(SampleMethod):
     """Latest loss, exponential moving average and epoch last seen, for each of `num_samples`.

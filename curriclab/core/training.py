@@ -22,6 +22,20 @@ from tqdm.auto import tqdm as _tqdm
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.protocol import SampleMethod, combined_losses, combined_objective
 
+__all__ = [
+    "cross_entropy_per_sample",
+    "EpochRecord",
+    "EpochResult",
+    "evaluate",
+    "Evaluation",
+    "fit",
+    "LossFn",
+    "per_sample_losses",
+    "progress_bar",
+    "seed_everything",
+    "train_epoch",
+]
+
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(output, target, index) -> per-sample losses [B]."""
 

@@ -30,6 +30,21 @@ from curriclab.methods.ala.statistics import (
 )
 from curriclab.methods.teacher import LossTeacher
 
+__all__ = [
+    "ala_factory",
+    "compare_rules",
+    "cross_entropy_factory",
+    "identity_phi_factory",
+    "markdown_table",
+    "RuleFactory",
+    "StudentRun",
+    "StudentSetup",
+    "summarize",
+    "Summary",
+    "teacher_factory",
+    "train_student",
+]
+
 
 @dataclass
 class StudentSetup:

@@ -18,6 +18,17 @@ from curriclab.core.models import MLP
 from curriclab.core.training import fit, per_sample_losses, seed_everything
 from curriclab.methods.data_parameters import DataParameters
 
+__all__ = [
+    "DataParameterSetup",
+    "final_accuracy",
+    "make_data_parameters",
+    "MODES",
+    "noisy_subset",
+    "NoisyRun",
+    "relabel_into_classes",
+    "run_noisy_training",
+]
+
 MODES = ("baseline", "class", "instance", "joint")
 
 

@@ -21,6 +21,8 @@ from curriclab.core.training import evaluate, seed_everything
 from curriclab.methods.l2t import TeachingConfig, TeachingLog, teach
 from curriclab.methods.teacher import LossTeacher
 
+__all__ = ["ArmResult", "errors_by_arm", "evaluate_arms"]
+
 
 @dataclass
 class ArmResult:

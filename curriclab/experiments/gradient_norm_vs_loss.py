@@ -25,6 +25,15 @@ from curriclab.methods.importance import (
     per_sample_grad_norms_vmap,
 )
 
+__all__ = [
+    "EpochImportance",
+    "record_epoch",
+    "rolling_by_rank",
+    "spearman_by_chunk",
+    "time_methods",
+    "timing_table",
+]
+
 
 @dataclass
 class EpochImportance:

@@ -14,6 +14,8 @@ from curriclab.core.models import SmallConv
 from curriclab.core.training import EpochRecord, fit, per_sample_losses, seed_everything
 from curriclab.methods.persistence import LossRecorder
 
+__all__ = ["RecordedRun", "train_and_record"]
+
 
 @dataclass
 class RecordedRun:

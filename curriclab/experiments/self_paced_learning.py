@@ -23,6 +23,19 @@ from curriclab.core.models import LogisticRegression
 from curriclab.core.training import evaluate, seed_everything, train_epoch
 from curriclab.methods.spl import Pace, SPLLoss, linear_pace
 
+__all__ = [
+    "demo_runs",
+    "explore",
+    "history_table",
+    "noisy_blobs",
+    "noisy_label_runs",
+    "outcome",
+    "paced_options",
+    "SPLEpoch",
+    "summarise",
+    "train_spl",
+]
+
 OPTIMIZERS = ("adam", "sgd")
 
 

@@ -30,6 +30,23 @@ from curriclab.methods.sampling import (
     prune_and_reintroduce,
 )
 
+__all__ = [
+    "cached_run",
+    "claim_table",
+    "claim_table_markdown",
+    "compare_methods",
+    "cost_to_accuracy",
+    "make_sampler",
+    "METHODS",
+    "mnist_subsets",
+    "position_keyed_weights",
+    "PositionBugDemo",
+    "reachable_target",
+    "run_method",
+    "RunRecord",
+    "RunSettings",
+]
+
 METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 
 

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from curriclab.core.protocol import SampleMethod
 from curriclab.methods.sparse_sgd import SparseSGD
 
+__all__ = ["DataParameters", "logit_gradient_norm"]
+
 
 def _check_positive(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):

@@ -14,6 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = [
+    "cross_entropy_logit_gradient",
+    "dynamic_loss",
+    "dynamic_loss_logit_gradient",
+    "expected_error",
+    "margin_error",
+]
+
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in ("mean", "sum", "none"):

@@ -23,6 +23,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+__all__ = [
+    "finite_difference_gradient",
+    "HyperGradient",
+    "hypergradient",
+    "Params",
+    "reverse_hypergradient",
+    "sgd_step",
+    "sgd_trajectory",
+    "unrolled_hypergradient",
+]
+
 Params = dict[str, Tensor]
 InnerLoss = Callable[[Params, int], Tensor]
 """(student weights, step t) -> scalar training loss of step t (may depend on hyperparameters)."""

@@ -26,6 +26,19 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from curriclab.core.training import LossFn, cross_entropy_per_sample
 
+__all__ = [
+    "BatchImportance",
+    "check_samples_independent",
+    "measure_batch",
+    "METHODS",
+    "output_grad_norms",
+    "per_sample_grad_norms",
+    "per_sample_grad_norms_loop",
+    "per_sample_grad_norms_vmap",
+    "STRATEGIES",
+    "weight_grad_sq_norms",
+]
+
 METHODS = ("auto", "hooks", "vmap", "loop")
 STRATEGIES = ("auto", "outer", "gram")
 

@@ -15,6 +15,8 @@ import torch
 
 from curriclab.methods.sampling import EpochPlan, LossDrivenSampler, check_count, check_fraction
 
+__all__ = ["below_mean", "InfoBatchSampler"]
+
 
 def below_mean(losses: torch.Tensor) -> torch.Tensor:
     """Mask of seen samples (non-NaN loss) whose loss is below the mean of the seen losses."""

@@ -16,6 +16,8 @@ from curriclab.methods.dynamic_loss import dynamic_loss, expected_error, margin_
 from curriclab.methods.hypergradient import Params, reverse_hypergradient, sgd_step
 from curriclab.methods.teacher import LossTeacher, StudentObserver
 
+__all__ = ["teach", "TeachingConfig", "TeachingLog", "train_teacher"]
+
 SMOOTHED_METRICS = {"expected": expected_error, "margin": margin_error}
 
 

@@ -21,6 +21,15 @@ from torch import Tensor
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 
+__all__ = [
+    "chance_percent_match",
+    "LossRecorder",
+    "percent_match",
+    "quantile_bins",
+    "quantile_sizes",
+    "quantile_transitions",
+]
+
 
 def _check_losses(losses: Tensor, ndim: tuple[int, ...] = (1, 2)) -> Tensor:
     if not isinstance(losses, Tensor):

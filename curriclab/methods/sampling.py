@@ -32,6 +32,15 @@ from torch.utils.data import Sampler
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 
+__all__ = [
+    "EpochPlan",
+    "importance_weights",
+    "loss_probabilities",
+    "LossDrivenSampler",
+    "prune_and_reintroduce",
+    "SGDSSampler",
+]
+
 
 def check_fraction(name: str, value: float) -> float:
     """`value` as a float if it lies in [0, 1), else a ValueError naming `name`."""

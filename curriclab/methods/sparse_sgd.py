@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+__all__ = ["SparseSGD"]
+
 
 class SparseSGD(torch.optim.Optimizer):
     """Momentum SGD whose step leaves entries with a zero gradient exactly as they were.

@@ -19,6 +19,18 @@ from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import per_sample_losses
 
+__all__ = [
+    "linear_pace",
+    "LOGARITHMIC_MAX_LAMBDA",
+    "Pace",
+    "REDUCTIONS",
+    "REGULARIZERS",
+    "spl_objective",
+    "spl_weights",
+    "SPLLoss",
+    "threshold_for_fraction",
+]
+
 REGULARIZERS = ("hard", "linear", "logarithmic", "mixture")
 REDUCTIONS = ("mean", "selected")
 LOGARITHMIC_MAX_LAMBDA = 0.99

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+__all__ = ["LossTeacher", "StudentObserver", "without_off_diagonal"]
+
 FEATURES = ("progress", "train_loss", "train_error", "dev_error")
 
 

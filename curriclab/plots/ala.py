@@ -22,6 +22,19 @@ from curriclab.plots.basics import label_axes
 if TYPE_CHECKING:  # results are drawn, never produced, here
     from curriclab.experiments.adaptive_loss_alignment import StudentRun
 
+__all__ = [
+    "action_probabilities",
+    "confusion_heatmap",
+    "loss_family_curves",
+    "mean_curves",
+    "mismatch_curves",
+    "phi_heatmaps",
+    "phi_snapshot",
+    "phi_summary",
+    "reward_curve",
+    "selected_test_errors",
+]
+
 
 def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -> list:
     """Loss of a sample against the probability p of its true class: cross-entropy -log p and

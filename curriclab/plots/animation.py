@@ -10,6 +10,8 @@ from celluloid import Camera
 from matplotlib.animation import PillowWriter
 from matplotlib.figure import Figure
 
+__all__ = ["write_gif"]
+
 
 def write_gif(
     fig: Figure,

@@ -9,6 +9,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
+__all__ = ["image_grid", "label_axes", "learning_curves"]
+
 
 def image_grid(
     images: Tensor, labels: Sequence[int] | Tensor | None = None, columns: int = 8,

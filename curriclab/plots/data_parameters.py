@@ -15,6 +15,14 @@ from curriclab.plots.basics import label_axes
 if TYPE_CHECKING:  # results are drawn, never produced, here
     from curriclab.experiments.data_parameters import NoisyRun
 
+__all__ = [
+    "accuracy_by_mode",
+    "class_sigma_lines",
+    "gradient_vs_sigma",
+    "roc_curves",
+    "sigma_ridges",
+]
+
 CLEAN_COLOR, CORRUPT_COLOR = "C0", "C3"
 
 

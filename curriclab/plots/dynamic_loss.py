@@ -13,6 +13,14 @@ from torch import Tensor
 from curriclab.methods.dynamic_loss import cross_entropy_logit_gradient, dynamic_loss_logit_gradient
 from curriclab.plots.basics import label_axes
 
+__all__ = [
+    "dev_error_curves",
+    "error_dots",
+    "gradient_factors",
+    "phi_heatmaps",
+    "unrolled_diagram",
+]
+
 
 def gradient_factors(ax: Axes, scales: Sequence[float] = (1.0,), points: int = 200) -> list:
     """|d loss / d z_y| against p_y for cross-entropy and -sigmoid(a log p_y) for each scale a (log y)."""

@@ -7,6 +7,8 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from torch import Tensor
 
+__all__ = ["chunk_correlations", "density_loglog", "rolling_band", "timing_bars"]
+
 
 def density_loglog(
     ax: Axes, x: Tensor, y: Tensor, *, xlabel: str, ylabel: str, gridsize: int = 50

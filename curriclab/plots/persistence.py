@@ -9,6 +9,8 @@ from matplotlib.axes import Axes
 from matplotlib.image import AxesImage
 from torch import Tensor
 
+__all__ = ["markdown_table", "percent_match_bars", "transition_heatmap"]
+
 
 def percent_match_bars(
     ax: Axes,

@@ -14,6 +14,15 @@ from curriclab.plots.basics import label_axes
 if TYPE_CHECKING:  # results are drawn, never produced, here
     from curriclab.experiments.sgd_s_resampling import RunRecord
 
+__all__ = [
+    "accuracy_vs_cost",
+    "COLOURS",
+    "draw_counts",
+    "received_weight_by_index",
+    "unique_share",
+    "weight_vs_own_loss",
+]
+
 METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 COLOURS = dict(zip(METHODS, ("tab:gray", "tab:red", "tab:blue", "tab:green")))
 COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated"}

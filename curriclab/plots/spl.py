@@ -28,6 +28,18 @@ from curriclab.plots.basics import learning_curves
 if TYPE_CHECKING:  # results are drawn, never produced, here
     from curriclab.experiments.self_paced_learning import SPLEpoch
 
+__all__ = [
+    "accuracy_bars",
+    "animate_spl",
+    "data_extent",
+    "decision_regions",
+    "final_boundary_and_selection",
+    "plot_histories",
+    "selection_scatter",
+    "spl_frame",
+    "weight_curves",
+]
+
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 SELECTED_ALPHA = 0.8
 UNSELECTED_ALPHA = 0.07

@@ -9,6 +9,8 @@ from curriclab.core.data import spl_toy_data
 from curriclab.experiments.self_paced_learning import demo_runs
 from curriclab.plots.spl import animate_spl
 
+__all__ = ["main"]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curriclab", description=__doc__)

@@ -11,6 +11,8 @@ from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.plots.sampling import COLOURS, accuracy_vs_cost
 
+__all__ = ["sgds_settings_view"]
+
 
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
                        *, train_size: int, test_size: int, seed: int,

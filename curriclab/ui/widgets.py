@@ -12,6 +12,8 @@ from typing import Any
 
 import ipywidgets
 
+__all__ = ["checked_interact"]
+
 
 def checked_interact(function: Callable[..., Any], **controls: Any) -> ipywidgets.interactive:
     """Like `ipywidgets.interact(function, **controls)`, but an exception in the first call is raised.

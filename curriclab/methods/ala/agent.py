@@ -25,6 +25,14 @@ from curriclab.methods.ala.statistics import (
 from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.methods.teacher import LossTeacher, StudentObserver
 
+__all__ = [
+    "AlignmentAgent",
+    "AlignmentHistory",
+    "FixedPhiRule",
+    "TeacherRule",
+    "validation_log_probs",
+]
+
 
 class FixedPhiRule(SampleMethod):
     """-sigmoid(y^T Phi log p) with Phi held fixed (Phi = I is ALA's starting point without a controller)."""

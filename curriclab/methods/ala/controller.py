@@ -22,6 +22,8 @@ from torch.distributions import Categorical
 
 from curriclab.methods.ala.statistics import ACTION_STEPS, NUM_PAIR_FEATURES
 
+__all__ = ["LossController", "policy_gradient_loss"]
+
 
 def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
     """-(1/T) sum_t log pi(a_t | s_t) * A_t, whose gradient is minus the REINFORCE estimate.

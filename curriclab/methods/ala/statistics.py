@@ -20,6 +20,19 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+__all__ = [
+    "ACTION_STEPS",
+    "alignment_reward",
+    "class_pairs",
+    "confusion_statistics",
+    "DIAGONAL_RANGE",
+    "discounted_metric",
+    "LossMatrix",
+    "NUM_PAIR_FEATURES",
+    "OFF_DIAGONAL_RANGE",
+    "pair_features",
+]
+
 ACTION_STEPS = (-1.0, 0.0, 1.0)
 """The controller's three actions on one class pair, in units of beta: decrease, keep, increase."""
 
