@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader
 
 from curriclab.core.protocol import SampleMethod
@@ -129,15 +131,13 @@ TIMED: dict[str, Callable] = {
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-
-
-
 def time_methods(
     model: nn.Module, x: Tensor, y: Tensor, methods: tuple[str, ...] = ("floor", "loop", "vmap",
     "hooks", "proxy"), *, repeats: int = 5, loss_fn: LossFn = cross_entropy_per_sample,
     clock: str = "wall",
 ) -> dict[str, float]:
-    """Median time in seconds of each named method on one batch (after one warm-up call).
+    """Median time in seconds of each named method on one batch (after one warm-up round), timed
+    with `torch.utils.benchmark.Timer` at the current torch thread count.
 
     The methods are interleaved, so machine load affects them alike; compare them as ratios.
     clock="cpu" counts this process's CPU seconds instead of wall seconds, which waiting for a
@@ -149,22 +149,27 @@ def time_methods(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {clock!r}")
-    now = CLOCKS[clock]
+    timers = {
+        name: Timer(
+            "run(model, x, y, loss_fn, None)", timer=CLOCKS[clock], label=name,
+            num_threads=torch.get_num_threads(),
+            globals={"run": TIMED[name], "model": model, "x": x, "y": y, "loss_fn": loss_fn},
+        )
+        for name in methods
+    }
     times: dict[str, list[float]] = {name: [] for name in methods}
     for round_ in range(repeats + 1):
-        for name in methods:
-            start = now()
-            TIMED[name](model, x, y, loss_fn, None)
+        for name, timer in timers.items():
+            seconds = timer.timeit(number=1).median
             if round_ > 0:
-                times[name].append(now() - start)
+                times[name].append(seconds)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def timing_table(seconds: dict[str, float], baseline: str = "floor") -> str:
-    """A plain-text table: milliseconds and ratio to `baseline` for each timed method."""
+def timing_table(seconds: dict[str, float], baseline: str = "floor") -> pd.DataFrame:
+    """Milliseconds per batch and the ratio to `baseline` of each timed method, one row each."""
     if baseline not in seconds:
         raise ValueError(f"baseline {baseline!r} is not among the timed methods {tuple(seconds)}")
-    lines = [f"{'method':<15}{'ms / batch':>12}{'x ' + baseline:>12}"]
-    for name, value in seconds.items():
-        lines.append(f"{name:<15}{1000 * value:>12.2f}{value / seconds[baseline]:>12.2f}")
-    return "\n".join(lines)
+    table = pd.DataFrame({"ms / batch": {name: 1000 * value for name, value in seconds.items()}})
+    table[f"x {baseline}"] = table["ms / batch"] / table.loc[baseline, "ms / batch"]
+    return table.rename_axis("method").round(2)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.image import AxesImage
 from torch import Tensor
 
-__all__ = ["markdown_table", "percent_match_bars", "transition_heatmap"]
+__all__ = ["percent_match_bars", "transition_heatmap"]
 
 
 def percent_match_bars(
@@ -67,14 +67,3 @@ def transition_heatmap(
     ax.set_ylabel(f"quantile in epoch {from_epoch}")
     ax.set_title(f"where epoch-{from_epoch} quantiles go by epoch {to_epoch}")
     return image
-
-
-def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table (display it with `IPython.display.Markdown`); floats get one decimal."""
-
-    def cell(value: object) -> str:
-        return f"{value:.1f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)

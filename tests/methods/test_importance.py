@@ -372,7 +372,10 @@ def test_time_methods_and_table():
     seconds = time_methods(model, x, y, ("floor", "hooks", "proxy"), repeats=2)
     assert list(seconds) == ["floor", "hooks", "proxy"] and all(s > 0 for s in seconds.values())
     table = timing_table(seconds)
-    assert table.splitlines()[1].split() == ["floor", f"{1000 * seconds['floor']:.2f}", "1.00"]
+    assert list(table.index) == ["floor", "hooks", "proxy"]
+    assert table.loc["floor", "x floor"] == 1.0
+    assert table.loc["hooks", "ms / batch"] == round(1000 * seconds["hooks"], 2)
+    assert table.loc["proxy", "x floor"] == round(seconds["proxy"] / seconds["floor"], 2)
     with pytest.raises(ValueError, match="unknown"):
         time_methods(model, x, y, ("floor", "backpack"))
     with pytest.raises(ValueError, match="clock"):
