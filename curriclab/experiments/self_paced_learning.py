@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -223,15 +224,17 @@ def noisy_label_runs(
     return rows
 
 
-def history_table(history: list[SPLEpoch]) -> str:
-    """A fixed-width table: epoch, lambda, selected count, empty batches, accuracy."""
-    lines = [f"{'epoch':>5} {'lambda':>8} {'selected':>9} {'empty batches':>14} {'accuracy':>9}"]
-    for r in history:
-        lines.append(
-            f"{r.epoch:>5} {r.threshold:>8.3f} {r.selected:>9} {f'{r.empty_batches}/{r.batches}':>14} "
-            f"{r.train_accuracy:>9.3f}"
-        )
-    return "\n".join(lines)
+def history_table(history: list[SPLEpoch]) -> pd.DataFrame:
+    """One row per epoch: lambda, selected count, empty batches (of all batches), accuracy."""
+    return pd.DataFrame(
+        {
+            "lambda": [r.threshold for r in history],
+            "selected": [r.selected for r in history],
+            "empty batches": [f"{r.empty_batches}/{r.batches}" for r in history],
+            "train accuracy": [r.train_accuracy for r in history],
+        },
+        index=pd.Index([r.epoch for r in history], name="epoch"),
+    ).round(3)
 
 
 def outcome(history: list[SPLEpoch]) -> dict:

@@ -311,7 +311,10 @@ def test_warm_up_trains_on_everything_before_spl_starts():
         train_spl(data, epochs=2, warmup_epochs=3)
     with pytest.raises(ValueError, match="optimizer"):
         train_spl(data, optimizer="lbfgs")
-    assert "empty batches" in history_table(history)
+    table = history_table(history)
+    assert list(table.index) == [r.epoch for r in history]
+    assert table["empty batches"].tolist() == [f"{r.empty_batches}/{r.batches}" for r in history]
+    assert table["selected"].tolist() == [r.selected for r in history]
     assert outcome(history) == {
         "selected_first_epoch": 200, "empty_epochs": 1, "final_accuracy": history[1].train_accuracy
     }
