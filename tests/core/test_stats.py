@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curriclab.core.stats import chi_square_test, pearson, roc_auc, roc_curve, spearman
+from curriclab.core.stats import average_ranks, chi_square_test, pearson, roc_auc, roc_curve, spearman
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -24,6 +24,14 @@ def test_pearson_and_spearman_match_scipy_with_ties(data):
     ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
     assert pearson(ta, tb) == pytest.approx(scipy_stats.pearsonr(a, b).statistic, abs=1e-12)
     assert spearman(ta, tb) == pytest.approx(scipy_stats.spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_average_ranks_match_a_brute_force_count_and_spearman_is_monotone_invariant():
+    values = torch.tensor([1.0, 2.0, 2.0, 3.0, 5.0, 5.0, 5.0, 0.0])
+    brute = [float((values < v).sum() + ((values == v).sum() + 1) / 2) for v in values]
+    assert average_ranks(values).tolist() == brute
+    a = torch.randn(200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert spearman(a, torch.exp(3 * a)) == pytest.approx(1.0)
 
 
 def test_correlations_name_their_bad_input():
