@@ -1,0 +1,97 @@
+"""Execute the notebook series in place, and tell when stored outputs no longer match their code.
+
+The notebooks are stored with the outputs of a full-scale run, so a reader on GitHub sees every
+figure and number without installing anything. Outputs must never silently outlive the code
+that made them, so every execution records, in the notebook's metadata under "curriclab":
+
+- `code_fingerprint`: a SHA-256 of the sources of the code cells, in order;
+- `mode`: "full" or "quick" (the `CURRICLAB_QUICK` switch the kernel ran with);
+- `seconds`: the wall time of the run.
+
+`stale_reasons(notebook)` lists what is wrong with a stored notebook (a code cell edited since,
+a quick-mode run, a stored error, execution counts out of order); the test suite asserts it is
+empty for every notebook.
+
+Execution uses nbclient, the library nbconvert's `--execute` wraps: called directly it takes the
+kernel's environment, a per-cell timeout and `store_widget_state` (sliders keep their last state
+where a viewer renders widgets) without nbconvert's export machinery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from curriclab.core.config import QUICK_ENV
+
+__all__ = ["METADATA_KEY", "code_fingerprint", "execute_notebook", "stale_reasons"]
+
+METADATA_KEY = "curriclab"
+
+
+def _code_sources(notebook: dict[str, Any]) -> list[str]:
+    return [
+        "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+    ]
+
+
+def code_fingerprint(notebook: dict[str, Any]) -> str:
+    """SHA-256 of the notebook's code-cell sources, in order (outputs and prose do not count)."""
+    return hashlib.sha256(json.dumps(_code_sources(notebook)).encode()).hexdigest()
+
+
+def stale_reasons(notebook: dict[str, Any]) -> list[str]:
+    """Why the stored outputs of `notebook` (a parsed .ipynb) cannot be trusted; empty if they can."""
+    record = notebook.get("metadata", {}).get(METADATA_KEY)
+    if record is None:
+        return ["never executed by `curriclab execute-series` (no fingerprint in its metadata)"]
+    reasons = []
+    if record.get("code_fingerprint") != code_fingerprint(notebook):
+        reasons.append("a code cell changed after the outputs were produced: execute it again")
+    if record.get("mode") != "full":
+        reasons.append(f"executed in {record.get('mode')!r} mode, not at full scale")
+    code_cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    for number, cell in enumerate(code_cells):
+        if any(output.get("output_type") == "error" for output in cell.get("outputs", [])):
+            reasons.append(f"code cell {number} stored an error")
+    counts = [cell.get("execution_count") for cell in code_cells]
+    if counts != list(range(1, len(code_cells) + 1)):
+        reasons.append(f"execution counts are not 1..{len(code_cells)} in order: {counts}")
+    return reasons
+
+
+def execute_notebook(path: str | Path, *, quick: bool = False, timeout: int = 3600) -> float:
+    """Run every cell of the notebook at `path` in a fresh kernel and write it back with its outputs
+    and the "curriclab" metadata; returns the wall time in seconds."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    notebook = nbformat.read(path, as_version=4)
+    previous = os.environ.get(QUICK_ENV)
+    os.environ[QUICK_ENV] = "1" if quick else "0"  # the kernel inherits this process's environment
+    start = time.perf_counter()
+    try:
+        NotebookClient(
+            notebook, timeout=timeout, kernel_name="python3", store_widget_state=True,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
+    finally:
+        if previous is None:
+            os.environ.pop(QUICK_ENV)
+        else:
+            os.environ[QUICK_ENV] = previous
+    seconds = time.perf_counter() - start
+    notebook.metadata[METADATA_KEY] = {
+        "code_fingerprint": code_fingerprint(notebook),
+        "mode": "quick" if quick else "full",
+        "seconds": round(seconds, 1),
+    }
+    nbformat.write(notebook, path)
+    return seconds

@@ -1,0 +1,61 @@
+"""The freshness check of stored notebook outputs, and execution into a notebook's metadata."""
+
+import copy
+
+import nbformat
+import pytest
+
+from curriclab.ui.publish import METADATA_KEY, code_fingerprint, execute_notebook, stale_reasons
+
+
+def _notebook(*sources: str) -> dict:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# title")]
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    return notebook
+
+
+def _as_executed(notebook: dict, mode: str = "full") -> dict:
+    notebook = copy.deepcopy(notebook)
+    for count, cell in enumerate((c for c in notebook.cells if c.cell_type == "code"), start=1):
+        cell.execution_count = count
+    notebook.metadata[METADATA_KEY] = {"code_fingerprint": code_fingerprint(notebook), "mode": mode}
+    return notebook
+
+
+def test_a_fresh_full_run_is_trusted_and_every_kind_of_staleness_is_named():
+    executed = _as_executed(_notebook("x = 1", "assert x == 1"))
+    assert stale_reasons(executed) == []
+
+    edited = copy.deepcopy(executed)
+    edited.cells[2].source = "assert x == 2"
+    assert any("code cell changed" in reason for reason in stale_reasons(edited))
+
+    prose = copy.deepcopy(executed)
+    prose.cells[0].source = "# another title"  # prose is not code: still fresh
+    assert stale_reasons(prose) == []
+
+    assert any("'quick' mode" in reason for reason in stale_reasons(_as_executed(_notebook("x = 1"), "quick")))
+
+    failed = copy.deepcopy(executed)
+    failed.cells[1].outputs = [nbformat.v4.new_output("error", ename="E", evalue="", traceback=[])]
+    assert stale_reasons(failed) == ["code cell 0 stored an error"]
+
+    shuffled = copy.deepcopy(executed)
+    shuffled.cells[1].execution_count = 5
+    assert any("execution counts" in reason for reason in stale_reasons(shuffled))
+
+    assert "never executed" in stale_reasons(_notebook("x = 1"))[0]
+
+
+def test_execute_notebook_runs_in_a_kernel_and_records_mode_and_fingerprint(tmp_path):
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(_notebook("import os\nmode = os.environ['CURRICLAB_QUICK']", "print(mode)"), path)
+    execute_notebook(path, quick=True, timeout=120)
+    stored = nbformat.read(path, as_version=4)
+    assert stored.cells[2].outputs[0]["text"] == "1\n"
+    assert stored.metadata[METADATA_KEY]["mode"] == "quick"
+    assert stale_reasons(stored) == ["executed in 'quick' mode, not at full scale"]
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        nbformat.write(_notebook("1 / 0"), path)
+        execute_notebook(path, timeout=120)
