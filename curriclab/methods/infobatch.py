@@ -37,8 +37,12 @@ class InfoBatchSampler(LossDrivenSampler):
         generator: torch.Generator | None = None,
         *,
         momentum: float = 0.0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
     ):
-        super().__init__(num_samples, generator, momentum)
+        super().__init__(num_samples, generator, momentum, num_replicas=num_replicas, rank=rank,
+                         drop_last=drop_last)
         self.total_epochs = check_count("total_epochs", total_epochs, minimum=1)
         self.prune_ratio = check_fraction("prune_ratio", prune_ratio)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta <= 1:
