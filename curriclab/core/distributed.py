@@ -27,9 +27,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
+from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod, combined_losses, combined_objective
+from curriclab.core.training import LossFn, cross_entropy_per_sample, per_sample_losses
 
 __all__ = [
     "Gathered",
@@ -37,8 +40,10 @@ __all__ = [
     "check_identical",
     "digest",
     "gather_observations",
+    "gathered_per_sample_losses",
     "rank_and_world",
     "state_digest",
+    "synchronize_touched_rows",
 ]
 
 LOSS_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -269,3 +274,53 @@ def check_identical(what: str, *tensors: Tensor, group: dist.ProcessGroup | None
     if len(set(values)) > 1:
         groups = ", ".join(f"rank {r}: {v:015x}" for r, v in enumerate(values))
         raise ValueError(f"{what} differs across ranks (seen on rank {rank}; digests {groups})")
+
+
+def gathered_per_sample_losses(
+    model: nn.Module, data: IndexedDataset, *, loss_fn: LossFn = cross_entropy_per_sample,
+    batch_size: int = 1000, group: dist.ProcessGroup | None = None,
+) -> Tensor:
+    """Every sample's loss under `model` (as `per_sample_losses`), each rank measuring every
+    world-size-th sample and one exchange sharing them: the same [N] tensor on every rank, at
+    1 / world of the cost. Collective; `per_sample_losses` itself without a process group."""
+    rank, world = rank_and_world(group)
+    if world == 1:
+        return per_sample_losses(model, data, loss_fn=loss_fn, batch_size=batch_size)
+    mine = torch.arange(rank, len(data), world)
+    losses = per_sample_losses(model, data.subset(mine), loss_fn=loss_fn, batch_size=batch_size)
+    gathered = gather_observations(mine, losses, num_samples=len(data), group=group)
+    result = torch.full((len(data),), float("nan"), dtype=gathered.losses.dtype)
+    result[gathered.index] = gathered.losses
+    return result
+
+
+def synchronize_touched_rows(
+    optimizer: torch.optim.Optimizer, group: dist.ProcessGroup | None = None
+) -> RemovableHandle:
+    """Before every step of `optimizer`, replace each parameter's gradient by its average over
+    the ranks, exchanging only the rows some rank touched (non-zero gradient entries).
+
+    Meant for SparseSGD over data parameters: a minibatch touches a few of the 60 000 instance
+    rows, so gathering `(row, gradient)` pairs is cheaper than all-reducing the dense table
+    (`benchmarks/bench_distributed.py` measures both). Every rank then applies the same update to
+    the same rows (the union of the touched rows) and the tables stay identical; rows no rank
+    touched keep their gradient at exactly zero, so SparseSGD leaves them and their momentum alone.
+    The average matches DistributedDataParallel's (mean of the ranks' gradients). Collective per
+    step; returns the hook's handle (`.remove()` undoes it). No-op without a process group.
+    """
+
+    def average_touched_rows(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        _, world = rank_and_world(group)
+        if world == 1:
+            return
+        for param_group in opt.param_groups:
+            for param in param_group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad.reshape(-1)
+                rows = torch.nonzero(grad).squeeze(1)
+                gathered = gather_observations(rows, grad[rows], num_samples=grad.numel(), group=group)
+                total = torch.zeros_like(grad).index_add_(0, gathered.index.to(grad.device), gathered.losses)
+                param.grad = (total / world).reshape(param.shape)
+
+    return optimizer.register_step_pre_hook(average_touched_rows)

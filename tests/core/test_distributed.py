@@ -26,13 +26,15 @@ from curriclab.core.distributed import (
     gather_observations,
     rank_and_world,
     state_digest,
+    synchronize_touched_rows,
 )
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
-from curriclab.core.training import fit, seed_everything
+from curriclab.core.training import fit, per_sample_losses, seed_everything
+from curriclab.methods.data_parameters import DataParameters
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
-from curriclab.methods.spl import SPLLoss
+from curriclab.methods.spl import SPLLoss, linear_pace
 
 WORLD = 2
 N = 37  # odd, so a plan of N entries needs padding (or cutting) to split over two ranks
@@ -98,7 +100,7 @@ def _build(method: str) -> tuple[nn.Module, SampleMethod, list[SampleMethod], ob
     if method == "infobatch":
         main = InfoBatchSampler(N, total_epochs=EPOCHS, prune_ratio=0.5, delta=0.75, drop_last=True)
         return model, main, [main, tracker], main
-    main = SPLLoss(N, threshold=1.2)
+    main = SPLLoss(N, threshold=1.2, pace=linear_pace(0.5, 1.0, EPOCHS))
     return model, main, [main, tracker], None
 
 
@@ -146,7 +148,48 @@ def _train(rank: int, directory: Path) -> dict:
         }
         if method == "sgds":
             results["resume"] = _resume(rank, directory, main)
+        if method == "spl":
+            fresh = SPLLoss(N)
+            fresh.refresh(model, data)
+            results["refresh"] = {"model": model.state_dict(), "losses": fresh.sample_losses}
+    results["data-parameters"] = _train_data_parameters(data)
     return results
+
+
+def _data_parameters_run() -> tuple:
+    """A linear model, joint data parameters and their two optimizers, after one seed."""
+    seed_everything(0)
+    model = nn.Linear(6, 3)
+    parameters = DataParameters(3, N, learn_class=True, learn_instance=True, init_class=0.5,
+                                init_instance=0.5)
+    optimizers = [torch.optim.SGD(model.parameters(), lr=0.1), parameters.make_optimizer(0.2, 0.3)]
+    return model, parameters, optimizers
+
+
+def _dense_average(optimizer, args, kwargs):
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad /= dist.get_world_size()
+
+
+def _train_data_parameters(data) -> dict:
+    result = {}
+    for sync in ("touched", "dense"):
+        model, parameters, optimizers = _data_parameters_run()
+        if sync == "touched":
+            synchronize_touched_rows(optimizers[1])
+        else:
+            optimizers[1].register_step_pre_hook(_dense_average)
+        recorder = Recorder()
+        loader = make_loader(data, BATCH, sampler=DistributedSampler(data, seed=0))
+        fit(DistributedDataParallel(model), loader, optimizers, 2, progress=False,
+            methods=[parameters, Synchronized([recorder], num_samples=N)])
+        result[sync] = {"digest": state_digest(parameters.state_dict()),
+                        "tables": parameters.state_dict(), "model": model.state_dict(),
+                        "gathered": recorder.events}
+    return result
 
 
 def _resume(rank: int, directory: Path, live: SGDSSampler) -> dict:
@@ -346,6 +389,39 @@ def test_ddp_gradient_equals_one_process_gradient_on_the_global_batch(trained):
     SPLLoss(N, threshold=1.2).objective(index, losses).backward()
     for mine, theirs in zip((p.grad for p in model.parameters()), result["first_grad"]):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_refresh_measures_a_share_per_rank_and_gathers_all_losses(trained):
+    first, second = (result["refresh"] for result in trained)
+    assert state_digest(first["losses"]) == state_digest(second["losses"])
+    model = nn.Linear(6, 3)
+    model.load_state_dict(first["model"])
+    torch.testing.assert_close(first["losses"], per_sample_losses(model, _data()))
+
+
+def test_data_parameter_tables_stay_identical_and_match_one_process(trained):
+    first, second = (result["data-parameters"] for result in trained)
+    for sync in ("touched", "dense"):
+        assert first[sync]["digest"] == second[sync]["digest"]
+    for name, table in first["touched"]["tables"].items():
+        torch.testing.assert_close(table, first["dense"]["tables"][name])
+    # One process stepping on the gathered global batches gets the same tables and model.
+    model, parameters, optimizers = _data_parameters_run()
+    data = _data()
+    for event in first["touched"]["gathered"]:
+        if isinstance(event, int):
+            continue
+        index = event[0]
+        losses = parameters.compute_losses(model(data.inputs[index]), data.targets[index], index)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        parameters.objective(index, losses).backward()
+        for optimizer in optimizers:
+            optimizer.step()
+    for name, table in parameters.state_dict().items():
+        torch.testing.assert_close(table, first["touched"]["tables"][name])
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(weight, first["touched"]["model"][name])
 
 
 def test_resume_from_rank_zero_state_dict(trained):
