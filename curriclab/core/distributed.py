@@ -22,8 +22,10 @@ Without a process group (a single process) every function here is a no-op.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -41,6 +43,7 @@ __all__ = [
     "digest",
     "gather_observations",
     "gathered_per_sample_losses",
+    "init_from_environment",
     "rank_and_world",
     "state_digest",
     "synchronize_touched_rows",
@@ -64,6 +67,20 @@ def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
     if not (dist.is_available() and dist.is_initialized()):
         return 0, 1
     return dist.get_rank(group), dist.get_world_size(group)
+
+
+def init_from_environment(timeout: timedelta = timedelta(minutes=5)) -> bool:
+    """Join the process group torchrun describes (`WORLD_SIZE`, `RANK`, `MASTER_ADDR`, ... in the
+    environment): NCCL when CUDA is available, else gloo, with `timeout` on every collective, so
+    a lost rank raises instead of hanging. Returns False (and does nothing) outside torchrun or
+    when a group already exists."""
+    if "WORLD_SIZE" not in os.environ or dist.is_initialized():
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend, timeout=timeout)
+    return True
 
 
 def _device(group: dist.ProcessGroup | None) -> torch.device:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -449,3 +452,16 @@ def test_a_bad_rank_fails_the_whole_group_with_a_clear_error(tmp_path):
         assert torch.equal(full.losses, full.index.float() / 7)
         assert partial.counts == [0, 2] and partial.index.tolist() == [10, 11]
     assert first["errors"]["lost peer"] is not None  # rank 1 left: rank 0 raised instead of hanging
+
+
+def test_ddp_demo_under_torchrun_prints_identical_digests(mnist_train):
+    """The CLI under torchrun (2 processes): one line per rank, the same digest, and the samples
+    drawn add up to the plan (400 in epoch 0; 400 - 40 pruned + 4 back in epoch 1)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "-m", "curriclab", "ddp-demo", "--method", "sgds", "--epochs", "2", "--samples", "400"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=JOIN_SECONDS)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = sorted(re.findall(r"^rank (\d): state sha256 ([0-9a-f]{64}) samples (\d+)$", done.stdout, re.M))
+    assert [rank for rank, _, _ in lines] == ["0", "1"], done.stdout
+    assert lines[0][1] == lines[1][1]
+    assert sum(int(count) for _, _, count in lines) == 400 + 364
