@@ -20,7 +20,7 @@ from curriclab.core.distributed import (
     Synchronized,
     rank_and_world,
     state_digest,
-    synchronize_touched_rows,
+    synchronize_sparse_gradients,
 )
 from curriclab.core.models import SmallConv
 from curriclab.core.protocol import SampleMethod
@@ -84,7 +84,7 @@ def run_demo(
         parameters = DataParameters(10, n, learn_class=True, learn_instance=True,
                                     init_class=0.95, init_instance=0.05, clamp=(0.01, 20.0))
         optimizers.append(parameters.make_optimizer())
-        synchronize_touched_rows(optimizers[-1])
+        synchronize_sparse_gradients(optimizers[-1])
         outside.append(parameters)
     loader = make_loader(data, batch_size, sampler=sampler, shuffle=sampler is None)
     methods = [*outside, Synchronized(observed, num_samples=n)]
