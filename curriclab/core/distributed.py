@@ -59,6 +59,7 @@ PROBLEMS = {
     3: "index must lie in [0, num_samples)",
     4: "losses must be a float tensor (float16, bfloat16, float32 or float64)",
     5: "losses must be finite (got NaN or inf): did training diverge?",
+    6: "index and losses must be tensors (or convertible to tensors)",
 }
 """Why a rank rejects its own observations, by the status code it sends in the header."""
 
@@ -147,9 +148,12 @@ def gather_observations(
     `losses`' device. Without a process group this returns the input (checked) unchanged.
     """
     capacity = _check_capacity(capacity)
-    index, losses = torch.as_tensor(index), torch.as_tensor(losses)
     rank, world = rank_and_world(group)
-    status = _status(index, losses, num_samples)
+    try:  # whatever a rank was given, it must reach the collective to report it
+        index, losses = torch.as_tensor(index), torch.as_tensor(losses)
+        status = _status(index, losses, num_samples)
+    except (TypeError, ValueError, RuntimeError):
+        index, losses, status = torch.empty(0, dtype=torch.long), torch.empty(0), 6
     if world == 1:
         if status:
             raise ValueError(f"gather_observations: {_problem(status, num_samples)}")

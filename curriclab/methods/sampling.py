@@ -353,7 +353,9 @@ class SGDSSampler(LossDrivenSampler):
 
     def epoch_sizes(self, epochs: int) -> list[int]:
         """Number of draws in each of epochs 0..epochs-1 of a fresh run with this configuration
-        (exact: pruning counts do not depend on the losses). Use it to size per-step schedules."""
+        (exact: pruning counts do not depend on the losses). Use it to size per-step schedules.
+        These are whole plans: each of `num_replicas` ranks draws ceil(size / num_replicas) of
+        them (size // num_replicas with `drop_last`)."""
         check_count("epochs", epochs)
         sizes, active = [], self.num_samples
         for epoch in range(epochs):

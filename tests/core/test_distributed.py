@@ -36,6 +36,7 @@ from curriclab.core.tracking import LossTracker
 from curriclab.core.training import fit, per_sample_losses, seed_everything
 from curriclab.methods.data_parameters import DataParameters
 from curriclab.methods.infobatch import InfoBatchSampler
+from curriclab.methods.persistence import LossRecorder
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.methods.spl import SPLLoss, linear_pace
 
@@ -96,7 +97,8 @@ def _data() -> IndexedDataset:
 
 def _build(method: str) -> tuple[nn.Module, SampleMethod, list[SampleMethod], object]:
     """(model, the method under test, the stateful methods, the sampler) after one seed, so the
-    test process rebuilds exactly what every rank built."""
+    test process rebuilds exactly what every rank built. Every run also has a LossTracker, and
+    SPL (drawn by a DistributedSampler, which sees every sample each epoch) a LossRecorder."""
     seed_everything(0)
     model = nn.Linear(6, 3)
     tracker = LossTracker(N, momentum=0.5)
@@ -108,7 +110,7 @@ def _build(method: str) -> tuple[nn.Module, SampleMethod, list[SampleMethod], ob
         main = InfoBatchSampler(N, total_epochs=EPOCHS, prune_ratio=0.5, delta=0.75, drop_last=True)
         return model, main, [main, tracker], main
     main = SPLLoss(N, threshold=1.2, pace=linear_pace(0.5, 1.0, EPOCHS))
-    return model, main, [main, tracker], None
+    return model, main, [main, tracker, LossRecorder(N)], None
 
 
 class Recorder(SampleMethod):
@@ -230,6 +232,8 @@ def _bad_input(rank: int, directory: Path) -> dict:
             torch.tensor([0, N + 5]) if rank == 0 else torch.tensor([0, 1]), good, num_samples=N)),
         "dtype": _error_of(lambda: gather_observations(
             torch.tensor([0, 1]), good.double() if rank == 1 else good, num_samples=N)),
+        "type": _error_of(lambda: gather_observations(
+            torch.tensor([0, 1]), "two losses" if rank == 0 else good, num_samples=N)),
     }
     data = _data()
     model = nn.Linear(6, 3)
@@ -449,6 +453,7 @@ def test_a_bad_rank_fails_the_whole_group_with_a_clear_error(tmp_path):
         assert "ValueError" in errors["nan"] and "rank 1: losses must be finite" in errors["nan"]
         assert f"rank 0: index must lie in [0, {N})" in errors["range"]
         assert "one dtype on every rank" in errors["dtype"]
+        assert "rank 0: index and losses must be tensors" in errors["type"]
         assert "rank 1: losses must be finite" in errors["fit"]
         assert "SGDSSampler's plan for epoch 0" in errors["seed"] and "differs across ranks" in errors["seed"]
     assert first["tracker"] == second["tracker"]  # nobody recorded the poisoned step
