@@ -17,7 +17,7 @@ indices, and one of the float losses in their own dtype (never packed into one),
 the largest batch and trimmed by the counts. The header arrives before any loss is exchanged, so
 a rank with bad input (an index out of range, a NaN loss) makes *every* rank raise the same
 ValueError instead of leaving the others waiting in a collective.
-Without a process group (a single process) every function here is a no-op.
+Without a process group (a single process) every collective here is a no-op.
 """
 
 from __future__ import annotations
