@@ -1,4 +1,5 @@
-"""Command-line entry point: `curriclab spl-demo --out spl.gif` (or `python -m curriclab ...`)."""
+"""Command-line entry point: `curriclab spl-demo --out spl.gif`, `curriclab ddp-demo --method sgds`
+(under torchrun), or `python -m curriclab ...`."""
 
 from __future__ import annotations
 
