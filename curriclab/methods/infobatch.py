@@ -49,9 +49,16 @@ class InfoBatchSampler(LossDrivenSampler):
             raise ValueError(f"delta must lie in [0, 1], got {delta}")
         self.delta = float(delta)
 
+    @property
+    def pruning_epochs(self) -> int:
+        """How many epochs prune: the integers below `delta * total_epochs`, counted in integers so
+        that float rounding cannot add one (0.55 * 100 is 55.00000000000001 in floats, yet epoch
+        55 must anneal)."""
+        return math.ceil(self.delta * self.total_epochs - 1e-9)
+
     def prunes_in(self, epoch: int) -> bool:
         """Whether `epoch` is a pruning epoch (before the final full-data annealing epochs)."""
-        return epoch < self.delta * self.total_epochs
+        return epoch < self.pruning_epochs
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         weights = torch.ones(self.num_samples)
