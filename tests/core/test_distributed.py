@@ -162,7 +162,21 @@ def _train(rank: int, directory: Path) -> dict:
             fresh.refresh(model, data)
             results["refresh"] = {"model": model.state_dict(), "losses": fresh.sample_losses}
     results["data-parameters"] = _train_data_parameters(data)
+    results["uneven"] = _uneven_step(rank, data)
     return results
+
+
+def _uneven_step(rank: int, data: IndexedDataset) -> dict:
+    """One DDP step on uneven batches (3 samples on rank 0, 5 on rank 1) through Synchronized."""
+    torch.manual_seed(1)
+    model = nn.Linear(6, 3)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    ddp = DistributedDataParallel(model)  # kept alive: its reducer averages the gradients
+    index = torch.arange(3) if rank == 0 else torch.arange(3, 8)
+    losses = nn.functional.cross_entropy(ddp(data.inputs[index]), data.targets[index], reduction="none")
+    Synchronized([SPLLoss(N, threshold=1.2, reduction="selected")], num_samples=N).objective(
+        index, losses).backward()
+    return {"initial": initial, "grad": [p.grad.clone() for p in model.parameters()]}
 
 
 def _data_parameters_run() -> tuple:
@@ -402,6 +416,18 @@ def test_ddp_gradient_equals_one_process_gradient_on_the_global_batch(trained):
     losses = nn.functional.cross_entropy(model(data.inputs[index]), data.targets[index], reduction="none")
     SPLLoss(N, threshold=1.2).objective(index, losses).backward()
     for mine, theirs in zip((p.grad for p in model.parameters()), result["first_grad"]):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_uneven_batches_still_give_the_global_batch_gradient(trained):
+    result = trained[0]["uneven"]
+    assert all(torch.equal(a, b) for a, b in zip(result["grad"], trained[1]["uneven"]["grad"]))
+    model = nn.Linear(6, 3)
+    model.load_state_dict(result["initial"])
+    data, index = _data(), torch.arange(8)
+    losses = nn.functional.cross_entropy(model(data.inputs[index]), data.targets[index], reduction="none")
+    SPLLoss(N, threshold=1.2, reduction="selected").objective(index, losses).backward()
+    for mine, theirs in zip((p.grad for p in model.parameters()), result["grad"]):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
