@@ -39,17 +39,28 @@ class InfoBatchSampler(LossDrivenSampler):
         generator: torch.Generator | None = None,
         *,
         momentum: float = 0.0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
     ):
-        super().__init__(num_samples, generator, momentum)
+        super().__init__(num_samples, generator, momentum, num_replicas=num_replicas, rank=rank,
+                         drop_last=drop_last)
         self.total_epochs = check_count("total_epochs", total_epochs, minimum=1)
         self.prune_ratio = check_fraction("prune_ratio", prune_ratio)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta <= 1:
             raise ValueError(f"delta must lie in [0, 1], got {delta}")
         self.delta = float(delta)
 
+    @property
+    def pruning_epochs(self) -> int:
+        """How many epochs prune: the integers below `delta * total_epochs`, counted in integers so
+        that float rounding cannot add one (0.55 * 100 is 55.00000000000001 in floats, yet epoch
+        55 must anneal)."""
+        return math.ceil(self.delta * self.total_epochs - 1e-9)
+
     def prunes_in(self, epoch: int) -> bool:
         """Whether `epoch` is a pruning epoch (before the final full-data annealing epochs)."""
-        return epoch < self.delta * self.total_epochs
+        return epoch < self.pruning_epochs
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         weights = torch.ones(self.num_samples)

@@ -15,6 +15,14 @@ hands out one loss weight per index (1 unless the method reweights), so a loop u
 
 `objective` records the batch's per-sample losses and returns their weighted mean to minimise.
 
+Under torch.distributed the sampler shards each epoch's plan like `DistributedSampler`: every rank
+makes the same plan (same seed, the same gathered losses through
+`curriclab.core.distributed.Synchronized`) and yields every `num_replicas`-th entry of it from
+position `rank`. With `drop_last=False` the plan is padded by repeating its first entries until
+its length divides by `num_replicas` (a few samples are then used twice); with `drop_last=True`
+its tail is dropped instead. Either way the shards are disjoint slices of the (padded or cut)
+plan and together cover it exactly; weights stay keyed by dataset index, so they are unchanged.
+
 Learning-rate schedules: the number of draws per epoch changes as samples are pruned. Step a
 schedule once per epoch, or size a per-step schedule with `SGDSSampler.epoch_sizes(epochs)`, which
 gives the exact number of draws of every future epoch without running anything.
@@ -29,6 +37,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from curriclab.core.distributed import check_identical, rank_and_world
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 
@@ -168,15 +177,30 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
 
     Epochs must not go back: `set_epoch(e)` with `e` below the current epoch raises. A plan, once
     made, is fixed, so iterating twice in one epoch yields the same indices.
+
+    `num_replicas`, `rank` (default: the default process group's world size and rank, or 1 and 0
+    without one) and `drop_last` shard the plan across ranks (see the module docstring): `plan`
+    is the whole epoch's plan, identical on every rank, and iterating yields this rank's shard.
+    Under a process group of `num_replicas` ranks, `set_epoch` checks (one tiny all-gather) that
+    every rank made the same plan, and raises on every rank if not.
     """
 
     def __init__(self, num_samples: int, generator: torch.Generator | None = None,
-                 momentum: float = 0.0):
+                 momentum: float = 0.0, *, num_replicas: int | None = None,
+                 rank: int | None = None, drop_last: bool = False):
         self.num_samples = check_count("num_samples", num_samples)
         self.tracker = LossTracker(num_samples, momentum=momentum)
         self.generator = generator if generator is not None else default_generator()
         self.epoch = 0
         self.plan: EpochPlan | None = None
+        group_rank, group_world = rank_and_world()
+        self.num_replicas = check_count(
+            "num_replicas", group_world if num_replicas is None else num_replicas, minimum=1)
+        self.rank = check_count("rank", group_rank if rank is None else rank)
+        if self.rank >= self.num_replicas:
+            raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), got {self.rank}")
+        self.drop_last = bool(drop_last)
+        self._checked_epoch: int | None = None
 
     def _make_plan(self, epoch: int) -> EpochPlan:
         raise NotImplementedError
@@ -195,13 +219,32 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
             self.plan = None
         self.epoch = epoch
         self.tracker.set_epoch(epoch)
-        self._current_plan()
+        plan = self._current_plan()
+        if self._checked_epoch != epoch and rank_and_world()[1] == self.num_replicas > 1:
+            check_identical(f"{type(self).__name__}'s plan for epoch {epoch} (seed every rank "
+                            "alike and feed the losses through Synchronized)",
+                            plan.indices, plan.weights)
+            self._checked_epoch = epoch
+
+    def shard(self, indices: Tensor) -> Tensor:
+        """This rank's entries of an epoch's `indices`: padded by repetition to a multiple of
+        `num_replicas` (or cut to one when `drop_last`), then every `num_replicas`-th from `rank`."""
+        size = len(indices)
+        if self.drop_last:
+            indices = indices[: size - size % self.num_replicas]
+        elif size and size % self.num_replicas:
+            padding = self.num_replicas - size % self.num_replicas
+            indices = torch.cat([indices, indices.repeat(math.ceil(padding / size))[:padding]])
+        return indices[self.rank :: self.num_replicas]
 
     def __iter__(self):
-        return iter(self._current_plan().indices.tolist())
+        return iter(self.shard(self._current_plan().indices).tolist())
 
     def __len__(self) -> int:
-        return len(self._current_plan().indices)
+        size = len(self._current_plan().indices)
+        if self.drop_last:
+            return size // self.num_replicas
+        return math.ceil(size / self.num_replicas)
 
     @property
     def sample_losses(self) -> Tensor:
@@ -250,6 +293,7 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
         self.plan = EpochPlan(state["plan"]["indices"].clone(), state["plan"]["weights"].clone())
+        self._checked_epoch = None
 
 
 class SGDSSampler(LossDrivenSampler):
@@ -276,8 +320,12 @@ class SGDSSampler(LossDrivenSampler):
         power: float = 1.0,
         uniform_mix: float = 0.0,
         momentum: float = 0.0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
     ):
-        super().__init__(num_samples, generator, momentum)
+        super().__init__(num_samples, generator, momentum, num_replicas=num_replicas, rank=rank,
+                         drop_last=drop_last)
         self.transient_epochs = check_count("transient_epochs", transient_epochs)
         self.prune_fraction = check_fraction("prune_fraction", prune_fraction)
         self.reintroduce_fraction = check_fraction("reintroduce_fraction", reintroduce_fraction)
@@ -314,7 +362,9 @@ class SGDSSampler(LossDrivenSampler):
 
     def epoch_sizes(self, epochs: int) -> list[int]:
         """Number of draws in each of epochs 0..epochs-1 of a fresh run with this configuration
-        (exact: pruning counts do not depend on the losses). Use it to size per-step schedules."""
+        (exact: pruning counts do not depend on the losses). Use it to size per-step schedules.
+        These are whole plans: each of `num_replicas` ranks draws ceil(size / num_replicas) of
+        them (size // num_replicas with `drop_last`)."""
         check_count("epochs", epochs)
         sizes, active = [], self.num_samples
         for epoch in range(epochs):

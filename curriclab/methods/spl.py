@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
-from curriclab.core.training import per_sample_losses
+from curriclab.core.distributed import gathered_per_sample_losses
 
 __all__ = [
     "linear_pace",
@@ -231,10 +231,13 @@ class SPLLoss(SampleMethod):
 
     @torch.no_grad()
     def refresh(self, model: nn.Module, data: IndexedDataset) -> Tensor:
-        """Record every sample's loss under `model` (so no weight is stale); returns the weights."""
+        """Record every sample's loss under `model` (so no weight is stale); returns the weights.
+
+        Under torch.distributed each rank measures a share of the samples and the losses are
+        gathered, so every rank gets the same losses (a collective: call it on every rank)."""
         if len(data) != len(self.sample_losses):
             raise ValueError(f"data has {len(data)} samples, this SPLLoss has {len(self.sample_losses)}")
-        self.sample_losses = per_sample_losses(model, data).float()
+        self.sample_losses = gathered_per_sample_losses(model, data).float()
         self._set_threshold(self.threshold)
         return self.weights
 

@@ -1,11 +1,16 @@
-"""Command-line entry point: `curriclab spl-demo --out spl.gif` (or `python -m curriclab ...`)."""
+"""Command-line entry point: `curriclab spl-demo --out spl.gif`, `curriclab ddp-demo --method sgds`
+(under torchrun), or `python -m curriclab ...`."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
+import torch.distributed as dist
+
 from curriclab.core.data import spl_toy_data
+from curriclab.core.distributed import init_from_environment
+from curriclab.experiments.scaling_out import DEMO_METHODS, run_demo
 from curriclab.experiments.self_paced_learning import demo_runs
 from curriclab.plots.spl import animate_spl
 
@@ -24,6 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="path of the GIF to write")
     demo.add_argument("--epochs", type=int, default=10, help="epochs (frames), default 10")
     demo.add_argument("--seed", type=int, default=1, help="random seed, default 1")
+    ddp = commands.add_parser(
+        "ddp-demo",
+        help="train one per-sample method on MNIST under torchrun; print each rank's state digest",
+        description="Train SmallConv on MNIST ($CURRICLAB_DATA) with one per-sample method on every "
+        "rank of a torch.distributed group (run under `torchrun --nproc_per_node 2 -m curriclab "
+        "ddp-demo ...`, or alone). Each rank prints one line: 'rank R: state sha256 <hex> samples "
+        "<n>', the digest of its per-sample state and the samples it drew.",
+    )
+    ddp.add_argument("--method", choices=DEMO_METHODS, required=True)
+    ddp.add_argument("--epochs", type=int, default=2, help="epochs, default 2")
+    ddp.add_argument("--samples", type=int, default=None,
+                     help="train on a stratified subset of this many images (default: all 60 000)")
+    ddp.add_argument("--batch-size", type=int, default=64, help="batch size per rank, default 64")
+    ddp.add_argument("--seed", type=int, default=0, help="random seed (the same on every rank), default 0")
     return parser
 
 
@@ -36,5 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = demo_runs(data, epochs=args.epochs, seed=args.seed)
         path = animate_spl(runs, data.inputs, data.targets, args.out, highlight=flipped)
         print(f"wrote {path}")
+    elif args.command == "ddp-demo":
+        if args.epochs < 1:
+            raise SystemExit("--epochs must be >= 1")
+        joined = init_from_environment()
+        try:
+            result = run_demo(args.method, args.epochs, samples=args.samples,
+                              batch_size=args.batch_size, seed=args.seed)
+            print(result.line(), flush=True)
+        finally:
+            if joined:
+                dist.destroy_process_group()
     return 0
 

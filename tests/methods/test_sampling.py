@@ -378,6 +378,10 @@ def test_infobatch_prunes_below_mean_at_rate_r_and_rescales_the_rest():
 def test_infobatch_uses_all_data_in_the_final_epochs():
     sampler = InfoBatchSampler(100, total_epochs=8, prune_ratio=0.5, delta=0.75)
     assert [sampler.prunes_in(e) for e in range(8)] == [True] * 6 + [False] * 2
+    # delta * total_epochs counted in integers: 0.55 * 100 is 55.00000000000001 in floats.
+    rounded_up = InfoBatchSampler(10, total_epochs=100, delta=0.55)
+    assert rounded_up.pruning_epochs == 55 and not rounded_up.prunes_in(55)
+    assert InfoBatchSampler(100, total_epochs=4, delta=0.6).pruning_epochs == 3  # epochs 0-2 < 2.4
     for epoch in range(8):
         sampler.set_epoch(epoch)
         _feed(sampler, torch.linspace(0, 1, 100))
