@@ -1,9 +1,11 @@
 """Command-line entry point: `curriclab spl-demo --out spl.gif`, `curriclab ddp-demo --method sgds`
-(under torchrun), or `python -m curriclab ...`."""
+(under torchrun), `curriclab execute-series` (re-run the notebooks in place), or
+`python -m curriclab ...`."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from collections.abc import Sequence
 
 import torch.distributed as dist
@@ -13,6 +15,7 @@ from curriclab.core.distributed import init_from_environment
 from curriclab.experiments.scaling_out import DEMO_METHODS, run_demo
 from curriclab.experiments.self_paced_learning import demo_runs
 from curriclab.plots.spl import animate_spl
+from curriclab.ui.publish import execute_notebook
 
 __all__ = ["main"]
 
@@ -43,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train on a stratified subset of this many images (default: all 60 000)")
     ddp.add_argument("--batch-size", type=int, default=64, help="batch size per rank, default 64")
     ddp.add_argument("--seed", type=int, default=0, help="random seed (the same on every rank), default 0")
+    series = commands.add_parser(
+        "execute-series",
+        help="re-execute notebooks in place (full scale by default) and store their outputs",
+        description="Run every cell of each notebook in a fresh kernel and write the notebook back "
+        "with its outputs, widget state, and a fingerprint of its code and run mode in its metadata "
+        "(the test suite refuses stale or quick-mode outputs).",
+    )
+    series.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to execute (default: every notebooks/*.ipynb)")
+    series.add_argument("--quick", action="store_true", help="quick mode (CURRICLAB_QUICK=1)")
+    series.add_argument("--timeout", type=int, default=3600, help="seconds per cell, default 3600")
     return parser
 
 
@@ -66,5 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if joined:
                 dist.destroy_process_group()
+    elif args.command == "execute-series":
+        paths = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
+        if not paths:
+            raise SystemExit("no notebooks given and none found in ./notebooks")
+        for path in paths:
+            seconds = execute_notebook(path, quick=args.quick, timeout=args.timeout)
+            print(f"{path}: {seconds:.0f} s", flush=True)
     return 0
 
