@@ -15,6 +15,7 @@ from curriclab.core.data import IndexedDataset
 from curriclab.core.stats import _pair, spearman
 from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
 from curriclab.methods.importance import (
+    TrainingStepRecorder,
     _model_losses,
     _trainable,
     measure_batch,
@@ -41,23 +42,34 @@ def record_epoch(
     loss_fn: LossFn = cross_entropy_per_sample, progress: bool = True,
 ) -> EpochImportance:
     """Train one epoch (`curriclab.training.train_epoch`, mean loss) and record every visited
-    sample's loss, exact gradient norm and output-gradient norm under the weights of its step."""
+    sample's loss, exact gradient norm and output-gradient norm under the weights of its step.
+
+    For Linear/Conv2d models the norms come from the backward pass that trains
+    (`TrainingStepRecorder`); other models are measured by a separate pass per batch."""
     dataset = getattr(loader, "dataset", None)
     if not isinstance(dataset, IndexedDataset):
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
     losses, norms, proxies = (torch.full((len(dataset),), float("nan")) for _ in range(3))
+    recorder = TrainingStepRecorder(model)
 
-    def measure(index: Tensor, batch_losses: Tensor) -> None:
-        _, x, y = dataset.__getitems__(index)
-        batch = measure_batch(model, x, y, loss_fn, index)
+    def measure(index: Tensor, batch_losses: Tensor) -> Tensor | None:
+        step = recorder.step(batch_losses) if recorder.supported else None
+        if step is None:
+            objective = None
+            _, x, y = dataset.__getitems__(index)
+            batch = measure_batch(model, x, y, loss_fn, index)
+        else:
+            objective, batch = step
         losses[index] = batch_losses.detach().float()
         norms[index] = batch.grad_norms.float()
         proxies[index] = batch.output_grad_norms.float()
+        return objective
 
-    result = train_epoch(
-        model, loader, optimizer, loss_fn=loss_fn, hook=measure, progress=progress,
-        desc="epoch (recording)",
-    )
+    with recorder:
+        result = train_epoch(
+            model, loader, optimizer, loss_fn=loss_fn, hook=measure, progress=progress,
+            desc="epoch (recording)",
+        )
     return EpochImportance(losses, norms, proxies, result)
 
 
@@ -151,7 +163,8 @@ def timing_table(seconds: dict[str, float], baseline: str = "floor") -> str:
     """A plain-text table: milliseconds and ratio to `baseline` for each timed method."""
     if baseline not in seconds:
         raise ValueError(f"baseline {baseline!r} is not among the timed methods {tuple(seconds)}")
-    lines = [f"{'method':<15}{'ms / batch':>12}{'x ' + baseline:>12}"]
+    width = max(12, len(baseline) + 4)
+    lines = [f"{'method':<15}{'ms / batch':>12}{'x ' + baseline:>{width}}"]
     for name, value in seconds.items():
-        lines.append(f"{name:<15}{1000 * value:>12.2f}{value / seconds[baseline]:>12.2f}")
+        lines.append(f"{name:<15}{1000 * value:>12.2f}{value / seconds[baseline]:>{width}.2f}")
     return "\n".join(lines)

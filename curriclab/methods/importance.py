@@ -16,12 +16,15 @@ using batch statistics) make a per-sample gradient meaningless and raise a Value
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.grad import conv2d_weight
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from curriclab.core.training import LossFn, cross_entropy_per_sample
@@ -184,6 +187,12 @@ def _positions(module: nn.Module, inputs: Tensor, out_grad: Tensor) -> tuple[Ten
     return inputs.reshape(batch, -1, inputs.shape[-1]), out_grad.reshape(batch, -1, out_grad.shape[-1])
 
 
+def _gram_is_cheaper(positions: int, d_in: int, d_out: int) -> bool:
+    """The cost rule: per sample, materialising G^T A [d_out, d_in] takes T d_in d_out
+    multiplications, the two Gram matrices A A^T and G G^T take T^2 (d_in + d_out)."""
+    return positions * (d_in + d_out) < d_in * d_out
+
+
 def weight_grad_sq_norms(a: Tensor, g: Tensor, strategy: str = "auto") -> Tensor:
     """Squared Frobenius norms of the per-sample weight gradients G_b^T A_b [B, d_out, d_in],
     given A [B, T, d_in] and G [B, T, d_out], without a per-sample loop.
@@ -197,25 +206,129 @@ def weight_grad_sq_norms(a: Tensor, g: Tensor, strategy: str = "auto") -> Tensor
     if strategy == "auto":
         if positions == 1:
             return a.square().sum((1, 2)) * g.square().sum((1, 2))
-        strategy = "outer" if d_in * d_out <= positions * (d_in + d_out) else "gram"
+        strategy = "gram" if _gram_is_cheaper(positions, d_in, d_out) else "outer"
     if strategy == "outer":
         return torch.bmm(g.transpose(1, 2), a).square().sum((1, 2))
     return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
 
 
+def _grads_by_weight_kernel(module: nn.Conv2d, inputs: Tensor, out_grad: Tensor) -> Tensor:
+    """Sample b's weight gradient is the weight gradient of the convolution applied to sample b
+    alone: with the batch laid out as the channels of one image and one group per sample, all B of
+    them come from ONE grouped weight-gradient convolution (the kernel autograd itself uses)."""
+    batch, weight = len(inputs), module.weight
+    grads = conv2d_weight(
+        inputs.reshape(1, -1, *inputs.shape[2:]), (batch * weight.shape[0], *weight.shape[1:]),
+        out_grad.reshape(1, -1, *out_grad.shape[2:]), module.stride, module.padding,
+        module.dilation, groups=batch,
+    )
+    return grads.view(batch, *weight.shape)
+
+
+def _grads_by_forward_kernel(module: nn.Conv2d, inputs: Tensor, out_grad: Tensor) -> Tensor:
+    """The same gradients from a grouped FORWARD convolution: entry (b, o, c, i, j) correlates input
+    channel c of sample b with output gradient o of sample b used as a kernel (whose taps lie
+    `stride` apart, while consecutive outputs lie `dilation` apart); the result is cropped to the
+    kernel size. Faster than the weight kernel for some shapes (e.g. one input channel)."""
+    batch, (c_out, c_in, kh, kw) = len(inputs), module.weight.shape
+    grads = F.conv2d(
+        inputs.transpose(0, 1), out_grad.reshape(batch * c_out, 1, *out_grad.shape[2:]),
+        stride=module.dilation, padding=module.padding, dilation=module.stride, groups=batch,
+    )
+    grads = grads[:, :, :kh, :kw].reshape(c_in, batch, c_out, kh, kw)
+    return grads.permute(1, 2, 0, 3, 4)
+
+
+_CONV_KERNELS = {"weight": _grads_by_weight_kernel, "forward": _grads_by_forward_kernel}
+_fastest_conv_kernel: dict[tuple, str] = {}
+_CHOICE_ROUNDS = 5
+
+
+def _conv_sample_weight_grads(module: nn.Conv2d, inputs: Tensor, out_grad: Tensor) -> Tensor:
+    """Per-sample weight gradients [B, C_out, C_in, kh, kw] of one call of a convolution.
+
+    Two exact kernels compute them; which is faster depends on the shapes and the machine, so the
+    first call with a new configuration times both (median of 5 interleaved runs each) and the winner is
+    cached for that configuration."""
+    key = (
+        tuple(inputs.shape), tuple(out_grad.shape), tuple(module.weight.shape), module.stride,
+        module.padding, module.dilation, inputs.dtype, inputs.device,
+    )
+    if key not in _fastest_conv_kernel:
+        times: dict[str, list[float]] = {name: [] for name in _CONV_KERNELS}
+        for round_ in range(_CHOICE_ROUNDS + 1):  # interleaved; round 0 warms up
+            for name, kernel in _CONV_KERNELS.items():
+                start = time.perf_counter()
+                kernel(module, inputs, out_grad)
+                if round_ > 0:
+                    times[name].append(time.perf_counter() - start)
+        _fastest_conv_kernel[key] = min(times, key=lambda name: statistics.median(times[name]))
+    return _CONV_KERNELS[_fastest_conv_kernel[key]](module, inputs, out_grad)
+
+
+def _conv_instantiates(module: nn.Conv2d, out_grads: list[Tensor], strategy: str) -> bool:
+    if strategy != "auto":
+        return strategy == "outer"
+    positions = sum(g.shape[2] * g.shape[3] for g in out_grads)
+    d_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+    return not _gram_is_cheaper(positions, d_in, module.out_channels)
+
+
+def _layer_sq_norms(
+    module: nn.Module, inputs: list[Tensor], out_grads: list[Tensor], strategy: str,
+    batch_grads: dict[nn.Parameter, Tensor] | None = None,
+) -> Tensor:
+    """Squared per-sample gradient norm of one layer's weight and bias, from the inputs and output
+    gradients of each of its calls (a layer called twice gets the sum of both calls' gradients).
+
+    With `batch_grads`, also stores there the gradient of the summed loss for each trainable
+    parameter of the layer (the sum of the per-sample gradients), so that a training step needs no
+    second backward pass."""
+    batch, is_conv = len(out_grads[0]), isinstance(module, nn.Conv2d)
+    terms = []
+    weight, bias = module.weight, module.bias
+    if weight.requires_grad:
+        if is_conv and _conv_instantiates(module, out_grads, strategy):
+            per_sample = _conv_sample_weight_grads(module, inputs[0], out_grads[0])
+            for a, g in zip(inputs[1:], out_grads[1:]):
+                per_sample = per_sample + _conv_sample_weight_grads(module, a, g)
+            terms.append(per_sample.square().sum((1, 2, 3, 4)))
+            if batch_grads is not None:
+                batch_grads[weight] = per_sample.sum(0)
+        else:
+            tables = [_positions(module, a, g) for a, g in zip(inputs, out_grads)]
+            a = _stacked([table[0] for table in tables])
+            g = _stacked([table[1] for table in tables])
+            terms.append(weight_grad_sq_norms(a, g, strategy))
+            if batch_grads is not None:
+                batch_grads[weight] = _summed_weight_grad(module, inputs, out_grads, a, g)
+    if bias is not None and bias.requires_grad:
+        per_sample_bias = sum(
+            g.sum((2, 3)) if is_conv else g.reshape(batch, -1, g.shape[-1]).sum(1)
+            for g in out_grads
+        )
+        terms.append(per_sample_bias.square().sum(1))
+        if batch_grads is not None:
+            batch_grads[bias] = per_sample_bias.sum(0)
+    return sum(terms[1:], terms[0])
+
+
+def _summed_weight_grad(
+    module: nn.Module, inputs: list[Tensor], out_grads: list[Tensor], a: Tensor, g: Tensor
+) -> Tensor:
+    """The batch's weight gradient as autograd computes it (conv: one weight-gradient convolution per
+    call; linear: G^T A over all positions of the stacked tables)."""
+    if isinstance(module, nn.Conv2d):
+        return sum(
+            conv2d_weight(x, module.weight.shape, og, module.stride, module.padding, module.dilation)
+            for x, og in zip(inputs, out_grads)
+        )
+    return g.reshape(-1, g.shape[-1]).T @ a.reshape(-1, a.shape[-1])
+
+
 def _stacked(tables: list[Tensor]) -> Tensor:
     """Position tables of several calls of one layer joined along T (no copy for a single call)."""
     return tables[0] if len(tables) == 1 else torch.cat(tables, 1)
-
-
-def _layer_sq_norms(module: nn.Module, a: Tensor, g: Tensor, strategy: str) -> Tensor:
-    """Squared per-sample gradient norm of one layer's weight and bias from its position tables."""
-    total = torch.zeros(len(a), dtype=g.dtype, device=g.device)
-    if module.weight.requires_grad:
-        total = total + weight_grad_sq_norms(a, g, strategy)
-    if module.bias is not None and module.bias.requires_grad:
-        total = total + g.sum(1).square().sum(1)
-    return total
 
 
 class _NeedsGeneralMethod(Exception):
@@ -230,53 +343,77 @@ class _Call:
     versions: tuple[int, int]
 
 
+class _CallRecorder:
+    """Forward hooks on the given layers that keep each call's input and output (until cleared)."""
+
+    def __init__(self, layers: list[nn.Module]):
+        self.layers = layers
+        self.calls: list[_Call] = []
+        self._handles = [layer.register_forward_hook(self._record) for layer in layers]
+
+    def _record(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        if not torch.is_grad_enabled():  # e.g. an evaluation inside a training loop
+            return
+        inputs_ = inputs[0].detach()  # the norms never differentiate through a layer's input
+        self.calls.append(_Call(module, inputs_, output, (inputs_._version, output._version)))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def checked_calls(self, batch: int) -> list[_Call]:
+        """The recorded calls; _NeedsGeneralMethod if the layer identities do not apply to them."""
+        called = {id(call.module) for call in self.calls}
+        if any(id(layer) not in called for layer in self.layers):
+            raise _NeedsGeneralMethod(
+                "a layer's parameters were used without calling the layer as a module"
+            )
+        for call in self.calls:
+            if call.inputs.ndim < 2 or len(call.inputs) != batch:
+                raise _NeedsGeneralMethod("a layer's input does not carry the batch along dim 0")
+            if (call.inputs._version, call.output._version) != call.versions:
+                raise _NeedsGeneralMethod(
+                    f"the input or output of a {type(call.module).__name__} layer was modified in "
+                    "place (e.g. by ReLU(inplace=True))"
+                )
+        return self.calls
+
+
+def _sq_norms_from_calls(
+    calls: list[_Call], out_grads: tuple[Tensor | None, ...], like: Tensor, strategy: str,
+    batch_grads: dict[nn.Parameter, Tensor] | None = None,
+) -> Tensor:
+    """Squared per-sample gradient norms over all hooked layers, from their calls' output grads
+    (and, with `batch_grads`, the summed-loss gradient of every parameter that received one)."""
+    by_layer: dict[int, tuple[nn.Module, list[Tensor], list[Tensor]]] = {}
+    for call, out_grad in zip(calls, out_grads):
+        if out_grad is not None:
+            _, inputs, grads = by_layer.setdefault(id(call.module), (call.module, [], []))
+            inputs.append(call.inputs)
+            grads.append(out_grad)
+    sq_norms = torch.zeros(len(like), dtype=like.dtype, device=like.device)
+    for module, inputs, grads in by_layer.values():
+        sq_norms = sq_norms + _layer_sq_norms(module, inputs, grads, strategy, batch_grads)
+    return sq_norms
+
+
 def _hooked_norms(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, index: Tensor | None, strategy: str
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(losses, squared gradient norms, output-gradient norms) from one forward and one backward of
     the summed loss. Raises _NeedsGeneralMethod where the layer identities do not apply."""
-    layers = _hook_layers(model)
-    calls: list[_Call] = []
-
-    def record(module: nn.Module, inputs: tuple, output: Tensor) -> None:
-        calls.append(_Call(module, inputs[0], output, (inputs[0]._version, output._version)))
-
-    handles = [layer.register_forward_hook(record) for layer in layers]
+    recorder = _CallRecorder(_hook_layers(model))
     try:
         with torch.enable_grad():
             output, losses = _model_losses(model, x, y, loss_fn, index)
     finally:
-        for handle in handles:
-            handle.remove()
-    called = {id(call.module) for call in calls}
-    if any(id(layer) not in called for layer in layers):
-        raise _NeedsGeneralMethod(
-            "a layer's parameters were used without calling the layer as a module"
-        )
-    for call in calls:
-        if call.inputs.ndim < 2 or len(call.inputs) != len(y):
-            raise _NeedsGeneralMethod("a layer's input does not carry the batch along dim 0")
-        if (call.inputs._version, call.output._version) != call.versions:
-            raise _NeedsGeneralMethod(
-                f"the input or output of a {type(call.module).__name__} layer was modified in "
-                "place (e.g. by ReLU(inplace=True))"
-            )
+        recorder.remove()
+    calls = recorder.checked_calls(len(y))
+    # Only the layers' output gradients are needed, so the backward skips every weight gradient.
     grads = torch.autograd.grad(
         losses.sum(), [call.output for call in calls] + [output], allow_unused=True
     )
-    # A layer called several times (e.g. on two inputs) gets the sum of its calls' gradients
-    # G_k^T A_k, which is one product of the position tables stacked along T.
-    tables: dict[int, tuple[nn.Module, list[Tensor], list[Tensor]]] = {}
-    for call, out_grad in zip(calls, grads):
-        if out_grad is not None:
-            a, g = _positions(call.module, call.inputs, out_grad)
-            _, inputs, out_grads = tables.setdefault(id(call.module), (call.module, [], []))
-            inputs.append(a)
-            out_grads.append(g)
-    sq_norms = torch.zeros(len(y), dtype=losses.dtype, device=losses.device)
-    for module, inputs, out_grads in tables.values():
-        a, g = _stacked(inputs), _stacked(out_grads)
-        sq_norms = sq_norms + _layer_sq_norms(module, a, g, strategy)
+    sq_norms = _sq_norms_from_calls(calls, grads[:-1], losses, strategy)
     proxy = _norm_of([grads[-1]], len(y), losses)
     return losses.detach(), sq_norms.detach(), proxy.detach()
 
@@ -364,11 +501,94 @@ def output_grad_norms(
     return _loss_and_output_grad(model, x, y, loss_fn, index)[1]
 
 
-# ----------------------------------------------------------------------------- a recorded epoch
+# ----------------------------------------------------------------------------- while training
 
 
-# ----------------------------------------------------------------------------- statistics
+class TrainingStepRecorder:
+    """Exact per-sample gradient norms from the backward pass that trains (book-keeping).
 
+    While active (a context manager around the training loop), forward hooks keep each Linear/Conv2d
+    layer's input and output. For every batch, `step(losses)` takes the per-sample losses of the
+    forward that just ran and runs the batch's ONE backward, down to the layers' outputs only. From
+    those output gradients it computes each sample's gradient norm (as `per_sample_grad_norms`) and
+    the mean loss's parameter gradients: a convolution's batch gradient is the sum of the per-sample
+    gradients it instantiated anyway, so no weight gradient is computed twice. `step` returns
+    `(objective, measurements)`: back-propagate `objective` instead of `losses.mean()`; its value
+    is the mean loss and its gradient w.r.t. each parameter is the one already computed (it is
+    sum_p <p, g_p> shifted to that value), so the loop's own backward merely copies it into .grad.
 
+    `supported` is False (with the reason in `unsupported_reason`) for models the layer identities
+    do not cover; `step` returns None for a batch where they fail: measure such batches otherwise.
+    """
 
+    def __init__(self, model: nn.Module, strategy: str = "auto"):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        check_samples_independent(model)
+        self.model, self.strategy = model, strategy
+        self.unsupported_reason: str | None = None
+        try:
+            self._layers = _hook_layers(model)
+        except _NeedsGeneralMethod as reason:
+            self._layers, self.unsupported_reason = [], str(reason)
+        self._recorder: _CallRecorder | None = None
+        self._output: Tensor | None = None
+        self._handles: list = []
 
+    @property
+    def supported(self) -> bool:
+        return self.unsupported_reason is None
+
+    def __enter__(self) -> TrainingStepRecorder:
+        if self.supported:
+            self._recorder = _CallRecorder(self._layers)
+            self._handles = [
+                self.model.register_forward_pre_hook(self._forget_calls),
+                self.model.register_forward_hook(self._keep_output),
+            ]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._recorder is not None:
+            self._recorder.remove()
+            for handle in self._handles:
+                handle.remove()
+            self._recorder, self._handles, self._output = None, [], None
+
+    def _forget_calls(self, module: nn.Module, inputs: tuple) -> None:
+        """Each forward of the whole model starts a new record (the last one is measured)."""
+        if torch.is_grad_enabled():
+            self._recorder.calls = []
+
+    def _keep_output(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        if torch.is_grad_enabled():
+            self._output = output if isinstance(output, Tensor) else None
+
+    def step(self, losses: Tensor) -> tuple[Tensor, BatchImportance] | None:
+        """(objective to back-propagate, the batch's measurements), or None where the identities do
+        not apply to this batch's forward. Call once per training forward, with its losses."""
+        if self._recorder is None:
+            raise RuntimeError("step() needs an active recorder: use `with recorder:` around training")
+        output, self._output = self._output, None
+        try:
+            calls = self._recorder.checked_calls(len(losses))
+        except _NeedsGeneralMethod:
+            return None
+        finally:
+            self._recorder.calls = []
+        if output is None or not losses.requires_grad:
+            return None
+        grads = torch.autograd.grad(
+            losses.sum(), [call.output for call in calls] + [output], allow_unused=True
+        )
+        batch_grads: dict[nn.Parameter, Tensor] = {}
+        sq_norms = _sq_norms_from_calls(calls, grads[:-1], losses, self.strategy, batch_grads)
+        scale = 1.0 / len(losses)
+        surrogate = sum(
+            ((p * (scale * g)).sum() for p, g in batch_grads.items()), losses.new_zeros(())
+        )
+        objective = losses.detach().mean() + (surrogate - surrogate.detach())
+        measurements = BatchImportance(
+            losses.detach(), sq_norms.detach().sqrt(), _norm_of([grads[-1]], len(losses), losses)
+        )
+        return objective, measurements
