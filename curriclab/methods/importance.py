@@ -285,6 +285,8 @@ def _layer_sq_norms(
     parameter of the layer (the sum of the per-sample gradients), so that a training step needs no
     second backward pass."""
     batch, is_conv = len(out_grads[0]), isinstance(module, nn.Conv2d)
+    if not is_conv and len(inputs) == 1 and inputs[0].ndim == 2 and strategy == "auto":
+        return _vector_linear_sq_norms(module, inputs[0], out_grads[0], batch_grads)
     terms = []
     weight, bias = module.weight, module.bias
     if weight.requires_grad:
@@ -311,6 +313,25 @@ def _layer_sq_norms(
         if batch_grads is not None:
             batch_grads[bias] = per_sample_bias.sum(0)
     return sum(terms[1:], terms[0])
+
+
+def _vector_linear_sq_norms(
+    module: nn.Linear, a: Tensor, g: Tensor, batch_grads: dict[nn.Parameter, Tensor] | None
+) -> Tensor:
+    """A Linear layer called once on vectors a [B, d_in] (T = 1): sample b's weight gradient is the
+    outer product g_b a_b^T and its bias gradient g_b, so its squared norm is
+    ||g_b||^2 (||a_b||^2 + 1) (without the 1 when the bias is frozen or absent)."""
+    weight, bias = module.weight, module.bias
+    with_bias = bias is not None and bias.requires_grad
+    sq_norms = g.square().sum(1)
+    if weight.requires_grad:
+        a_sq = a.square().sum(1)
+        sq_norms = sq_norms * (a_sq + 1 if with_bias else a_sq)
+        if batch_grads is not None:
+            batch_grads[weight] = g.T @ a
+    if with_bias and batch_grads is not None:
+        batch_grads[bias] = g.sum(0)
+    return sq_norms
 
 
 def _summed_weight_grad(
@@ -391,10 +412,11 @@ def _sq_norms_from_calls(
             _, inputs, grads = by_layer.setdefault(id(call.module), (call.module, [], []))
             inputs.append(call.inputs)
             grads.append(out_grad)
-    sq_norms = torch.zeros(len(like), dtype=like.dtype, device=like.device)
-    for module, inputs, grads in by_layer.values():
-        sq_norms = sq_norms + _layer_sq_norms(module, inputs, grads, strategy, batch_grads)
-    return sq_norms
+    layer_norms = [
+        _layer_sq_norms(module, inputs, grads, strategy, batch_grads)
+        for module, inputs, grads in by_layer.values()
+    ]
+    return sum(layer_norms[1:], layer_norms[0]) if layer_norms else torch.zeros_like(like)
 
 
 def _hooked_norms(
@@ -504,6 +526,20 @@ def output_grad_norms(
 # ----------------------------------------------------------------------------- while training
 
 
+class _HandOver(torch.autograd.Function):
+    """value -> value, whose backward hands precomputed gradients to the given parameters."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, grads: list[Tensor], *params: Tensor) -> Tensor:
+        ctx.grads = grads
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        grads = ctx.grads if bool(grad_output == 1) else [g * grad_output for g in ctx.grads]
+        return (None, None, *grads)
+
+
 class TrainingStepRecorder:
     """Exact per-sample gradient norms from the backward pass that trains (book-keeping).
 
@@ -514,8 +550,8 @@ class TrainingStepRecorder:
     the mean loss's parameter gradients: a convolution's batch gradient is the sum of the per-sample
     gradients it instantiated anyway, so no weight gradient is computed twice. `step` returns
     `(objective, measurements)`: back-propagate `objective` instead of `losses.mean()`; its value
-    is the mean loss and its gradient w.r.t. each parameter is the one already computed (it is
-    sum_p <p, g_p> shifted to that value), so the loop's own backward merely copies it into .grad.
+    is the mean loss and its backward hands each parameter the gradient already computed, so the
+    loop's own backward costs nothing.
 
     `supported` is False (with the reason in `unsupported_reason`) for models the layer identities
     do not cover; `step` returns None for a batch where they fail: measure such batches otherwise.
@@ -578,17 +614,17 @@ class TrainingStepRecorder:
             self._recorder.calls = []
         if output is None or not losses.requires_grad:
             return None
+        # The backward of the mean loss: its output gradients are those of each sample's own
+        # loss divided by B, so the norms are scaled back by B.
+        mean = losses.mean()
         grads = torch.autograd.grad(
-            losses.sum(), [call.output for call in calls] + [output], allow_unused=True
+            mean, [call.output for call in calls] + [output], allow_unused=True
         )
         batch_grads: dict[nn.Parameter, Tensor] = {}
         sq_norms = _sq_norms_from_calls(calls, grads[:-1], losses, self.strategy, batch_grads)
-        scale = 1.0 / len(losses)
-        surrogate = sum(
-            ((p * (scale * g)).sum() for p, g in batch_grads.items()), losses.new_zeros(())
-        )
-        objective = losses.detach().mean() + (surrogate - surrogate.detach())
+        objective = _HandOver.apply(mean.detach(), list(batch_grads.values()), *batch_grads)
+        batch = len(losses)
         measurements = BatchImportance(
-            losses.detach(), sq_norms.detach().sqrt(), _norm_of([grads[-1]], len(losses), losses)
+            losses.detach(), sq_norms.sqrt() * batch, _norm_of([grads[-1]], batch, losses) * batch
         )
         return objective, measurements
