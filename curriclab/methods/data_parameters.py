@@ -112,7 +112,7 @@ class DataParameters(nn.Module):
         self.instance_log_sigma = nn.Parameter(
             torch.full((num_samples,), math.log(init_instance)), requires_grad=learn_instance
         )
-        self._batch: tuple[Tensor, Tensor] | None = None
+        self._batch: tuple[Tensor, tuple[Tensor | None, Tensor | None]] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -144,22 +144,35 @@ class DataParameters(nn.Module):
     def sigma(self, target: Tensor, index: Tensor) -> Tensor:
         """Per-sample temperature [B] of the samples with dataset `index` and label `target`."""
         self._check_batch(target, index)
-        if self.mode == "class":
-            return self.class_log_sigma[target].exp()
-        if self.mode == "instance":
-            return self.instance_log_sigma[index].exp()
-        return self.class_log_sigma[target].exp() + self.instance_log_sigma[index].exp()
+        return self._sigma(*self._gathered(target, index))
+
+    def _gathered(self, target: Tensor, index: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The batch's entries of the learnt tables (class at `target`, instance at `index`; None
+        for a table that is not learnt), gathered once per batch for both sigma and the decay."""
+        return (
+            self.class_log_sigma[target] if self.learn_class else None,
+            self.instance_log_sigma[index] if self.learn_instance else None,
+        )
+
+    @staticmethod
+    def _sigma(class_entries: Tensor | None, instance_entries: Tensor | None) -> Tensor:
+        if instance_entries is None:
+            return class_entries.exp()
+        if class_entries is None:
+            return instance_entries.exp()
+        return class_entries.exp() + instance_entries.exp()
 
     def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
         """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`."""
-        sigma = self.sigma(target, index)
+        self._check_batch(target, index)
         if logits.shape != (len(target), self.num_classes):
             raise ValueError(
                 f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
                 f"got {tuple(logits.shape)}"
             )
-        self._batch = (target, index)
-        return logits / sigma.unsqueeze(1)
+        entries = self._gathered(target, index)
+        self._batch = (index, entries)
+        return logits / self._sigma(*entries).unsqueeze(1)
 
     def loss_fn(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
         """Per-sample cross-entropy of the temperature-scaled logits (train_epoch's `loss_fn`)."""
@@ -174,11 +187,15 @@ class DataParameters(nn.Module):
 
     def weight_decay(self, target: Tensor, index: Tensor) -> Tensor:
         """`0.5 * wd * sum(log_sigma^2)` over the minibatch's entries of the learnt tables."""
+        self._check_batch(target, index)
+        return self._decay(*self._gathered(target, index))
+
+    def _decay(self, class_entries: Tensor | None, instance_entries: Tensor | None) -> Tensor:
         total = self.class_log_sigma.new_zeros(())
-        if self.learn_class and self.weight_decay_class > 0:
-            total = total + 0.5 * self.weight_decay_class * self.class_log_sigma[target].square().sum()
-        if self.learn_instance and self.weight_decay_instance > 0:
-            total = total + 0.5 * self.weight_decay_instance * self.instance_log_sigma[index].square().sum()
+        if class_entries is not None and self.weight_decay_class > 0:
+            total = total + class_entries.square().sum() * (0.5 * self.weight_decay_class)
+        if instance_entries is not None and self.weight_decay_instance > 0:
+            total = total + instance_entries.square().sum() * (0.5 * self.weight_decay_instance)
         return total
 
     def hook(self, index: Tensor, losses: Tensor) -> Tensor:
@@ -186,11 +203,11 @@ class DataParameters(nn.Module):
 
         `index` must be the very tensor the last forward (`loss_fn`) received, as in train_epoch.
         """
-        if self._batch is None or self._batch[1] is not index:
+        if self._batch is None or self._batch[0] is not index:
             raise RuntimeError("hook must follow a forward (loss_fn) on the same batch (index tensor)")
         if not self.decays:
             return losses.mean()
-        return losses.mean() + self.weight_decay(*self._batch)
+        return losses.mean() + self._decay(*self._batch[1])
 
     @torch.no_grad()
     def clamp_(self) -> None:
