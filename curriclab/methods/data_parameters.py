@@ -58,6 +58,64 @@ def _check_range(name: str, values: Tensor, size: int) -> None:
             raise ValueError(f"{name} must lie in [0, {size}), got values {low}..{high}")
 
 
+class _TemperedCrossEntropy(torch.autograd.Function):
+    """Per-sample CE(z / sigma, y) and the minibatch decay of the log-sigmas, as one autograd node.
+
+    Autograd through the composition (two gathers, exp, add, divide, cross-entropy, and the decay's
+    gathers, squares and sums) records about twenty small nodes per step; for a small model their
+    bookkeeping costs more than the arithmetic. This node computes the same values and returns the
+    exact gradients from the closed forms: with s = z / sigma and q = softmax(s) - onehot(y),
+    dL/dz = q / sigma and dL/dlog(sigma_part) = -(q . s) * sigma_part / sigma, plus wd * entry from
+    the decay; each table's gradient is scattered once (index_add) into a dense zero tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, class_table: Tensor | None, instance_table: Tensor | None,
+                target: Tensor, index: Tensor, decay_class: float, decay_instance: float
+                ) -> tuple[Tensor, Tensor]:
+        class_entries = None if class_table is None else class_table[target]
+        instance_entries = None if instance_table is None else instance_table[index]
+        class_sigma = None if class_entries is None else class_entries.exp()
+        instance_sigma = None if instance_entries is None else instance_entries.exp()
+        if class_sigma is None:
+            sigma = instance_sigma
+        else:
+            sigma = class_sigma if instance_sigma is None else class_sigma + instance_sigma
+        scaled = logits / sigma.unsqueeze(1)
+        log_probabilities = scaled.log_softmax(1)
+        losses = -log_probabilities.gather(1, target.unsqueeze(1)).squeeze(1)
+        decay = logits.new_zeros(())
+        if class_entries is not None and decay_class > 0:
+            decay += torch.dot(class_entries, class_entries) * (0.5 * decay_class)
+        if instance_entries is not None and decay_instance > 0:
+            decay += torch.dot(instance_entries, instance_entries) * (0.5 * decay_instance)
+        ctx.save_for_backward(scaled, log_probabilities, sigma, target, index)
+        ctx.parts = (class_table, class_entries, class_sigma, decay_class,
+                     instance_table, instance_entries, instance_sigma, decay_instance)
+        return losses, decay
+
+    @staticmethod
+    def backward(ctx, grad_losses: Tensor, grad_decay: Tensor) -> tuple[Tensor | None, ...]:
+        scaled, log_probabilities, sigma, target, index = ctx.saved_tensors
+        q = log_probabilities.exp()
+        q.scatter_add_(1, target.unsqueeze(1), q.new_full((len(target), 1), -1.0))
+        q.mul_(grad_losses.unsqueeze(1))
+        grad_logits = q / sigma.unsqueeze(1) if ctx.needs_input_grad[0] else None
+        grad_log_sigma = -(q * scaled).sum(1) / sigma  # dL / dsigma times sigma, per sample
+        tables = []
+        for table, entries, part, decay, positions in (
+            (*ctx.parts[:4], target), (*ctx.parts[4:], index)
+        ):
+            if table is None or not table.requires_grad:
+                tables.append(None)
+                continue
+            grad_entries = grad_log_sigma * part
+            if decay > 0:
+                grad_entries = grad_entries + entries * (decay * grad_decay)
+            tables.append(torch.zeros_like(table).index_add_(0, positions, grad_entries))
+        return grad_logits, tables[0], tables[1], None, None, None, None
+
+
 class DataParameters(nn.Module):
     """Learnable class-level and/or instance-level temperatures, stored as log-sigmas.
 
@@ -112,7 +170,7 @@ class DataParameters(nn.Module):
         self.instance_log_sigma = nn.Parameter(
             torch.full((num_samples,), math.log(init_instance)), requires_grad=learn_instance
         )
-        self._batch: tuple[Tensor, tuple[Tensor | None, Tensor | None]] | None = None
+        self._batch: tuple[Tensor, Tensor | None] | None = None  # (index, its decay term)
 
     @property
     def num_classes(self) -> int:
@@ -171,12 +229,27 @@ class DataParameters(nn.Module):
                 f"got {tuple(logits.shape)}"
             )
         entries = self._gathered(target, index)
-        self._batch = (index, entries)
+        self._batch = (index, self._decay(*entries) if self.decays else None)
         return logits / self._sigma(*entries).unsqueeze(1)
 
     def loss_fn(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """Per-sample cross-entropy of the temperature-scaled logits (train_epoch's `loss_fn`)."""
-        return F.cross_entropy(self(logits, target, index), target, reduction="none")
+        """Per-sample cross-entropy of the temperature-scaled logits (train_epoch's `loss_fn`).
+
+        Computed by one fused autograd node, which also yields the batch's weight decay for `hook`.
+        """
+        self._check_batch(target, index)
+        if logits.ndim != 2 or logits.shape != (len(target), self.num_classes):
+            raise ValueError(
+                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
+                f"got {tuple(logits.shape)}"
+            )
+        losses, decay = _TemperedCrossEntropy.apply(
+            logits, self.class_log_sigma if self.learn_class else None,
+            self.instance_log_sigma if self.learn_instance else None, target, index,
+            self.weight_decay_class, self.weight_decay_instance,
+        )
+        self._batch = (index, decay)
+        return losses
 
     @property
     def decays(self) -> bool:
@@ -207,7 +280,7 @@ class DataParameters(nn.Module):
             raise RuntimeError("hook must follow a forward (loss_fn) on the same batch (index tensor)")
         if not self.decays:
             return losses.mean()
-        return losses.mean() + self._decay(*self._batch[1])
+        return losses.mean() + self._batch[1]
 
     @torch.no_grad()
     def clamp_(self) -> None:
