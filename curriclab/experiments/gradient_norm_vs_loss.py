@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,7 @@ from curriclab.core.data import IndexedDataset
 from curriclab.core.stats import _pair, spearman
 from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
 from curriclab.methods.importance import (
+    BatchImportance,
     TrainingStepRecorder,
     _model_losses,
     _trainable,
@@ -51,24 +52,31 @@ def record_epoch(
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
     losses, norms, proxies = (torch.full((len(dataset),), float("nan")) for _ in range(3))
     recorder = TrainingStepRecorder(model)
+    measured: list[Tensor] = []  # the index of a batch whose norms come after its backward
 
-    def measure(index: Tensor, batch_losses: Tensor) -> Tensor | None:
-        step = recorder.step(batch_losses) if recorder.supported else None
-        if step is None:
-            objective = None
-            _, x, y = dataset.__getitems__(index)
-            batch = measure_batch(model, x, y, loss_fn, index)
-        else:
-            objective, batch = step
-        losses[index] = batch_losses.detach().float()
+    def store(index: Tensor, batch: BatchImportance) -> None:
+        losses[index] = batch.losses.float()
         norms[index] = batch.grad_norms.float()
         proxies[index] = batch.output_grad_norms.float()
+
+    def measure(index: Tensor, batch_losses: Tensor) -> Tensor | None:
+        objective = recorder.step(batch_losses) if recorder.supported else None
+        if objective is None:
+            _, x, y = dataset.__getitems__(index)
+            batch = measure_batch(model, x, y, loss_fn, index)
+            store(index, replace(batch, losses=batch_losses.detach()))
+        else:
+            measured.append(index)
         return objective
+
+    def after_step() -> None:
+        if measured:
+            store(measured.pop(), recorder.measurements())
 
     with recorder:
         result = train_epoch(
-            model, loader, optimizer, loss_fn=loss_fn, hook=measure, progress=progress,
-            desc="epoch (recording)",
+            model, loader, optimizer, loss_fn=loss_fn, hook=measure, after_step=after_step,
+            progress=progress, desc="epoch (recording)",
         )
     return EpochImportance(losses, norms, proxies, result)
 

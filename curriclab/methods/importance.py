@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -541,17 +542,23 @@ class _HandOver(torch.autograd.Function):
 
 
 class TrainingStepRecorder:
-    """Exact per-sample gradient norms from the backward pass that trains (book-keeping).
+    """Exact per-sample gradient norms from the backward pass that trains.
 
     While active (a context manager around the training loop), forward hooks keep each Linear/Conv2d
-    layer's input and output. For every batch, `step(losses)` takes the per-sample losses of the
-    forward that just ran and runs the batch's ONE backward, down to the layers' outputs only. From
-    those output gradients it computes each sample's gradient norm (as `per_sample_grad_norms`) and
-    the mean loss's parameter gradients: a convolution's batch gradient is the sum of the per-sample
-    gradients it instantiated anyway, so no weight gradient is computed twice. `step` returns
-    `(objective, measurements)`: back-propagate `objective` instead of `losses.mean()`; its value
-    is the mean loss and its backward hands each parameter the gradient already computed, so the
-    loop's own backward costs nothing.
+    layer's input and output. For every batch, call `step(losses)` with the per-sample losses of the
+    forward that just ran and back-propagate the objective it returns (its value is the mean loss);
+    after that backward, `measurements()` gives the batch's losses and gradient norms. Two ways,
+    chosen per model:
+
+    - Linear layers only ("capture"): `step` returns `losses.mean()` with gradient hooks on the
+      layers' outputs; the loop's backward computes the weight gradients as usual and leaves the
+      output gradients, from which the norms follow in closed form. Nothing is computed twice.
+    - With convolutions ("book-keeping"): a convolution's per-sample gradients must be instantiated
+      (or Gram matrices formed) for the norms, and their sum IS the batch's weight gradient. So
+      `step` runs the batch's one backward itself, down to the layers' outputs only, computes the
+      norms and every parameter's gradient from the output gradients, and returns an objective
+      whose backward merely hands those gradients to the parameters: no convolution weight gradient
+      is computed twice.
 
     `supported` is False (with the reason in `unsupported_reason`) for models the layer identities
     do not cover; `step` returns None for a batch where they fail: measure such batches otherwise.
@@ -567,9 +574,11 @@ class TrainingStepRecorder:
             self._layers = _hook_layers(model)
         except _NeedsGeneralMethod as reason:
             self._layers, self.unsupported_reason = [], str(reason)
+        self.book_keeping = any(isinstance(layer, nn.Conv2d) for layer in self._layers)
         self._recorder: _CallRecorder | None = None
         self._output: Tensor | None = None
         self._handles: list = []
+        self._pending: tuple[Tensor, list[_Call], list[Tensor | None]] | BatchImportance | None = None
 
     @property
     def supported(self) -> bool:
@@ -589,7 +598,7 @@ class TrainingStepRecorder:
             self._recorder.remove()
             for handle in self._handles:
                 handle.remove()
-            self._recorder, self._handles, self._output = None, [], None
+            self._recorder, self._handles, self._output, self._pending = None, [], None, None
 
     def _forget_calls(self, module: nn.Module, inputs: tuple) -> None:
         """Each forward of the whole model starts a new record (the last one is measured)."""
@@ -600,12 +609,12 @@ class TrainingStepRecorder:
         if torch.is_grad_enabled():
             self._output = output if isinstance(output, Tensor) else None
 
-    def step(self, losses: Tensor) -> tuple[Tensor, BatchImportance] | None:
-        """(objective to back-propagate, the batch's measurements), or None where the identities do
-        not apply to this batch's forward. Call once per training forward, with its losses."""
+    def step(self, losses: Tensor) -> Tensor | None:
+        """The objective to back-propagate for this batch (value: the mean loss), or None where the
+        identities do not apply to this batch's forward. Call once per training forward."""
         if self._recorder is None:
             raise RuntimeError("step() needs an active recorder: use `with recorder:` around training")
-        output, self._output = self._output, None
+        output, self._output, self._pending = self._output, None, None
         try:
             calls = self._recorder.checked_calls(len(losses))
         except _NeedsGeneralMethod:
@@ -614,17 +623,42 @@ class TrainingStepRecorder:
             self._recorder.calls = []
         if output is None or not losses.requires_grad:
             return None
-        # The backward of the mean loss: its output gradients are those of each sample's own
-        # loss divided by B, so the norms are scaled back by B.
         mean = losses.mean()
-        grads = torch.autograd.grad(
-            mean, [call.output for call in calls] + [output], allow_unused=True
-        )
+        outputs = [call.output for call in calls] + [output]
+        if not self.book_keeping:
+            grads: list[Tensor | None] = [None] * len(outputs)
+            for position, tensor in enumerate(outputs):
+                if tensor.requires_grad:
+                    tensor.register_hook(partial(_store, grads, position))
+            self._pending = (losses.detach(), calls, grads)
+            return mean
+        grads = list(torch.autograd.grad(mean, outputs, allow_unused=True))
         batch_grads: dict[nn.Parameter, Tensor] = {}
         sq_norms = _sq_norms_from_calls(calls, grads[:-1], losses, self.strategy, batch_grads)
-        objective = _HandOver.apply(mean.detach(), list(batch_grads.values()), *batch_grads)
-        batch = len(losses)
-        measurements = BatchImportance(
-            losses.detach(), sq_norms.sqrt() * batch, _norm_of([grads[-1]], batch, losses) * batch
-        )
-        return objective, measurements
+        self._pending = _scaled_measurements(losses.detach(), sq_norms, grads[-1])
+        return _HandOver.apply(mean.detach(), list(batch_grads.values()), *batch_grads)
+
+    def measurements(self) -> BatchImportance:
+        """Losses, gradient norms and output-gradient norms of the last `step`'s batch; call after
+        the backward of the objective it returned."""
+        if self._pending is None:
+            raise RuntimeError("measurements() needs a step() whose objective was back-propagated")
+        if isinstance(self._pending, BatchImportance):
+            return self._pending
+        losses, calls, grads = self._pending
+        if all(grad is None for grad in grads):
+            raise RuntimeError("measurements() needs a step() whose objective was back-propagated")
+        sq_norms = _sq_norms_from_calls(calls, grads[:-1], losses, self.strategy)
+        return _scaled_measurements(losses, sq_norms, grads[-1])
+
+
+def _store(grads: list[Tensor | None], position: int, grad: Tensor) -> None:
+    grads[position] = grad
+
+
+def _scaled_measurements(losses: Tensor, sq_norms: Tensor, output_grad: Tensor | None) -> BatchImportance:
+    """Measurements from the output gradients of the MEAN loss: those are each sample's own
+    gradients divided by B, so the norms are scaled back by B."""
+    batch = len(losses)
+    proxy = _norm_of([output_grad], batch, losses) * batch
+    return BatchImportance(losses, sq_norms.sqrt() * batch, proxy)

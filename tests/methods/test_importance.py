@@ -265,11 +265,13 @@ def test_training_step_recorder_gives_the_norms_and_the_mean_loss_gradient(name)
         with torch.no_grad():
             model(x[:3])  # an evaluation in between is ignored
         losses = F.cross_entropy(model(x), y, reduction="none")
-        objective, batch = recorder.step(losses)
+        objective = recorder.step(losses)
+        assert objective.item() == pytest.approx(losses.mean().item(), rel=1e-12)
+        objective.backward()
+        batch = recorder.measurements()
+    assert recorder.book_keeping == (name in ("smallconv", "convvariety"))
     assert relative_error(batch.grad_norms, expected_norms) < 1e-10
     assert torch.allclose(batch.losses, losses.detach())
-    assert objective.item() == pytest.approx(losses.mean().item(), rel=1e-12)
-    objective.backward()
     for p, expected in zip(model.parameters(), expected_grads):
         assert torch.allclose(p.grad, expected, rtol=1e-10, atol=1e-12)
 
@@ -284,20 +286,25 @@ def test_training_step_recorder_reports_what_it_cannot_measure():
         assert recorder.step(F.cross_entropy(inplace(x), y, reduction="none")) is None
     with pytest.raises(RuntimeError, match="active"):
         recorder.step(torch.zeros(4, requires_grad=True))
+    with TrainingStepRecorder(inplace) as recorder, pytest.raises(RuntimeError, match="step"):
+        recorder.measurements()
     with pytest.raises(ValueError, match="strategy"):
         TrainingStepRecorder(inplace, strategy="fast")
 
 
-@pytest.mark.parametrize("name", ["smallconv", "layernorm"])
+@pytest.mark.parametrize("name", ["smallconv", "mlp", "layernorm"])
 def test_record_epoch_trains_exactly_like_train_epoch(name):
     """Same trajectory as a plain epoch, and each batch's norms equal the loop under the weights
-    of its step (SmallConv: from the training backward; LayerNorm: the separate-pass fallback)."""
+    of its step (SmallConv: book-keeping; MLP: output gradients captured from the loop's backward;
+    LayerNorm: the separate-pass fallback)."""
     generator = torch.Generator().manual_seed(5)
     dataset = IndexedDataset(torch.randn(24, 1, 28, 28, generator=generator, dtype=torch.float64),
                              torch.randint(0, 10, (24,), generator=generator))
     torch.manual_seed(0)
     if name == "smallconv":
         model = SmallConv().double()
+    elif name == "mlp":
+        model = MLP(hidden=(16,)).double()
     else:
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.LayerNorm(8), nn.Tanh(),
                               nn.Linear(8, 10)).double()
