@@ -83,7 +83,7 @@ class _TemperedCrossEntropy(torch.autograd.Function):
             sigma = class_sigma if instance_sigma is None else class_sigma + instance_sigma
         scaled = logits / sigma.unsqueeze(1)
         log_probabilities = scaled.log_softmax(1)
-        losses = -log_probabilities.gather(1, target.unsqueeze(1)).squeeze(1)
+        losses = F.nll_loss(log_probabilities, target, reduction="none")
         decay = logits.new_zeros(())
         if class_entries is not None and decay_class > 0:
             decay += torch.dot(class_entries, class_entries) * (0.5 * decay_class)
@@ -101,7 +101,9 @@ class _TemperedCrossEntropy(torch.autograd.Function):
         q.scatter_add_(1, target.unsqueeze(1), q.new_full((len(target), 1), -1.0))
         q.mul_(grad_losses.unsqueeze(1))
         grad_logits = q / sigma.unsqueeze(1) if ctx.needs_input_grad[0] else None
-        grad_log_sigma = -(q * scaled).sum(1) / sigma  # dL / dsigma times sigma, per sample
+        grad_log_sigma = torch.linalg.vecdot(q, scaled).neg_()  # dL / dlog(sigma), per sample
+        class_table, instance_table = ctx.parts[0], ctx.parts[4]
+        both = class_table is not None and instance_table is not None
         tables = []
         for table, entries, part, decay, positions in (
             (*ctx.parts[:4], target), (*ctx.parts[4:], index)
@@ -109,9 +111,10 @@ class _TemperedCrossEntropy(torch.autograd.Function):
             if table is None or not table.requires_grad:
                 tables.append(None)
                 continue
-            grad_entries = grad_log_sigma * part
+            # sigma = part (+ the other part): dsigma / dlog(part) = part
+            grad_entries = grad_log_sigma * (part / sigma) if both else grad_log_sigma
             if decay > 0:
-                grad_entries = grad_entries + entries * (decay * grad_decay)
+                grad_entries.add_(entries, alpha=decay * float(grad_decay))
             tables.append(torch.zeros_like(table).index_add_(0, positions, grad_entries))
         return grad_logits, tables[0], tables[1], None, None, None, None
 
