@@ -75,11 +75,26 @@ class TwiceApplied(nn.Module):
         return self.head(torch.tanh(self.shared(x[:, :4])) * self.shared(x[:, 4:]))
 
 
+class ConvThenTwice(nn.Module):
+    """A convolution followed by one Linear layer applied to two halves of its features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=3)
+        self.shared = nn.Linear(9, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        features = torch.tanh(self.conv(x)).flatten(1)
+        return self.head(torch.tanh(self.shared(features[:, :9])) * self.shared(features[:, 9:]))
+
+
 def batch_for(model_name, size=8, seed=0):
     generator = torch.Generator().manual_seed(seed)
     shapes = {
         "mlp": ((size, 1, 28, 28), 10), "smallconv": ((size, 1, 28, 28), 10),
         "logistic": ((size, 2), 2), "convvariety": ((size, 2, 11, 13), 5), "twice": ((size, 8), 3),
+        "convtwice": ((size, 1, 5, 5), 3),
     }
     shape, classes = shapes[model_name]
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -90,12 +105,12 @@ def make_model(name, seed=0):
     torch.manual_seed(seed)
     model = {
         "mlp": lambda: MLP(hidden=(32, 16)), "smallconv": SmallConv, "logistic": LogisticRegression,
-        "convvariety": ConvVariety, "twice": TwiceApplied,
+        "convvariety": ConvVariety, "twice": TwiceApplied, "convtwice": ConvThenTwice,
     }[name]()
     return model.double()
 
 
-MODELS = ["mlp", "smallconv", "logistic", "convvariety", "twice"]
+MODELS = ["mlp", "smallconv", "logistic", "convvariety", "twice", "convtwice"]
 LOSSES = {"cross-entropy": None, "squared error": squared_error_per_sample}
 
 
@@ -255,13 +270,17 @@ def test_both_convolution_kernels_give_each_samples_weight_gradient(kernel, conv
     assert torch.allclose(kernel(layer, x, out_grad), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_training_step_recorder_gives_the_norms_and_the_mean_loss_gradient(name):
+@pytest.mark.parametrize(
+    ("name", "strategy"),
+    [(name, "auto") for name in MODELS]
+    + [("convvariety", "gram"), ("convtwice", "gram"), ("smallconv", "outer")],
+)
+def test_training_step_recorder_gives_the_norms_and_the_mean_loss_gradient(name, strategy):
     model, (x, y) = make_model(name), batch_for(name)
     expected_norms = loop_reference(name)
     losses = F.cross_entropy(model(x), y, reduction="none")
     expected_grads = torch.autograd.grad(losses.mean(), list(model.parameters()))
-    with TrainingStepRecorder(model) as recorder:
+    with TrainingStepRecorder(model, strategy) as recorder:
         with torch.no_grad():
             model(x[:3])  # an evaluation in between is ignored
         losses = F.cross_entropy(model(x), y, reduction="none")
@@ -269,7 +288,7 @@ def test_training_step_recorder_gives_the_norms_and_the_mean_loss_gradient(name)
         assert objective.item() == pytest.approx(losses.mean().item(), rel=1e-12)
         objective.backward()
         batch = recorder.measurements()
-    assert recorder.book_keeping == (name in ("smallconv", "convvariety"))
+    assert recorder.book_keeping == (name in ("smallconv", "convvariety", "convtwice"))
     assert relative_error(batch.grad_norms, expected_norms) < 1e-10
     assert torch.allclose(batch.losses, losses.detach())
     for p, expected in zip(model.parameters(), expected_grads):
