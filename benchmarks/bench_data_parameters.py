@@ -3,14 +3,15 @@
 For each model (784-256-10 MLP, the blog's SmallConv) it times a training epoch of plain
 cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
 divided by sigma, minibatch weight decay in its objective, a SparseSGD step and a clamp after it.
-Epochs are interleaved and repeated; it prints median seconds and the ratio to the plain epoch
-measured in the same process. Run: python benchmarks/bench_data_parameters.py [--samples N]
+Epochs are interleaved and repeated; it prints median CPU seconds and the ratio to the plain
+epoch measured in the same process (target, issue 16: <= 1.10x). Run: python benchmarks/bench_data_parameters.py [--samples N]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import torch
 
@@ -24,7 +25,8 @@ MODES = {"plain": None, "instance": (False, True), "joint": (True, True)}
 
 
 def epoch_seconds(model_class, mode: str, train, batch_size: int) -> float:
-    """Seconds of one training epoch of a freshly initialised model under `mode`."""
+    """CPU seconds of this process for one training epoch of a freshly initialised model under
+    `mode` (CPU time, unlike wall time, is not inflated by waiting for a core on a busy machine)."""
     seed_everything(0)
     model = model_class()
     optimizers = [torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)]
@@ -38,14 +40,16 @@ def epoch_seconds(model_class, mode: str, train, batch_size: int) -> float:
         optimizers.append(data_parameters.make_optimizer(lr_class=0.1, lr_instance=1.0))
         methods = [data_parameters]
     loader = make_loader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
-    return train_epoch(model, loader, optimizers, methods=methods, progress=False).seconds
+    start = time.process_time()
+    train_epoch(model, loader, optimizers, methods=methods, progress=False)
+    return time.process_time() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=10_000, help="training samples per epoch")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 by default: a 2-thread pool on a shared CPU stalls)")
     args = parser.parse_args()

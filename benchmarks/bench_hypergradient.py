@@ -17,16 +17,20 @@ from __future__ import annotations
 import argparse
 import ctypes
 import statistics
+import time
 
 import torch
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from curriclab.core.data import IndexedDataset
 from curriclab.core.models import MLP
 from curriclab.core.timing import median_seconds
 from curriclab.core.training import seed_everything
 from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
 from curriclab.methods.hypergradient import hypergradient, unrolled_hypergradient
+from curriclab.methods.l2t import TeachingConfig, teach
+from curriclab.methods.teacher import LossTeacher
 
 STEPS = (5, 10, 20)
 METHODS = ("plain", "reverse", "autograd")
@@ -103,6 +107,34 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
 
 
+def teacher_loop_ratio(steps: int, batch: int, repeats: int) -> float:
+    """CPU-time ratio of `curriclab.methods.l2t.teach` with a teacher that learns after every
+    episode (hypergradient through it) to plain cross-entropy steps, over 2 episodes of `steps`
+    student steps (784-100-10 student, random MNIST-shaped data); runs interleaved, medians."""
+    generator = torch.Generator().manual_seed(0)
+    train = IndexedDataset(torch.randn(4 * batch, 1, 28, 28, generator=generator),
+                           torch.randint(0, 10, (4 * batch,), generator=generator))
+    dev = IndexedDataset(torch.randn(500, 1, 28, 28, generator=generator),
+                         torch.randint(0, 10, (500,), generator=generator))
+    config = TeachingConfig(steps=2 * steps, warmup_steps=0, batch_size=batch, episode=steps)
+
+    def run(learn: bool) -> float:
+        seed_everything(0)
+        student, teacher = MLP(784, (100,), 10), LossTeacher(num_classes=10)
+        meta = torch.optim.Adam(teacher.parameters(), lr=1e-3) if learn else None
+        start = time.process_time()
+        teach(student, train, dev, config, teacher if learn else None, meta)
+        return time.process_time() - start
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for round_ in range(repeats + 1):
+        for learn in (False, True):
+            seconds = run(learn)
+            if round_ > 0:
+                times[learn].append(seconds)
+    return statistics.median(times[True]) / statistics.median(times[False])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -124,6 +156,9 @@ def main() -> None:
     for m in METHODS:
         per_step = slope(list(STEPS), [memory[(m, t)] for t in STEPS])
         print(f"peak memory growth per extra step, {m}: {per_step:.2f} MiB")
+    print("\nthe teacher's loop (l2t.teach, 2 episodes of T steps), learning teacher / plain steps")
+    for t in STEPS:
+        print(f"T = {t:>2}: {teacher_loop_ratio(t, args.batch, 3 * args.repeats):5.2f}x (CPU time)")
     params = sum(p.numel() for p in MLP(784, (100,), 10).parameters())
     print(f"(one weight snapshot = {params} floats = {params * 4 / 2**20:.2f} MiB)")
 

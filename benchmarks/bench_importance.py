@@ -5,11 +5,19 @@ milliseconds per batch and the ratio to the floor (one forward + backward of the
 measured in this process with the methods interleaved:
 - loop: the blog's one autograd.grad per sample (timed with its own floor and fewer repeats);
 - vmap: torch.func vmap(grad) (materialises every sample's gradient);
-- hooks: curriclab's default (Linear/Conv2d identities from one backward of the summed loss),
-  also with each convolution strategy forced ("outer" materialises the small per-sample weight
-  gradient, "gram" uses Gram matrices of the unfolded positions);
+- hooks: curriclab's default (Linear/Conv2d identities from one backward of the summed loss, each
+  layer's method chosen by the cost rule), also with each strategy forced ("outer" materialises
+  the per-sample weight gradients, "gram" uses Gram matrices of the unfolded positions);
 - proxy: the norm of the gradient w.r.t. the logits.
-Target (issue 4): hooks <= 2.5x the floor on both models.
+Target (issue 16): hooks <= 1.2x the floor on both models.
+
+Then the cost of recording every sample's norm while training: one epoch of `record_epoch` against
+one plain `train_epoch` (mean loss, SGD with momentum) over the same 4 batches, per step, as a ratio
+(target, issue 16: <= 1.15x).
+
+Methods that allocate large buffers (vmap; a strategy forced against the cost rule) are timed in a
+group of their own: freeing those buffers hands memory back to the system, and whatever runs next
+then pays page faults (measured: +8 ms of system time per call of the default method after vmap).
 
 Wall time on a shared machine includes waiting for a core (a backward pass hands work between
 threads), so each table is printed twice: wall seconds and this process's CPU seconds.
@@ -21,14 +29,39 @@ from __future__ import annotations
 
 import argparse
 
-import torch
+import statistics
+import time
 
+import torch
+from torch import nn
+
+from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP, SmallConv
-from curriclab.core.training import seed_everything
-from curriclab.experiments.gradient_norm_vs_loss import time_methods, timing_table
+from curriclab.core.training import seed_everything, train_epoch
+from curriclab.experiments.gradient_norm_vs_loss import record_epoch, time_methods, timing_table
 
 BATCH_SIZE = 128
-FAST = ("floor", "vmap", "hooks", "hooks (outer)", "hooks (gram)", "proxy")
+FAST = ("floor", "hooks", "proxy")
+HEAVY = ("floor", "vmap", "hooks (outer)", "hooks (gram)")
+TRAINING_BATCHES = 4
+
+
+def time_recording(model: nn.Module, dataset: IndexedDataset, repeats: int) -> dict[str, float]:
+    """Median CPU seconds per step of a plain training epoch and of a recorded one (interleaved)."""
+    loader = make_loader(dataset, BATCH_SIZE)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    runs = {
+        "train step": lambda: train_epoch(model, loader, optimizer, progress=False),
+        "record_epoch": lambda: record_epoch(model, loader, optimizer, progress=False),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(repeats + 1):
+        for name, run in runs.items():
+            start = time.process_time()
+            run()
+            if round_ > 0:
+                times[name].append((time.process_time() - start) / len(loader))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -46,12 +79,22 @@ def main() -> None:
         for clock in ("wall", "cpu"):
             fast = time_methods(model, x, y, FAST, repeats=args.repeats, clock=clock)
             print(f"\n{name}, {clock} clock ({args.repeats} repeats)\n{timing_table(fast)}")
+            heavy = time_methods(model, x, y, HEAVY, repeats=args.repeats, clock=clock)
+            print(f"methods with large buffers, with their own floor\n{timing_table(heavy)}")
             if args.loop_repeats > 0:
                 slow = time_methods(
                     model, x, y, ("floor", "loop"), repeats=args.loop_repeats, clock=clock
                 )
                 print(f"the loop with its own floor ({args.loop_repeats} repeats)")
                 print(timing_table(slow))
+    dataset = IndexedDataset(
+        torch.randn(TRAINING_BATCHES * BATCH_SIZE, 1, 28, 28),
+        torch.randint(0, 10, (TRAINING_BATCHES * BATCH_SIZE,)),
+    )
+    for name, model in (("SmallConv", SmallConv()), ("MLP 784-256-10", MLP())):
+        seconds = time_recording(model, dataset, args.repeats)
+        print(f"\n{name}, recording while training, cpu clock ({args.repeats} repeats)")
+        print(timing_table(seconds, baseline="train step"))
 
 
 if __name__ == "__main__":

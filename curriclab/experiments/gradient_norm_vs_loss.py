@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
@@ -18,6 +18,8 @@ from curriclab.core.data import IndexedDataset
 from curriclab.core.stats import _pair, spearman
 from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
 from curriclab.methods.importance import (
+    BatchImportance,
+    TrainingStepRecorder,
     _model_losses,
     _trainable,
     measure_batch,
@@ -53,26 +55,48 @@ def record_epoch(
     loss_fn: LossFn = cross_entropy_per_sample, progress: bool = True,
 ) -> EpochImportance:
     """Train one epoch (`curriclab.training.train_epoch`, mean loss) and record every visited
-    sample's loss, exact gradient norm and output-gradient norm under the weights of its step."""
+    sample's loss, exact gradient norm and output-gradient norm under the weights of its step.
+
+    For Linear/Conv2d models the norms come from the backward pass that trains
+    (`TrainingStepRecorder`); other models are measured by a separate pass per batch."""
     dataset = getattr(loader, "dataset", None)
     if not isinstance(dataset, IndexedDataset):
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
     losses, norms, proxies = (torch.full((len(dataset),), float("nan")) for _ in range(3))
+    recorder = TrainingStepRecorder(model)
+    measured: list[Tensor] = []  # the index of a batch whose norms come after its backward
+
+    def store(index: Tensor, batch: BatchImportance) -> None:
+        losses[index] = batch.losses.float()
+        norms[index] = batch.grad_norms.float()
+        proxies[index] = batch.output_grad_norms.float()
 
     class Measure(SampleMethod):
+        """Trains with `loss_fn`; the norms come from the training backward where the recorder
+        supports the model, else from a separate pass over the batch before its step."""
+
         def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
             return loss_fn(output, target, index)
 
-        def objective(self, index: Tensor, batch_losses: Tensor) -> None:
-            _, x, y = dataset.__getitems__(index)
-            batch = measure_batch(model, x, y, loss_fn, index)
-            losses[index] = batch_losses.detach().float()
-            norms[index] = batch.grad_norms.float()
-            proxies[index] = batch.output_grad_norms.float()
+        def objective(self, index: Tensor, batch_losses: Tensor) -> Tensor | None:
+            objective = recorder.step(batch_losses) if recorder.supported else None
+            if objective is None:
+                _, x, y = dataset.__getitems__(index)
+                batch = measure_batch(model, x, y, loss_fn, index)
+                store(index, replace(batch, losses=batch_losses.detach()))
+            else:
+                measured.append(index)
+            return objective
 
-    result = train_epoch(
-        model, loader, optimizer, methods=[Measure()], progress=progress, desc="epoch (recording)"
-    )
+        def after_step(self) -> None:
+            if measured:
+                store(measured.pop(), recorder.measurements())
+
+    with recorder:
+        result = train_epoch(
+            model, loader, optimizer, methods=[Measure()], progress=progress,
+            desc="epoch (recording)",
+        )
     return EpochImportance(losses, norms, proxies, result)
 
 

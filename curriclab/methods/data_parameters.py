@@ -61,6 +61,67 @@ def _check_range(name: str, values: Tensor, size: int) -> None:
             raise ValueError(f"{name} must lie in [0, {size}), got values {low}..{high}")
 
 
+class _TemperedCrossEntropy(torch.autograd.Function):
+    """Per-sample CE(z / sigma, y) and the minibatch decay of the log-sigmas, as one autograd node.
+
+    Autograd through the composition (two gathers, exp, add, divide, cross-entropy, and the decay's
+    gathers, squares and sums) records about twenty small nodes per step; for a small model their
+    bookkeeping costs more than the arithmetic. This node computes the same values and returns the
+    exact gradients from the closed forms: with s = z / sigma and q = softmax(s) - onehot(y),
+    dL/dz = q / sigma and dL/dlog(sigma_part) = -(q . s) * sigma_part / sigma, plus wd * entry from
+    the decay; each table's gradient is scattered once (index_add) into a dense zero tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, class_table: Tensor | None, instance_table: Tensor | None,
+                target: Tensor, index: Tensor, decay_class: float, decay_instance: float
+                ) -> tuple[Tensor, Tensor]:
+        class_entries = None if class_table is None else class_table[target]
+        instance_entries = None if instance_table is None else instance_table[index]
+        class_sigma = None if class_entries is None else class_entries.exp()
+        instance_sigma = None if instance_entries is None else instance_entries.exp()
+        if class_sigma is None:
+            sigma = instance_sigma
+        else:
+            sigma = class_sigma if instance_sigma is None else class_sigma + instance_sigma
+        scaled = logits / sigma.unsqueeze(1)
+        log_probabilities = scaled.log_softmax(1)
+        losses = F.nll_loss(log_probabilities, target, reduction="none")
+        decay = logits.new_zeros(())
+        if class_entries is not None and decay_class > 0:
+            decay += torch.dot(class_entries, class_entries) * (0.5 * decay_class)
+        if instance_entries is not None and decay_instance > 0:
+            decay += torch.dot(instance_entries, instance_entries) * (0.5 * decay_instance)
+        ctx.save_for_backward(scaled, log_probabilities, sigma, target, index)
+        ctx.parts = (class_table, class_entries, class_sigma, decay_class,
+                     instance_table, instance_entries, instance_sigma, decay_instance)
+        return losses, decay
+
+    @staticmethod
+    def backward(ctx, grad_losses: Tensor, grad_decay: Tensor) -> tuple[Tensor | None, ...]:
+        scaled, log_probabilities, sigma, target, index = ctx.saved_tensors
+        q = log_probabilities.exp()
+        q.scatter_add_(1, target.unsqueeze(1), q.new_full((len(target), 1), -1.0))
+        q.mul_(grad_losses.unsqueeze(1))
+        grad_logits = q / sigma.unsqueeze(1) if ctx.needs_input_grad[0] else None
+        grad_log_sigma = torch.linalg.vecdot(q, scaled).neg_()  # dL / dlog(sigma), per sample
+        class_table, instance_table = ctx.parts[0], ctx.parts[4]
+        both = class_table is not None and instance_table is not None
+        tables = []
+        for table, entries, part, decay, positions in (
+            (*ctx.parts[:4], target), (*ctx.parts[4:], index)
+        ):
+            if table is None or not table.requires_grad:
+                tables.append(None)
+                continue
+            # sigma = part (+ the other part): dsigma / dlog(part) = part
+            grad_entries = grad_log_sigma * (part / sigma) if both else grad_log_sigma
+            if decay > 0:
+                grad_entries.add_(entries, alpha=decay * float(grad_decay))
+            tables.append(torch.zeros_like(table).index_add_(0, positions, grad_entries))
+        return grad_logits, tables[0], tables[1], None, None, None, None
+
+
 class DataParameters(nn.Module, SampleMethod):
     """Learnable class-level and/or instance-level temperatures, stored as log-sigmas.
 
@@ -115,7 +176,7 @@ class DataParameters(nn.Module, SampleMethod):
         self.instance_log_sigma = nn.Parameter(
             torch.full((num_samples,), math.log(init_instance)), requires_grad=learn_instance
         )
-        self._batch: tuple[Tensor, Tensor] | None = None
+        self._batch: tuple[Tensor, Tensor | None] | None = None  # (index, its decay term)
 
     @property
     def num_classes(self) -> int:
@@ -147,26 +208,55 @@ class DataParameters(nn.Module, SampleMethod):
     def sigma(self, target: Tensor, index: Tensor) -> Tensor:
         """Per-sample temperature [B] of the samples with dataset `index` and label `target`."""
         self._check_batch(target, index)
-        if self.mode == "class":
-            return self.class_log_sigma[target].exp()
-        if self.mode == "instance":
-            return self.instance_log_sigma[index].exp()
-        return self.class_log_sigma[target].exp() + self.instance_log_sigma[index].exp()
+        return self._sigma(*self._gathered(target, index))
+
+    def _gathered(self, target: Tensor, index: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """The batch's entries of the learnt tables (class at `target`, instance at `index`; None
+        for a table that is not learnt), gathered once per batch for both sigma and the decay."""
+        return (
+            self.class_log_sigma[target] if self.learn_class else None,
+            self.instance_log_sigma[index] if self.learn_instance else None,
+        )
+
+    @staticmethod
+    def _sigma(class_entries: Tensor | None, instance_entries: Tensor | None) -> Tensor:
+        if instance_entries is None:
+            return class_entries.exp()
+        if class_entries is None:
+            return instance_entries.exp()
+        return class_entries.exp() + instance_entries.exp()
 
     def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
         """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`."""
-        sigma = self.sigma(target, index)
+        self._check_batch(target, index)
         if logits.shape != (len(target), self.num_classes):
             raise ValueError(
                 f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
                 f"got {tuple(logits.shape)}"
             )
-        self._batch = (target, index)
-        return logits / sigma.unsqueeze(1)
+        entries = self._gathered(target, index)
+        self._batch = (index, self._decay(*entries) if self.decays else None)
+        return logits / self._sigma(*entries).unsqueeze(1)
 
     def compute_losses(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """Per-sample cross-entropy of the temperature-scaled logits."""
-        return F.cross_entropy(self(logits, target, index), target, reduction="none")
+        """Per-sample cross-entropy of the temperature-scaled logits.
+
+        Computed by one fused autograd node, which also yields the batch's weight decay for
+        `objective`.
+        """
+        self._check_batch(target, index)
+        if logits.ndim != 2 or logits.shape != (len(target), self.num_classes):
+            raise ValueError(
+                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
+                f"got {tuple(logits.shape)}"
+            )
+        losses, decay = _TemperedCrossEntropy.apply(
+            logits, self.class_log_sigma if self.learn_class else None,
+            self.instance_log_sigma if self.learn_instance else None, target, index,
+            self.weight_decay_class, self.weight_decay_instance,
+        )
+        self._batch = (index, decay)
+        return losses
 
     @property
     def decays(self) -> bool:
@@ -177,11 +267,15 @@ class DataParameters(nn.Module, SampleMethod):
 
     def weight_decay(self, target: Tensor, index: Tensor) -> Tensor:
         """`0.5 * wd * sum(log_sigma^2)` over the minibatch's entries of the learnt tables."""
+        self._check_batch(target, index)
+        return self._decay(*self._gathered(target, index))
+
+    def _decay(self, class_entries: Tensor | None, instance_entries: Tensor | None) -> Tensor:
         total = self.class_log_sigma.new_zeros(())
-        if self.learn_class and self.weight_decay_class > 0:
-            total = total + 0.5 * self.weight_decay_class * self.class_log_sigma[target].square().sum()
-        if self.learn_instance and self.weight_decay_instance > 0:
-            total = total + 0.5 * self.weight_decay_instance * self.instance_log_sigma[index].square().sum()
+        if class_entries is not None and self.weight_decay_class > 0:
+            total = total + class_entries.square().sum() * (0.5 * self.weight_decay_class)
+        if instance_entries is not None and self.weight_decay_instance > 0:
+            total = total + instance_entries.square().sum() * (0.5 * self.weight_decay_instance)
         return total
 
     def objective(self, index: Tensor, losses: Tensor) -> Tensor:
@@ -190,13 +284,13 @@ class DataParameters(nn.Module, SampleMethod):
         `index` must be the very tensor the last forward (`compute_losses`) received, as in
         train_epoch.
         """
-        if self._batch is None or self._batch[1] is not index:
+        if self._batch is None or self._batch[0] is not index:
             raise RuntimeError(
                 "objective must follow a forward (compute_losses) on the same batch (index tensor)"
             )
         if not self.decays:
             return losses.mean()
-        return losses.mean() + self.weight_decay(*self._batch)
+        return losses.mean() + self._batch[1]
 
     @torch.no_grad()
     def clamp_(self) -> None:

@@ -10,7 +10,11 @@ dM(w_T)/dtheta for a dev objective M, the reverse pass walks the steps backwards
 
 Only the T + 1 weight snapshots are kept (memory linear in T, one snapshot per step); each step's
 graph is rebuilt during the reverse pass and freed at once. `unrolled_hypergradient` is the
-plain-autograd alternative (keep every step's graph, one backward) used to cross-check it.
+plain-autograd alternative (keep every step's graph, one backward). Both are exact and both need
+memory linear in T; plain autograd is the faster one (about 2x T plain steps against about 3.5-4x
+for the reverse pass, which first runs the trajectory and then repeats every step with a second-order
+graph; see benchmarks/bench_hypergradient.py), so the L2T teacher's loop (`curriclab.methods.l2t`)
+unrolls its episodes with autograd. The reverse pass (L2T-DLF's Algorithm 1) stays available.
 
 Student weights are dicts `{name: tensor}` as used by `torch.func.functional_call`.
 """

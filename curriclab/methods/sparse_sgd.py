@@ -59,6 +59,18 @@ class SparseSGD(torch.optim.Optimizer):
             )
         super().add_param_group(param_group)
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero) every gradient: `Optimizer.zero_grad` without its profiler record and
+        per-device grouping, which cost more than the work for the few tensors held here."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if set_to_none:
+                    param.grad = None
+                else:
+                    param.grad.detach_().zero_()
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """Update the entries with a non-zero gradient; leave all others (and their momentum) alone."""
@@ -78,17 +90,17 @@ class SparseSGD(torch.optim.Optimizer):
             raise TypeError("SparseSGD expects dense gradients (zero where an entry is absent)")
         if not param.is_contiguous():
             raise ValueError("SparseSGD updates parameters in place and needs them contiguous")
-        values = param.view(-1)
         grad = param.grad.reshape(-1)
-        touched = torch.nonzero(grad).squeeze(1)
-        if touched.numel() == 0:
+        touched = grad.nonzero().view(-1)
+        if len(touched) == 0:
             return
-        step_grad = grad[touched]
+        step_grad = grad.index_select(0, touched)
         if momentum != 0.0:
             state = self.state[param]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
             buffer = state["momentum_buffer"].view(-1)
-            step_grad = buffer[touched].mul_(momentum).add_(step_grad)
-            buffer[touched] = step_grad
-        values[touched] = values[touched].add_(step_grad, alpha=-lr)
+            step_grad = buffer.index_select(0, touched).mul_(momentum).add_(step_grad)
+            buffer.index_copy_(0, touched, step_grad)
+        values = param.view(-1)
+        values.index_copy_(0, touched, values.index_select(0, touched).add_(step_grad, alpha=-lr))

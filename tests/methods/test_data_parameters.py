@@ -20,7 +20,11 @@ from curriclab.experiments.data_parameters import (
     relabel_into_classes,
     run_noisy_training,
 )
-from curriclab.methods.data_parameters import DataParameters, logit_gradient_norm
+from curriclab.methods.data_parameters import (
+    DataParameters,
+    _TemperedCrossEntropy,
+    logit_gradient_norm,
+)
 from curriclab.methods.sparse_sgd import SparseSGD
 
 # ---------------------------------------------------------------- SparseSGD
@@ -193,6 +197,43 @@ def test_gradients_through_logits_and_sigma_match_finite_differences(mode):
     assert torch.autograd.gradcheck(
         lambda *args: _scaled_loss(*args, mode, target, index), inputs, eps=1e-6, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("mode", ["class", "instance", "joint"])
+def test_fused_loss_and_decay_match_finite_differences_and_the_composition(mode):
+    """loss_fn computes the losses and the decay in one autograd node with closed-form gradients:
+    gradcheck it, and compare the training objective's gradients with plain autograd through
+    forward + cross_entropy + weight_decay."""
+    generator = torch.Generator().manual_seed(1)
+    target, index = torch.tensor([0, 2, 2, 1, 2]), torch.tensor([4, 0, 7, 3, 5])
+    learn_class, learn_instance = mode != "instance", mode != "class"
+    tables = (
+        (0.3 * torch.randn(3, generator=generator, dtype=torch.float64)).requires_grad_(),
+        (0.3 * torch.randn(8, generator=generator, dtype=torch.float64)).requires_grad_(),
+    )
+    logits = torch.randn(5, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    def fused(z, class_table, instance_table):
+        return _TemperedCrossEntropy.apply(
+            z, class_table if learn_class else None, instance_table if learn_instance else None,
+            target, index, 0.3, 0.7,
+        )
+
+    assert torch.autograd.gradcheck(fused, (logits, *tables), eps=1e-6, atol=1e-6)
+
+    dp = DataParameters(3, 8, learn_class=learn_class, learn_instance=learn_instance,
+                        weight_decay_class=0.3, weight_decay_instance=0.7).double()
+    with torch.no_grad():
+        dp.class_log_sigma.copy_(tables[0])
+        dp.instance_log_sigma.copy_(tables[1])
+    learnt = [p for p in dp.parameters() if p.requires_grad]
+    objective = dp.objective(index, dp.compute_losses(logits, target, index))
+    got = torch.autograd.grad(objective, [logits, *learnt])
+    reference = (F.cross_entropy(dp(logits, target, index), target, reduction="none").mean()
+                 + dp.weight_decay(target, index))
+    assert objective.item() == pytest.approx(reference.item(), rel=1e-12)
+    for a, b in zip(got, torch.autograd.grad(reference, [logits, *learnt])):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_instance_gradient_has_the_closed_form():

@@ -16,8 +16,9 @@ from torch import nn
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP, LogisticRegression, SmallConv
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import spearman
-from curriclab.core.training import per_sample_losses
+from curriclab.core.training import per_sample_losses, train_epoch
 from curriclab.experiments.gradient_norm_vs_loss import (
     record_epoch,
     rolling_by_rank,
@@ -26,6 +27,9 @@ from curriclab.experiments.gradient_norm_vs_loss import (
     timing_table,
 )
 from curriclab.methods.importance import (
+    TrainingStepRecorder,
+    _grads_by_forward_kernel,
+    _grads_by_weight_kernel,
     check_samples_independent,
     measure_batch,
     output_grad_norms,
@@ -71,11 +75,26 @@ class TwiceApplied(nn.Module):
         return self.head(torch.tanh(self.shared(x[:, :4])) * self.shared(x[:, 4:]))
 
 
+class ConvThenTwice(nn.Module):
+    """A convolution followed by one Linear layer applied to two halves of its features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=3)
+        self.shared = nn.Linear(9, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        features = torch.tanh(self.conv(x)).flatten(1)
+        return self.head(torch.tanh(self.shared(features[:, :9])) * self.shared(features[:, 9:]))
+
+
 def batch_for(model_name, size=8, seed=0):
     generator = torch.Generator().manual_seed(seed)
     shapes = {
         "mlp": ((size, 1, 28, 28), 10), "smallconv": ((size, 1, 28, 28), 10),
         "logistic": ((size, 2), 2), "convvariety": ((size, 2, 11, 13), 5), "twice": ((size, 8), 3),
+        "convtwice": ((size, 1, 5, 5), 3),
     }
     shape, classes = shapes[model_name]
     x = torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -86,12 +105,12 @@ def make_model(name, seed=0):
     torch.manual_seed(seed)
     model = {
         "mlp": lambda: MLP(hidden=(32, 16)), "smallconv": SmallConv, "logistic": LogisticRegression,
-        "convvariety": ConvVariety, "twice": TwiceApplied,
+        "convvariety": ConvVariety, "twice": TwiceApplied, "convtwice": ConvThenTwice,
     }[name]()
     return model.double()
 
 
-MODELS = ["mlp", "smallconv", "logistic", "convvariety", "twice"]
+MODELS = ["mlp", "smallconv", "logistic", "convvariety", "twice", "convtwice"]
 LOSSES = {"cross-entropy": None, "squared error": squared_error_per_sample}
 
 
@@ -231,6 +250,99 @@ def test_weight_grad_sq_norms_match_materialised_gradients(positions):
         assert relative_error(weight_grad_sq_norms(a, g, strategy), expected) < 1e-12
     with pytest.raises(ValueError, match="strategy"):
         weight_grad_sq_norms(a, g, "fast")
+
+
+@pytest.mark.parametrize("kernel", [_grads_by_weight_kernel, _grads_by_forward_kernel])
+@pytest.mark.parametrize(
+    "conv", [dict(stride=2, padding=1), dict(dilation=(1, 2), padding=(1, 0)),
+             dict(stride=(2, 3), dilation=(2, 1), padding=(2, 1))],
+)
+def test_both_convolution_kernels_give_each_samples_weight_gradient(kernel, conv):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(3, 4, (3, 2), **conv).double()
+    x = torch.randn(5, 3, 13, 9, dtype=torch.float64)
+    out_grad = torch.randn_like(layer(x))
+    expected = torch.stack([
+        torch.nn.grad.conv2d_weight(x[b:b + 1], layer.weight.shape, out_grad[b:b + 1],
+                                    layer.stride, layer.padding, layer.dilation)
+        for b in range(5)
+    ])
+    assert torch.allclose(kernel(layer, x, out_grad), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy"),
+    [(name, "auto") for name in MODELS]
+    + [("convvariety", "gram"), ("convtwice", "gram"), ("smallconv", "outer")],
+)
+def test_training_step_recorder_gives_the_norms_and_the_mean_loss_gradient(name, strategy):
+    model, (x, y) = make_model(name), batch_for(name)
+    expected_norms = loop_reference(name)
+    losses = F.cross_entropy(model(x), y, reduction="none")
+    expected_grads = torch.autograd.grad(losses.mean(), list(model.parameters()))
+    with TrainingStepRecorder(model, strategy) as recorder:
+        with torch.no_grad():
+            model(x[:3])  # an evaluation in between is ignored
+        losses = F.cross_entropy(model(x), y, reduction="none")
+        objective = recorder.step(losses)
+        assert objective.item() == pytest.approx(losses.mean().item(), rel=1e-12)
+        objective.backward()
+        batch = recorder.measurements()
+    assert recorder.book_keeping == (name in ("smallconv", "convvariety", "convtwice"))
+    assert relative_error(batch.grad_norms, expected_norms) < 1e-10
+    assert torch.allclose(batch.losses, losses.detach())
+    for p, expected in zip(model.parameters(), expected_grads):
+        assert torch.allclose(p.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_training_step_recorder_reports_what_it_cannot_measure():
+    layernorm = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    assert not TrainingStepRecorder(layernorm).supported
+    assert "LayerNorm" in TrainingStepRecorder(layernorm).unsupported_reason
+    inplace = nn.Sequential(nn.Linear(6, 5), nn.ReLU(inplace=True), nn.Linear(5, 3))
+    x, y = torch.randn(4, 6), torch.randint(0, 3, (4,))
+    with TrainingStepRecorder(inplace) as recorder:
+        assert recorder.step(F.cross_entropy(inplace(x), y, reduction="none")) is None
+    with pytest.raises(RuntimeError, match="active"):
+        recorder.step(torch.zeros(4, requires_grad=True))
+    with TrainingStepRecorder(inplace) as recorder, pytest.raises(RuntimeError, match="step"):
+        recorder.measurements()
+    with pytest.raises(ValueError, match="strategy"):
+        TrainingStepRecorder(inplace, strategy="fast")
+
+
+@pytest.mark.parametrize("name", ["smallconv", "mlp", "layernorm"])
+def test_record_epoch_trains_exactly_like_train_epoch(name):
+    """Same trajectory as a plain epoch, and each batch's norms equal the loop under the weights
+    of its step (SmallConv: book-keeping; MLP: output gradients captured from the loop's backward;
+    LayerNorm: the separate-pass fallback)."""
+    generator = torch.Generator().manual_seed(5)
+    dataset = IndexedDataset(torch.randn(24, 1, 28, 28, generator=generator, dtype=torch.float64),
+                             torch.randint(0, 10, (24,), generator=generator))
+    torch.manual_seed(0)
+    if name == "smallconv":
+        model = SmallConv().double()
+    elif name == "mlp":
+        model = MLP(hidden=(16,)).double()
+    else:
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.LayerNorm(8), nn.Tanh(),
+                              nn.Linear(8, 10)).double()
+    twin = copy.deepcopy(model)
+    loader = make_loader(dataset, 8, sampler=[5, 1, 7, 3, 0, 2, 4, 6] + list(range(8, 24)))
+    record = record_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                          progress=False)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    expected = torch.full((24,), float("nan"), dtype=torch.float64)
+
+    class LoopNorms(SampleMethod):
+        def objective(self, index, losses):
+            _, x, y = dataset.__getitems__(index)
+            expected[index] = per_sample_grad_norms_loop(twin, x, y)
+
+    train_epoch(twin, loader, twin_optimizer, methods=[LoopNorms()], progress=False)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(p, q, rtol=1e-10, atol=1e-12)
+    assert relative_error(record.grad_norms.double(), expected) < 1e-5  # stored as float32
 
 
 def test_bad_input_and_empty_batches():
