@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -46,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train on a stratified subset of this many images (default: all 60 000)")
     ddp.add_argument("--batch-size", type=int, default=64, help="batch size per rank, default 64")
     ddp.add_argument("--seed", type=int, default=0, help="random seed (the same on every rank), default 0")
+    ddp.add_argument("--report-json", metavar="PATH", default=None,
+                     help="also write this rank's report as JSON (rank, world size, digest, samples, "
+                     "training seconds, per-epoch plan/samples/index digests); '{rank}' in PATH is "
+                     "replaced by the rank, and is required when several processes run")
     series = commands.add_parser(
         "execute-series",
         help="re-execute notebooks in place (full scale by default) and store their outputs",
@@ -60,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_report(template: str, report: dict) -> Path:
+    """Write `report` as JSON to `template` with '{rank}' replaced by the report's rank."""
+    path = Path(template.replace("{rank}", str(report["rank"])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "spl-demo":
@@ -72,11 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "ddp-demo":
         if args.epochs < 1:
             raise SystemExit("--epochs must be >= 1")
+        if args.report_json and "{rank}" not in args.report_json and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise SystemExit("--report-json: put '{rank}' in the path (e.g. report{rank}.json) so that "
+                             "each rank writes its own file")
         joined = init_from_environment()
         try:
             result = run_demo(args.method, args.epochs, samples=args.samples,
                               batch_size=args.batch_size, seed=args.seed)
-            print(result.line(), flush=True)
+            if args.report_json:
+                write_report(args.report_json, result.report())
+            # one write of the whole line: with unbuffered output print() would write the text
+            # and its newline separately, and two ranks sharing a pipe could interleave them
+            sys.stdout.write(result.line() + "\n")
+            sys.stdout.flush()
+            if joined:
+                dist.barrier()  # no rank tears gloo down while a peer still uses it
         finally:
             if joined:
                 dist.destroy_process_group()
