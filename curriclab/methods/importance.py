@@ -99,11 +99,10 @@ def _model_losses(
 
 def _norm_of(grads: list[Tensor | None], batch: int, like: Tensor) -> Tensor:
     """sqrt of the summed squares of per-sample gradients [B, ...] (None = no contribution)."""
-    total = torch.zeros(batch, dtype=like.dtype, device=like.device)
-    for g in grads:
-        if g is not None:
-            total = total + g.reshape(batch, -1).square().sum(1)
-    return total.sqrt()
+    squares = [g.reshape(batch, -1).square().sum(1) for g in grads if g is not None]
+    if not squares:
+        return torch.zeros(batch, dtype=like.dtype, device=like.device)
+    return sum(squares[1:], squares[0]).sqrt()
 
 
 # ----------------------------------------------------------------------------- reference methods
