@@ -62,14 +62,13 @@ def record_epoch(
     dataset = getattr(loader, "dataset", None)
     if not isinstance(dataset, IndexedDataset):
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
-    losses, norms, proxies = (torch.full((len(dataset),), float("nan")) for _ in range(3))
+    records = torch.full((3, len(dataset)), float("nan"))  # losses, norms, proxies
+    losses, norms, proxies = records
     recorder = TrainingStepRecorder(model)
     measured: list[Tensor] = []  # the index of a batch whose norms come after its backward
 
     def store(index: Tensor, batch: BatchImportance) -> None:
-        losses[index] = batch.losses.float()
-        norms[index] = batch.grad_norms.float()
-        proxies[index] = batch.output_grad_norms.float()
+        records[:, index] = torch.stack([batch.losses, batch.grad_norms, batch.output_grad_norms]).float()
 
     class Measure(SampleMethod):
         """Trains with `loss_fn`; the norms come from the training backward where the recorder

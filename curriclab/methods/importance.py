@@ -29,7 +29,6 @@ using batch statistics) make a per-sample gradient meaningless and raise a Value
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -113,11 +112,10 @@ def _model_losses(
 
 def _norm_of(grads: list[Tensor | None], batch: int, like: Tensor) -> Tensor:
     """sqrt of the summed squares of per-sample gradients [B, ...] (None = no contribution)."""
-    total = torch.zeros(batch, dtype=like.dtype, device=like.device)
-    for g in grads:
-        if g is not None:
-            total = total + g.reshape(batch, -1).square().sum(1)
-    return total.sqrt()
+    squares = [g.reshape(batch, -1).square().sum(1) for g in grads if g is not None]
+    if not squares:
+        return torch.zeros(batch, dtype=like.dtype, device=like.device)
+    return sum(squares[1:], squares[0]).sqrt()
 
 
 # ----------------------------------------------------------------------------- reference methods
@@ -268,15 +266,15 @@ def _grads_by_forward_kernel(module: nn.Conv2d, inputs: Tensor, out_grad: Tensor
 
 _CONV_KERNELS = {"weight": _grads_by_weight_kernel, "forward": _grads_by_forward_kernel}
 _fastest_conv_kernel: dict[tuple, str] = {}
-_CHOICE_ROUNDS = 5
+_CHOICE_ROUNDS = 7
 
 
 def _conv_sample_weight_grads(module: nn.Conv2d, inputs: Tensor, out_grad: Tensor) -> Tensor:
     """Per-sample weight gradients [B, C_out, C_in, kh, kw] of one call of a convolution.
 
     Two exact kernels compute them; which is faster depends on the shapes and the machine, so the
-    first call with a new configuration times both (median of 5 interleaved runs each) and the winner is
-    cached for that configuration."""
+    first call with a new configuration times both (7 interleaved runs each; the fastest run counts,
+    as other processes only ever add time) and the winner is cached for that configuration."""
     key = (
         tuple(inputs.shape), tuple(out_grad.shape), tuple(module.weight.shape), module.stride,
         module.padding, module.dilation, inputs.dtype, inputs.device,
@@ -289,7 +287,7 @@ def _conv_sample_weight_grads(module: nn.Conv2d, inputs: Tensor, out_grad: Tenso
                 kernel(module, inputs, out_grad)
                 if round_ > 0:
                     times[name].append(time.perf_counter() - start)
-        _fastest_conv_kernel[key] = min(times, key=lambda name: statistics.median(times[name]))
+        _fastest_conv_kernel[key] = min(times, key=lambda name: min(times[name]))
     return _CONV_KERNELS[_fastest_conv_kernel[key]](module, inputs, out_grad)
 
 
