@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import Tensor
 
@@ -110,3 +114,119 @@ def roc_auc(scores: Tensor, positives: Tensor) -> float:
     negative (ties count one half)."""
     fpr, tpr = roc_curve(scores, positives)
     return float(torch.trapezoid(tpr, fpr))
+
+
+def _continued_fraction(a: float, b: float, x: float) -> float:
+    """Lentz's evaluation of the continued fraction of the regularised incomplete beta function."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return result
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularised incomplete beta function, for a, b > 0 and x in [0, 1]."""
+    if not (a > 0 and b > 0):
+        raise ValueError(f"a and b must be > 0, got a={a}, b={b}")
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"x must lie in [0, 1], got {x}")
+    if x in (0.0, 1.0):
+        return x
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _continued_fraction(a, b, x) / a
+    return 1.0 - front * _continued_fraction(b, a, 1.0 - x) / b
+
+
+def t_upper_tail(t: float, dof: float) -> float:
+    """P(T > t) for Student's t with `dof` degrees of freedom."""
+    if not dof > 0:
+        raise ValueError(f"dof must be > 0, got {dof}")
+    tail = 0.5 * regularized_beta(dof / 2.0, 0.5, dof / (dof + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_quantile(probability: float, dof: float) -> float:
+    """The value t with P(T <= t) = probability for Student's t (found by bisection on the tail)."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability must lie in (0, 1), got {probability}")
+    if probability < 0.5:
+        return -t_quantile(1.0 - probability, dof)
+    low, high = 0.0, 1.0
+    while t_upper_tail(high, dof) > 1.0 - probability:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if t_upper_tail(middle, dof) > 1.0 - probability:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-12 * max(1.0, high):
+            break
+    return 0.5 * (low + high)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Paired differences a_i - b_i over seeds: their mean, a t interval for it, and sign counts.
+
+    For errors, "A beats B" is supported when the whole interval lies below zero (`high < 0`).
+    """
+
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    n: int
+    a_lower: int
+    a_higher: int
+    ties: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The fields as a flat dict (one row of a pandas DataFrame)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"{self.difference:+.3g} [{self.low:+.3g}, {self.high:+.3g}] "
+                f"({100 * self.confidence:.0f} % t interval, n={self.n}); "
+                f"a < b in {self.a_lower}/{self.n}, a > b in {self.a_higher}/{self.n}")
+
+
+def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
+                      confidence: float = 0.95) -> PairedComparison:
+    """Compare two paired samples (e.g. the test errors of methods A and B on the same seeds).
+
+    Returns the mean of a_i - b_i, its two-sided Student-t interval at `confidence` (the interval of
+    `scipy.stats.ttest_rel(a, b).confidence_interval`), and how often a_i < b_i, a_i > b_i, a_i = b_i.
+    With identical differences the interval collapses to that value.
+    """
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
+    if len(a) < 2:
+        raise ValueError(f"a paired interval needs at least 2 pairs (seeds), got {len(a)}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("a and b must be finite (no NaN or inf)")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    differences = a - b
+    n = len(differences)
+    mean = float(differences.mean())
+    half_width = t_quantile(0.5 + confidence / 2.0, n - 1) * float(differences.std()) / math.sqrt(n)
+    return PairedComparison(
+        difference=mean, low=mean - half_width, high=mean + half_width, confidence=confidence, n=n,
+        a_lower=int((differences < 0).sum()), a_higher=int((differences > 0).sum()),
+        ties=int((differences == 0).sum()),
+    )
