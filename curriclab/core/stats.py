@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -230,3 +230,14 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
         a_lower=int((differences < 0).sum()), a_higher=int((differences > 0).sum()),
         ties=int((differences == 0).sum()),
     )
+
+
+def comparison_table(values: Mapping[str, Sequence[float]], reference: str,
+                     confidence: float = 0.95) -> list[dict[str, float | int | str]]:
+    """One row per entry other than `reference`: its name, mean, and `paired_comparison` with the
+    reference (same seeds, same order), as flat dicts ready for `pandas.DataFrame`."""
+    if reference not in values:
+        raise ValueError(f"reference {reference!r} is not among the entries {sorted(values)}")
+    return [{"name": name, "mean": float(torch.as_tensor(v, dtype=torch.float64).mean()),
+             **paired_comparison(v, values[reference], confidence).as_dict()}
+            for name, v in values.items() if name != reference]

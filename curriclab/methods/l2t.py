@@ -31,6 +31,7 @@ class TeachingConfig:
     dev_batch: int = 500
     teacher_lr: float = 0.01
     metric: str = "expected"
+    nll_weight: float = 0.0
 
     def __post_init__(self):
         for name in ("steps", "warmup_steps"):
@@ -42,6 +43,8 @@ class TeachingConfig:
         for name in ("lr", "teacher_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.nll_weight <= 1.0:
+            raise ValueError(f"nll_weight must lie in [0, 1], got {self.nll_weight}")
         if self.metric not in SMOOTHED_METRICS:
             raise ValueError(f"metric must be one of {sorted(SMOOTHED_METRICS)}, got {self.metric!r}")
 
@@ -70,12 +73,17 @@ def _batches(dataset: IndexedDataset, batch_size: int, seed: int) -> Iterator[tu
             yield x, y
 
 
-def student_loss(logits: Tensor, target: Tensor, teacher: nn.Module | None, state: Tensor) -> Tensor:
-    """Cross-entropy when there is no teacher, else the dynamic loss with the teacher's Phi_t."""
+def student_loss(logits: Tensor, target: Tensor, teacher: nn.Module | None, state: Tensor,
+                 nll_weight: float = 0.0) -> Tensor:
+    """Cross-entropy when there is no teacher, else the dynamic loss with the teacher's Phi_t,
+    mixed as nll_weight * cross-entropy + (1 - nll_weight) * dynamic loss (the public demo's mix)."""
     if teacher is None:
         return F.cross_entropy(logits, target)
     phi, bias = teacher(state)
-    return dynamic_loss(logits, target, phi, bias)
+    learned = dynamic_loss(logits, target, phi, bias)
+    if nll_weight == 0.0:
+        return learned
+    return nll_weight * F.cross_entropy(logits, target) + (1.0 - nll_weight) * learned
 
 
 def _state_at(start: Tensor, step: int, total: int) -> Tensor:
@@ -123,7 +131,7 @@ def teach(
             with torch.enable_grad():
                 weights = {name: value.detach().requires_grad_() for name, value in params.items()}
                 logits = logits_of(weights, x)
-                params = sgd_step(weights, student_loss(logits, y, episode_teacher, states[t]), config.lr)
+                params = sgd_step(weights, student_loss(logits, y, episode_teacher, states[t], config.nll_weight), config.lr)
             observer.record_train(logits.detach(), y)
             if learn:
                 xs.append(x), ys.append(y), trajectory.append(params)
@@ -132,7 +140,8 @@ def teach(
         if learn:
             result = reverse_hypergradient(
                 trajectory,
-                lambda w, t: student_loss(logits_of(w, xs[t]), ys[t], episode_teacher, states[t]),
+                lambda w, t: student_loss(logits_of(w, xs[t]), ys[t], episode_teacher, states[t],
+                                          config.nll_weight),
                 lambda w: metric(logits_of(w, dev_x), dev_y),
                 list(episode_teacher.parameters()),
                 config.lr,

@@ -9,6 +9,7 @@ from scipy import stats as scipy_stats
 
 from curriclab.core.stats import (
     PairedComparison,
+    comparison_table,
     paired_comparison,
     regularized_beta,
     t_quantile,
@@ -80,3 +81,15 @@ def test_bad_arguments_name_themselves():
         t_upper_tail(1.0, 0)
     with pytest.raises(ValueError, match="x must lie"):
         regularized_beta(1.0, 1.0, 1.5)
+
+
+def test_comparison_table_pairs_every_entry_with_the_reference():
+    values = {"ce": [2.0, 2.1, 1.9], "a": [1.8, 2.0, 1.9], "b": [2.5, 2.2, 2.4]}
+    rows = comparison_table(values, "ce")
+    assert [row["name"] for row in rows] == ["a", "b"]
+    reference = scipy_stats.ttest_rel(values["a"], values["ce"]).confidence_interval(0.95)
+    assert rows[0]["mean"] == pytest.approx(1.9)
+    assert (rows[0]["low"], rows[0]["high"]) == pytest.approx((reference.low, reference.high))
+    assert rows[1]["a_higher"] == 3
+    with pytest.raises(ValueError, match="reference"):
+        comparison_table(values, "missing")
