@@ -182,16 +182,3 @@ def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
         rows.append(Summary(method, statistics.fmean(tests), std, statistics.fmean(vals), len(group)))
     return rows
 
-
-def markdown_table(rows: list[Summary]) -> str:
-    """The summary as a Markdown table, errors in percent."""
-    lines = [
-        "| loss | test error % (mean ± std) | validation error % | seeds |",
-        "| --- | --- | --- | --- |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row.method} | {100 * row.test_error_mean:.2f} ± {100 * row.test_error_std:.2f} "
-            f"| {100 * row.val_error_mean:.2f} | {row.seeds} |"
-        )
-    return "\n".join(lines)
