@@ -1,13 +1,24 @@
-"""Statistics the methods and notebooks share, each written once and tested against scipy.stats."""
+"""Statistics the methods and notebooks share, each written once and tested against scipy.stats.
+
+The Student-t quantile of the paired intervals comes from scipy (a runtime dependency for it).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
 import torch
+from scipy.stats import t as t_distribution
 from torch import Tensor
 
 __all__ = [
     "average_ranks",
     "chi_square_test",
+    "comparison_table",
+    "paired_comparison",
+    "PairedComparison",
     "pearson",
     "pool_by_probability",
     "roc_auc",
@@ -120,3 +131,69 @@ def roc_auc(scores: Tensor, positives: Tensor) -> float:
     negative (ties count one half)."""
     fpr, tpr = roc_curve(scores, positives)
     return float(torch.trapezoid(tpr, fpr))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Paired differences a_i - b_i over seeds: their mean, a t interval for it, and sign counts.
+
+    For errors, "A beats B" is supported when the whole interval lies below zero (`high < 0`).
+    """
+
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    n: int
+    a_lower: int
+    a_higher: int
+    ties: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The fields as a flat dict (one row of a pandas DataFrame)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"{self.difference:+.3g} [{self.low:+.3g}, {self.high:+.3g}] "
+                f"({100 * self.confidence:.0f} % t interval, n={self.n}); "
+                f"a < b in {self.a_lower}/{self.n}, a > b in {self.a_higher}/{self.n}")
+
+
+def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
+                      confidence: float = 0.95) -> PairedComparison:
+    """Compare two paired samples (e.g. the test errors of methods A and B on the same seeds).
+
+    Returns the mean of a_i - b_i, its two-sided Student-t interval at `confidence` (the interval of
+    `scipy.stats.ttest_rel(a, b).confidence_interval`), and how often a_i < b_i, a_i > b_i, a_i = b_i.
+    With identical differences the interval collapses to that value.
+    """
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
+    if len(a) < 2:
+        raise ValueError(f"a paired interval needs at least 2 pairs (seeds), got {len(a)}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError("a and b must be finite (no NaN or inf)")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    differences = a - b
+    n = len(differences)
+    mean = float(differences.mean())
+    half_width = t_distribution.ppf(0.5 + confidence / 2.0, n - 1) * float(differences.std()) / math.sqrt(n)
+    return PairedComparison(
+        difference=mean, low=mean - half_width, high=mean + half_width, confidence=confidence, n=n,
+        a_lower=int((differences < 0).sum()), a_higher=int((differences > 0).sum()),
+        ties=int((differences == 0).sum()),
+    )
+
+
+def comparison_table(values: Mapping[str, Sequence[float]], reference: str,
+                     confidence: float = 0.95) -> list[dict[str, float | int | str]]:
+    """One row per entry other than `reference`: its name, mean, and `paired_comparison` with the
+    reference (same seeds, same order), as flat dicts ready for `pandas.DataFrame`."""
+    if reference not in values:
+        raise ValueError(f"reference {reference!r} is not among the entries {sorted(values)}")
+    return [{"name": name, "mean": float(torch.as_tensor(v, dtype=torch.float64).mean()),
+             **paired_comparison(v, values[reference], confidence).as_dict()}
+            for name, v in values.items() if name != reference]

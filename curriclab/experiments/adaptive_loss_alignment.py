@@ -35,7 +35,6 @@ __all__ = [
     "compare_rules",
     "cross_entropy_factory",
     "identity_phi_factory",
-    "markdown_table",
     "RuleFactory",
     "StudentRun",
     "StudentSetup",
@@ -194,16 +193,3 @@ def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
         rows.append(Summary(method, statistics.fmean(tests), std, statistics.fmean(vals), len(group)))
     return rows
 
-
-def markdown_table(rows: list[Summary]) -> str:
-    """The summary as a Markdown table, errors in percent."""
-    lines = [
-        "| loss | test error % (mean ± std) | validation error % | seeds |",
-        "| --- | --- | --- | --- |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row.method} | {100 * row.test_error_mean:.2f} ± {100 * row.test_error_std:.2f} "
-            f"| {100 * row.val_error_mean:.2f} | {row.seeds} |"
-        )
-    return "\n".join(lines)

@@ -33,6 +33,7 @@ class TeachingConfig:
     dev_batch: int = 500
     teacher_lr: float = 0.01
     metric: str = "expected"
+    nll_weight: float = 0.0
 
     def __post_init__(self):
         for name in ("steps", "warmup_steps"):
@@ -44,6 +45,8 @@ class TeachingConfig:
         for name in ("lr", "teacher_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.nll_weight <= 1.0:
+            raise ValueError(f"nll_weight must lie in [0, 1], got {self.nll_weight}")
         if self.metric not in SMOOTHED_METRICS:
             raise ValueError(f"metric must be one of {sorted(SMOOTHED_METRICS)}, got {self.metric!r}")
 
@@ -72,12 +75,17 @@ def _batches(dataset: IndexedDataset, batch_size: int, seed: int) -> Iterator[tu
             yield x, y
 
 
-def student_loss(logits: Tensor, target: Tensor, teacher: nn.Module | None, state: Tensor) -> Tensor:
-    """Cross-entropy when there is no teacher, else the dynamic loss with the teacher's Phi_t."""
+def student_loss(logits: Tensor, target: Tensor, teacher: nn.Module | None, state: Tensor,
+                 nll_weight: float = 0.0) -> Tensor:
+    """Cross-entropy when there is no teacher, else the dynamic loss with the teacher's Phi_t,
+    mixed as nll_weight * cross-entropy + (1 - nll_weight) * dynamic loss (the public demo's mix)."""
     if teacher is None:
         return F.cross_entropy(logits, target)
     phi, bias = teacher(state)
-    return dynamic_loss(logits, target, phi, bias)
+    learned = dynamic_loss(logits, target, phi, bias)
+    if nll_weight == 0.0:
+        return learned
+    return nll_weight * F.cross_entropy(logits, target) + (1.0 - nll_weight) * learned
 
 
 def _state_at(start: Tensor, step: int, total: int) -> Tensor:
@@ -128,7 +136,7 @@ def teach(
             for t in range(length):
                 x, y = next(batches)
                 logits = logits_of(weights, x)
-                loss = student_loss(logits, y, episode_teacher, states[t])
+                loss = student_loss(logits, y, episode_teacher, states[t], config.nll_weight)
                 weights = sgd_step(weights, loss, config.lr, create_graph=learn)
                 if not learn:  # detached: start the next step's graph afresh
                     weights = {name: value.requires_grad_() for name, value in weights.items()}

@@ -114,3 +114,20 @@ def error_dots(ax: Axes, errors: dict[str, Sequence[float]], reference: dict[str
     ax.set_ylabel("test error (%)")
     ax.grid(alpha=0.3, axis="y")
     return artists
+
+
+def phi_over_training(axes: Sequence[Axes], trajectories: dict[str, dict[str, Sequence[float]]]) -> list:
+    """Three panels against training progress: mean diagonal of Phi_t, mean off-diagonal entry, mean
+    bias; one line per teacher (trajectories as returned by `phi_trajectory`)."""
+    if len(axes) != 3:
+        raise ValueError(f"axes must hold 3 panels (diagonal, off-diagonal, bias), got {len(axes)}")
+    lines = []
+    for ax, key, title in zip(axes, ("diagonal", "off_diagonal", "bias"),
+                              ("mean diagonal of Phi_t", "mean off-diagonal of Phi_t", "mean bias")):
+        for name, trajectory in trajectories.items():
+            lines += ax.plot(trajectory["progress"], trajectory[key], label=name)
+        ax.set_title(title, fontsize=10)
+        label_axes(ax, "training progress (step / total)", "", legend=False)
+    if trajectories:
+        axes[-1].legend(fontsize=7)
+    return lines

@@ -1,11 +1,24 @@
 """curriclab.core.stats against scipy.stats, the reference implementation."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curriclab.core.stats import average_ranks, chi_square_test, pearson, roc_auc, roc_curve, spearman
+from curriclab.core.stats import (
+    PairedComparison,
+    average_ranks,
+    chi_square_test,
+    comparison_table,
+    paired_comparison,
+    pearson,
+    roc_auc,
+    roc_curve,
+    spearman,
+)
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -74,3 +87,61 @@ def test_roc_auc_is_the_mann_whitney_u_statistic_over_all_pairs(data):
     assert auc == pytest.approx(u / (len(positive) * len(negative)), abs=1e-12)
     fpr, tpr = roc_curve(torch.tensor(scores, dtype=torch.float64), torch.tensor(labels))
     assert fpr[0].item() == tpr[0].item() == 0.0 and fpr[-1].item() == tpr[-1].item() == 1.0
+
+
+@pytest.mark.parametrize("n, confidence", [(2, 0.95), (3, 0.95), (5, 0.95), (10, 0.9), (30, 0.99)])
+def test_paired_comparison_matches_ttest_rel(n, confidence):
+    rng = np.random.default_rng(n)
+    a = rng.normal(0.05, 0.01, n)
+    b = a + rng.normal(0.004, 0.003, n)
+    result = paired_comparison(a, b, confidence)
+    reference = scipy_stats.ttest_rel(a, b).confidence_interval(confidence)
+    assert result.difference == pytest.approx(np.mean(a - b), rel=1e-12)
+    assert (result.low, result.high) == pytest.approx((reference.low, reference.high), rel=1e-9)
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(a - b, ddof=1) / math.sqrt(n)
+    assert result.high - result.low == pytest.approx(2 * half, rel=1e-9)
+    assert result.n == n and result.confidence == confidence
+
+
+def test_sign_counts_and_dict():
+    result = paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 2.0, 1.0, 5.0, 6.0])
+    assert (result.a_lower, result.a_higher, result.ties) == (3, 1, 1)
+    row = result.as_dict()
+    assert set(row) == {"difference", "low", "high", "confidence", "n", "a_lower", "a_higher", "ties"}
+    assert row["difference"] == pytest.approx(-0.2)
+    assert "a < b in 3/5" in str(result)
+    assert isinstance(result, PairedComparison)
+
+
+def test_constant_differences_collapse_the_interval():
+    result = paired_comparison([0.1, 0.2, 0.3], [0.2, 0.3, 0.4])
+    assert result.low == pytest.approx(-0.1) and result.high == pytest.approx(-0.1)
+    assert result.a_lower == 3
+
+
+@pytest.mark.parametrize("a, b, match", [
+    ([1.0], [2.0], "at least 2 pairs"),
+    ([1.0, 2.0], [1.0, 2.0, 3.0], "equal length"),
+    ([[1.0, 2.0]], [[1.0, 2.0]], "1-D"),
+    ([1.0, float("nan")], [1.0, 2.0], "finite"),
+])
+def test_paired_comparison_rejects_bad_input(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        paired_comparison(a, b)
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="confidence"):
+        paired_comparison([1.0, 2.0], [1.0, 3.0], confidence=1.0)
+
+
+def test_comparison_table_pairs_every_entry_with_the_reference():
+    values = {"ce": [2.0, 2.1, 1.9], "a": [1.8, 2.0, 1.9], "b": [2.5, 2.2, 2.4]}
+    rows = comparison_table(values, "ce")
+    assert [row["name"] for row in rows] == ["a", "b"]
+    reference = scipy_stats.ttest_rel(values["a"], values["ce"]).confidence_interval(0.95)
+    assert rows[0]["mean"] == pytest.approx(1.9)
+    assert (rows[0]["low"], rows[0]["high"]) == pytest.approx((reference.low, reference.high))
+    assert rows[1]["a_higher"] == 3
+    with pytest.raises(ValueError, match="reference"):
+        comparison_table(values, "missing")

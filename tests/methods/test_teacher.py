@@ -7,10 +7,10 @@ from torch.func import functional_call
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP
-from curriclab.experiments.dynamic_loss_l2t import errors_by_arm, evaluate_arms
+from curriclab.experiments.dynamic_loss_l2t import errors_by_arm, evaluate_arms, phi_trajectory
 from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
 from curriclab.methods.hypergradient import unrolled_hypergradient
-from curriclab.methods.l2t import TeachingConfig, teach, train_teacher
+from curriclab.methods.l2t import TeachingConfig, student_loss, teach, train_teacher
 from curriclab.methods.teacher import FEATURES, LossTeacher, StudentObserver, without_off_diagonal
 
 
@@ -175,3 +175,31 @@ def test_train_teacher_changes_the_teacher_and_checks_its_arguments():
         TeachingConfig(metric="accuracy")
     with pytest.raises(ValueError, match="batch_size"):
         teach(MLP(2, (4,), 3), _blobs(8, 9), dev, config)
+
+
+def test_nll_weight_mixes_cross_entropy_into_the_learned_loss():
+    torch.manual_seed(2)
+    logits, target = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    teacher, state = LossTeacher(3, hidden=0), torch.ones(4)
+    learned = dynamic_loss(logits, target, *teacher(state))
+    ce = F.cross_entropy(logits, target)
+    torch.testing.assert_close(student_loss(logits, target, teacher, state, 0.25), 0.25 * ce + 0.75 * learned)
+    torch.testing.assert_close(student_loss(logits, target, teacher, state, 1.0), ce)
+    with pytest.raises(ValueError, match="nll_weight"):
+        TeachingConfig(nll_weight=1.5)
+
+
+def test_arms_can_have_their_own_config_and_phi_is_summarised():
+    train, dev, test = _blobs(60, 4), _blobs(30, 5), _blobs(30, 6)
+    config = TeachingConfig(steps=6, warmup_steps=3, lr=0.3, batch_size=16, episode=3, dev_batch=10)
+    longer = TeachingConfig(steps=6, warmup_steps=0, lr=0.3, batch_size=16, episode=2, dev_batch=10)
+    arms = {"ce": None, "identity": LossTeacher(3, hidden=0)}
+    results = evaluate_arms(lambda: MLP(2, (4,), 3), arms, train, dev, test, config, seed=0,
+                            configs={"identity": longer})
+    summary = phi_trajectory(results[1].log)
+    assert len(summary["diagonal"]) == 3 and summary["progress"] == pytest.approx([0, 2 / 6, 4 / 6])
+    assert summary["diagonal"] == pytest.approx([1.0] * 3) and summary["off_diagonal"] == pytest.approx([0.0] * 3)
+    with pytest.raises(ValueError, match="no Phi_t"):
+        phi_trajectory(results[0].log)
+    with pytest.raises(ValueError, match="configs"):
+        evaluate_arms(lambda: MLP(2, (4,), 3), arms, train, dev, test, config, seed=0, configs={"x": longer})
