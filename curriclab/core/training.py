@@ -19,13 +19,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm as _tqdm
 
-from curriclab.core.data import IndexedDataset, make_loader
+from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod, combined_losses, combined_objective
 
 __all__ = [
     "cross_entropy_per_sample",
     "EpochRecord",
     "EpochResult",
+    "error_rate",
+    "eval_outputs",
     "evaluate",
     "Evaluation",
     "fit",
@@ -94,6 +96,11 @@ class Evaluation:
     loss: float
     accuracy: float
 
+    @property
+    def error(self) -> float:
+        """1 - accuracy: the share of misclassified samples."""
+        return 1.0 - self.accuracy
+
 
 def _as_list(optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer]) -> list:
     return [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
@@ -147,12 +154,13 @@ def train_epoch(
     )
 
 
-def _outputs_in_eval_mode(
-    model: nn.Module, data: IndexedDataset | DataLoader, batch_size: int
+def eval_outputs(
+    model: nn.Module, data: IndexedDataset | DataLoader, batch_size: int = 1000
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Yield `(index, output, target)` per batch with the model in eval mode and no gradients;
-    the model's train/eval mode is restored afterwards."""
-    batches = make_loader(data, batch_size) if isinstance(data, IndexedDataset) else data
+    """Yield `(index, output, target)` per batch with the model in eval mode and no gradients
+    (an in-memory data set in index order); the model's train/eval mode is restored afterwards.
+    The one evaluation loop: `evaluate`, `per_sample_losses` and validation metrics all use it."""
+    batches = _slices(data, batch_size) if isinstance(data, IndexedDataset) else data
     was_training = model.training
     model.eval()
     try:
@@ -161,6 +169,22 @@ def _outputs_in_eval_mode(
                 yield index, model(x), y
     finally:
         model.train(was_training)
+
+
+def _slices(data: IndexedDataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Consecutive `(index, x, y)` batches of an in-memory data set, without a DataLoader."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(data), batch_size):
+        stop = min(start + batch_size, len(data))
+        yield torch.arange(start, stop), data.inputs[start:stop], data.targets[start:stop]
+
+
+def error_rate(logits: Tensor, targets: Tensor) -> float:
+    """Share of samples whose highest-scoring class is not their label."""
+    if len(targets) == 0:
+        raise ValueError("targets must not be empty")
+    return float((logits.argmax(1) != targets).float().mean())
 
 
 def per_sample_losses(
@@ -179,7 +203,7 @@ def per_sample_losses(
     if num_samples is None:
         num_samples = len(data.dataset if isinstance(data, DataLoader) else data)
     result = torch.full((num_samples,), float("nan"))
-    for index, output, y in _outputs_in_eval_mode(model, data, batch_size):
+    for index, output, y in eval_outputs(model, data, batch_size):
         result[index] = loss_fn(output, y, index).float()
     return result
 
@@ -193,7 +217,7 @@ def evaluate(
 ) -> Evaluation:
     """Mean loss and accuracy of `model` (in eval mode) over a data set or loader."""
     total_loss, correct, count = 0.0, 0, 0
-    for index, output, y in _outputs_in_eval_mode(model, data, batch_size):
+    for index, output, y in eval_outputs(model, data, batch_size):
         total_loss += float(loss_fn(output, y, index).sum())
         correct += int((output.argmax(1) == y).sum())
         count += len(y)

@@ -114,8 +114,8 @@ def train_student(
         val, test = evaluate(model, setup.validation), evaluate(model, setup.test)
         run.train_loss.append(epoch.loss)
         run.val_loss.append(val.loss)
-        run.val_error.append(1.0 - val.accuracy)
-        run.test_error.append(1.0 - test.accuracy)
+        run.val_error.append(val.error)
+        run.test_error.append(test.error)
     return run
 
 

@@ -61,7 +61,7 @@ def evaluate_arms(
         student = make_student()
         log = teach(student, train, dev, (configs or {}).get(name, config), teacher, seed=seed)
         results.append(ArmResult(
-            name, seed, 1.0 - evaluate(student, dev).accuracy, 1.0 - evaluate(student, test).accuracy, log
+            name, seed, evaluate(student, dev).error, evaluate(student, test).error, log
         ))
     return results
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from curriclab.core.data import IndexedDataset, make_loader
-from curriclab.core.training import progress_bar, seed_everything
+from curriclab.core.training import error_rate, progress_bar, seed_everything
 from curriclab.methods.dynamic_loss import dynamic_loss, expected_error, margin_error
 from curriclab.methods.hypergradient import Params, sgd_step
 from curriclab.methods.teacher import LossTeacher, StudentObserver
@@ -155,7 +155,7 @@ def teach(
         params = {name: value.detach() for name, value in weights.items()}
         with torch.no_grad():
             dev_logits = logits_of(params, dev_x)
-            observer.record_dev(float((dev_logits.argmax(1) != dev_y).float().mean()))
+            observer.record_dev(error_rate(dev_logits, dev_y))
             log.steps.append(observer.step)
             log.dev_error.append(observer.dev_error)
             log.metric.append(float(metric(dev_logits, dev_y)))

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from curriclab.core.training import error_rate
+
 __all__ = ["LossTeacher", "StudentObserver", "without_off_diagonal"]
 
 FEATURES = ("progress", "train_loss", "train_error", "dev_error")
@@ -45,7 +47,7 @@ class StudentObserver:
         """Count one training step and fold its minibatch cross-entropy and error into the averages."""
         if len(target):
             loss = float(nn.functional.cross_entropy(logits, target))
-            error = float((logits.argmax(1) != target).float().mean())
+            error = error_rate(logits, target)
             self.train_loss = self._average(self.train_loss, loss)
             self.train_error = self._average(self.train_error, error)
         self.step += 1

@@ -200,3 +200,18 @@ def test_progress_bar_iterates_a_loader_exactly_once_per_pass():
     plain = orders(lambda loader: loader)
     assert orders(lambda loader: progress_bar(loader, "x", enabled=False)) == plain
     assert orders(lambda loader: progress_bar(loader, "x", enabled=True)) == plain
+
+
+def test_error_rate_and_evaluation_error_count_misclassified_samples():
+    from curriclab.core.training import error_rate
+
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, -1.0], [0.1, 0.2]])
+    targets = torch.tensor([0, 0, 0, 1])
+    assert error_rate(logits, targets) == 0.25
+    with pytest.raises(ValueError, match="targets"):
+        error_rate(logits[:0], targets[:0])
+    data = _blobs(40)
+    model = LogisticRegression()
+    result = evaluate(model, data)
+    with torch.no_grad():
+        assert result.error == pytest.approx(error_rate(model(data.inputs), data.targets))

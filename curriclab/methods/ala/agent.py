@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.training import error_rate, eval_outputs
 from curriclab.methods.ala.controller import LossController
 from curriclab.methods.ala.statistics import (
     LossMatrix,
@@ -44,13 +45,9 @@ class FixedPhiRule(SampleMethod):
         return dynamic_loss(output, target, self.phi, reduction="none")
 
 
-@torch.no_grad()
 def validation_log_probs(model: nn.Module, data: IndexedDataset, batch_size: int = 4096) -> Tensor:
     """log p(. | x) [N, C] of the model (in eval mode) on every sample of `data`, in index order."""
-    was_training = model.training
-    model.eval()
-    chunks = [F.log_softmax(model(data.inputs[s : s + batch_size]), dim=1) for s in range(0, len(data), batch_size)]
-    model.train(was_training)
+    chunks = [F.log_softmax(output, dim=1) for _, output, _ in eval_outputs(model, data, batch_size)]
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
@@ -114,7 +111,7 @@ class AlignmentAgent(SampleMethod):
     def after_step(self) -> None:
         self.steps += 1
         log_probs = validation_log_probs(self.model, self.validation)
-        self.window.append(float((log_probs.argmax(1) != self.validation.targets).float().mean()))
+        self.window.append(error_rate(log_probs, self.validation.targets))
         if len(self.window) == self.interval:
             self.decide(log_probs)
 
@@ -200,7 +197,7 @@ class TeacherRule(SampleMethod):
         if self.observer.step % self.interval == 0:
             chosen = torch.randperm(len(self.validation), generator=self.generator)[: self.dev_batch]
             log_probs = validation_log_probs(self.model, self.validation.subset(chosen))
-            self.observer.record_dev(float((log_probs.argmax(1) != self.validation.targets[chosen]).float().mean()))
+            self.observer.record_dev(error_rate(log_probs, self.validation.targets[chosen]))
 
     def state_dict(self) -> dict:
         return {"observer": self.observer.state_dict(), "generator": self.generator.get_state()}
