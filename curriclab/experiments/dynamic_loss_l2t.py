@@ -1,13 +1,5 @@
-"""Learning to teach with dynamic loss functions: the student's training loop and the teacher's.
-
-A student run is a cross-entropy warm-up followed by `steps` SGD steps cut into episodes of T steps.
-At every step the teacher turns the student's state into Phi_t (see `curriclab.methods.teacher`); the state's
-statistics are read at the start of each episode and only `progress` moves within it, so an
-episode's losses depend on the teacher's parameters and on nothing else that changes with them.
-When a meta-optimizer is given, each episode ends with the hypergradient of the smoothed dev error
-through its T steps (`curriclab.methods.hypergradient`) and one teacher update: the student keeps its
-weights, so the teacher is trained online along whole student runs, one episode at a time.
-"""
+"""Notebook 06's runner: train L2T-DLF teachers per arm (horizon, warm start, NLL mix, dev metric),
+evaluate each frozen teacher on fresh student seeds next to cross-entropy, and follow Phi over training."""
 
 from __future__ import annotations
 
