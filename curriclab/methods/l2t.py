@@ -131,7 +131,8 @@ def teach(
             with torch.enable_grad():
                 weights = {name: value.detach().requires_grad_() for name, value in params.items()}
                 logits = logits_of(weights, x)
-                params = sgd_step(weights, student_loss(logits, y, episode_teacher, states[t], config.nll_weight), config.lr)
+                loss = student_loss(logits, y, episode_teacher, states[t], config.nll_weight)
+                params = sgd_step(weights, loss, config.lr)
             observer.record_train(logits.detach(), y)
             if learn:
                 xs.append(x), ys.append(y), trajectory.append(params)
