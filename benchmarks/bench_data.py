@@ -1,9 +1,10 @@
 """Data path: curriclab's tensor-indexed MNIST vs torchvision's per-image pipeline.
 
-Prints medians of repeated runs and their ratios, all measured in this process:
+Prints medians of interleaved repeated runs (torch.utils.benchmark, wall clock) and their ratios,
+all measured in this process:
 1. gathering one epoch of shuffled batch-128 batches (no model), each way;
 2. one SmallConv training epoch (SGD, batch 128), each way;
-3. the share of a curriclab training epoch spent gathering data.
+3. the share of a training epoch spent gathering data (gathering as a ratio to the epoch).
 Targets (issue 2): gathering >= 10x faster; the data path <= 5 % of a training epoch.
 
 Usage: CURRICLAB_DATA=... python benchmarks/bench_data.py [--repeats 3] [--train-repeats 1] [--threads 1]
@@ -18,14 +19,13 @@ from collections.abc import Iterable
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
+from _report import interleaved, medians, report
 
 from curriclab.core.data import MNIST_MEAN, MNIST_STD, default_data_root, load_mnist, make_loader
 from curriclab.core.models import SmallConv
-from curriclab.core.timing import median_seconds
 from curriclab.core.training import seed_everything, train_epoch
 
 BATCH_SIZE = 128
-
 
 
 def drain(loader: Iterable) -> None:
@@ -60,21 +60,24 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     seed_everything(0)
     ours = make_loader(load_mnist(train=True), BATCH_SIZE, shuffle=True)
     theirs = torchvision_loader()
 
-    gather_ours = median_seconds(lambda: drain(ours), args.repeats)
-    gather_theirs = median_seconds(lambda: drain(theirs), args.repeats)
-    train_ours = median_seconds(lambda: train_one_epoch(ours), args.train_repeats)
-    train_theirs = median_seconds(lambda: train_one_epoch(with_index(theirs)), args.train_repeats)
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH_SIZE}, one MNIST epoch")
-    print(f"{'':32}{'curriclab':>12}{'torchvision':>14}{'ratio':>9}")
-    print(f"{'gather batches (s, median)':32}{gather_ours:12.3f}{gather_theirs:14.3f}{gather_theirs / gather_ours:8.1f}x")
-    print(f"{'SmallConv training epoch (s)':32}{train_ours:12.3f}{train_theirs:14.3f}{train_theirs / train_ours:8.2f}x")
-    print(f"data path share of a curriclab training epoch: {gather_ours / train_ours:.1%}")
-    print(f"data path share of a torchvision training epoch: {gather_theirs / train_theirs:.1%}")
+    gather = medians(interleaved({"curriclab": lambda: drain(ours), "torchvision": lambda: drain(theirs)},
+                                 args.repeats, threads=threads))
+    train = medians(interleaved({"curriclab": lambda: train_one_epoch(ours),
+                                 "torchvision": lambda: train_one_epoch(with_index(theirs))},
+                                args.train_repeats, threads=threads))
+    report(f"gathering one epoch of shuffled batch-{BATCH_SIZE} MNIST batches", gather, "curriclab",
+           threads=threads, clock="wall", repeats=args.repeats)
+    report("one SmallConv training epoch", train, "curriclab", threads=threads, clock="wall",
+           repeats=args.train_repeats)
+    for name in gather:
+        report(f"data path share of a {name} training epoch",
+               {"training epoch": train[name], "gathering batches": gather[name]}, "training epoch",
+               threads=threads, clock="wall", repeats=args.train_repeats)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@
 For each model (784-256-10 MLP, the blog's SmallConv) it times a training epoch of plain
 cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
 divided by sigma, minibatch weight decay in its objective, a SparseSGD step and a clamp after it.
-Epochs are interleaved and repeated; it prints median CPU seconds and the ratio to the plain
+Epochs are interleaved and repeated (torch.utils.benchmark, CPU clock); it prints median CPU ms and the ratio to the plain
 epoch measured in the same process (target, issue 16: <= 1.10x). Run: python benchmarks/bench_data_parameters.py [--samples N]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _report import interleaved, medians, report
 
 from curriclab.core.data import load_mnist, make_loader, stratified_subset
 from curriclab.core.models import MLP, SmallConv
@@ -24,9 +23,15 @@ MODELS = {"MLP 784-256-10": MLP, "SmallConv": SmallConv}
 MODES = {"plain": None, "instance": (False, True), "joint": (True, True)}
 
 
-def epoch_seconds(model_class, mode: str, train, batch_size: int) -> float:
-    """CPU seconds of this process for one training epoch of a freshly initialised model under
-    `mode` (CPU time, unlike wall time, is not inflated by waiting for a core on a busy machine)."""
+def epoch_run(model_class, mode: str, train, batch_size: int):
+    """A timed run (via _report): untimed, a freshly initialised model, optimizers and loader under
+    `mode`; timed, one training epoch (CPU time of this process, which unlike wall time is not
+    inflated by waiting for a core on a busy machine)."""
+    return (lambda: _prepare(model_class, mode, train, batch_size),
+            lambda state: train_epoch(*state[:3], methods=state[3], progress=False))
+
+
+def _prepare(model_class, mode: str, train, batch_size: int):
     seed_everything(0)
     model = model_class()
     optimizers = [torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)]
@@ -40,9 +45,7 @@ def epoch_seconds(model_class, mode: str, train, batch_size: int) -> float:
         optimizers.append(data_parameters.make_optimizer(lr_class=0.1, lr_instance=1.0))
         methods = [data_parameters]
     loader = make_loader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
-    start = time.process_time()
-    train_epoch(model, loader, optimizers, methods=methods, progress=False)
-    return time.process_time() - start
+    return model, loader, optimizers, methods
 
 
 def main() -> None:
@@ -55,17 +58,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train = stratified_subset(load_mnist(train=True), args.samples, seed=0)
-    print(f"{args.samples} MNIST samples, batch {args.batch}, {args.threads} thread(s), "
-          f"median of {args.repeats} interleaved epochs")
     for model_name, model_class in MODELS.items():
-        times: dict[str, list[float]] = {mode: [] for mode in MODES}
-        for _ in range(args.repeats):
-            for mode in MODES:
-                times[mode].append(epoch_seconds(model_class, mode, train, args.batch))
-        plain = statistics.median(times["plain"])
-        for mode, values in times.items():
-            value = statistics.median(values)
-            print(f"{model_name:>15} {mode:>8}: {value:6.2f} s/epoch   ratio to plain {value / plain:5.2f}")
+        runs = {mode: epoch_run(model_class, mode, train, args.batch) for mode in MODES}
+        seconds = medians(interleaved(runs, args.repeats, threads=args.threads, clock="cpu"))
+        report(f"{model_name}, one epoch of {args.samples} MNIST samples, batch {args.batch}",
+               seconds, "plain", threads=args.threads, clock="cpu", repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ in DistributedDataParallel, B MNIST-shaped random images per rank and step. Prin
   - `gather_observations` alone;
   - data parameters (an N-entry instance table, B rows touched per rank): averaging the gradient
     by `synchronize_sparse_gradients` vs a dense all-reduce of the whole table.
-Medians over steps, run alternately so machine noise hits every variant alike (the cost of
-synchronising is the median of the paired step differences); ratios carry over, wall times on a
-shared machine do not. Run: python benchmarks/bench_distributed.py [--batch B]
+Medians over steps, timed with torch.utils.benchmark (a barrier before every timed call, untimed)
+and run alternately so machine noise hits every variant alike (the cost of synchronising is the
+median of the paired step differences); ratios carry over, wall times on a shared machine do not.
+Run: python benchmarks/bench_distributed.py [--batch B] [--steps S] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import argparse
 import multiprocessing
 import statistics
 import tempfile
-import time
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from _report import interleaved, medians, report
 from torch.nn.parallel import DistributedDataParallel
 
 from curriclab.core.distributed import Synchronized, gather_observations, synchronize_sparse_gradients
@@ -37,7 +38,7 @@ WORLD = 2
 
 
 def _rank(rank: int, store: str, args: argparse.Namespace, results: dict) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD,
                             timeout=timedelta(minutes=2))
     seed_everything(args.seed)
@@ -81,20 +82,14 @@ def _rank(rank: int, store: str, args: argparse.Namespace, results: dict) -> Non
         "data parameters: touched rows": exchange("touched"),
         "data parameters: dense all-reduce": exchange("dense"),
     }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for repeat in range(args.steps + 5):
-        for name in names[repeat % len(names):] + names[: repeat % len(names)]:  # rotate the order
-            run = variants[name]
-            dist.barrier()
-            start = time.perf_counter()
-            run()
-            if repeat >= 5:
-                times[name].append(time.perf_counter() - start)
+    barrier = dist.barrier
+    runs = {name: (barrier, lambda _, run=run: run()) for name, run in variants.items()}
+    measured = interleaved(runs, args.steps, threads=args.threads, rotate=True)
     if rank == 0:
-        results.update({name: statistics.median(values) for name, values in times.items()})
-        paired = [synced - alone for synced, alone in zip(times["DDP step, Synchronized sampler + tracker"],
-                                                          times["DDP step, local sampler + tracker"])]
+        results.update(medians(measured))
+        paired = [synced.median - alone.median for synced, alone in zip(
+            measured["DDP step, Synchronized sampler + tracker"],
+            measured["DDP step, local sampler + tracker"])]
         results["paired difference"] = statistics.median(paired)
     dist.destroy_process_group()
 
@@ -106,6 +101,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=60_000, help="data-parameter table size")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as directory, context.Manager() as manager:
@@ -120,17 +116,17 @@ def main() -> None:
             raise SystemExit(f"a rank failed: exit codes {[p.exitcode for p in processes]}")
         results = dict(results)
     extra = results.pop("paired difference")
-    base = results["DDP step, local sampler + tracker"]
-    print(f"{WORLD} ranks (gloo, 1 thread each), SmallConv, batch {args.batch} per rank, "
-          f"{args.steps} steps, medians")
-    for name, seconds in results.items():
-        print(f"  {name:42s} {seconds * 1e3:8.3f} ms  {seconds / base:6.3f} x local step")
-    print(f"synchronisation cost per step (median of paired differences): {extra * 1e3:.3f} ms = "
-          f"{extra / base:.1%} of a step "
-          f"(gather alone: {results['gather_observations alone'] / base:.1%}; target <= 5 %)")
-    ratio = results["data parameters: dense all-reduce"] / results["data parameters: touched rows"]
-    print(f"data parameters ({args.entries} rows, {args.batch} touched per rank): dense all-reduce "
-          f"takes {ratio:.2f} x the touched-row exchange")
+    base = "DDP step, local sampler + tracker"
+    report(f"{WORLD} ranks (gloo), SmallConv, batch {args.batch} per rank, rank 0", results, base,
+           threads=args.threads, clock="wall", repeats=args.steps)
+    report("synchronisation cost per step (median of paired differences; target <= 5 %)",
+           {base: results[base], "Synchronized minus local": extra}, base, threads=args.threads,
+           clock="wall", repeats=args.steps)
+    touched = "data parameters: touched rows"
+    report(f"data parameters, {args.entries} rows, {args.batch} touched per rank",
+           {touched: results[touched],
+            "data parameters: dense all-reduce": results["data parameters: dense all-reduce"]},
+           touched, threads=args.threads, clock="wall", repeats=args.steps)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Phi; dev objective: expected error on 500 samples. Compared for T = 5, 10, 20:
   plain     T ordinary SGD steps (module + torch.optim.SGD): the baseline
   reverse   curriclab.hypergradient.hypergradient (stores T weight snapshots, recomputes each step)
   autograd  curriclab.hypergradient.unrolled_hypergradient (keeps every step's graph)
-Times are medians of repeats in this process. Peak memory is the highest heap use (glibc mallinfo2,
+Times are medians of interleaved repeats in this process (torch.utils.benchmark). Peak memory is the highest heap use (glibc mallinfo2,
 which counts torch's CPU tensors) seen after any torch operation of one run, minus the heap use
 before it: a TorchDispatchMode samples it after every op. Never pass/fail.
 
@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import ctypes
 import statistics
-import time
 
 import torch
+from _report import interleaved, medians, report
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from curriclab.core.data import IndexedDataset
 from curriclab.core.models import MLP
-from curriclab.core.timing import median_seconds
 from curriclab.core.training import seed_everything
 from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
 from curriclab.methods.hypergradient import hypergradient, unrolled_hypergradient
@@ -62,7 +61,6 @@ def make_run(method: str, steps: int, batch: int = 64):
         return run
     method_fn = hypergradient if method == "reverse" else unrolled_hypergradient
     return lambda: method_fn(params, inner, outer, [phi], steps, 0.1)
-
 
 
 class _MallInfo2(ctypes.Structure):
@@ -107,10 +105,10 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
 
 
-def teacher_loop_ratio(steps: int, batch: int, repeats: int) -> float:
-    """CPU-time ratio of `curriclab.methods.l2t.teach` with a teacher that learns after every
-    episode (hypergradient through it) to plain cross-entropy steps, over 2 episodes of `steps`
-    student steps (784-100-10 student, random MNIST-shaped data); runs interleaved, medians."""
+def teacher_loop_seconds(steps: int, batch: int, repeats: int, threads: int) -> dict[str, float]:
+    """Median CPU seconds of `curriclab.methods.l2t.teach` with plain cross-entropy steps and with a
+    teacher that learns after every episode (hypergradient through it), over 2 episodes of
+    `steps` student steps (784-100-10 student, random MNIST-shaped data); runs interleaved."""
     generator = torch.Generator().manual_seed(0)
     train = IndexedDataset(torch.randn(4 * batch, 1, 28, 28, generator=generator),
                            torch.randint(0, 10, (4 * batch,), generator=generator))
@@ -118,21 +116,19 @@ def teacher_loop_ratio(steps: int, batch: int, repeats: int) -> float:
                          torch.randint(0, 10, (500,), generator=generator))
     config = TeachingConfig(steps=2 * steps, warmup_steps=0, batch_size=batch, episode=steps)
 
-    def run(learn: bool) -> float:
+    def prepare(learn: bool):
         seed_everything(0)
         student, teacher = MLP(784, (100,), 10), LossTeacher(num_classes=10)
         meta = torch.optim.Adam(teacher.parameters(), lr=1e-3) if learn else None
-        start = time.process_time()
-        teach(student, train, dev, config, teacher if learn else None, meta)
-        return time.process_time() - start
+        return student, teacher if learn else None, meta
 
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for round_ in range(repeats + 1):
-        for learn in (False, True):
-            seconds = run(learn)
-            if round_ > 0:
-                times[learn].append(seconds)
-    return statistics.median(times[True]) / statistics.median(times[False])
+    def run(state) -> None:
+        student, teacher, meta = state
+        teach(student, train, dev, config, teacher, meta)
+
+    runs = {f"plain steps, T = {steps}": (lambda: prepare(False), run),
+            f"learning teacher, T = {steps}": (lambda: prepare(True), run)}
+    return medians(interleaved(runs, repeats, threads=threads, clock="cpu"))
 
 
 def main() -> None:
@@ -143,24 +139,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, medians of {args.repeats} repeats")
-    seconds = {(m, t): median_seconds(make_run(m, t, args.batch), args.repeats, warmup=True) for t in STEPS for m in METHODS}
-    memory = {(m, t): peak_rise_mib(make_run(m, t, args.batch)) for t in STEPS for m in METHODS}
-    print(f"{'T':>3} | {'plain ms/step':>13} | {'reverse / plain':>15} | {'autograd / plain':>16} |"
-          f" {'peak heap rise MiB plain / reverse / autograd':>46}")
     for t in STEPS:
-        base = seconds[("plain", t)]
-        print(f"{t:>3} | {1000 * base / t:>13.2f} | {seconds[('reverse', t)] / base:>15.2f} |"
-              f" {seconds[('autograd', t)] / base:>16.2f} |"
-              f" {memory[('plain', t)]:>20.2f} / {memory[('reverse', t)]:>7.2f} / {memory[('autograd', t)]:>8.2f}")
+        runs = {m: make_run(m, t, args.batch) for m in METHODS}
+        seconds = medians(interleaved(runs, args.repeats, threads=args.threads), scale=1 / t)
+        report(f"hypergradient through T = {t} steps, per step, batch {args.batch}", seconds,
+               "plain", threads=args.threads, clock="wall", repeats=args.repeats)
+    memory = {(m, t): peak_rise_mib(make_run(m, t, args.batch)) for t in STEPS for m in METHODS}
+    print("\npeak heap rise (MiB), plain / reverse / autograd")
+    for t in STEPS:
+        print(f"T = {t:>2}: {memory[('plain', t)]:.2f} / {memory[('reverse', t)]:.2f} / "
+              f"{memory[('autograd', t)]:.2f}")
     for m in METHODS:
         per_step = slope(list(STEPS), [memory[(m, t)] for t in STEPS])
         print(f"peak memory growth per extra step, {m}: {per_step:.2f} MiB")
-    print("\nthe teacher's loop (l2t.teach, 2 episodes of T steps), learning teacher / plain steps")
-    for t in STEPS:
-        print(f"T = {t:>2}: {teacher_loop_ratio(t, args.batch, 3 * args.repeats):5.2f}x (CPU time)")
     params = sum(p.numel() for p in MLP(784, (100,), 10).parameters())
     print(f"(one weight snapshot = {params} floats = {params * 4 / 2**20:.2f} MiB)")
+    for t in STEPS:
+        seconds = teacher_loop_seconds(t, args.batch, 3 * args.repeats, args.threads)
+        report(f"the teacher's loop (l2t.teach, 2 episodes of T = {t} steps)", seconds,
+               f"plain steps, T = {t}", threads=args.threads, clock="cpu", repeats=3 * args.repeats)
 
 
 if __name__ == "__main__":

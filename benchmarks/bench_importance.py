@@ -2,7 +2,8 @@
 
 For SmallConv and a 784-256-10 MLP on a batch of 128 MNIST-shaped inputs, prints the median
 milliseconds per batch and the ratio to the floor (one forward + backward of the mean loss),
-measured in this process with the methods interleaved:
+measured in this process with the methods interleaved (notebook 02's `time_methods`, which times
+with torch.utils.benchmark's Timer):
 - loop: the blog's one autograd.grad per sample (timed with its own floor and fewer repeats);
 - vmap: torch.func vmap(grad) (materialises every sample's gradient);
 - hooks: curriclab's default (Linear/Conv2d identities from one backward of the summed loss, each
@@ -29,16 +30,14 @@ from __future__ import annotations
 
 import argparse
 
-import statistics
-import time
-
 import torch
+from _report import interleaved, medians, report
 from torch import nn
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP, SmallConv
 from curriclab.core.training import seed_everything, train_epoch
-from curriclab.experiments.gradient_norm_vs_loss import record_epoch, time_methods, timing_table
+from curriclab.experiments.gradient_norm_vs_loss import record_epoch, time_methods
 
 BATCH_SIZE = 128
 FAST = ("floor", "hooks", "proxy")
@@ -46,7 +45,7 @@ HEAVY = ("floor", "vmap", "hooks (outer)", "hooks (gram)")
 TRAINING_BATCHES = 4
 
 
-def time_recording(model: nn.Module, dataset: IndexedDataset, repeats: int) -> dict[str, float]:
+def time_recording(model: nn.Module, dataset: IndexedDataset, repeats: int, threads: int) -> dict[str, float]:
     """Median CPU seconds per step of a plain training epoch and of a recorded one (interleaved)."""
     loader = make_loader(dataset, BATCH_SIZE)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -54,14 +53,7 @@ def time_recording(model: nn.Module, dataset: IndexedDataset, repeats: int) -> d
         "train step": lambda: train_epoch(model, loader, optimizer, progress=False),
         "record_epoch": lambda: record_epoch(model, loader, optimizer, progress=False),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(repeats + 1):
-        for name, run in runs.items():
-            start = time.process_time()
-            run()
-            if round_ > 0:
-                times[name].append((time.process_time() - start) / len(loader))
-    return {name: statistics.median(values) for name, values in times.items()}
+    return medians(interleaved(runs, repeats, threads=threads, clock="cpu"), scale=1 / len(loader))
 
 
 def main() -> None:
@@ -72,29 +64,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     seed_everything(0)
-    print(f"batch {BATCH_SIZE}, {torch.get_num_threads()} torch thread(s), medians")
     x, y = torch.randn(BATCH_SIZE, 1, 28, 28), torch.randint(0, 10, (BATCH_SIZE,))
     for name, model in (("SmallConv", SmallConv()), ("MLP 784-256-10", MLP())):
         for clock in ("wall", "cpu"):
             fast = time_methods(model, x, y, FAST, repeats=args.repeats, clock=clock)
-            print(f"\n{name}, {clock} clock ({args.repeats} repeats)\n{timing_table(fast)}")
+            report(f"{name}, per-sample gradient norms, batch {BATCH_SIZE}", fast, "floor",
+                   threads=threads, clock=clock, repeats=args.repeats)
             heavy = time_methods(model, x, y, HEAVY, repeats=args.repeats, clock=clock)
-            print(f"methods with large buffers, with their own floor\n{timing_table(heavy)}")
+            report(f"{name}, methods with large buffers, with their own floor", heavy, "floor",
+                   threads=threads, clock=clock, repeats=args.repeats)
             if args.loop_repeats > 0:
                 slow = time_methods(
                     model, x, y, ("floor", "loop"), repeats=args.loop_repeats, clock=clock
                 )
-                print(f"the loop with its own floor ({args.loop_repeats} repeats)")
-                print(timing_table(slow))
+                report(f"{name}, the loop with its own floor", slow, "floor", threads=threads,
+                       clock=clock, repeats=args.loop_repeats)
     dataset = IndexedDataset(
         torch.randn(TRAINING_BATCHES * BATCH_SIZE, 1, 28, 28),
         torch.randint(0, 10, (TRAINING_BATCHES * BATCH_SIZE,)),
     )
     for name, model in (("SmallConv", SmallConv()), ("MLP 784-256-10", MLP())):
-        seconds = time_recording(model, dataset, args.repeats)
-        print(f"\n{name}, recording while training, cpu clock ({args.repeats} repeats)")
-        print(timing_table(seconds, baseline="train step"))
+        seconds = time_recording(model, dataset, args.repeats, threads)
+        report(f"{name}, recording while training, per step", seconds, "train step",
+               threads=threads, clock="cpu", repeats=args.repeats)
 
 
 if __name__ == "__main__":

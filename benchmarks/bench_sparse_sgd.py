@@ -3,16 +3,19 @@
 Set-up: one instance-parameter vector of N entries (default 60 000, one per MNIST training image)
 of which a 128-sample minibatch touches 128. Prints medians of repeated timings as ratios to
 torch.optim.SGD's step measured in the same process (wall times on a shared machine are noisy;
-ratios are what carry over). Run: python benchmarks/bench_sparse_sgd.py [--entries N] [--batch B] [--threads T]
+ratios are what carry over). Each step gets the next of --steps precomputed random minibatch
+gradients; torch.utils.benchmark's blocked_autorange times blocks of steps for --min-run-time
+seconds per optimizer and round, rounds interleaved. Run: python benchmarks/bench_sparse_sgd.py
+[--entries N] [--batch B] [--threads T]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import itertools
 
 import torch
+from _report import interleaved, medians, report
 
 from curriclab.core.training import seed_everything
 from curriclab.methods.sparse_sgd import SparseSGD
@@ -50,8 +53,9 @@ class CloneWhereSGD(CloneRestoreSGD):
         target.copy_(torch.where(absent, saved, target))
 
 
-def time_steps(optimizer_class, entries: int, batch: int, steps: int, seed: int) -> float:
-    """Median seconds per step over `steps` steps, each with a fresh random minibatch gradient."""
+def stepper(optimizer_class, entries: int, batch: int, steps: int, seed: int):
+    """A zero-argument function doing one optimizer step with the next of `steps` random
+    minibatch gradients (cycled)."""
     generator = torch.Generator().manual_seed(seed)
     param = torch.zeros(entries, requires_grad=True)
     optimizer = optimizer_class([param], lr=0.1, momentum=0.9)
@@ -60,21 +64,22 @@ def time_steps(optimizer_class, entries: int, batch: int, steps: int, seed: int)
         grad = torch.zeros(entries)
         grad[torch.randperm(entries, generator=generator)[:batch]] = torch.randn(batch, generator=generator)
         grads.append(grad)
-    times = []
-    for grad in grads:
-        param.grad = grad
-        start = time.perf_counter()
+    cycle = itertools.cycle(grads)
+
+    def step() -> None:
+        param.grad = next(cycle)
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[5:])
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entries", type=int, default=60_000)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=200, help="distinct minibatch gradients")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--min-run-time", type=float, default=0.2,
+                        help="seconds of steps timed per optimizer and round")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 by default: on a shared, oversubscribed CPU a 2-thread "
                              "pool stalls whole ops for tens of ms, which says nothing about the code)")
@@ -87,15 +92,11 @@ def main() -> None:
         "clone + mask copy": CloneRestoreSGD,
         "clone + where": CloneWhereSGD,
     }
-    medians: dict[str, list[float]] = {name: [] for name in candidates}
-    for repeat in range(args.repeats):  # interleaved, so load changes hit every candidate alike
-        for name, optimizer_class in candidates.items():
-            medians[name].append(time_steps(optimizer_class, args.entries, args.batch, args.steps, repeat))
-    baseline = statistics.median(medians["torch.optim.SGD"])
-    print(f"{args.entries} entries, {args.batch} touched per step, {torch.get_num_threads()} threads")
-    for name, values in medians.items():
-        value = statistics.median(values)
-        print(f"{name:>18}: {value * 1e6:8.1f} us/step   ratio to torch SGD {value / baseline:5.2f}")
+    runs = {name: stepper(optimizer_class, args.entries, args.batch, args.steps, seed=0)
+            for name, optimizer_class in candidates.items()}
+    measured = interleaved(runs, args.repeats, threads=args.threads, min_run_time=args.min_run_time)
+    report(f"one step, {args.entries} entries, {args.batch} touched", medians(measured),
+           "torch.optim.SGD", threads=args.threads, clock="wall", repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Prints (never pass/fail) the median time of forward + loss + backward over interleaved repeats,
 as a ratio to plain mean cross-entropy measured in the same process (target: <= 1.05), for each
 regularizer and reduction; then the median time of SPLLoss's own work alone (weighing a batch's
-losses and recording them by index), as a share of the plain step: on a shared, loaded CPU the
+losses and recording them by index; rows ending in "work alone", their ratio is the share of
+the plain step): on a shared, loaded CPU the
 whole-step ratios are noisy, and this share is the stabler estimate of the overhead. Inputs are random [B, 1, 28, 28] tensors: the cost does not depend
 on the pixel values, and SPLLoss keeps its per-sample state for a 60 000-sample data set.
 
@@ -13,11 +14,10 @@ on the pixel values, and SPLLoss keeps its per-sample state for a 60 000-sample 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from _report import interleaved, medians, report
 
 from curriclab.core.models import SmallConv
 from curriclab.core.training import seed_everything
@@ -26,17 +26,11 @@ from curriclab.methods.spl import REGULARIZERS, SPLLoss
 DATASET_SIZE = 60_000
 
 
-def timed(action) -> float:
-    """Seconds taken by `action()`."""
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
-def step_time(model, x, y, index, loss) -> float:
-    """Seconds for one forward, loss and backward pass."""
-    model.zero_grad(set_to_none=True)
-    return timed(lambda: loss(model(x), y, index).backward())
+def step(model, x, y, index, loss):
+    """A timed run (torch.utils.benchmark, via _report): zero the gradients untimed, then time one
+    forward, loss and backward pass."""
+    return (lambda: model.zero_grad(set_to_none=True),
+            lambda _: loss(model(x), y, index).backward())
 
 
 def main() -> None:
@@ -66,29 +60,16 @@ def main() -> None:
                     index, F.cross_entropy(output, target, reduction="none")
                 )
             )
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    for name, loss in losses.items():  # warm-up
-        step_time(model, x, y, index, loss)
-    names = list(losses)
-    for repeat in range(args.repeats):  # interleaved and rotated: load changes hit every variant alike
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(step_time(model, x, y, index, losses[name]))
-    baseline = statistics.median(times["plain cross-entropy"])
-    print(f"SmallConv forward+backward, batch {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, median of {args.repeats} repeats")
-    print(f"{'loss':32s} {'ms/step':>8s} {'ratio':>6s}")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"{name:32s} {1000 * median:8.2f} {median / baseline:6.3f}")
+    runs = {name: step(model, x, y, index, loss) for name, loss in losses.items()}
+    # interleaved and rotated: load changes hit every variant alike
+    seconds = medians(interleaved(runs, args.repeats, threads=args.threads, rotate=True))
     output = model(x).detach().requires_grad_()
     per_sample = F.cross_entropy(output, y, reduction="none")
-    print(f"{'SPLLoss work alone':32s} {'ms':>8s} {'share of plain step':>20s}")
-    for name, spl in spls.items():
-        alone = statistics.median(
-            timed(lambda spl=spl: spl.objective(index, per_sample)) for _ in range(args.repeats)
-        )
-        print(f"{name:32s} {1000 * alone:8.3f} {alone / baseline:20.4f}")
+    alone = {f"{name}: work alone": lambda spl=spl: spl.objective(index, per_sample)
+             for name, spl in spls.items()}
+    seconds.update(medians(interleaved(alone, args.repeats, threads=args.threads, min_run_time=0.01)))
+    report(f"SmallConv forward+loss+backward, batch {args.batch_size}", seconds,
+           "plain cross-entropy", threads=args.threads, clock="wall", repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,3 @@ def test_checked_interact_raises_what_the_callback_raised():
     assert calls == [5] and widget.children
     with pytest.raises(ZeroDivisionError):
         checked_interact(lambda size: 1 / 0, size=(1, 10))
-
-
-def test_median_seconds_calls_the_function_repeats_plus_warmup_times():
-    from curriclab.core.timing import median_seconds
-
-    calls = []
-    assert median_seconds(lambda: calls.append(1), 3, warmup=True) >= 0.0
-    assert len(calls) == 4
-    with pytest.raises(ValueError, match="repeats"):
-        median_seconds(lambda: None, 0)
