@@ -1,7 +1,7 @@
 """The small models the notebooks train. All of them return logits (unnormalised scores).
 
-The original demos ended their models with log_softmax; cross-entropy, temperature scaling and
-softmax are unchanged by that shift, so returning logits loses nothing.
+The wenig/spl demo and Zakka's pr-lr code ended their models with log_softmax; cross-entropy,
+temperature scaling and softmax are unchanged by that shift, so returning logits loses nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class MLP(nn.Module):
 
 
 class SmallConv(nn.Module):
-    """The MNIST network of the 'learning what to learn' blog: two 5x5 convolutions and two
-    fully connected layers (1x28x28 -> 10 logits), Kaiming-normal initialised."""
+    """The MNIST network of Zakka's blog post (2018) and his pr-lr code: two 5x5 convolutions and
+    two fully connected layers (1x28x28 -> 10 logits), Kaiming-normal initialised."""
 
     def __init__(self, num_classes: int = 10):
         super().__init__()

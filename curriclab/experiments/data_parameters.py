@@ -35,7 +35,8 @@ MODES = ("baseline", "class", "instance", "joint")
 @dataclass(frozen=True)
 class DataParameterSetup:
     """Everything a run depends on. mode: 'baseline' (plain cross-entropy), 'class', 'instance'
-    or 'joint'. The data-parameter learning rates are never decayed (as in the paper)."""
+    or 'joint'. The data-parameter learning rates are never decayed (as in
+    apple/ml-data-parameters)."""
 
     mode: str = "instance"
     epochs: int = 10

@@ -115,9 +115,9 @@ def spearman_by_chunk(a: Tensor, b: Tensor, chunks: int) -> Tensor:
 def rolling_by_rank(
     sort_key: Tensor, values: Tensor, window: int = 50
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The blog's view: sort `values` by `sort_key` and take the rolling mean and standard deviation
-    (ddof=1, like pandas) over `window` consecutive ranks. Returns (rank at each window's end, mean,
-    std), each of length n - window + 1 (empty when n < window)."""
+    """Zakka's (2018) view: sort `values` by `sort_key` and take the rolling mean and standard
+    deviation (ddof=1, like pandas) over `window` consecutive ranks. Returns (rank at each window's
+    end, mean, std), each of length n - window + 1 (empty when n < window)."""
     sort_key, values = torch.as_tensor(sort_key), torch.as_tensor(values, dtype=torch.float64)
     if sort_key.shape != values.shape or values.ndim != 1:
         raise ValueError("sort_key and values must be 1-D of equal length")

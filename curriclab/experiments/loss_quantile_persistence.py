@@ -21,9 +21,10 @@ __all__ = ["RecordedRun", "train_and_record"]
 class RecordedRun:
     """Losses of one persistence run, one row per epoch (epoch 1 first).
 
-    `losses`: each sample's loss when it was trained on (what the original recorded; later batches
-    of an epoch see a better model than earlier ones). `end_of_epoch`: each sample's loss under the
-    model as it stands at the end of the epoch (one model for all samples), or None if not asked for.
+    `losses`: each sample's loss when it was trained on (what Zakka's Loss Patterns notebook
+    recorded; later batches of an epoch see a better model than earlier ones). `end_of_epoch`: each
+    sample's loss under the model as it stands at the end of the epoch (one model for all samples),
+    or None if not asked for.
     """
 
     losses: Tensor
@@ -44,9 +45,10 @@ def train_and_record(
     model_factory: Callable[[], nn.Module] = SmallConv,
     progress: bool = True,
 ) -> RecordedRun:
-    """The blog's persistence run: SGD with momentum on `dataset`, recording every sample's loss.
+    """Zakka's (2018) persistence run: SGD with momentum on `dataset`, recording every loss.
 
-    Defaults follow the original (SmallConv, SGD lr 1e-3 momentum 0.99, batch 64, seed 42).
+    Defaults follow his pr-lr/Loss Patterns.ipynb (SmallConv, SGD lr 1e-3 momentum 0.99, batch 64,
+    seed 42).
     `end_of_epoch=True` also evaluates every sample after each epoch (costs about a third of an epoch).
     """
     seed_everything(seed)

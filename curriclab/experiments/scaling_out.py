@@ -9,8 +9,8 @@ throughput comparison needs: the world size, the training seconds (the epochs' t
 without start-up, data loading or SPL's refresh) and, per epoch, the whole plan's length, the
 samples this rank drew and a digest of the dataset indices it drew (`DemoResult.report`).
 
-`demo_sampler` builds the sampler the demo uses (seeded by `seed` alone), so a notebook can
-show, without a process group, which indices each rank draws in an epoch.
+`demo_sampler` builds the sampler the `ddp-demo` run uses (seeded by `seed` alone), so a notebook
+can show, without a process group, which indices each rank draws in an epoch.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class DemoResult:
 
 def padded_plan(size: int, world_size: int, drop_last: bool = False) -> int:
     """How many samples all ranks draw together from a plan of `size`: padded up to a multiple of
-    `world_size` (cut down to one with `drop_last`), as the demo's samplers shard it."""
+    `world_size` (cut down to one with `drop_last`), as the `ddp-demo` samplers shard it."""
     if drop_last:
         return size - size % world_size
     return -(-size // world_size) * world_size

@@ -1,6 +1,6 @@
 """The self-paced learning demo as one function: logistic regression on the 2-D toy blobs.
 
-`train_spl` runs the source's experiment (or a variant of it) and returns, per epoch, lambda, how
+`train_spl` runs the wenig/spl demo (or a variant of it) and returns, per epoch, lambda, how
 many samples were selected, how many batches selected nothing, accuracies and a copy of the model,
 which is what the notebook's tables, plots and the GIF need.
 """
@@ -102,7 +102,7 @@ def train_spl(
     test_data: IndexedDataset | None = None,
     progress: bool = False,
 ) -> list[SPLEpoch]:
-    """Train `LogisticRegression` on `data` with an `SPLLoss`, as the source's demo does by default.
+    """Train `LogisticRegression` on `data` with an `SPLLoss`, as the wenig/spl demo does.
 
     Defaults: hard SPL, lambda 0.1 x 1.35 per epoch, mean over the batch, Adam lr 1e-3, batch 32,
     shuffled. `threshold=math.inf` is plain training (every weight is 1). `refresh=True` re-measures
@@ -170,7 +170,7 @@ def paced_options(epochs: int = 10, start: float = 0.2) -> dict:
 def demo_runs(
     data: IndexedDataset, *, epochs: int = 10, seed: int = 1, **options
 ) -> dict[str, list[SPLEpoch]]:
-    """The source's schedule and the paced, refreshed one on the same data and initialisation."""
+    """The wenig/spl demo's schedule and the paced, refreshed one, same data and initialisation."""
     return {
         "source: lambda 0.1 x 1.35": train_spl(data, epochs=epochs, seed=seed, **options),
         "paced from 20 %, refreshed": train_spl(
@@ -184,8 +184,8 @@ def noisy_blobs(
 ) -> tuple[IndexedDataset, Tensor]:
     """Toy blobs with `share` of the labels flipped; returns (data, flipped mask).
 
-    structured=True flips the points farthest from (3, 3), as the source's single anomaly but
-    many of them (a compact group of class-0 points labelled 1); False flips points chosen
+    structured=True flips the points farthest from (3, 3), like the wenig/spl demo's single anomaly
+    but many of them (a compact group of class-0 points labelled 1); False flips points chosen
     uniformly at random (`corrupt_labels`).
     """
     if not 0.0 <= share <= 1.0:
@@ -268,7 +268,7 @@ def explore(
 ) -> tuple[IndexedDataset, Tensor, list[SPLEpoch]]:
     """One cached run for the notebook's sliders: structured label noise, SPL from epoch 0.
 
-    Uses batch 128 and lr 4e-3 (4x fewer steps than the source, a similar trajectory).
+    Uses batch 128 and lr 4e-3 (4x fewer steps than the wenig/spl demo, a similar trajectory).
     Returns (data, flipped mask, history).
     """
     data, flipped = noisy_blobs(noise_share, structured=True, seed=seed)

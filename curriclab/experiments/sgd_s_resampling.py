@@ -52,10 +52,10 @@ METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 
 @dataclass(frozen=True)
 class RunSettings:
-    """One budget and one set of hyper-parameters shared by every method (defaults: the source's
-    SmallConv recipe, SGD lr 1e-3 momentum 0.99, batch 64; SGD-S's 2 transient epochs, 10 %
-    pruned and 1 % brought back per epoch, draws proportional to loss ** sgds_power mixed with
-    `sgds_uniform_mix` uniform; InfoBatch's r = 0.5, delta = 0.875).
+    """One budget and one set of hyper-parameters shared by every method (defaults: the
+    SmallConv recipe of Zakka's pr-lr/mini_batch.py, SGD lr 1e-3 momentum 0.99, batch 64; SGD-S's
+    2 transient epochs, 10 % pruned and 1 % brought back per epoch, draws proportional to
+    loss ** sgds_power mixed with `sgds_uniform_mix` uniform; InfoBatch's r = 0.5, delta = 0.875).
 
     The unbiased variant mixes `unbiased_uniform_mix` of uniform into its draws instead, which caps
     its importance weights at 1 / unbiased_uniform_mix: without a floor a sample whose recorded
@@ -245,7 +245,7 @@ def cached_run(method: str, train_size: int, test_size: int, seed: int,
 
 @dataclass
 class PositionBugDemo:
-    """The original script's weights, by dataset index, next to the intended ones.
+    """The weights of Zakka's pr-lr/mini_batch.py, by dataset index, next to the intended ones.
 
     `intended[i]`: the weight sample i should get (its own loss if kept, 0 if pruned);
     `received[i]`: the weight it actually got when the sampler's positions 0..num_kept-1 were used
@@ -267,13 +267,14 @@ def position_keyed_weights(
     losses: Tensor, prune_fraction: float = 0.1, reintroduce_fraction: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> PositionBugDemo:
-    """Re-enact the original SGD-S step: keep samples by loss, sort the kept ids, take their losses
-    as weights and hand them to a weighted sampler whose positions 0..K-1 the DataLoader then
-    used as dataset indices. Returns both the intended and the received weight of every sample."""
+    """Re-enact the SGD-S step of Zakka's mini_batch.py: keep samples by loss, sort the kept ids,
+    take their losses as weights and hand them to a weighted sampler whose positions 0..K-1 the
+    DataLoader then used as dataset indices. Returns both the intended and the received weight of
+    every sample."""
     losses = check_losses(losses)
     active = prune_and_reintroduce(losses, torch.ones(len(losses), dtype=torch.bool),
                                    prune_fraction, reintroduce_fraction, generator)
-    kept = torch.nonzero(active).squeeze(1)  # sorted ids, as in the source
+    kept = torch.nonzero(active).squeeze(1)  # sorted ids, as in mini_batch.py
     intended = torch.where(active, losses, 0.0)
     received = torch.zeros_like(losses)
     received[: len(kept)] = losses[kept]  # weight j applied to position j = dataset index j

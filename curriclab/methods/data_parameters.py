@@ -127,8 +127,9 @@ class DataParameters(nn.Module, SampleMethod):
 
     num_classes, num_samples: sizes of the class and instance tables (indices are dataset indices).
     learn_class, learn_instance: which tables are learnt and used (both = joint, sigma is the sum).
-    init_class, init_instance: initial sigmas, inside `clamp` (the paper's joint set-up starts
-    the sum near 1 with 1.0 + 0.001 and a looser instance clamp; here use e.g. 0.95 + 0.05).
+    init_class, init_instance: initial sigmas, inside `clamp` (the joint set-up of the
+    apple/ml-data-parameters README starts the sum near 1 with 1.0 + 0.001 and a looser instance
+    clamp; here use e.g. 0.95 + 0.05).
     clamp: (low, high) bounds for every sigma table, applied by `clamp_()` after each step.
     weight_decay_class, weight_decay_instance: L2 decay of the log-sigmas of the minibatch only
     (`0.5 * wd * sum(log_sigma^2)`; a class counts once per sample of it in the batch).

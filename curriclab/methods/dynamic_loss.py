@@ -78,7 +78,8 @@ def dynamic_loss_logit_gradient(p_y: Tensor, scale: float = 1.0, bias: float = 0
 
 
 def expected_error(logits: Tensor, target: Tensor) -> Tensor:
-    """Mean expected 0-1 error sum_k [k != y] p_k = 1 - p_y: the slides' smooth dev metric."""
+    """Mean expected 0-1 error sum_k [k != y] p_k = 1 - p_y: the smoothed dev metric of L2T-DLF
+    (Wu et al., 2018)."""
     _check_batch(logits, target)
     if not len(target):
         raise ValueError("logits must hold at least one sample")

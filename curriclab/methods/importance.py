@@ -1,13 +1,14 @@
 """Sample importance: exact per-sample gradient norms, fast, and the cheap proxies they are compared with.
 
-A sample's importance for SGD is the norm of its own loss gradient ||d loss_i / d theta||. The blog
-computed it with one `autograd.grad` per sample, i.e. B backward passes per batch. For Linear and
-Conv2d layers one forward and ONE backward of the summed loss are enough: a layer maps its input
-positions A_i [T, d_in] to outputs A_i W^T (+ b), so sample i's weight gradient is G_i^T A_i with
-G_i [T, d_out] the gradient of the summed loss w.r.t. the layer's outputs. Because loss_i depends on
-sample i alone, G_i is also the gradient of loss_i. T = 1 for a Linear layer on vectors, T = H_out *
-W_out unfolded patches for a convolution. The backward stops at the layers' outputs, so it skips
-every weight gradient of a training step; the per-layer terms below take their place.
+A sample's importance for SGD is the norm of its own loss gradient ||d loss_i / d theta||. Zakka's
+blog post (2018) computed it with one `autograd.grad` per sample, i.e. B backward passes per batch.
+For Linear and Conv2d layers one forward and ONE backward of the summed loss are enough: a layer
+maps its input positions A_i [T, d_in] to outputs A_i W^T (+ b), so sample i's weight gradient is
+G_i^T A_i with G_i [T, d_out] the gradient of the summed loss w.r.t. the layer's outputs. Because
+loss_i depends on sample i alone, G_i is also the gradient of loss_i. T = 1 for a Linear layer on
+vectors, T = H_out * W_out unfolded patches for a convolution. The backward stops at the layers'
+outputs, so it skips every weight gradient of a training step; the per-layer terms below take their
+place.
 
 How each layer's squared norm is computed ("auto", decided per layer):
 - Linear on vectors (T = 1): ||g_i||^2 (||a_i||^2 + 1) in closed form (without the 1 if no bias).
@@ -125,7 +126,7 @@ def per_sample_grad_norms_loop(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn = cross_entropy_per_sample,
     index: Tensor | None = None,
 ) -> Tensor:
-    """The blog's way (the slow reference): one forward, then one `autograd.grad` per sample."""
+    """Zakka's (2018) way (the slow reference): one forward, then one `autograd.grad` per sample."""
     _check_batch(x, y, index)
     check_samples_independent(model)
     params = _trainable(model)
@@ -483,7 +484,7 @@ def measure_batch(
 
     loss_fn(output, y, index) -> per-sample losses [B] (default: cross-entropy of logits or
     log-probabilities). method: "hooks" (one backward of the summed loss; Linear/Conv2d layers
-    only), "vmap", "loop" (the blog's one autograd.grad per sample), or "auto" (hooks where possible,
+    only), "vmap", "loop" (Zakka's one autograd.grad per sample), or "auto" (hooks where possible,
     else vmap). strategy (hooks only): "auto" chooses per layer by the cost rule of the module
     docstring; "outer" or "gram" forces one form on every layer. Parameters and their .grad are
     left untouched; the model's train/eval mode is used as it is (dropout draws one mask per call).

@@ -5,9 +5,9 @@ the *percent match* of quantile j over an epoch range is the share of its member
 quantile j in every epoch of the range. The *chance level* is what that share would be if each
 epoch's ranking were an independent random shuffle, so persistence means "well above chance".
 
-Epochs are numbered from 1, as in the blog's figures ("epochs 2-5" are rows 1..4 of a
+Epochs are numbered from 1, as in Zakka's (2018) figures ("epochs 2-5" are rows 1..4 of a
 `losses[E, N]` table). Quantile 0 holds the highest losses when `descending=True` (the default,
-as in the original) and the lowest losses otherwise.
+as in Zakka's Loss Patterns notebook) and the lowest losses otherwise.
 
 Losses are recorded by dataset index (`LossRecorder`, a `train_epoch` hook), so shuffled epochs
 need no bookkeeping of which permutation fed which batch.
@@ -161,7 +161,7 @@ class LossRecorder(SampleMethod):
     Losses are stored by
     dataset index (through a `LossTracker`), so the order batches come in does not matter. A loss
     is the one computed in the forward pass of the training step, before that step's update, as
-    in the original experiment.
+    in Zakka's Loss Patterns notebook (kevinzakka/blog-code, pr-lr).
     """
 
     def __init__(self, num_samples: int):

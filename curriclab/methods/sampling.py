@@ -1,10 +1,11 @@
 """Loss-driven samplers: SGD-S resampling and pruning, and the machinery they share.
 
-SGD-S ("SGD on steroids", from the 'learning what to learn' blog) trains a few transient epochs on
+SGD-S ("SGD on steroids", from Zakka's 2018 blog post) trains a few transient epochs on
 all data, then, at the start of every later epoch, prunes the lowest-loss share of the active
 samples, brings back a few pruned ones at random, and draws the epoch's samples with replacement
 with probability proportional to each sample's latest loss. Every quantity is keyed by DATASET
-index; the original script keyed the weights by sampler position (see `position_keyed_weights`).
+index; Zakka's pr-lr/mini_batch.py keyed the weights by sampler position (see
+`position_keyed_weights`).
 
 A sampler here is a torch `Sampler` that yields dataset indices and also a `SampleMethod` that
 hands out one loss weight per index (1 unless the method reweights), so a loop uses it twice:
@@ -97,7 +98,7 @@ def loss_probabilities(
 
     `uniform_mix` blends in the uniform distribution over the active samples (a floor: every active
     sample keeps at least `uniform_mix / n_active`), which also bounds importance weights by
-    `1 / uniform_mix`. `power` < 1 flattens the distribution, > 1 sharpens it; the source uses 1.
+    `1 / uniform_mix`. `power` < 1 flattens the distribution, > 1 sharpens it; mini_batch.py uses 1.
     Never-seen samples count as the largest seen loss (`fill_unseen`). If every active loss is 0
     the result is uniform over the active samples; with no active sample it is all zeros.
     """
@@ -304,7 +305,8 @@ class SGDSSampler(LossDrivenSampler):
       `num_draws` (default: the active count) indices with replacement, with probabilities
       `probabilities()` (loss-proportional, see `loss_probabilities` for `power`/`uniform_mix`).
     - `unbiased=True`: `weights` are 1 / (n_active p_i), so the weighted loss is an unbiased
-      estimate of the mean loss over the active samples; otherwise every weight is 1 (the source).
+      estimate of the mean loss over the active samples; otherwise every weight is 1 (as in
+      mini_batch.py).
     """
 
     def __init__(

@@ -7,8 +7,9 @@ not even looked at. `SparseSGD` updates exactly the entries with a non-zero grad
 the value and the momentum buffer of every other entry untouched.
 
 Instead of cloning the parameter and its buffer before the step and copying the untouched entries
-back afterwards (what the reference implementation does), it gathers the touched entries, updates
-them and scatters them back: the cost grows with the batch, not with the number of entries.
+back afterwards (what the SparseSGD of apple/ml-data-parameters does), it gathers the touched
+entries, updates them and scatters them back: the cost grows with the batch, not with the number of
+entries.
 """
 
 from __future__ import annotations

@@ -143,8 +143,8 @@ def linear_pace(start: float, stop: float = 1.0, epochs: int = 10) -> Pace:
 class SPLLoss(SampleMethod):
     """Self-paced cross-entropy that remembers each sample's latest loss and weight by dataset index.
 
-    Defaults follow the source: hard weights, lambda 0.1 grown x1.35 per `after_epoch`,
-    `reduction="mean"` = sum(v * loss) / batch size. Beyond the source:
+    Defaults follow the wenig/spl demo: hard weights, lambda 0.1 grown x1.35 per `after_epoch`,
+    `reduction="mean"` = sum(v * loss) / batch size. Beyond that demo:
       - `regularizer`: hard, linear, logarithmic or mixture (`spl_weights`); for the mixture,
         lam_low = `low_fraction * lambda`, so it keeps its ratio while lambda grows;
       - `reduction="selected"`: sum(v * loss) / sum(v), so the step size does not shrink with the

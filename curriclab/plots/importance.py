@@ -1,4 +1,4 @@
-"""Plots of notebook 02: per-sample quantities against each other, and the blog's rolling view."""
+"""Plots of notebook 02: per-sample quantities against each other, and Zakka's rolling view."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def rolling_band(
     ax: Axes, ranks: Tensor, mean: Tensor, std: Tensor, *, xlabel: str, ylabel: str,
     label: str | None = None, color: str = "C0",
 ) -> tuple:
-    """The blog's figure: a rolling mean (line) +- one rolling standard deviation (band) against
+    """Zakka's (2018) figure: a rolling mean (line) +- one rolling standard deviation (band) against
     the rank of the sort key. Returns (line, band); both are empty artists for empty input."""
     ranks, mean, std = (np.asarray(v, dtype=float) for v in (ranks, mean, std))
     (line,) = ax.plot(ranks, mean, color=color, lw=1, label=label)

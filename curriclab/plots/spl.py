@@ -1,6 +1,6 @@
 """Plots for self-paced learning: weight curves, decision boundaries with the selection, the GIF.
 
-Fixes of the source demo's drawing: the decision regions cover the whole data range (not the
+Fixes of the wenig/spl demo's drawing: the decision regions cover the whole data range (not the
 selected points' bounding box), each class keeps its colour in every frame (colours are looked up
 by label, never normalised over what happens to be selected), unselected points stay visible but
 faded, and an empty selection draws an empty scatter instead of crashing.

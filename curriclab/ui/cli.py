@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "spl-demo",
         help="train self-paced logistic regression on toy blobs and write an animated GIF",
         description="Train the self-paced learning demo on 2-D toy blobs (no download) and write a "
-        "GIF with one frame per epoch: the source's schedule next to the paced, refreshed one.",
+        "GIF with one frame per epoch: the wenig/spl demo's schedule next to the paced, refreshed "
+        "one.",
     )
     demo.add_argument("--out", required=True, help="path of the GIF to write")
     demo.add_argument("--epochs", type=int, default=10, help="epochs (frames), default 10")

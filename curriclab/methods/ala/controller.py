@@ -5,9 +5,9 @@ samples one of three actions per pair (-beta, keep, +beta on Phi[i, j]) and late
 for the whole joint action. It learns with REINFORCE: the gradient of the expected reward is
 E[grad log pi(a | s) * (r - b)], where the baseline b (a moving average of past rewards) lowers the
 variance without adding bias. Transitions go to a replay memory and each update uses a random
-handful of them, as in the ALA paper's Algorithm 1.
+handful of them, as in Algorithm 1 of Huang et al. (2019).
 
-The paper's estimator sums (r_k - b_k) over the rest of the episode; here each action is credited
+Huang et al.'s estimator sums (r_k - b_k) over the rest of the episode; here each action is credited
 with its own reward only, because the reward sign(M_t - M_{t+1}) already measures what happened
 during the K student steps that followed that action.
 """
