@@ -1,8 +1,17 @@
-"""Shared fixtures: MNIST is loaded once per test session (skipped, with the reason, when absent)."""
+"""Shared fixtures: MNIST is loaded once per test session (skipped, with the reason, when absent);
+the ALA toy student setup (runner and plot tests); one torch thread for the sampler tests."""
 
 import pytest
+import torch
 
-from curriclab.core.data import default_data_root, load_mnist, missing_mnist_files
+from curriclab.core.data import (
+    default_data_root,
+    load_mnist,
+    missing_mnist_files,
+    spl_toy_data,
+    stratified_split,
+)
+from curriclab.experiments.adaptive_loss_alignment import StudentSetup
 
 
 def _mnist_or_skip(train: bool):
@@ -20,3 +29,20 @@ def mnist_train():
 @pytest.fixture(scope="session")
 def mnist_test():
     return _mnist_or_skip(False)
+
+
+@pytest.fixture(scope="module")
+def toy_setup() -> StudentSetup:
+    data, _ = spl_toy_data(n_per_class=150, n_anomalies=0, seed=0)
+    validation, rest = stratified_split(data, 60, seed=0)
+    train, test = stratified_split(rest, 180, seed=1)
+    return StudentSetup(train, validation, test, hidden=(8,), lr=0.01, batch_size=30, epochs=3)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The models here are tiny; a second thread only adds contention on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""curriclab.core.distributed and the sharded samplers, with real two-process gloo groups on CPU.
+"""curriclab.core.distributed and the samplers in DDP, with real two-process gloo groups on CPU.
 
 Each group is two spawned processes that meet through a FileStore in `tmp_path`, with a timeout
 on the process group (so a collective that cannot complete raises instead of hanging) and a
@@ -8,12 +8,8 @@ rank saves what it saw; the assertions run here, in the test process.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
-import re
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,7 +23,6 @@ from torch.utils.data import DistributedSampler
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.distributed import (
     Synchronized,
-    digest,
     gather_observations,
     rank_and_world,
     state_digest,
@@ -36,19 +31,23 @@ from curriclab.core.distributed import (
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 from curriclab.core.training import fit, per_sample_losses, seed_everything
-from curriclab.experiments.scaling_out import demo_sampler, padded_plan
 from curriclab.methods.data_parameters import DataParameters
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.persistence import LossRecorder
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.methods.spl import SPLLoss, linear_pace
-from curriclab.ui.cli import main
+from tests.helpers.distributed import JOIN_SECONDS
 
 WORLD = 2
+
+
 N = 37  # odd, so a plan of N entries needs padding (or cutting) to split over two ranks
+
+
 EPOCHS = 4
+
+
 BATCH = 4
-JOIN_SECONDS = 240  # a hung group fails the test after this, instead of blocking the run
 
 
 # ---------------------------------------------------------------- the group runner
@@ -296,43 +295,6 @@ def trained(tmp_path_factory) -> list[dict]:
     return run_group("train", tmp_path_factory.mktemp("train"))
 
 
-# ---------------------------------------------------------------- sharding, in one process
-
-
-@pytest.mark.parametrize("size", [0, 1, 5, 36, 37])
-@pytest.mark.parametrize("replicas", [1, 2, 3])
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_shards_interleave_to_the_padded_or_cut_plan(size, replicas, drop_last):
-    plan = torch.randperm(max(size, 1))[:size]
-    shards = []
-    for rank in range(replicas):
-        sampler = SGDSSampler(max(size, 1), rank=rank, num_replicas=replicas, drop_last=drop_last)
-        shards.append(sampler.shard(plan))
-    lengths = {len(shard) for shard in shards}
-    assert len(lengths) == 1  # every rank takes as many steps (DDP needs that)
-    length = lengths.pop()
-    if drop_last:
-        expected = plan[: size - size % replicas]
-    else:
-        expected = torch.cat([plan, plan.repeat(replicas)[: -size % replicas]]) if size else plan
-    assert length * replicas == len(expected)
-    assert torch.equal(torch.stack(shards, 1).reshape(-1) if length else expected, expected)
-
-
-def test_sampler_length_matches_its_shard():
-    for drop_last in (False, True):
-        for rank in (0, 1, 2):
-            sampler = InfoBatchSampler(10, total_epochs=2, num_replicas=3, rank=rank, drop_last=drop_last)
-            assert len(sampler) == len(list(sampler)) == (3 if drop_last else 4)
-
-
-def test_shard_arguments_are_checked():
-    with pytest.raises(ValueError, match="rank"):
-        SGDSSampler(5, num_replicas=2, rank=2)
-    with pytest.raises(ValueError, match="num_replicas"):
-        SGDSSampler(5, num_replicas=0, rank=0)
-
-
 def test_single_process_gather_is_the_identity_and_checks_input():
     index, losses = torch.tensor([3, 1]), torch.tensor([0.5, 0.25], requires_grad=True)
     gathered = gather_observations(index, losses, num_samples=4)
@@ -501,49 +463,3 @@ def test_a_rank_that_leaves_makes_the_others_fail_instead_of_hang(tmp_path):
     its process; either way run_group returns, so nothing hangs."""
     first, _ = run_group("lost_peer", tmp_path, timeout_seconds=20.0, check=False)
     assert first is None or first["error"] is not None
-
-
-def test_ddp_demo_under_torchrun_prints_identical_digests(mnist_train, tmp_path):
-    """The CLI under torchrun (2 processes): one line per rank, the same digest, and the samples
-    drawn add up to the plan (400 in epoch 0; 400 - 40 pruned + 4 back in epoch 1). The JSON
-    reports agree with the lines, and epoch 0's drawn indices are `demo_sampler`'s shards."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "curriclab", "ddp-demo", "--method", "sgds", "--epochs", "2", "--samples", "400",
-               "--report-json", str(tmp_path / "rank{rank}.json")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=JOIN_SECONDS)
-    causes = [line for line in done.stderr.splitlines() if "Error" in line or "what()" in line]
-    assert done.returncode == 0, "\n".join(causes[:20])
-    lines = sorted(re.findall(r"^rank (\d): state sha256 ([0-9a-f]{64}) samples (\d+)$", done.stdout, re.M))
-    assert [rank for rank, _, _ in lines] == ["0", "1"], done.stdout
-    assert lines[0][1] == lines[1][1]
-    assert sum(int(count) for _, _, count in lines) == 400 + 364
-    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    for (rank, sha, count), report in zip(lines, reports):
-        assert (report["rank"], report["world_size"], report["digest"]) == (int(rank), 2, sha)
-        assert report["samples"] == int(count) == sum(report["epoch_samples"])
-        assert report["epoch_plan"] == [400, 364] and report["seconds"] > 0
-    for rank, report in enumerate(reports):
-        sampler = demo_sampler("sgds", 400, 2, seed=0, num_replicas=2, rank=rank)
-        sampler.set_epoch(0)
-        assert report["epoch_indices"][0] == digest(torch.tensor(list(sampler)))
-
-
-def test_ddp_demo_report_json_in_one_process(mnist_train, tmp_path, capsys):
-    """Without torchrun the report is written to the path as given; one process draws the whole
-    plan every epoch, and a path without '{rank}' is refused when several processes run."""
-    path = tmp_path / "report.json"
-    assert main(["ddp-demo", "--method", "data-parameters", "--epochs", "2", "--samples", "120",
-                 "--batch-size", "32", "--report-json", str(path)]) == 0
-    line = capsys.readouterr().out.strip()
-    report = json.loads(path.read_text())
-    assert line == f"rank 0: state sha256 {report['digest']} samples {report['samples']}"
-    assert report["world_size"] == 1 and report["epoch_plan"] == report["epoch_samples"] == [120, 120]
-    assert report["samples"] == 240 and report["samples_per_second"] == pytest.approx(240 / report["seconds"])
-    assert len(set(report["epoch_indices"])) == 2  # reshuffled every epoch
-    assert padded_plan(37, 2) == 38 and padded_plan(37, 2, drop_last=True) == 36 and padded_plan(36, 2) == 36
-
-
-def test_ddp_demo_report_json_needs_a_rank_placeholder_under_several_processes(monkeypatch, tmp_path):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(SystemExit, match=r"\{rank\}"):
-        main(["ddp-demo", "--method", "sgds", "--epochs", "1", "--report-json", str(tmp_path / "r.json")])

@@ -15,10 +15,12 @@ from curriclab.core.stats import (
     comparison_table,
     paired_comparison,
     pearson,
+    pool_by_probability,
     roc_auc,
     roc_curve,
     spearman,
 )
+from tests.helpers.sampling import SEED_ALPHA, _generator
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -145,3 +147,52 @@ def test_comparison_table_pairs_every_entry_with_the_reference():
     assert rows[1]["a_higher"] == 3
     with pytest.raises(ValueError, match="reference"):
         comparison_table(values, "missing")
+
+
+# ---------------------------------------------------------------- detection and class noise
+
+
+def test_roc_auc_equals_the_pairwise_probability_with_ties():
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.randint(0, 6, (60,), generator=generator).float()
+    positives = torch.rand(60, generator=generator) < 0.4
+    pos, neg = scores[positives], scores[~positives]
+    pairwise = ((pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()).mean()
+    assert roc_auc(scores, positives) == pytest.approx(pairwise.item())
+    fpr, tpr = roc_curve(scores, positives)
+    assert (fpr[0].item(), tpr[0].item(), fpr[-1].item(), tpr[-1].item()) == (0.0, 0.0, 1.0, 1.0)
+    assert torch.all(fpr.diff() >= 0) and torch.all(tpr.diff() >= 0)
+    assert roc_auc(torch.arange(4.0), torch.tensor([False, False, True, True])) == 1.0
+    with pytest.raises(ValueError, match="positives"):
+        roc_auc(torch.ones(3), torch.zeros(3, dtype=torch.bool))
+
+
+def test_chi_square_p_values_match_closed_forms():
+    # dof 2: p = exp(-x / 2); dof 1 at x = 3.841459: p = 0.05
+    observed = torch.tensor([30.0, 50.0, 20.0])
+    statistic, dof, p = chi_square_test(observed, torch.tensor([1 / 3, 1 / 3, 1 / 3]))
+    expected = 100 / 3
+    assert statistic == pytest.approx(sum((o - expected) ** 2 / expected for o in (30, 50, 20)))
+    assert dof == 2 and p == pytest.approx(math.exp(-statistic / 2))
+    _, _, p1 = chi_square_test(torch.tensor([50 + 3.841459**0.5 * 5, 50 - 3.841459**0.5 * 5]),
+                               torch.tensor([0.5, 0.5]))
+    assert p1 == pytest.approx(0.05, abs=1e-5)
+    with pytest.raises(ValueError, match="probability 0"):
+        chi_square_test(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.5, 0.5, 0.0]))
+
+
+def test_pooling_keeps_totals_and_balances_group_mass():
+    p = torch.rand(500, generator=_generator(13)).double()
+    p[:50] = 0
+    p /= p.sum()
+    counts = torch.bincount(torch.multinomial(p, 600, True, generator=_generator(14)), minlength=500)
+    pooled, mass = pool_by_probability(counts, p, groups=10)
+    assert float(pooled.sum()) == 600 and float(mass.sum()) == pytest.approx(1.0)
+    assert len(mass) == 10 and float(mass.max()) < 0.1 + float(p.max())
+    assert chi_square_test(pooled, mass)[2] > SEED_ALPHA
+    assert len(pool_by_probability(torch.zeros(0), torch.zeros(0))[0]) == 0
+    # power: 600 uniform draws over the same support, pooled by p, fail the test against p
+    uniform = (p > 0).double() / int((p > 0).sum())
+    wrong = torch.bincount(torch.multinomial(uniform, 600, True, generator=_generator(15)),
+                           minlength=500)
+    assert chi_square_test(*pool_by_probability(wrong, p, groups=10))[2] < 1e-6

@@ -1,8 +1,7 @@
-"""Tests of adaptive loss alignment: the signals, Phi, the REINFORCE controller and the agent loop."""
+"""Tests of adaptive loss alignment: the signals, Phi and the REINFORCE controller."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -10,17 +9,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curriclab.core.data import spl_toy_data, stratified_split
-from curriclab.experiments.adaptive_loss_alignment import (
-    StudentRun,
-    StudentSetup,
-    ala_factory,
-    compare_rules,
-    cross_entropy_factory,
-    summarize,
-    teacher_factory,
-    train_student,
-)
 from curriclab.methods.ala.controller import LossController, policy_gradient_loss
 from curriclab.methods.ala.statistics import (
     NUM_PAIR_FEATURES,
@@ -31,8 +19,6 @@ from curriclab.methods.ala.statistics import (
     discounted_metric,
     pair_features,
 )
-from curriclab.methods.dynamic_loss import dynamic_loss
-from curriclab.methods.teacher import LossTeacher
 
 # ---------------------------------------------------------------- confusion statistics
 
@@ -309,141 +295,3 @@ def test_controller_rejects_bad_input():
     with pytest.raises(ValueError, match="actions"):
         controller.observe(torch.zeros(3, NUM_PAIR_FEATURES), torch.zeros(2, dtype=torch.long), 1.0)
     assert controller.act(torch.zeros(0, NUM_PAIR_FEATURES)).numel() == 0
-
-
-# ---------------------------------------------------------------- the agent and the student loop
-
-
-@pytest.fixture(scope="module")
-def toy_setup() -> StudentSetup:
-    data, _ = spl_toy_data(n_per_class=150, n_anomalies=0, seed=0)
-    validation, rest = stratified_split(data, 60, seed=0)
-    train, test = stratified_split(rest, 180, seed=1)
-    return StudentSetup(train, validation, test, hidden=(8,), lr=0.01, batch_size=30, epochs=3)
-
-
-def test_agent_decides_every_interval_and_keeps_phi_valid(toy_setup):
-    run = train_student(toy_setup, "ala", ala_factory(beta=0.1, interval=4), seed=0)
-    history = run.rule.history
-    assert toy_setup.total_steps == 18 and history.steps == [4, 8, 12, 16]
-    assert len(history.rewards) == len(history.advantages) == 3
-    # each reward belongs to its action: the sign of the fall in the discounted validation error
-    # from the decision that took the action to the next one
-    expected = [math.copysign(1.0, a - b) if a != b else 0.0 for a, b in zip(history.metric, history.metric[1:])]
-    assert history.rewards == expected
-    for phi in history.phi:
-        assert torch.equal(phi, phi.T)
-    for probs in history.action_probs:
-        assert probs.sum().item() == pytest.approx(1.0)
-    assert len(run.val_error) == len(run.test_error) == 3
-
-
-def test_agent_state_dict_round_trip_resumes_identically(toy_setup):
-    factory = ala_factory(beta=0.1, interval=3)
-    model = torch.nn.Linear(2, 2)
-    first, second = factory(toy_setup, model, 0), factory(toy_setup, model, 5)
-    for _ in range(7):
-        first.after_step()
-    second.load_state_dict(first.state_dict())
-    for _ in range(6):
-        first.after_step()
-        second.after_step()
-    assert torch.equal(first.matrix.phi, second.matrix.phi)
-    assert first.history.rewards == second.history.rewards and first.window == second.window
-
-
-def test_teacher_rule_applies_the_teachers_phi_and_feeds_it_the_student_state(toy_setup):
-    teacher = LossTeacher(num_classes=2)  # directions start at zero: Phi = I, bias 0, whatever the state
-    model = torch.nn.Linear(2, 2)
-    rule = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, model, 0)
-    logits, target, index = torch.randn(5, 2), torch.tensor([0, 1, 1, 0, 1]), torch.arange(5)
-    expected = dynamic_loss(logits, target, torch.eye(2), reduction="none")
-    assert torch.allclose(rule.compute_losses(logits, target, index), expected)
-    assert rule.observer.step == 1 and not math.isnan(rule.observer.train_error)
-    rule.after_step()  # step 1: no dev measurement yet
-    assert math.isnan(rule.observer.dev_error)
-    rule.compute_losses(logits, target, index)
-    rule.after_step()  # step 2: dev error of a random validation batch
-    assert 0.0 <= rule.observer.dev_error <= 1.0
-    other = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, model, 7)
-    other.load_state_dict(rule.state_dict())
-    for copy_ in (rule, other):
-        for _ in range(2):
-            copy_.compute_losses(logits, target, index)
-            copy_.after_step()
-    assert other.observer.state_dict() == rule.observer.state_dict()
-    run = train_student(toy_setup, "teacher", teacher_factory(teacher, interval=3), seed=0)
-    assert run.rule.observer.step == toy_setup.total_steps
-    with pytest.raises(ValueError, match="interval"):
-        teacher_factory(teacher, interval=0)(toy_setup, torch.nn.Linear(2, 2), 0)
-
-
-def test_selection_uses_validation_error_only():
-    run = StudentRun("x", 0, val_error=[0.3, 0.1, 0.1, 0.2], test_error=[0.05, 0.4, 0.0, 0.3])
-    assert run.selected_epoch == 1 and run.selected_test_error == 0.4
-    with pytest.raises(ValueError, match="no epochs"):
-        _ = StudentRun("empty", 0).selected_epoch
-
-
-def test_summary(toy_setup):
-    runs = compare_rules(toy_setup, {"ce": cross_entropy_factory}, seeds=[0, 1], progress=False)
-    (row,) = summarize({**runs, "nothing": []})
-    tests = [run.selected_test_error for run in runs["ce"]]
-    assert row.seeds == 2 and row.test_error_mean == pytest.approx(sum(tests) / 2)
-    again = compare_rules(toy_setup, {"ce": cross_entropy_factory}, seeds=[0], progress=False)
-    assert again["ce"][0].val_error == runs["ce"][0].val_error  # seeded: reproducible
-    with pytest.raises(ValueError, match="seeds"):
-        compare_rules(toy_setup, {"ce": cross_entropy_factory}, seeds=[])
-
-
-def test_agent_rejects_bad_input(toy_setup):
-    make = ala_factory(interval=0)
-    with pytest.raises(ValueError, match="interval"):
-        make(toy_setup, torch.nn.Linear(2, 2), 0)
-    with pytest.raises(ValueError, match="gamma"):
-        ala_factory(gamma=0.0)(toy_setup, torch.nn.Linear(2, 2), 0)
-    empty = copy.copy(toy_setup)
-    empty.validation = toy_setup.validation.subset([])
-    with pytest.raises(ValueError, match="validation"):
-        ala_factory()(empty, torch.nn.Linear(2, 2), 0)
-
-
-# ---------------------------------------------------------------- plots
-
-
-def test_plots_draw_runs_and_survive_empty_selections(toy_setup):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from curriclab.methods.ala.agent import AlignmentHistory
-    from curriclab.plots import ala as ala_plots
-
-    run = train_student(toy_setup, "ala", ala_factory(beta=0.1, interval=2), seed=0)
-    history = run.rule.history
-    fig, axes = plt.subplots(2, 4)
-    assert len(ala_plots.mismatch_curves(axes[0, 0], run)) == 4
-    assert len(ala_plots.loss_family_curves(axes[0, 1], diagonals=(0.5, 1.0))) == 3
-    assert len(ala_plots.phi_summary(axes[0, 2], history)) == 2
-    assert len(ala_plots.action_probabilities(axes[0, 3], history)) == 3
-    assert len(ala_plots.reward_curve(axes[1, 0], [history], window=2)) == 1
-    assert len(ala_plots.selected_test_errors(axes[1, 1], {"ala": [run]})) == 2
-    assert len(ala_plots.mean_curves(axes[1, 2], {"ala": [run]})) == 1
-    assert ala_plots.confusion_heatmap(axes[1, 3], torch.rand(2, 2) + 0.1) is not None
-    plt.close(fig)
-    plt.close(ala_plots.phi_heatmaps(history, count=3))
-    with pytest.raises(ValueError, match="position"):
-        ala_plots.phi_snapshot(plt.gca(), history, len(history.phi))
-
-    empty = AlignmentHistory()
-    fig, axes = plt.subplots(1, 6)
-    assert ala_plots.phi_summary(axes[0], empty) == []
-    assert ala_plots.action_probabilities(axes[1], empty) == []
-    assert ala_plots.reward_curve(axes[2], [empty], window=3) == []
-    assert ala_plots.selected_test_errors(axes[3], {"none": []}) == []
-    assert ala_plots.mean_curves(axes[4], {}) == []
-    assert ala_plots.confusion_heatmap(axes[5], torch.full((2, 2), math.nan)) is None
-    plt.close(fig)
-    plt.close(ala_plots.phi_heatmaps(empty))
-    plt.close("all")

@@ -1,6 +1,5 @@
-"""SparseSGD, DataParameters and the noise-detection helpers of notebook 05."""
+"""DataParameters: the tempered loss, its gradients, decay, clamping and state."""
 
-import copy
 import math
 
 import pytest
@@ -10,139 +9,14 @@ from torch.func import functional_call
 
 from curriclab.core.data import make_loader, spl_toy_data
 from curriclab.core.models import LogisticRegression
-from curriclab.core.stats import roc_auc, roc_curve
+from curriclab.core.stats import roc_auc
 from curriclab.core.training import seed_everything, train_epoch
-from curriclab.experiments.data_parameters import (
-    DataParameterSetup,
-    NoisyRun,
-    final_accuracy,
-    noisy_subset,
-    relabel_into_classes,
-    run_noisy_training,
-)
+from curriclab.experiments.data_parameters import DataParameterSetup
 from curriclab.methods.data_parameters import (
     DataParameters,
     _TemperedCrossEntropy,
     logit_gradient_norm,
 )
-from curriclab.methods.sparse_sgd import SparseSGD
-
-# ---------------------------------------------------------------- SparseSGD
-
-
-def _restoring_sgd_steps(start, grads, lr, momentum):
-    """Reference: a plain torch SGD step, then value and momentum of zero-gradient entries are
-    copied back from clones taken before the step (what the original implementation does)."""
-    param = start.clone().requires_grad_()
-    optimizer = torch.optim.SGD([param], lr=lr, momentum=momentum)
-    for grad in grads:
-        before = param.detach().clone()
-        state = optimizer.state.get(param, {})
-        buffer_before = state["momentum_buffer"].clone() if "momentum_buffer" in state else None
-        param.grad = grad.clone()
-        optimizer.step()
-        absent = grad == 0
-        with torch.no_grad():
-            param[absent] = before[absent]
-            if buffer_before is not None:
-                optimizer.state[param]["momentum_buffer"][absent] = buffer_before[absent]
-    return param.detach(), optimizer.state[param]["momentum_buffer"]
-
-
-def _sparse_grads(shape, steps, present_share, seed):
-    generator = torch.Generator().manual_seed(seed)
-    grads = []
-    for _ in range(steps):
-        grad = torch.randn(shape, generator=generator, dtype=torch.float64)
-        grad[torch.rand(shape, generator=generator) > present_share] = 0.0
-        grads.append(grad)
-    return grads
-
-
-def _sparse_sgd_steps(start, grads, lr, momentum):
-    param = start.clone().requires_grad_()
-    optimizer = SparseSGD([param], lr=lr, momentum=momentum)
-    for grad in grads:
-        param.grad = grad.clone()
-        optimizer.step()
-    return param.detach(), optimizer
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sparse_sgd_equals_torch_sgd_when_every_entry_has_a_gradient(momentum):
-    start = torch.randn(7, 5, dtype=torch.float64)
-    grads = _sparse_grads((7, 5), steps=12, present_share=1.0, seed=1)
-    reference = start.clone().requires_grad_()
-    torch_sgd = torch.optim.SGD([reference], lr=0.3, momentum=momentum)
-    for grad in grads:
-        reference.grad = grad.clone()
-        torch_sgd.step()
-    result, _ = _sparse_sgd_steps(start, grads, lr=0.3, momentum=momentum)
-    torch.testing.assert_close(result, reference.detach(), rtol=0, atol=0)
-
-
-def test_sparse_sgd_matches_the_clone_and_restore_reference():
-    start = torch.randn(200, dtype=torch.float64)
-    grads = _sparse_grads((200,), steps=40, present_share=0.1, seed=2)
-    expected, expected_buffer = _restoring_sgd_steps(start, grads, lr=0.2, momentum=0.9)
-    result, optimizer = _sparse_sgd_steps(start, grads, lr=0.2, momentum=0.9)
-    torch.testing.assert_close(result, expected, rtol=0, atol=0)
-    buffer = next(iter(optimizer.state.values()))["momentum_buffer"]
-    torch.testing.assert_close(buffer, expected_buffer, rtol=0, atol=0)
-
-
-def test_absent_entries_keep_value_and_momentum_through_many_steps():
-    param = torch.zeros(6, requires_grad=True)
-    optimizer = SparseSGD([param], lr=0.5, momentum=0.9)
-    param.grad = torch.tensor([1.0, 2.0, 0.0, 0.0, 0.0, 0.0])
-    optimizer.step()
-    value, buffer = param.detach().clone(), optimizer.state[param]["momentum_buffer"].clone()
-    for _ in range(25):  # only entry 5 is touched from now on
-        param.grad = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
-        optimizer.step()
-    assert torch.equal(param.detach()[:5], value[:5])
-    assert torch.equal(optimizer.state[param]["momentum_buffer"][:5], buffer[:5])
-    # entry 0 comes back: its old momentum (1.0) is used, not a decayed one
-    param.grad = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    optimizer.step()
-    assert param.detach()[0].item() == pytest.approx(-0.5 - 0.5 * (0.9 * 1.0 + 1.0))
-
-
-def test_sparse_sgd_state_dict_round_trip():
-    start = torch.randn(50, dtype=torch.float64)
-    grads = _sparse_grads((50,), steps=20, present_share=0.3, seed=3)
-    param, optimizer = _sparse_sgd_steps(start, grads[:10], lr=0.1, momentum=0.9)
-    resumed = param.clone().requires_grad_()
-    resumed_optimizer = SparseSGD([resumed], lr=0.7, momentum=0.1)
-    resumed_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # as if saved to disk
-    original = optimizer.param_groups[0]["params"][0]
-    for grad in grads[10:]:
-        for p, opt in ((original, optimizer), (resumed, resumed_optimizer)):
-            p.grad = grad.clone()
-            opt.step()
-    torch.testing.assert_close(resumed.detach(), original.detach(), rtol=0, atol=0)
-
-
-def test_sparse_sgd_rejects_bad_settings():
-    param = torch.zeros(3, requires_grad=True)
-    with pytest.raises(ValueError, match="weight_decay"):
-        SparseSGD([param], lr=0.1, weight_decay=1e-4)
-    with pytest.raises(ValueError, match="weight_decay"):
-        SparseSGD([{"params": [param], "weight_decay": 0.5}], lr=0.1)
-    with pytest.raises(ValueError, match="lr"):
-        SparseSGD([param], lr=-1.0)
-    with pytest.raises(ValueError, match="momentum"):
-        SparseSGD([param], lr=0.1, momentum=1.0)
-
-
-def test_sparse_sgd_step_without_any_gradient_changes_nothing():
-    param = torch.ones(4, requires_grad=True)
-    optimizer = SparseSGD([param], lr=0.1)
-    optimizer.step()  # grad is None
-    param.grad = torch.zeros(4)
-    optimizer.step()
-    assert torch.equal(param.detach(), torch.ones(4))
-
 
 # ---------------------------------------------------------------- DataParameters
 
@@ -364,37 +238,6 @@ def test_instance_parameters_postpone_flipped_labels_in_training():
     assert roc_auc(sigma, flipped) > 0.9
 
 
-# ---------------------------------------------------------------- detection and class noise
-
-
-def test_roc_auc_equals_the_pairwise_probability_with_ties():
-    generator = torch.Generator().manual_seed(4)
-    scores = torch.randint(0, 6, (60,), generator=generator).float()
-    positives = torch.rand(60, generator=generator) < 0.4
-    pos, neg = scores[positives], scores[~positives]
-    pairwise = ((pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()).mean()
-    assert roc_auc(scores, positives) == pytest.approx(pairwise.item())
-    fpr, tpr = roc_curve(scores, positives)
-    assert (fpr[0].item(), tpr[0].item(), fpr[-1].item(), tpr[-1].item()) == (0.0, 0.0, 1.0, 1.0)
-    assert torch.all(fpr.diff() >= 0) and torch.all(tpr.diff() >= 0)
-    assert roc_auc(torch.arange(4.0), torch.tensor([False, False, True, True])) == 1.0
-    with pytest.raises(ValueError, match="positives"):
-        roc_auc(torch.ones(3), torch.zeros(3, dtype=torch.bool))
-
-
-def test_relabel_into_classes_reaches_the_requested_share():
-    targets = torch.arange(5).repeat_interleave(100)
-    noisy, mask = relabel_into_classes(targets, [1, 3], fraction=0.4, seed=0)
-    for label in (1, 3):
-        labelled = noisy == label
-        assert float((mask & labelled).sum() / labelled.sum()) == pytest.approx(0.4, abs=0.01)
-    assert torch.equal(noisy[~mask], targets[~mask]) and not torch.isin(targets[mask], torch.tensor([1, 3])).any()
-    with pytest.raises(ValueError, match="fraction"):
-        relabel_into_classes(targets, [1], fraction=1.0)
-    with pytest.raises(ValueError, match="noisy_classes"):
-        relabel_into_classes(targets, [7], fraction=0.2)
-
-
 def test_logit_gradient_norm_matches_autograd_and_shrinks_for_large_sigma():
     logits = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)
     sigmas = torch.tensor([0.1, 1.0, 3.0, 20.0], dtype=torch.float64)
@@ -410,38 +253,6 @@ def test_logit_gradient_norm_matches_autograd_and_shrinks_for_large_sigma():
         logit_gradient_norm(logits, 0, torch.tensor([0.0]))
 
 
-def test_noisy_subset_corrupts_the_requested_share(mnist_test):
-    train, corrupted = noisy_subset(mnist_test, 1000, 0.3, seed=1)
-    original = mnist_test.targets[train.source_indices]
-    assert len(train) == 1000 and int(corrupted.sum()) == 300
-    assert torch.all(train.targets[corrupted] != original[corrupted])
-    assert torch.equal(train.targets[~corrupted], original[~corrupted])
-
-
 def test_initial_sigma_outside_the_clamp_is_rejected():
     with pytest.raises(ValueError, match="init_instance"):
         DataParameters(3, 5, learn_instance=True, init_instance=0.001)  # below the default 1/20
-
-
-def test_run_noisy_training_records_every_epoch_and_is_reproducible():
-    data, _ = spl_toy_data(n_per_class=100, n_anomalies=20, seed=1)
-    setup = DataParameterSetup(mode="joint", epochs=3, hidden=(8,), init_class=0.5, init_instance=0.5,
-                               lr_instance=2.0, batch_size=50)
-    first, second = (run_noisy_training(data, data, setup) for _ in range(2))
-    assert len(first.test_accuracy) == 3 and first.plain_losses.shape == (3, 200)
-    assert first.sample_sigma.shape == (4, 200) and first.class_sigma.shape == (4, 2)
-    torch.testing.assert_close(first.sample_sigma[0], torch.ones(200))
-    assert first.test_accuracy == second.test_accuracy
-    assert torch.equal(first.sample_sigma, second.sample_sigma)
-    baseline = run_noisy_training(data, data, DataParameterSetup(mode="baseline", epochs=1, hidden=(8,)))
-    assert baseline.sample_sigma.numel() == 0 and baseline.plain_losses.shape == (1, 200)
-    with pytest.raises(ValueError, match="empty"):
-        run_noisy_training(data.subset([]), data, setup)
-
-
-def test_final_accuracy_averages_the_last_epochs():
-    run = NoisyRun(DataParameterSetup(), [0.1, 0.5, 0.6, 0.7], [], torch.empty(0), torch.empty(0), torch.empty(0))
-    assert final_accuracy(run, last=3) == pytest.approx(0.6)
-    assert final_accuracy(run, last=10) == pytest.approx(0.475)
-    with pytest.raises(ValueError, match="last"):
-        final_accuracy(run, last=0)

@@ -1,31 +1,14 @@
 """Per-sample gradient norms against the one-autograd.grad-per-sample loop, the output-gradient proxy
-against its closed form, the statistics against brute force, and the recorded epoch."""
+against its closed form, and the training-step recorder."""
 
-import copy
 import functools
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curriclab.core.data import IndexedDataset, make_loader
-from curriclab.core.models import MLP, LogisticRegression, SmallConv
-from curriclab.core.protocol import SampleMethod
-from curriclab.core.stats import spearman
-from curriclab.core.training import per_sample_losses, train_epoch
-from curriclab.experiments.gradient_norm_vs_loss import (
-    record_epoch,
-    rolling_by_rank,
-    spearman_by_chunk,
-    time_methods,
-    timing_table,
-)
+from curriclab.experiments.gradient_norm_vs_loss import time_methods
 from curriclab.methods.importance import (
     TrainingStepRecorder,
     _grads_by_forward_kernel,
@@ -38,7 +21,7 @@ from curriclab.methods.importance import (
     per_sample_grad_norms_vmap,
     weight_grad_sq_norms,
 )
-from curriclab.plots.importance import chunk_correlations, density_loglog, rolling_band, timing_bars
+from tests.helpers.importance import batch_for, make_model, relative_error
 
 
 def nll_per_sample(output, target, index=None):
@@ -50,67 +33,9 @@ def squared_error_per_sample(output, target, index=None):
     return output.square().sum(1) - 2 * output.gather(1, target[:, None]).squeeze(1) + 1
 
 
-class ConvVariety(nn.Module):
-    """Strides, padding, dilation, a bias-free convolution and a bias-free linear layer."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 4, kernel_size=3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(4, 3, kernel_size=(2, 3), dilation=(1, 2), padding=(1, 0), bias=False)
-        self.fc = nn.Linear(3 * 7 * 3, 5, bias=False)
-
-    def forward(self, x):
-        return self.fc(torch.tanh(self.conv2(torch.tanh(self.conv1(x)))).flatten(1))
-
-
-class TwiceApplied(nn.Module):
-    """One Linear layer applied to two halves of the input: its gradient is a sum of two terms."""
-
-    def __init__(self):
-        super().__init__()
-        self.shared = nn.Linear(4, 4)
-        self.head = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.head(torch.tanh(self.shared(x[:, :4])) * self.shared(x[:, 4:]))
-
-
-class ConvThenTwice(nn.Module):
-    """A convolution followed by one Linear layer applied to two halves of its features."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, kernel_size=3)
-        self.shared = nn.Linear(9, 4)
-        self.head = nn.Linear(4, 3)
-
-    def forward(self, x):
-        features = torch.tanh(self.conv(x)).flatten(1)
-        return self.head(torch.tanh(self.shared(features[:, :9])) * self.shared(features[:, 9:]))
-
-
-def batch_for(model_name, size=8, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    shapes = {
-        "mlp": ((size, 1, 28, 28), 10), "smallconv": ((size, 1, 28, 28), 10),
-        "logistic": ((size, 2), 2), "convvariety": ((size, 2, 11, 13), 5), "twice": ((size, 8), 3),
-        "convtwice": ((size, 1, 5, 5), 3),
-    }
-    shape, classes = shapes[model_name]
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
-    return x, torch.randint(0, classes, (size,), generator=generator)
-
-
-def make_model(name, seed=0):
-    torch.manual_seed(seed)
-    model = {
-        "mlp": lambda: MLP(hidden=(32, 16)), "smallconv": SmallConv, "logistic": LogisticRegression,
-        "convvariety": ConvVariety, "twice": TwiceApplied, "convtwice": ConvThenTwice,
-    }[name]()
-    return model.double()
-
-
 MODELS = ["mlp", "smallconv", "logistic", "convvariety", "twice", "convtwice"]
+
+
 LOSSES = {"cross-entropy": None, "squared error": squared_error_per_sample}
 
 
@@ -129,10 +54,6 @@ def loop_reference(name, log_probabilities=False, loss_name="cross-entropy"):
     """The blog's one-autograd.grad-per-sample norms, computed once per case."""
     model, x, y, kwargs = prepared(name, log_probabilities, loss_name)
     return per_sample_grad_norms_loop(model, x, y, **kwargs)
-
-
-def relative_error(a, b):
-    return float(((a - b).abs() / b.abs().clamp_min(1e-12)).max())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -311,40 +232,6 @@ def test_training_step_recorder_reports_what_it_cannot_measure():
         TrainingStepRecorder(inplace, strategy="fast")
 
 
-@pytest.mark.parametrize("name", ["smallconv", "mlp", "layernorm"])
-def test_record_epoch_trains_exactly_like_train_epoch(name):
-    """Same trajectory as a plain epoch, and each batch's norms equal the loop under the weights
-    of its step (SmallConv: book-keeping; MLP: output gradients captured from the loop's backward;
-    LayerNorm: the separate-pass fallback)."""
-    generator = torch.Generator().manual_seed(5)
-    dataset = IndexedDataset(torch.randn(24, 1, 28, 28, generator=generator, dtype=torch.float64),
-                             torch.randint(0, 10, (24,), generator=generator))
-    torch.manual_seed(0)
-    if name == "smallconv":
-        model = SmallConv().double()
-    elif name == "mlp":
-        model = MLP(hidden=(16,)).double()
-    else:
-        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.LayerNorm(8), nn.Tanh(),
-                              nn.Linear(8, 10)).double()
-    twin = copy.deepcopy(model)
-    loader = make_loader(dataset, 8, sampler=[5, 1, 7, 3, 0, 2, 4, 6] + list(range(8, 24)))
-    record = record_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-                          progress=False)
-    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
-    expected = torch.full((24,), float("nan"), dtype=torch.float64)
-
-    class LoopNorms(SampleMethod):
-        def objective(self, index, losses):
-            _, x, y = dataset.__getitems__(index)
-            expected[index] = per_sample_grad_norms_loop(twin, x, y)
-
-    train_epoch(twin, loader, twin_optimizer, methods=[LoopNorms()], progress=False)
-    for p, q in zip(model.parameters(), twin.parameters()):
-        assert torch.allclose(p, q, rtol=1e-10, atol=1e-12)
-    assert relative_error(record.grad_norms.double(), expected) < 1e-5  # stored as float32
-
-
 def test_bad_input_and_empty_batches():
     model, (x, y) = make_model("mlp"), batch_for("mlp")
     with pytest.raises(ValueError, match="y"):
@@ -378,107 +265,3 @@ def test_index_reaches_the_loss_function():
     for method in ("hooks", "vmap"):
         fast = per_sample_grad_norms(model, x, y, weighted, index, method=method)
         assert relative_error(fast, expected) < 1e-10
-
-
-def test_spearman_by_chunk_is_spearman_of_each_slice():
-    a, b = torch.arange(10.0), torch.tensor([1.0, 0, 3, 2, 5, 4, 6, 7, 8, 9])
-    by_chunk = spearman_by_chunk(a, b, 3)
-    expected = [spearman(a[s], b[s]) for s in (slice(0, 4), slice(4, 7), slice(7, 10))]
-    assert by_chunk.tolist() == pytest.approx(expected)
-    with pytest.raises(ValueError, match="chunks"):
-        spearman_by_chunk(a, b, 6)
-
-
-def test_rolling_by_rank_matches_a_brute_force_window():
-    generator = torch.Generator().manual_seed(0)
-    key, values = torch.rand(40, generator=generator), torch.rand(40, generator=generator)
-    ranks, mean, std = rolling_by_rank(key, values, window=7)
-    ordered = values[key.argsort()].double()
-    assert ranks.tolist() == list(range(6, 40))
-    for position, end in enumerate(ranks.tolist()):
-        chunk = ordered[end - 6: end + 1].numpy()
-        assert mean[position].item() == pytest.approx(chunk.mean())
-        assert std[position].item() == pytest.approx(chunk.std(ddof=1))
-    assert all(len(t) == 0 for t in rolling_by_rank(key[:5], values[:5], window=7))
-    with pytest.raises(ValueError, match="window"):
-        rolling_by_rank(key, values, window=1)
-    with pytest.raises(ValueError, match="equal length"):
-        rolling_by_rank(key, values[:3])
-
-
-def tiny_dataset(size=48):
-    generator = torch.Generator().manual_seed(3)
-    inputs = torch.randn(size, 2, generator=generator)
-    return IndexedDataset(inputs, (inputs.sum(1) > 0).long())
-
-
-def test_record_epoch_without_updates_equals_direct_measurement():
-    dataset = tiny_dataset()
-    torch.manual_seed(0)
-    model = LogisticRegression()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    record = record_epoch(model, make_loader(dataset, 16, shuffle=True), optimizer, progress=False)
-    direct = measure_batch(model, dataset.inputs, dataset.targets)
-    assert torch.allclose(record.grad_norms, direct.grad_norms, rtol=1e-5)
-    assert torch.allclose(record.output_grad_norms, direct.output_grad_norms, rtol=1e-5)
-    assert torch.allclose(record.losses, per_sample_losses(model, dataset), rtol=1e-5)
-    assert record.result.samples == len(dataset)
-
-
-def test_record_epoch_measures_before_each_step_and_leaves_unvisited_nan():
-    dataset = tiny_dataset()
-    torch.manual_seed(0)
-    model = LogisticRegression()
-    first = measure_batch(model, dataset.inputs[:8], dataset.targets[:8])
-    # the second batch measured under the weights after one hand-written SGD step on the first
-    stepped = copy.deepcopy(model)
-    F.cross_entropy(stepped(dataset.inputs[:8]), dataset.targets[:8]).backward()
-    with torch.no_grad():
-        for p in stepped.parameters():
-            p -= 0.5 * p.grad
-    second_after_step = measure_batch(stepped, dataset.inputs[8:16], dataset.targets[8:16])
-    second_before_step = measure_batch(model, dataset.inputs[8:16], dataset.targets[8:16])
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    loader = make_loader(dataset, 8, sampler=list(range(24)))
-    record = record_epoch(model, loader, optimizer, progress=False)
-    assert torch.allclose(record.grad_norms[:8], first.grad_norms)
-    assert torch.allclose(record.grad_norms[8:16], second_after_step.grad_norms, rtol=1e-5)
-    assert not torch.allclose(record.grad_norms[8:16], second_before_step.grad_norms)
-    assert torch.isnan(record.grad_norms[24:]).all() and torch.isnan(record.losses[24:]).all()
-    with pytest.raises(TypeError, match="IndexedDataset"):
-        record_epoch(model, [(torch.arange(2), dataset.inputs[:2], dataset.targets[:2])], optimizer)
-
-
-def test_time_methods_and_table():
-    model, (x, y) = make_model("logistic"), batch_for("logistic")
-    seconds = time_methods(model, x, y, ("floor", "hooks", "proxy"), repeats=2)
-    assert list(seconds) == ["floor", "hooks", "proxy"] and all(s > 0 for s in seconds.values())
-    table = timing_table(seconds)
-    assert list(table.index) == ["floor", "hooks", "proxy"]
-    assert table.loc["floor", "x floor"] == 1.0
-    assert table.loc["hooks", "ms / batch"] == round(1000 * seconds["hooks"], 2)
-    assert table.loc["proxy", "x floor"] == round(seconds["proxy"] / seconds["floor"], 2)
-    with pytest.raises(ValueError, match="unknown"):
-        time_methods(model, x, y, ("floor", "backpack"))
-    with pytest.raises(ValueError, match="clock"):
-        time_methods(model, x, y, ("floor",), clock="gpu")
-    with pytest.raises(ValueError, match="baseline"):
-        timing_table({"hooks": 1.0})
-
-
-def test_plots_skip_unplottable_points_and_survive_empty_input():
-    fig, axes = plt.subplots(1, 3)
-    hexes = density_loglog(axes[0], torch.tensor([0.0, 1.0, 2.0, float("nan")]),
-                           torch.tensor([1.0, 2.0, 3.0, 4.0]), xlabel="loss", ylabel="norm")
-    assert float(hexes.get_array().sum()) == 2.0  # only the two positive, finite pairs are binned
-    assert "2 pairs" in axes[0].texts[0].get_text()
-    empty = torch.zeros(0)
-    assert density_loglog(axes[1], empty, empty, xlabel="a", ylabel="b") is None
-    line, _ = rolling_band(axes[2], *rolling_by_rank(empty, empty), xlabel="rank", ylabel="loss")
-    assert len(line.get_xdata()) == 0
-    assert len(chunk_correlations(axes[2], empty, label="c", xlabel="chunk")) == 1
-    bars = timing_bars(axes[1], {"floor": 2.0, "loop": 50.0})
-    assert [bar.get_width() for bar in bars] == [1.0, 25.0]
-    with pytest.raises(ValueError, match="baseline"):
-        timing_bars(axes[1], {"loop": 1.0})
-    plt.close(fig)

@@ -3,10 +3,9 @@ import math
 import pytest
 import torch
 
-from curriclab.core.data import make_loader, spl_toy_data
+from curriclab.core.data import make_loader
 from curriclab.core.models import LogisticRegression
 from curriclab.core.training import fit, per_sample_losses, seed_everything
-from curriclab.experiments.loss_quantile_persistence import train_and_record
 from curriclab.methods.persistence import (
     LossRecorder,
     chance_percent_match,
@@ -15,6 +14,7 @@ from curriclab.methods.persistence import (
     quantile_sizes,
     quantile_transitions,
 )
+from tests.helpers.persistence import _toy
 
 
 def _brute_ranks(losses: list[float], descending: bool) -> list[int]:
@@ -158,17 +158,6 @@ def test_bad_input_is_rejected_with_a_clear_message(call, error, words):
         call()
 
 
-TOY_RUN = {
-    "batch_size": 16, "lr": 0.05, "momentum": 0.9, "seed": 3,
-    "model_factory": LogisticRegression, "progress": False,
-}
-
-
-def _toy(n_per_class: int = 60):
-    data, _ = spl_toy_data(n_per_class=n_per_class, seed=1)
-    return data
-
-
 def test_recorder_keys_losses_by_dataset_index_in_shuffled_epochs():
     data = _toy()
     seed_everything(0)
@@ -181,27 +170,6 @@ def test_recorder_keys_losses_by_dataset_index_in_shuffled_epochs():
     assert recorder.by_epoch.shape == (3, len(data))
     for row in recorder.by_epoch:
         assert torch.allclose(row, expected, atol=1e-6)
-
-
-def test_recorded_rows_average_to_the_epoch_training_loss():
-    data = _toy()
-    settings = {**TOY_RUN, "shuffle": True, "epochs": 3}
-    run = train_and_record(data, end_of_epoch=True, **settings)
-    assert run.losses.shape == run.end_of_epoch.shape == (3, len(data))
-    for row, record in zip(run.losses, run.history):
-        assert math.isclose(row.mean().item(), record.train.loss, rel_tol=1e-5)
-    assert not torch.allclose(run.losses[0], run.losses[2])  # training moved the losses
-    again = train_and_record(data, **settings)
-    assert torch.equal(run.losses, again.losses) and again.end_of_epoch is None
-
-
-def test_end_of_epoch_losses_are_those_of_the_model_after_the_epoch():
-    data = _toy()
-    settings = {**TOY_RUN, "shuffle": False}
-    two = train_and_record(data, epochs=2, end_of_epoch=True, **settings)
-    # The training-time losses of epoch 2's first batch were computed by the model that ended epoch 1.
-    assert torch.allclose(two.losses[1, :16], two.end_of_epoch[0, :16], atol=1e-6)
-    assert not torch.allclose(two.losses[1, 16:], two.end_of_epoch[0, 16:], atol=1e-6)
 
 
 def test_recorder_refuses_an_epoch_that_skipped_samples():

@@ -1,58 +1,25 @@
+from __future__ import annotations
+
 import math
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import LogisticRegression
-from curriclab.core.stats import chi_square_test, pool_by_probability
+from curriclab.core.protocol import SampleMethod
+from curriclab.core.stats import chi_square_test
 from curriclab.core.training import cross_entropy_per_sample, fit, seed_everything
-from curriclab.experiments.sgd_s_resampling import (
-    METHODS,
-    RunRecord,
-    RunSettings,
-    claim_table,
-    claim_table_markdown,
-    cost_to_accuracy,
-    make_sampler,
-    position_keyed_weights,
-    reachable_target,
-    run_method,
-)
-from curriclab.methods.infobatch import InfoBatchSampler, below_mean
+from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import (
     SGDSSampler,
     importance_weights,
     loss_probabilities,
     prune_and_reintroduce,
 )
-from curriclab.plots import sampling as plots
+from tests.helpers.sampling import SEED_ALPHA, _counts, _feed, _generator
 
-SEED_ALPHA = 1e-3  # fixed seeds: a false alarm would need a 1-in-1000 draw
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The models here are tiny; a second thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _generator(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _feed(sampler, losses: torch.Tensor) -> None:
-    """Record every sample's fixed loss, as a full pass would."""
-    sampler.update(torch.arange(len(losses)), losses)
-
-
-def _counts(indices: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.bincount(indices, minlength=n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- pure functions ---------------------------------------------------------------------------
@@ -109,37 +76,6 @@ def test_unseen_samples_are_pruned_last():
     losses = torch.tensor([0.5, float("nan"), 0.1, 0.2])
     active = prune_and_reintroduce(losses, torch.ones(4, dtype=torch.bool), 0.75, 0.0)
     assert active.tolist() == [False, True, False, False]
-
-
-def test_chi_square_p_values_match_closed_forms():
-    # dof 2: p = exp(-x / 2); dof 1 at x = 3.841459: p = 0.05
-    observed = torch.tensor([30.0, 50.0, 20.0])
-    statistic, dof, p = chi_square_test(observed, torch.tensor([1 / 3, 1 / 3, 1 / 3]))
-    expected = 100 / 3
-    assert statistic == pytest.approx(sum((o - expected) ** 2 / expected for o in (30, 50, 20)))
-    assert dof == 2 and p == pytest.approx(math.exp(-statistic / 2))
-    _, _, p1 = chi_square_test(torch.tensor([50 + 3.841459**0.5 * 5, 50 - 3.841459**0.5 * 5]),
-                               torch.tensor([0.5, 0.5]))
-    assert p1 == pytest.approx(0.05, abs=1e-5)
-    with pytest.raises(ValueError, match="probability 0"):
-        chi_square_test(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.5, 0.5, 0.0]))
-
-
-def test_pooling_keeps_totals_and_balances_group_mass():
-    p = torch.rand(500, generator=_generator(13)).double()
-    p[:50] = 0
-    p /= p.sum()
-    counts = torch.bincount(torch.multinomial(p, 600, True, generator=_generator(14)), minlength=500)
-    pooled, mass = pool_by_probability(counts, p, groups=10)
-    assert float(pooled.sum()) == 600 and float(mass.sum()) == pytest.approx(1.0)
-    assert len(mass) == 10 and float(mass.max()) < 0.1 + float(p.max())
-    assert chi_square_test(pooled, mass)[2] > SEED_ALPHA
-    assert len(pool_by_probability(torch.zeros(0), torch.zeros(0))[0]) == 0
-    # power: 600 uniform draws over the same support, pooled by p, fail the test against p
-    uniform = (p > 0).double() / int((p > 0).sum())
-    wrong = torch.bincount(torch.multinomial(uniform, 600, True, generator=_generator(15)),
-                           minlength=500)
-    assert chi_square_test(*pool_by_probability(wrong, p, groups=10))[2] < 1e-6
 
 
 # --- SGD-S sampler ------------------------------------------------------------------------------
@@ -340,73 +276,6 @@ def test_empty_sampler_and_empty_batches():
     assert list(none_drawn) == []
 
 
-# --- InfoBatch-style pruner ---------------------------------------------------------------------
-
-def test_below_mean_ignores_unseen_samples():
-    losses = torch.tensor([1.0, float("nan"), 3.0, 0.5])
-    assert below_mean(losses).tolist() == [True, False, False, True]
-    assert not bool(below_mean(torch.full((3,), float("nan"))).any())
-
-
-def test_infobatch_prunes_below_mean_at_rate_r_and_rescales_the_rest():
-    n, ratio, epochs = 400, 0.3, 40
-    losses = torch.linspace(0.0, 2.0, n)
-    low = losses < losses.mean()
-    sampler = InfoBatchSampler(n, total_epochs=epochs + 1, prune_ratio=ratio, delta=1.0,
-                               generator=_generator(10))
-    sampler.set_epoch(0)
-    assert sorted(sampler) == list(range(n))  # nothing seen yet: full data
-    kept_counts = torch.zeros(n)
-    expected_weight = torch.zeros(n)
-    for epoch in range(1, epochs + 1):
-        _feed(sampler, losses)
-        sampler.set_epoch(epoch)
-        drawn = torch.tensor(list(sampler), dtype=torch.long)
-        assert len(set(drawn.tolist())) == len(drawn)  # a permutation of the kept samples
-        kept = _counts(drawn, n).float()
-        kept_counts += kept
-        expected_weight += kept * sampler.weights(torch.arange(n))
-    assert bool((kept_counts[~low] == epochs).all())  # above-mean samples are never pruned
-    total = int(low.sum()) * epochs
-    kept_share = float(kept_counts[low].sum()) / total
-    assert abs(kept_share - (1 - ratio)) < 4 * math.sqrt(ratio * (1 - ratio) / total)
-    # unbiased: kept share * weight 1/(1-r) is 1 on average for every below-mean sample
-    assert abs(float(expected_weight[low].mean()) / epochs - 1.0) < 4 * math.sqrt(
-        ratio / (1 - ratio) / total)
-
-
-def test_infobatch_uses_all_data_in_the_final_epochs():
-    sampler = InfoBatchSampler(100, total_epochs=8, prune_ratio=0.5, delta=0.75)
-    assert [sampler.prunes_in(e) for e in range(8)] == [True] * 6 + [False] * 2
-    # delta * total_epochs counted in integers: 0.55 * 100 is 55.00000000000001 in floats.
-    rounded_up = InfoBatchSampler(10, total_epochs=100, delta=0.55)
-    assert rounded_up.pruning_epochs == 55 and not rounded_up.prunes_in(55)
-    assert InfoBatchSampler(100, total_epochs=4, delta=0.6).pruning_epochs == 3  # epochs 0-2 < 2.4
-    for epoch in range(8):
-        sampler.set_epoch(epoch)
-        _feed(sampler, torch.linspace(0, 1, 100))
-    assert sorted(sampler) == list(range(100))
-    assert bool((sampler.weights(torch.arange(100)) == 1).all())
-
-
-# --- the original's position-keyed weights ------------------------------------------------------
-
-def test_position_bug_weights_ignore_each_samples_own_loss():
-    n = 2000
-    losses = torch.rand(n, generator=_generator(11)) * 3
-    demo = position_keyed_weights(losses, 0.1, 0.01, _generator(12))
-    kept = n - 200 + 20
-    assert demo.num_kept == kept
-    assert bool((demo.received[kept:] == 0).all()) and bool((demo.received[:kept] > 0).all())
-    assert int(demo.drawable.sum()) == kept
-    with_zero = position_keyed_weights(torch.tensor([0.0, 0.0, 1.0, 2.0]), 0.25, 0.0)
-    assert with_zero.num_kept == 3 and with_zero.drawable.tolist() == [False, True, True, False]
-    intended = demo.intended > 0
-    assert torch.corrcoef(torch.stack([demo.intended[intended], losses[intended]]))[0, 1] > 0.9999
-    r = torch.corrcoef(torch.stack([demo.received[:kept], losses[:kept]]))[0, 1]
-    assert abs(float(r)) < 4 / math.sqrt(kept)
-
-
 # --- in a training loop -------------------------------------------------------------------------
 
 def test_fit_with_the_sampler_records_losses_by_dataset_index():
@@ -430,81 +299,38 @@ def test_fit_with_the_sampler_records_losses_by_dataset_index():
     assert int(sampler.tracker.last_epoch[16:].max()) == 2
 
 
-# --- the experiment runner and its summary ------------------------------------------------------
-
-def _record(method, seed, accuracy, samples, seconds, shares):
-    return RunRecord(method, seed, accuracy, samples, seconds, shares)
+# ---------------------------------------------------------------- sharding, in one process
 
 
-def test_cost_to_accuracy_and_claim_table_on_hand_made_records():
-    uniform = [_record("uniform", s, [0.1, 0.5, 0.8, 0.9 + s / 100], [0, 10, 20, 30],
-                       [0, 2.0, 4.0, 6.0], [1.0, 1.0, 1.0]) for s in (0, 1)]
-    fast = [_record("fast", s, [0.1, 0.92, 0.95, 0.96], [0, 10, 15, 20], [0, 1.0, 2.0, 3.0],
-                    [1.0, 0.5, 0.3]) for s in (0, 1)]
-    never = [_record("never", 0, [0.1, 0.2, 0.3, 0.4], [0, 10, 20, 30], [0, 2, 4, 6], [1, 1, 1])]
-    records = uniform + fast + never
-    target = reachable_target(records)
-    assert target == 0.9
-    assert cost_to_accuracy(fast[0], target, "samples") == 10
-    assert cost_to_accuracy(never[0], target) == math.inf
-    rows = {row["method"]: row for row in claim_table(records, target, RunSettings(transient_epochs=1))}
-    assert rows["fast"]["speed-up (time)"] == pytest.approx(6.0 / 1.0)
-    assert rows["fast"]["speed-up (samples)"] == pytest.approx(30 / 10)
-    assert rows["fast"]["samples vs baseline"] == pytest.approx(20 / 30)
-    assert rows["fast"]["unique share per steady epoch"] == pytest.approx(0.4)
-    assert rows["never"]["speed-up (samples)"] == 0.0 and rows["never"]["reached target"] == 0
-    assert rows["uniform"]["final accuracy"] == pytest.approx(0.905)
-    table = claim_table_markdown(list(rows.values()), {"method": "claim"})
-    assert table.count("\n") == 2 + 3 and "| claim |" in table
-    with pytest.raises(ValueError, match="cost"):
-        cost_to_accuracy(fast[0], 0.5, "steps")
-    with pytest.raises(ValueError, match="method"):
-        reachable_target(fast)
+@pytest.mark.parametrize("size", [0, 1, 5, 36, 37])
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shards_interleave_to_the_padded_or_cut_plan(size, replicas, drop_last):
+    plan = torch.randperm(max(size, 1))[:size]
+    shards = []
+    for rank in range(replicas):
+        sampler = SGDSSampler(max(size, 1), rank=rank, num_replicas=replicas, drop_last=drop_last)
+        shards.append(sampler.shard(plan))
+    lengths = {len(shard) for shard in shards}
+    assert len(lengths) == 1  # every rank takes as many steps (DDP needs that)
+    length = lengths.pop()
+    if drop_last:
+        expected = plan[: size - size % replicas]
+    else:
+        expected = torch.cat([plan, plan.repeat(replicas)[: -size % replicas]]) if size else plan
+    assert length * replicas == len(expected)
+    assert torch.equal(torch.stack(shards, 1).reshape(-1) if length else expected, expected)
 
 
-def test_run_method_counts_samples_and_distinct_draws():
-    generator = _generator(16)
-    data = IndexedDataset(torch.randn(48, 1, 28, 28, generator=generator),
-                          torch.randint(0, 10, (48,), generator=generator))
-    settings = RunSettings(epochs=3, batch_size=48, transient_epochs=1)
-    records = {method: run_method(method, data, data, settings, seed=0) for method in METHODS}
-    for record in records.values():
-        assert len(record.accuracy) == len(record.samples) == len(record.seconds) == 4
-        assert record.samples[0] == 0 and record.seconds == sorted(record.seconds)
-    assert records["uniform"].samples == [0, 48, 96, 144]
-    assert records["uniform"].unique_share == [1.0, 1.0, 1.0]
-    sizes = SGDSSampler(48, 1).epoch_sizes(3)
-    assert records["SGD-S"].samples[1:] == [sum(sizes[:k]) for k in (1, 2, 3)]
-    assert all(share < 1.0 for share in records["SGD-S"].unique_share[1:])  # drawn with replacement
-    # same seed, same initial model: every method starts from the same test accuracy
-    assert len({record.accuracy[0] for record in records.values()}) == 1
-    with pytest.raises(ValueError, match="method"):
-        make_sampler("sgd-s", 10, settings, _generator())
+def test_sampler_length_matches_its_shard():
+    for drop_last in (False, True):
+        for rank in (0, 1, 2):
+            sampler = InfoBatchSampler(10, total_epochs=2, num_replicas=3, rank=rank, drop_last=drop_last)
+            assert len(sampler) == len(list(sampler)) == (3 if drop_last else 4)
 
 
-def test_plots_draw_and_survive_empty_selections():
-    fig, axes = plt.subplots(1, 5)
-    assert plots.accuracy_vs_cost(axes[0], []) == []
-    assert plots.unique_share(axes[1], []) == []
-    plots.weight_vs_own_loss(axes[2], torch.empty(0), torch.empty(0), "empty")
-    plots.received_weight_by_index(axes[3], torch.zeros(0), 0)
-    plots.draw_counts(axes[4], torch.zeros(0), torch.zeros(0))
-    record = _record("uniform", 0, [0.1, 0.5], [0, 10], [0.0, 1.0], [1.0])
-    assert len(plots.accuracy_vs_cost(axes[0], [record], "samples")) == 1
-    assert axes[2].get_title().endswith("r undefined")
-    plt.close(fig)
-
-
-def test_the_unbiased_variant_draws_with_a_floor_that_caps_its_weights():
-    settings = RunSettings(transient_epochs=1, unbiased_uniform_mix=0.25)
-    losses = torch.tensor([1e-6, 1e-3, 1.0, 5.0] * 10)
-    weights = {}
-    for method in ("SGD-S", "SGD-S unbiased"):
-        sampler = make_sampler(method, 40, settings, _generator())
-        sampler.set_epoch(0)
-        _feed(sampler, losses)
-        sampler.set_epoch(1)
-        weights[method] = sampler.weights(torch.arange(40))
-        assert sampler.uniform_mix == (0.25 if method == "SGD-S unbiased" else 0.0)
-    assert float(weights["SGD-S unbiased"].max()) <= 1 / 0.25 + 1e-5
-    assert bool((weights["SGD-S"] == 1).all())
+def test_shard_arguments_are_checked():
+    with pytest.raises(ValueError, match="rank"):
+        SGDSSampler(5, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="num_replicas"):
+        SGDSSampler(5, num_replicas=0, rank=0)

@@ -6,13 +6,7 @@ import nbformat
 import pytest
 
 from curriclab.ui.publish import METADATA_KEY, code_fingerprint, execute_notebook, stale_reasons
-
-
-def _notebook(*sources: str) -> dict:
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_markdown_cell("# title")]
-    notebook.cells += [nbformat.v4.new_code_cell(source) for source in sources]
-    return notebook
+from tests.helpers.notebooks import _notebook
 
 
 def _as_executed(notebook: dict, mode: str = "full") -> dict:
@@ -59,13 +53,3 @@ def test_execute_notebook_runs_in_a_kernel_and_records_mode_and_fingerprint(tmp_
     with pytest.raises(Exception, match="ZeroDivisionError"):
         nbformat.write(_notebook("1 / 0"), path)
         execute_notebook(path, timeout=120)
-
-
-def test_the_cli_executes_the_notebooks_it_is_given(tmp_path, capsys):
-    from curriclab.ui.cli import main
-
-    path = tmp_path / "one.ipynb"
-    nbformat.write(_notebook("x = 6 * 7", "print(x)"), path)
-    assert main(["execute-series", "--quick", str(path)]) == 0
-    assert str(path) in capsys.readouterr().out
-    assert nbformat.read(path, as_version=4).cells[2].outputs[0]["text"] == "42\n"

@@ -1,0 +1,48 @@
+"""curriclab.plots.spl: the selection scatter and the animation."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from PIL import Image
+
+from curriclab.core.data import spl_toy_data
+from curriclab.experiments.self_paced_learning import train_spl
+from curriclab.methods.spl import REGULARIZERS
+from curriclab.plots.spl import (
+    CLASS_COLORS,
+    animate_spl,
+    plot_histories,
+    selection_scatter,
+    weight_curves,
+)
+
+
+def test_scatter_keeps_class_colours_and_survives_an_empty_selection():
+    fig, ax = plt.subplots()
+    inputs = torch.randn(5, 2)
+    targets = torch.tensor([1, 1, 1, 1, 1])
+    (points,) = selection_scatter(ax, inputs, targets, torch.tensor([1.0, 0, 0, 0, 0]))
+    colors = points.get_facecolors()
+    assert tuple(colors[0][:3]) == pytest.approx(matplotlib.colors.to_rgb(CLASS_COLORS[1]))
+    assert colors[0][3] > colors[1][3]  # selected solid, unselected faded
+    selection_scatter(ax, inputs, targets, torch.zeros(5))
+    selection_scatter(ax, inputs[:0], targets[:0], torch.zeros(0))
+    assert len(weight_curves(ax, 0.5)) == len(REGULARIZERS)
+    plt.close(fig)
+
+
+def test_animation_has_one_frame_per_epoch(tmp_path):
+    data, flipped = spl_toy_data(n_per_class=100, seed=2)
+    runs = {
+        "a": train_spl(data, epochs=3, batch_size=50, seed=0),
+        "b": train_spl(data, epochs=3, threshold=1e-9, batch_size=50, seed=0),  # nothing selected
+    }
+    path = animate_spl(runs, data.inputs, data.targets, tmp_path / "spl.gif", highlight=flipped)
+    assert Image.open(path).n_frames == 3
+    plt.close(plot_histories(runs, len(data)))
+    with pytest.raises(ValueError, match="same number"):
+        animate_spl({"a": runs["a"], "c": runs["a"][:2]}, data.inputs, data.targets, tmp_path / "x.gif")
