@@ -27,12 +27,13 @@ __all__ = [
 ]
 
 
-def _pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+def _pair(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> tuple[Tensor, Tensor]:
+    """Two finite 1-D float64 samples of equal length, at least 2 pairs (ValueError otherwise)."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     if a.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
     if len(a) < 2:
-        raise ValueError(f"a correlation needs at least 2 pairs, got {len(a)}")
+        raise ValueError(f"{needed_for} needs at least 2 pairs, got {len(a)}")
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ValueError("a and b must be finite (no NaN or inf)")
     return a, b
@@ -167,14 +168,7 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
     `scipy.stats.ttest_rel(a, b).confidence_interval`), and how often a_i < b_i, a_i > b_i, a_i = b_i.
     With identical differences the interval collapses to that value.
     """
-    a = torch.as_tensor(a, dtype=torch.float64)
-    b = torch.as_tensor(b, dtype=torch.float64)
-    if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
-    if len(a) < 2:
-        raise ValueError(f"a paired interval needs at least 2 pairs (seeds), got {len(a)}")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        raise ValueError("a and b must be finite (no NaN or inf)")
+    a, b = _pair(a, b, "a paired interval over seeds")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     differences = a - b
