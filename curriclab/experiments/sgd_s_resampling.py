@@ -5,6 +5,12 @@ of epochs; what differs is which samples each epoch back-propagates and with wha
 A run records test accuracy before training and after each epoch, next to the cumulative number
 of samples back-propagated and the cumulative training wall-clock (the sampler's own planning
 included, test evaluation excluded), so accuracy can be read against either cost.
+
+`run_schedule` / `compare_schedule` are the long-schedule study (InfoBatch in the regime its claim
+is made for): an MLP, SGD with momentum and weight decay, a cosine learning rate stepped once per
+epoch (InfoBatch's epochs differ in length, so a per-step schedule would stretch), many epochs
+with InfoBatch's final full-data (annealing) epochs; they also record CPU time and every epoch's
+planned size, so the samples spent can be checked against the sampler's plans.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from torch import Tensor
 
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset, load_mnist, make_loader, stratified_subset
-from curriclab.core.models import SmallConv
+from curriclab.core.models import MLP, SmallConv
+from curriclab.core.stats import paired_comparison
 from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
-from curriclab.methods.infobatch import InfoBatchSampler
+from curriclab.methods.infobatch import InfoBatchSampler, below_mean
 from curriclab.methods.sampling import (
     LossDrivenSampler,
     SGDSSampler,
+    check_count,
     check_losses,
     prune_and_reintroduce,
 )
@@ -35,6 +43,8 @@ __all__ = [
     "claim_table",
     "claim_table_markdown",
     "compare_methods",
+    "compare_schedule",
+    "final_accuracies",
     "cost_to_accuracy",
     "make_sampler",
     "METHODS",
@@ -43,8 +53,13 @@ __all__ = [
     "PositionBugDemo",
     "reachable_target",
     "run_method",
+    "run_schedule",
     "RunRecord",
     "RunSettings",
+    "ScheduleRecord",
+    "ScheduleSettings",
+    "schedule_table",
+    "SCHEDULE_METHODS",
 ]
 
 METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
@@ -225,6 +240,142 @@ def claim_table_markdown(rows: list[dict], claim: dict[str, str] | None = None) 
             f"| {row['unique share per steady epoch']:.0%} |"
         )
     return "\n".join(lines)
+
+
+# --- the long schedule: InfoBatch in its own regime -------------------------------------------
+
+SCHEDULE_METHODS = ("uniform", "InfoBatch")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """A long training schedule shared by every method: an MLP with `hidden` layers, SGD (`lr`,
+    `momentum`, `weight_decay`) with a cosine learning rate from `lr` to 0 over `epochs`, stepped
+    once per epoch; InfoBatch with prune ratio `prune_ratio` and annealing from `delta * epochs`."""
+
+    epochs: int = 32
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    hidden: tuple[int, ...] = (256,)
+    prune_ratio: float = 0.5
+    delta: float = 0.875
+
+
+@dataclass
+class ScheduleRecord(RunRecord):
+    """A `RunRecord` with, per epoch: cumulative CPU seconds of this process (one entry before
+    training too, like `seconds`), the learning rate used, the planned number of samples
+    (the sampler's plan length; the data set size for uniform) and how many samples were pruning
+    candidates (below-mean loss; 0 in a full-data epoch)."""
+
+    cpu_seconds: list[float]
+    lr: list[float]
+    planned: list[int]
+    candidates: list[int]
+
+
+def run_schedule(method: str, train: IndexedDataset, test: IndexedDataset,
+                 settings: ScheduleSettings, seed: int, progress: bool = False) -> ScheduleRecord:
+    """Train a fresh MLP (initialised by `seed`) with `method` ('uniform' or 'InfoBatch') for
+    `settings.epochs` on the long schedule; test accuracy before training and after every epoch."""
+    if method not in SCHEDULE_METHODS:
+        raise ValueError(f"method must be one of {SCHEDULE_METHODS}, got {method!r}")
+    check_count("settings.epochs", settings.epochs, minimum=1)
+    seed_everything(seed)
+    in_features = math.prod(train.inputs.shape[1:])
+    model = MLP(in_features, settings.hidden, max(train.num_classes, test.num_classes))
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = None if method == "uniform" else InfoBatchSampler(
+        len(train), settings.epochs, settings.prune_ratio, settings.delta, generator=generator)
+    loader = make_loader(train, settings.batch_size, sampler=sampler, shuffle=sampler is None,
+                         generator=generator if sampler is None else None)
+    drawn = DrawnSamples(len(train))
+    methods = [drawn] if sampler is None else [drawn, sampler]
+
+    record = ScheduleRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [],
+                            cpu_seconds=[0.0], lr=[], planned=[], candidates=[])
+    for epoch in range(settings.epochs):
+        drawn.mask.zero_()
+        record.lr.append(optimizer.param_groups[0]["lr"])
+        start, cpu_start = time.perf_counter(), time.process_time()
+        if sampler is None:
+            record.planned.append(len(train))
+            record.candidates.append(0)
+        else:
+            prunes = sampler.prunes_in(epoch)
+            record.candidates.append(int(below_mean(sampler.sample_losses).sum()) if prunes else 0)
+            sampler.set_epoch(epoch)
+            record.planned.append(len(sampler.plan.indices))
+        result = train_epoch(model, loader, optimizer, methods=methods, progress=progress,
+                             desc=f"{method} seed {seed} epoch {epoch}")
+        schedule.step()
+        record.seconds.append(record.seconds[-1] + time.perf_counter() - start)
+        record.cpu_seconds.append(record.cpu_seconds[-1] + time.process_time() - cpu_start)
+        record.samples.append(record.samples[-1] + result.samples)
+        record.accuracy.append(evaluate(model, test).accuracy)
+        record.unique_share.append(float(drawn.mask.float().mean()) if len(train) else 0.0)
+    return record
+
+
+def compare_schedule(train: IndexedDataset, test: IndexedDataset, settings: ScheduleSettings,
+                     seeds: list[int], methods: tuple[str, ...] = SCHEDULE_METHODS,
+                     progress: bool = True) -> list[ScheduleRecord]:
+    """Every method for every seed on the long schedule, methods interleaved within each seed
+    (so load on a shared machine hits them alike)."""
+    jobs = [(seed, method) for seed in seeds for method in methods]
+    return [run_schedule(method, train, test, settings, seed)
+            for seed, method in progress_bar(jobs, "runs", progress)]
+
+
+def final_accuracies(records: list[RunRecord]) -> dict[str, list[float]]:
+    """Final test accuracy per method, in seed order (ready for `paired_comparison`); raises if
+    the methods were not run on the same seeds."""
+    by_method: dict[str, dict[int, float]] = {}
+    for record in records:
+        by_method.setdefault(record.method, {})[record.seed] = record.accuracy[-1]
+    seeds = {tuple(sorted(finals)) for finals in by_method.values()}
+    if len(seeds) > 1:
+        raise ValueError(f"methods were run on different seeds: {sorted(seeds)}")
+    return {method: [finals[seed] for seed in sorted(finals)]
+            for method, finals in by_method.items()}
+
+
+def schedule_table(records: list[ScheduleRecord], baseline: str = "uniform") -> list[dict]:
+    """Per method: seeds, epochs, final test accuracy (mean and std over seeds), the paired
+    difference from `baseline` in final accuracy (mean and 95 % t interval, `paired_comparison`;
+    NaN for the baseline itself) and the total samples, wall-clock and CPU time as a ratio to the
+    baseline's (paired by seed, mean over seeds)."""
+    finals = final_accuracies(records)
+    if baseline not in finals:
+        raise ValueError(f"no runs of baseline {baseline!r}")
+    base = {r.seed: r for r in records if r.method == baseline}
+    rows = []
+    for method, accuracies in finals.items():
+        runs = sorted((r for r in records if r.method == method), key=lambda r: r.seed)
+        if method == baseline or len(accuracies) < 2:
+            difference, low, high = (0.0 if method == baseline else math.nan), math.nan, math.nan
+        else:
+            comparison = paired_comparison(accuracies, finals[baseline])
+            difference, low, high = comparison.difference, comparison.low, comparison.high
+        rows.append({
+            "method": method,
+            "seeds": len(runs),
+            "epochs": len(runs[0].planned),
+            "final accuracy": statistics.mean(accuracies),
+            "accuracy std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+            "difference": difference,
+            "difference low": low,
+            "difference high": high,
+            **{f"{cost} vs baseline": statistics.mean(
+                getattr(r, cost)[-1] / getattr(base[r.seed], cost)[-1] for r in runs)
+               for cost in ("samples", "seconds", "cpu_seconds")},
+        })
+    return rows
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,7 +8,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from curriclab.core.stats import pearson
+from curriclab.core.stats import paired_comparison, pearson
 from curriclab.plots.basics import label_axes
 
 if TYPE_CHECKING:  # results are drawn, never produced, here
@@ -18,6 +18,7 @@ __all__ = [
     "accuracy_vs_cost",
     "COLOURS",
     "draw_counts",
+    "paired_differences",
     "received_weight_by_index",
     "unique_share",
     "weight_vs_own_loss",
@@ -25,7 +26,8 @@ __all__ = [
 
 METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 COLOURS = dict(zip(METHODS, ("tab:gray", "tab:red", "tab:blue", "tab:green")))
-COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated"}
+COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated",
+               "cpu_seconds": "training CPU time (s)"}
 
 
 def weight_vs_own_loss(ax: Axes, own_loss: torch.Tensor, weight: torch.Tensor, title: str,
@@ -107,3 +109,27 @@ def unique_share(ax: Axes, records: list[RunRecord]) -> list:
         ax.legend()
     ax.grid(alpha=0.3)
     return lines
+
+
+def paired_differences(ax: Axes, records: list[RunRecord], method: str = "InfoBatch",
+                       baseline: str = "uniform", confidence: float = 0.95) -> list:
+    """Final test accuracy of `method` minus `baseline`, in percentage points, one dot per seed
+    (paired by seed), with the mean difference and its `confidence` t interval (a band; drawn
+    when there are at least two seeds) and a dashed zero line. Returns the dots."""
+    finals: dict[str, dict[int, float]] = {}
+    for record in records:
+        finals.setdefault(record.method, {})[record.seed] = record.accuracy[-1]
+    ours, base = finals.get(method, {}), finals.get(baseline, {})
+    seeds = sorted(set(ours) & set(base))
+    differences = [100 * (ours[seed] - base[seed]) for seed in seeds]
+    ax.axhline(0.0, color="black", lw=1, ls="--")
+    dots = ax.scatter(seeds, differences, color=COLOURS.get(method, "tab:green"), zorder=3,
+                      label=f"{method} - {baseline}, per seed")
+    if len(seeds) >= 2:
+        comparison = paired_comparison(differences, [0.0] * len(seeds), confidence)
+        ax.axhline(comparison.difference, color="tab:orange", label="mean difference")
+        ax.axhspan(comparison.low, comparison.high, color="tab:orange", alpha=0.2,
+                   label=f"{100 * confidence:.0f} % paired t interval")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    label_axes(ax, "seed", "final test accuracy difference (points)", legend=bool(seeds))
+    return [dots]

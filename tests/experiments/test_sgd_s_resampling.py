@@ -8,15 +8,22 @@ import torch
 from curriclab.core.data import IndexedDataset
 from curriclab.experiments.sgd_s_resampling import (
     METHODS,
+    SCHEDULE_METHODS,
     RunSettings,
+    ScheduleSettings,
     claim_table,
     claim_table_markdown,
+    compare_schedule,
     cost_to_accuracy,
+    final_accuracies,
     make_sampler,
     position_keyed_weights,
     reachable_target,
     run_method,
+    run_schedule,
+    schedule_table,
 )
+from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
 from tests.helpers.sampling import _feed, _generator, _record
 
@@ -100,3 +107,80 @@ def test_the_unbiased_variant_draws_with_a_floor_that_caps_its_weights():
         assert sampler.uniform_mix == (0.25 if method == "SGD-S unbiased" else 0.0)
     assert float(weights["SGD-S unbiased"].max()) <= 1 / 0.25 + 1e-5
     assert bool((weights["SGD-S"] == 1).all())
+
+
+# --- the long schedule of InfoBatch's own regime ------------------------------------------------
+
+def _tiny_digits(n: int = 96, seed: int = 17) -> IndexedDataset:
+    """n 4x4 'images' whose class (of 3) is readable from a few pixels: learnable in a few epochs."""
+    generator = _generator(seed)
+    targets = torch.arange(n) % 3
+    inputs = 0.3 * torch.randn(n, 1, 4, 4, generator=generator)
+    inputs[torch.arange(n), 0, 0, targets] += 2.0
+    return IndexedDataset(inputs, targets)
+
+
+def test_run_schedule_spends_exactly_the_planned_samples_on_a_cosine_schedule():
+    data = _tiny_digits()
+    n = len(data)
+    settings = ScheduleSettings(epochs=6, batch_size=16, lr=0.2, hidden=(8,), delta=0.5)
+    records = {method: run_schedule(method, data, data, settings, seed=3)
+               for method in SCHEDULE_METHODS}
+    pruning_epochs = InfoBatchSampler(n, 6, delta=0.5).pruning_epochs
+    assert pruning_epochs == 3
+    for record in records.values():
+        assert len(record.accuracy) == len(record.samples) == len(record.seconds) == 7
+        assert len(record.cpu_seconds) == 7 and len(record.planned) == len(record.lr) == 6
+        assert record.samples[0] == 0 and record.seconds[0] == record.cpu_seconds[0] == 0.0
+        assert record.seconds == sorted(record.seconds)
+        assert record.cpu_seconds == sorted(record.cpu_seconds)
+        # every epoch back-propagates exactly its plan
+        assert [b - a for a, b in zip(record.samples, record.samples[1:])] == record.planned
+        # the learning rate follows the cosine from lr to 0, one step per epoch
+        expected = [0.2 * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)]
+        assert record.lr == pytest.approx(expected)
+    uniform, infobatch = records["uniform"], records["InfoBatch"]
+    assert uniform.planned == [n] * 6 and uniform.candidates == [0] * 6
+    assert uniform.unique_share == [1.0] * 6
+    # InfoBatch: a full first epoch (nothing seen), pruning epochs drop at most their candidates,
+    # the annealing epochs use all data
+    assert infobatch.planned[0] == n and infobatch.candidates[0] == 0
+    assert infobatch.planned[pruning_epochs:] == [n] * (6 - pruning_epochs)
+    assert infobatch.candidates[pruning_epochs:] == [0] * (6 - pruning_epochs)
+    for epoch in range(1, pruning_epochs):
+        assert 0 < infobatch.candidates[epoch] < n
+        assert n - infobatch.candidates[epoch] <= infobatch.planned[epoch] < n
+        assert infobatch.unique_share[epoch] == pytest.approx(infobatch.planned[epoch] / n)
+    # same seed, same initial model; and both learn the tiny task
+    assert uniform.accuracy[0] == infobatch.accuracy[0]
+    assert min(uniform.accuracy[-1], infobatch.accuracy[-1]) > 0.9
+    # repeatable: the same seed gives the same run
+    again = run_schedule("InfoBatch", data, data, settings, seed=3)
+    assert again.accuracy == infobatch.accuracy and again.planned == infobatch.planned
+
+
+def test_compare_schedule_pairs_methods_by_seed():
+    data = _tiny_digits(48)
+    settings = ScheduleSettings(epochs=2, batch_size=16, hidden=(4,))
+    records = compare_schedule(data, data, settings, seeds=[5, 2], progress=False)
+    assert [(r.seed, r.method) for r in records] == [(5, "uniform"), (5, "InfoBatch"),
+                                                     (2, "uniform"), (2, "InfoBatch")]
+    finals = final_accuracies(records)
+    assert finals["uniform"] == [records[2].accuracy[-1], records[0].accuracy[-1]]  # seed order
+    with pytest.raises(ValueError, match="different seeds"):
+        final_accuracies(records[:3])
+    rows = {row["method"]: row for row in schedule_table(records)}
+    assert rows["uniform"]["samples vs baseline"] == 1.0 and rows["uniform"]["difference"] == 0.0
+    assert rows["InfoBatch"]["epochs"] == 2 and rows["InfoBatch"]["seeds"] == 2
+    ratios = [records[k + 1].samples[-1] / records[k].samples[-1] for k in (0, 2)]
+    assert rows["InfoBatch"]["samples vs baseline"] == pytest.approx(sum(ratios) / 2)
+    differences = [records[k + 1].accuracy[-1] - records[k].accuracy[-1] for k in (0, 2)]
+    assert rows["InfoBatch"]["difference"] == pytest.approx(sum(differences) / 2)
+    low, high = rows["InfoBatch"]["difference low"], rows["InfoBatch"]["difference high"]
+    assert low <= rows["InfoBatch"]["difference"] <= high
+    with pytest.raises(ValueError, match="baseline"):
+        schedule_table(records, baseline="SGD-S")
+    with pytest.raises(ValueError, match="method"):
+        run_schedule("SGD-S", data, data, settings, seed=0)
+    with pytest.raises(ValueError, match="epochs"):
+        run_schedule("uniform", data, data, ScheduleSettings(epochs=0), seed=0)
