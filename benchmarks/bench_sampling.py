@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
+import pandas as pd
 import torch
 from _report import interleaved, medians, report
 from torch.utils.data import RandomSampler
@@ -28,7 +29,6 @@ from curriclab.experiments.sgd_s_resampling import (
     METHODS,
     RunSettings,
     claim_table,
-    claim_table_markdown,
     compare_methods,
     cost_to_accuracy,
     mnist_subsets,
@@ -85,7 +85,7 @@ def time_to_accuracy(train_size: int, test_size: int, seeds: int, epochs: int, t
            f"{epochs} epochs, batch {settings.batch_size}", seconds, "uniform", threads=threads,
            clock="wall", repeats=seeds)
     print()
-    print(claim_table_markdown(claim_table(records, target, settings)))
+    print(pd.DataFrame(claim_table(records, target, settings)).set_index("method").to_string())
 
 
 def main() -> None:

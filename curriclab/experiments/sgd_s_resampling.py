@@ -41,7 +41,6 @@ from curriclab.methods.sampling import (
 __all__ = [
     "cached_run",
     "claim_table",
-    "claim_table_markdown",
     "compare_methods",
     "compare_schedule",
     "final_accuracies",
@@ -222,24 +221,6 @@ def claim_table(records: list[RunRecord], target: float, settings: RunSettings,
             "unique share per steady epoch": statistics.mean(steady) if steady else math.nan,
         })
     return rows
-
-
-def claim_table_markdown(rows: list[dict], claim: dict[str, str] | None = None) -> str:
-    """`claim_table` rows as a Markdown table, with an optional first row for the claim."""
-    header = ("method", "final test accuracy", "samples vs uniform", "speed-up to target (time)",
-              "speed-up to target (samples)", "seeds reaching target",
-              "distinct samples per steady epoch")
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    if claim is not None:
-        lines.append("| " + " | ".join(claim.get(column, "") for column in header) + " |")
-    for row in rows:
-        lines.append(
-            f"| {row['method']} | {row['final accuracy']:.4f} +- {row['accuracy std']:.4f} "
-            f"| {row['samples vs baseline']:.2f} | {row['speed-up (time)']:.2f}x "
-            f"| {row['speed-up (samples)']:.2f}x | {row['reached target']}/{row['seeds']} "
-            f"| {row['unique share per steady epoch']:.0%} |"
-        )
-    return "\n".join(lines)
 
 
 # --- the long schedule: InfoBatch in its own regime -------------------------------------------
