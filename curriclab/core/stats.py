@@ -19,6 +19,7 @@ __all__ = [
     "comparison_table",
     "paired_comparison",
     "PairedComparison",
+    "paired_samples",
     "pearson",
     "pool_by_probability",
     "roc_auc",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-def _pair(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> tuple[Tensor, Tensor]:
+def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> tuple[Tensor, Tensor]:
     """Two finite 1-D float64 samples of equal length, at least 2 pairs (ValueError otherwise)."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     if a.ndim != 1 or a.shape != b.shape:
@@ -41,7 +42,7 @@ def _pair(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> tuple[Tens
 
 def pearson(a: Tensor, b: Tensor) -> float:
     """Pearson correlation of two 1-D samples (float64; the ddof cancels, so it is used nowhere)."""
-    a, b = _pair(a, b)
+    a, b = paired_samples(a, b)
     a, b = a - a.mean(), b - b.mean()
     scale = (a.square().sum() * b.square().sum()).sqrt()
     if scale == 0:
@@ -64,7 +65,7 @@ def average_ranks(values: Tensor) -> Tensor:
 
 def spearman(a: Tensor, b: Tensor) -> float:
     """Spearman rank correlation: Pearson correlation of the average ranks (ties handled)."""
-    a, b = _pair(a, b)
+    a, b = paired_samples(a, b)
     return pearson(average_ranks(a), average_ranks(b))
 
 
@@ -168,7 +169,7 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
     `scipy.stats.ttest_rel(a, b).confidence_interval`), and how often a_i < b_i, a_i > b_i, a_i = b_i.
     With identical differences the interval collapses to that value.
     """
-    a, b = _pair(a, b, "a paired interval over seeds")
+    a, b = paired_samples(a, b, "a paired interval over seeds")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     differences = a - b

@@ -15,13 +15,11 @@ from torch.utils.data import DataLoader
 
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset
-from curriclab.core.stats import _pair, spearman
+from curriclab.core.stats import paired_samples, spearman
 from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
 from curriclab.methods.importance import (
     BatchImportance,
     TrainingStepRecorder,
-    _model_losses,
-    _trainable,
     measure_batch,
     output_grad_norms,
     per_sample_grad_norms,
@@ -104,7 +102,7 @@ def spearman_by_chunk(a: Tensor, b: Tensor, chunks: int) -> Tensor:
 
     In an unshuffled epoch recorded by dataset index, consecutive slices are consecutive stretches
     of training, so this shows how the relation changes as the network learns."""
-    a, b = _pair(a, b)
+    a, b = paired_samples(a, b)
     if not 1 <= chunks <= len(a) // 2:
         raise ValueError(f"chunks must lie in [1, {len(a) // 2}] (2+ pairs each), got {chunks}")
     return torch.tensor(
@@ -137,8 +135,8 @@ def _mean_loss_backward(
     """The floor every method is compared with: one forward and backward of the mean loss (as a
     training step does; autograd.grad so that .grad stays untouched)."""
     with torch.enable_grad():
-        _, losses = _model_losses(model, x, y, loss_fn, index)
-        torch.autograd.grad(losses.mean(), _trainable(model), allow_unused=True)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        torch.autograd.grad(loss_fn(model(x), y, index).mean(), trainable, allow_unused=True)
 
 
 TIMED: dict[str, Callable] = {
