@@ -7,6 +7,7 @@ protocol the methods speak is `curriclab.core.protocol.SampleMethod`.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm as _text_tqdm
 from tqdm.auto import tqdm as _tqdm
 
 from curriclab.core.data import IndexedDataset
@@ -34,12 +36,18 @@ __all__ = [
     "LossFn",
     "per_sample_losses",
     "progress_bar",
+    "PROGRESS_ENV",
     "seed_everything",
     "train_epoch",
 ]
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """(output, target, index) -> per-sample losses [B]."""
+
+PROGRESS_ENV = "CURRICLAB_PROGRESS"
+"""Set to "text" to draw progress bars as text even in Jupyter, and only those that stay when done
+(a notebook stored with its outputs then keeps each bar's final line, not a widget that no longer
+updates)."""
 
 
 def progress_bar(
@@ -53,10 +61,15 @@ def progress_bar(
     With an iterable, returns a wrapper that iterates it exactly once. (tqdm.auto's own wrapper
     calls `iter()` eagerly and again when looped over, which starts a DataLoader twice and draws
     an extra shuffling seed.) Without one, returns the bar itself, to be advanced with `update`.
+    With `CURRICLAB_PROGRESS=text` the bar is plain text everywhere (see `PROGRESS_ENV`).
     """
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
-    bar = _tqdm(desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
+    if os.environ.get(PROGRESS_ENV) == "text":
+        # a transient (leave=False) bar would only leave cursor-movement codes in stored output
+        bar = _text_tqdm(desc=desc, disable=not (enabled and leave), leave=leave, total=total, mininterval=1.0)
+    else:
+        bar = _tqdm(desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
     return bar if iterable is None else _advance(iterable, bar)
 
 

@@ -126,8 +126,7 @@ def phi_over_training(axes: Sequence[Axes], trajectories: dict[str, dict[str, Se
                               ("mean diagonal of Phi_t", "mean off-diagonal of Phi_t", "mean bias")):
         for name, trajectory in trajectories.items():
             lines += ax.plot(trajectory["progress"], trajectory[key], label=name)
-        ax.set_title(title, fontsize=10)
-        label_axes(ax, "training progress (step / total)", "", legend=False)
+        label_axes(ax, "training progress (step / total)", title, legend=False)
     if trajectories:
         axes[-1].legend(fontsize=7)
     return lines

@@ -19,14 +19,17 @@ where a viewer renders widgets) without nbconvert's export machinery.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from curriclab.core.config import QUICK_ENV
+from curriclab.core.training import PROGRESS_ENV
 
 __all__ = ["METADATA_KEY", "code_fingerprint", "execute_notebook", "stale_reasons"]
 
@@ -66,27 +69,37 @@ def stale_reasons(notebook: dict[str, Any]) -> list[str]:
     return reasons
 
 
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables (inherited by a kernel started inside) and restore them after."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
+
+
 def execute_notebook(path: str | Path, *, quick: bool = False, timeout: int = 3600) -> float:
     """Run every cell of the notebook at `path` in a fresh kernel and write it back with its outputs
-    and the "curriclab" metadata; returns the wall time in seconds."""
+    and the "curriclab" metadata; returns the wall time in seconds. Progress bars run as text and
+    are stored as their final line."""
     import nbformat
     from nbclient import NotebookClient
 
     path = Path(path)
     notebook = nbformat.read(path, as_version=4)
-    previous = os.environ.get(QUICK_ENV)
-    os.environ[QUICK_ENV] = "1" if quick else "0"  # the kernel inherits this process's environment
     start = time.perf_counter()
-    try:
+    with _environment(**{QUICK_ENV: "1" if quick else "0", PROGRESS_ENV: "text"}):
         NotebookClient(
             notebook, timeout=timeout, kernel_name="python3", store_widget_state=True,
+            coalesce_streams=True,  # merges each cell's stream chunks and applies the bars' \r redraws
             resources={"metadata": {"path": str(path.parent)}},
         ).execute()
-    finally:
-        if previous is None:
-            os.environ.pop(QUICK_ENV)
-        else:
-            os.environ[QUICK_ENV] = previous
     seconds = time.perf_counter() - start
     notebook.metadata[METADATA_KEY] = {
         "code_fingerprint": code_fingerprint(notebook),
