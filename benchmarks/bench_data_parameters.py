@@ -1,6 +1,6 @@
 """Training-time overhead of data parameters: one MNIST epoch with and without them.
 
-For each model (784-256-10 MLP, the blog's SmallConv) it times a training epoch of plain
+For each model (784-256-10 MLP, the SmallConv of Zakka's blog post) it times a training epoch of plain
 cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
 divided by sigma, minibatch weight decay in its objective, a SparseSGD step and a clamp after it.
 Epochs are interleaved and repeated (torch.utils.benchmark, CPU clock); it prints median CPU ms and the ratio to the plain

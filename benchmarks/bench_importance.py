@@ -4,7 +4,7 @@ For SmallConv and a 784-256-10 MLP on a batch of 128 MNIST-shaped inputs, prints
 milliseconds per batch and the ratio to the floor (one forward + backward of the mean loss),
 measured in this process with the methods interleaved (notebook 02's `time_methods`, which times
 with torch.utils.benchmark's Timer):
-- loop: the blog's one autograd.grad per sample (timed with its own floor and fewer repeats);
+- loop: one autograd.grad per sample, as in Zakka's blog-code (pr-lr) (timed with its own floor and fewer repeats);
 - vmap: torch.func vmap(grad) (materialises every sample's gradient);
 - hooks: curriclab's default (Linear/Conv2d identities from one backward of the summed loss, each
   layer's method chosen by the cost rule), also with each strategy forced ("outer" materialises

@@ -41,7 +41,7 @@ class CloneRestoreSGD(torch.optim.SGD):
 
     @staticmethod
     def restore(target, saved, absent):
-        """Copy `saved` back where `absent` is True (boolean-mask assignment, as in the original)."""
+        """Copy `saved` back where `absent` is True (boolean-mask assignment, as in apple/ml-data-parameters)."""
         target[absent] = saved[absent]
 
 

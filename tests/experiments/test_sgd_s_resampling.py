@@ -29,7 +29,7 @@ from tests.helpers.sampling import _feed, _generator, _record
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-# --- the original's position-keyed weights ------------------------------------------------------
+# --- the position-keyed weights of Zakka's SGD-S script (blog-code, pr-lr) ------------------------------------------------------
 
 def test_position_bug_weights_ignore_each_samples_own_loss():
     n = 2000

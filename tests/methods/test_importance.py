@@ -51,7 +51,7 @@ def prepared(name, log_probabilities=False, loss_name="cross-entropy"):
 
 @functools.cache
 def loop_reference(name, log_probabilities=False, loss_name="cross-entropy"):
-    """The blog's one-autograd.grad-per-sample norms, computed once per case."""
+    """Zakka's (blog-code, pr-lr) one-autograd.grad-per-sample norms, computed once per case."""
     model, x, y, kwargs = prepared(name, log_probabilities, loss_name)
     return per_sample_grad_norms_loop(model, x, y, **kwargs)
 

@@ -12,7 +12,7 @@ from curriclab.methods.sparse_sgd import SparseSGD
 
 def _restoring_sgd_steps(start, grads, lr, momentum):
     """Reference: a plain torch SGD step, then value and momentum of zero-gradient entries are
-    copied back from clones taken before the step (what the original implementation does)."""
+    copied back from clones taken before the step (what apple/ml-data-parameters does)."""
     param = start.clone().requires_grad_()
     optimizer = torch.optim.SGD([param], lr=lr, momentum=momentum)
     for grad in grads:
