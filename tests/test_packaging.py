@@ -29,7 +29,7 @@ def test_pyproject_declares_the_runtime_and_dev_dependencies():
     names = {re.split(r"[=<>! \[]", dep)[0] for dep in project["dependencies"]}
     assert {"torch", "torchvision", "numpy", "matplotlib", "celluloid", "ipywidgets", "tqdm"} <= names
     dev = {re.split(r"[=<>! \[]", dep)[0] for dep in project["optional-dependencies"]["dev"]}
-    assert {"pytest", "nbval", "pytest-xdist", "nbstripout", "ipykernel", "hypothesis", "ruff"} <= dev
+    assert {"pytest", "nbval", "nbclient", "nbformat", "pytest-xdist", "ipykernel", "hypothesis", "ruff"} <= dev
     assert project["requires-python"] == ">=3.10"
 
 

@@ -172,7 +172,7 @@ def demo_runs(
 ) -> dict[str, list[SPLEpoch]]:
     """The wenig/spl demo's schedule and the paced, refreshed one, same data and initialisation."""
     return {
-        "source: lambda 0.1 x 1.35": train_spl(data, epochs=epochs, seed=seed, **options),
+        "wenig/spl: lambda 0.1 x 1.35": train_spl(data, epochs=epochs, seed=seed, **options),
         "paced from 20 %, refreshed": train_spl(
             data, epochs=epochs, seed=seed, **paced_options(epochs), **options
         ),

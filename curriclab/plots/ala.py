@@ -99,7 +99,8 @@ def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     chosen = np.unique(np.linspace(0, len(history.phi) - 1, count).round().astype(int)) if history.phi else []
-    fig, axes = plt.subplots(1, max(len(chosen), 1), figsize=(3.2 * max(len(chosen), 1), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(chosen), 1), figsize=(3.2 * max(len(chosen), 1), 3.2), squeeze=False,
+                             layout="constrained")
     if not len(chosen):
         axes[0, 0].text(0.5, 0.5, "no controller decisions", ha="center", va="center")
         axes[0, 0].axis("off")
@@ -109,6 +110,8 @@ def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
     limits = (float(entries.min()), float(max(entries.max(), entries.min() + 1e-6)))
     for ax, position in zip(axes[0], chosen):
         image = phi_snapshot(ax, history, int(position), limits)
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")  # the panels share the class axis; one label, no overlap
     fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="Phi[i, j], i != j")
     return fig
 

@@ -1,4 +1,4 @@
-"""Figures for notebook 04 (SGD-S resampling): weights vs own loss, draw counts, accuracy vs cost."""
+"""Figures for notebook 04 (SGD-S resampling): weights vs own loss, draw counts, error vs cost."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.axes import Axes
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from curriclab.core.stats import paired_comparison, pearson
 from curriclab.plots.basics import label_axes
@@ -15,9 +15,10 @@ if TYPE_CHECKING:  # results are drawn, never produced, here
     from curriclab.experiments.sgd_s_resampling import RunRecord
 
 __all__ = [
-    "accuracy_vs_cost",
     "COLOURS",
     "draw_counts",
+    "error_vs_cost",
+    "MARKERS",
     "paired_differences",
     "received_weight_by_index",
     "unique_share",
@@ -25,7 +26,9 @@ __all__ = [
 ]
 
 METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
-COLOURS = dict(zip(METHODS, ("tab:gray", "tab:red", "tab:blue", "tab:green")))
+# tab10 hues that stay apart under the common colour-vision deficiencies, and a marker each as well
+COLOURS = dict(zip(METHODS, ("tab:gray", "tab:orange", "tab:blue", "tab:purple")))
+MARKERS = dict(zip(METHODS, ("o", "s", "^", "D")))
 COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated",
                "cpu_seconds": "training CPU time (s)"}
 
@@ -79,17 +82,24 @@ def draw_counts(ax: Axes, observed: torch.Tensor, probabilities: torch.Tensor):
     return bars, markers
 
 
-def accuracy_vs_cost(ax: Axes, records: list[RunRecord], cost: str = "seconds") -> list:
-    """Test accuracy against cumulative cost ('seconds' or 'samples'), one thin line per seed and
-    one colour per method. Returns the lines."""
+def error_vs_cost(ax: Axes, records: list[RunRecord], cost: str = "seconds") -> list:
+    """Test error (%) against cumulative cost ('seconds' or 'samples'), one thin line per seed and
+    one colour and marker per method. The error axis is logarithmic: accuracies crowd near 1, and
+    the half-point gaps between methods late in training would vanish on a linear accuracy axis.
+    Returns the lines."""
     lines, labelled = [], set()
     for record in records:
         label = None if record.method in labelled else record.method
         labelled.add(record.method)
-        (line,) = ax.plot(getattr(record, cost), record.accuracy, marker="o", ms=3, lw=1,
-                          alpha=0.8, color=COLOURS.get(record.method), label=label)
+        error = [100 * (1 - accuracy) for accuracy in record.accuracy]
+        (line,) = ax.plot(getattr(record, cost), error, marker=MARKERS.get(record.method, "o"), ms=3,
+                          lw=1, alpha=0.8, color=COLOURS.get(record.method), label=label)
         lines.append(line)
-    label_axes(ax, COST_LABELS[cost], "test accuracy", legend=bool(records))
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(alpha=0.3, which="both", axis="y")
+    label_axes(ax, COST_LABELS[cost], "test error (%, log scale)", legend=bool(records))
     return lines
 
 

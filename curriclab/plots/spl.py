@@ -219,6 +219,7 @@ def accuracy_bars(ax: Axes, summaries: dict[str, dict[str, dict]]) -> list:
                 high.append(stats["max_accuracy"] - stats["mean_accuracy"])
         bars.append(ax.bar(xs, means, width, yerr=[low, high], capsize=3, label=method))
     ax.set_xticks(range(len(summaries)), list(summaries))
+    ax.set_xlabel("label noise")
     ax.set_ylabel("test accuracy (clean labels)")
     if methods:
         ax.legend()

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
 from curriclab.methods.sampling import SGDSSampler
-from curriclab.plots.sampling import COLOURS, accuracy_vs_cost
+from curriclab.plots.sampling import COLOURS, error_vs_cost
 
 __all__ = ["sgds_settings_view"]
 
@@ -17,7 +17,7 @@ __all__ = ["sgds_settings_view"]
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
                        *, train_size: int, test_size: int, seed: int,
                        settings: RunSettings) -> Figure:
-    """Widget view: draws per epoch (exact, from `SGDSSampler.epoch_sizes`) and test accuracy
+    """Widget view: draws per epoch (exact, from `SGDSSampler.epoch_sizes`) and test error
     against samples back-propagated for SGD-S with these knobs vs uniform SGD (cached runs)."""
     chosen = replace(settings, prune_fraction=prune_fraction, transient_epochs=transient_epochs,
                      reintroduce_fraction=reintroduce_fraction)
@@ -31,6 +31,6 @@ def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, trans
     left.set_xlabel("epoch")
     left.set_ylabel("draws (samples back-propagated)")
     left.legend(loc="lower left")
-    accuracy_vs_cost(right, runs, "samples")
+    error_vs_cost(right, runs, "samples")
     fig.tight_layout()
     return fig
