@@ -44,10 +44,19 @@ def test_a_fresh_full_run_is_trusted_and_every_kind_of_staleness_is_named():
 
 def test_execute_notebook_runs_in_a_kernel_and_records_mode_and_fingerprint(tmp_path):
     path = tmp_path / "tiny.ipynb"
-    nbformat.write(_notebook("import os\nmode = os.environ['CURRICLAB_QUICK']", "print(mode)"), path)
+    bars = ("from curriclab.core.training import progress_bar\n"
+            "for _ in progress_bar(range(3), 'outer'):\n"
+            "    for _ in progress_bar(range(2), 'inner', leave=False):\n"
+            "        pass")
+    nbformat.write(_notebook("import os\nmode = os.environ['CURRICLAB_QUICK']", "print(mode)", bars), path)
     execute_notebook(path, quick=True, timeout=120)
     stored = nbformat.read(path, as_version=4)
     assert stored.cells[2].outputs[0]["text"] == "1\n"
+    # the bar is stored as text, its final line only: no widget, no redraws, no transient inner bar
+    (bar,) = stored.cells[3].outputs
+    assert bar["output_type"] == "stream" and bar["name"] == "stderr"
+    assert bar["text"].startswith("outer: 100%") and "3/3" in bar["text"]
+    assert bar["text"].count("\n") == 1 and "\r" not in bar["text"] and "inner" not in bar["text"]
     assert stored.metadata[METADATA_KEY]["mode"] == "quick"
     assert stale_reasons(stored) == ["executed in 'quick' mode, not at full scale"]
     with pytest.raises(Exception, match="ZeroDivisionError"):
