@@ -21,8 +21,8 @@ How each layer's squared norm is computed ("auto", decided per layer):
   (two exact formulations; the faster one is timed once per layer shape and cached), which is the
   kind of kernel a training step runs for its weight gradient, instead of unfolding patches (im2col)
   and multiplying per sample, which took twice as long.
-Measured (benchmarks/bench_importance.py, batch 128, one thread): SmallConv about 1.17x and the
-784-256-10 MLP about 0.9x one forward + backward of the mean loss.
+Measured (benchmarks/bench_importance.py, batch 128, one thread): SmallConv about 1.14x and the
+784-256-10 MLP about 0.7x one forward + backward of the mean loss.
 
 Other layer types fall back to `torch.func.vmap(grad(...))`. Layers that mix samples (BatchNorm
 using batch statistics) make a per-sample gradient meaningless and raise a ValueError.
