@@ -11,7 +11,7 @@ class level `exp(class[y])`, instance level `exp(instance[i])`, joint level thei
 Plugging into `curriclab.core.training.train_epoch` (it is a `SampleMethod`)::
 
     dp = DataParameters(num_classes, len(train), learn_class=False, learn_instance=True)
-    optimizers = [model_optimizer, dp.make_optimizer(lr_instance=0.2)]  # clamps after each step
+    optimizers = [model_optimizer, dp.make_optimizer(lr_instance=0.2)]  # clamps what it updates
     train_epoch(model, loader, optimizers, methods=[dp])
 """
 
@@ -76,8 +76,9 @@ class _TemperedCrossEntropy(torch.autograd.Function):
     def forward(ctx, logits: Tensor, class_table: Tensor | None, instance_table: Tensor | None,
                 target: Tensor, index: Tensor, decay_class: float, decay_instance: float
                 ) -> tuple[Tensor, Tensor]:
-        class_entries = None if class_table is None else class_table[target]
-        instance_entries = None if instance_table is None else instance_table[index]
+        # index_select, not advanced indexing: the same gather at a fraction of the dispatch cost
+        class_entries = None if class_table is None else class_table.index_select(0, target)
+        instance_entries = None if instance_table is None else instance_table.index_select(0, index)
         class_sigma = None if class_entries is None else class_entries.exp()
         instance_sigma = None if instance_entries is None else instance_entries.exp()
         if class_sigma is None:
@@ -87,11 +88,12 @@ class _TemperedCrossEntropy(torch.autograd.Function):
         scaled = logits / sigma.unsqueeze(1)
         log_probabilities = scaled.log_softmax(1)
         losses = F.nll_loss(log_probabilities, target, reduction="none")
-        decay = logits.new_zeros(())
-        if class_entries is not None and decay_class > 0:
-            decay += torch.dot(class_entries, class_entries) * (0.5 * decay_class)
-        if instance_entries is not None and decay_instance > 0:
-            decay += torch.dot(instance_entries, instance_entries) * (0.5 * decay_instance)
+        terms = [
+            torch.dot(entries, entries) * (0.5 * decay)
+            for entries, decay in ((class_entries, decay_class), (instance_entries, decay_instance))
+            if entries is not None and decay > 0
+        ]
+        decay = sum(terms[1:], terms[0]) if terms else logits.new_zeros(())
         ctx.save_for_backward(scaled, log_probabilities, sigma, target, index)
         ctx.parts = (class_table, class_entries, class_sigma, decay_class,
                      instance_table, instance_entries, instance_sigma, decay_instance)
@@ -100,13 +102,13 @@ class _TemperedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_losses: Tensor, grad_decay: Tensor) -> tuple[Tensor | None, ...]:
         scaled, log_probabilities, sigma, target, index = ctx.saved_tensors
-        q = log_probabilities.exp()
-        q.scatter_add_(1, target.unsqueeze(1), q.new_full((len(target), 1), -1.0))
+        q = log_probabilities.exp().scatter_(1, target.unsqueeze(1), -1.0, reduce="add")
         q.mul_(grad_losses.unsqueeze(1))
         grad_logits = q / sigma.unsqueeze(1) if ctx.needs_input_grad[0] else None
         grad_log_sigma = torch.linalg.vecdot(q, scaled).neg_()  # dL / dlog(sigma), per sample
-        class_table, instance_table = ctx.parts[0], ctx.parts[4]
-        both = class_table is not None and instance_table is not None
+        both = ctx.parts[0] is not None and ctx.parts[4] is not None
+        if both:  # sigma = part + other part: dL / dlog(part) = dL / dlog(sigma) * part / sigma
+            grad_log_sigma = grad_log_sigma / sigma
         tables = []
         for table, entries, part, decay, positions in (
             (*ctx.parts[:4], target), (*ctx.parts[4:], index)
@@ -114,8 +116,7 @@ class _TemperedCrossEntropy(torch.autograd.Function):
             if table is None or not table.requires_grad:
                 tables.append(None)
                 continue
-            # sigma = part (+ the other part): dsigma / dlog(part) = part
-            grad_entries = grad_log_sigma * (part / sigma) if both else grad_log_sigma
+            grad_entries = grad_log_sigma * part if both else grad_log_sigma
             if decay > 0:
                 grad_entries.add_(entries, alpha=decay * float(grad_decay))
             tables.append(torch.zeros_like(table).index_add_(0, positions, grad_entries))
@@ -130,7 +131,8 @@ class DataParameters(nn.Module, SampleMethod):
     init_class, init_instance: initial sigmas, inside `clamp` (the joint set-up of the
     apple/ml-data-parameters README starts the sum near 1 with 1.0 + 0.001 and a looser instance
     clamp; here use e.g. 0.95 + 0.05).
-    clamp: (low, high) bounds for every sigma table, applied by `clamp_()` after each step.
+    clamp: (low, high) bounds for every sigma, kept by the optimizer of `make_optimizer` (it clamps
+    each entry it updates) or by calling `clamp_()` after each step.
     weight_decay_class, weight_decay_instance: L2 decay of the log-sigmas of the minibatch only
     (`0.5 * wd * sum(log_sigma^2)`; a class counts once per sample of it in the batch).
     """
@@ -305,15 +307,15 @@ class DataParameters(nn.Module, SampleMethod):
     def make_optimizer(
         self, lr_class: float = 0.1, lr_instance: float = 0.1, momentum: float = 0.9
     ) -> SparseSGD:
-        """A SparseSGD over the learnt tables that calls `clamp_()` after every step (a post-hook)."""
+        """A SparseSGD over the learnt tables that clamps every entry it updates into the log of
+        `clamp` (as `clamp_()` after every step would: entries it leaves alone do not move)."""
         groups = []
         if self.learn_class:
             groups.append({"params": [self.class_log_sigma], "lr": lr_class})
         if self.learn_instance:
             groups.append({"params": [self.instance_log_sigma], "lr": lr_instance})
-        optimizer = SparseSGD(groups, lr=0.0, momentum=momentum)
-        optimizer.register_step_post_hook(lambda *_: self.clamp_())
-        return optimizer
+        bounds = tuple(math.log(bound) for bound in self.clamp)
+        return SparseSGD(groups, lr=0.0, momentum=momentum, clamp=bounds)
 
     @torch.no_grad()
     def class_sigma(self) -> Tensor:

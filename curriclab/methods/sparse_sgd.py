@@ -10,6 +10,9 @@ Instead of cloning the parameter and its buffer before the step and copying the 
 back afterwards (what the SparseSGD of apple/ml-data-parameters does), it gathers the touched
 entries, updates them and scatters them back: the cost grows with the batch, not with the number of
 entries.
+A group may also give `clamp=(low, high)`: each updated entry is projected into these bounds in the
+same pass (what `DataParameters` needs after every step), which is cheaper than a post-step hook
+that clamps whole tables.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class SparseSGD(torch.optim.Optimizer):
 
     `weight_decay` must be 0: decay of the entries in the minibatch belongs in the loss (see
     `DataParameters.weight_decay`), since an optimizer-level decay would shrink absent entries too.
+    `clamp`: None, or (low, high) bounds every updated entry is clamped into after its update
+    (entries without a gradient do not move, so they stay wherever they were).
     """
 
     def __init__(
@@ -41,13 +46,18 @@ class SparseSGD(torch.optim.Optimizer):
         lr: float,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
+        clamp: tuple[float, float] | None = None,
     ):
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "clamp": clamp}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Validate a group's settings (lr >= 0, momentum in [0, 1), weight_decay 0) and add it."""
+        """Validate a group's settings (lr >= 0, momentum in [0, 1), weight_decay 0, clamp None or
+        (low, high) with low <= high) and add it."""
         settings = {**self.defaults, **param_group}
+        bounds = settings["clamp"]
+        if bounds is not None and not (len(bounds) == 2 and bounds[0] <= bounds[1]):
+            raise ValueError(f"clamp must be None or (low, high) with low <= high, got {bounds!r}")
         if not (isinstance(settings["lr"], (int, float)) and settings["lr"] >= 0):
             raise ValueError(f"lr must be a number >= 0, got {settings['lr']!r}")
         if not 0.0 <= settings["momentum"] < 1.0:
@@ -83,10 +93,12 @@ class SparseSGD(torch.optim.Optimizer):
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                self._update(param, group["lr"], group["momentum"])
+                self._update(param, group["lr"], group["momentum"], group.get("clamp"))
         return loss
 
-    def _update(self, param: Tensor, lr: float, momentum: float) -> None:
+    def _update(
+        self, param: Tensor, lr: float, momentum: float, bounds: tuple[float, float] | None
+    ) -> None:
         if param.grad.is_sparse:
             raise TypeError("SparseSGD expects dense gradients (zero where an entry is absent)")
         if not param.is_contiguous():
@@ -95,13 +107,29 @@ class SparseSGD(torch.optim.Optimizer):
         touched = grad.nonzero().view(-1)
         if len(touched) == 0:
             return
-        step_grad = grad.index_select(0, touched)
+        # When every entry moves (e.g. a small class table), update in place: no gather/scatter.
+        rows = None if len(touched) == len(grad) else touched
+        step_grad = _gather(grad, rows)
         if momentum != 0.0:
             state = self.state[param]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
             buffer = state["momentum_buffer"].view(-1)
-            step_grad = buffer.index_select(0, touched).mul_(momentum).add_(step_grad)
-            buffer.index_copy_(0, touched, step_grad)
+            step_grad = _gather(buffer, rows).mul_(momentum).add_(step_grad)
+            _scatter(buffer, rows, step_grad)
         values = param.view(-1)
-        values.index_copy_(0, touched, values.index_select(0, touched).add_(step_grad, alpha=-lr))
+        updated = _gather(values, rows).add_(step_grad, alpha=-lr)
+        if bounds is not None:
+            updated.clamp_(*bounds)
+        _scatter(values, rows, updated)
+
+
+def _gather(flat: Tensor, rows: Tensor | None) -> Tensor:
+    """The entries of `flat` at `rows` (a copy), or `flat` itself (rows None: every entry)."""
+    return flat if rows is None else flat.index_select(0, rows)
+
+
+def _scatter(flat: Tensor, rows: Tensor | None, values: Tensor) -> None:
+    """Write `values` back to `flat` at `rows` (nothing to do when they were updated in place)."""
+    if rows is not None:
+        flat.index_copy_(0, rows, values)

@@ -170,6 +170,30 @@ def test_clamp_and_optimizer_post_step_clamp():
     assert dp.instance_log_sigma[1].item() == pytest.approx(math.log(4.0))
 
 
+def test_optimizer_clamp_equals_clamping_every_table_after_each_step():
+    """make_optimizer clamps the entries it updates; with tables inside the bounds that is the same
+    as the projection of every table after each step (clamp_())."""
+    steps = []
+    for builtin in (True, False):
+        seed_everything(3)
+        dp = DataParameters(3, 8, learn_class=True, learn_instance=True, clamp=(0.5, 2.0),
+                            weight_decay_class=0.1, weight_decay_instance=0.2)
+        optimizer = dp.make_optimizer(lr_class=5.0, lr_instance=5.0)
+        if not builtin:
+            for group in optimizer.param_groups:
+                group["clamp"] = None
+        for _ in range(6):
+            target, index = torch.randint(0, 3, (4,)), torch.randperm(8)[:4]
+            optimizer.zero_grad()
+            dp.objective(index, dp.compute_losses(3 * torch.randn(4, 3), target, index)).backward()
+            optimizer.step()
+            if not builtin:
+                dp.clamp_()
+        steps.append(torch.cat([dp.class_log_sigma.detach(), dp.instance_log_sigma.detach()]))
+    torch.testing.assert_close(steps[0], steps[1], rtol=0, atol=0)
+    assert steps[0].min() >= math.log(0.5) and steps[0].max() <= math.log(2.0)
+
+
 def test_data_parameters_state_dict_round_trip():
     dp = DataParameters(3, 8, learn_class=True, learn_instance=True)
     optimizer = dp.make_optimizer(lr_class=0.5, lr_instance=0.5)

@@ -122,3 +122,27 @@ def test_sparse_sgd_step_without_any_gradient_changes_nothing():
     param.grad = torch.zeros(4)
     optimizer.step()
     assert torch.equal(param.detach(), torch.ones(4))
+
+
+def test_clamp_projects_the_updated_entries_and_leaves_the_others():
+    """clamp=(low, high) equals an unclamped step followed by clamping the entries it moved."""
+    start = torch.linspace(-2.0, 2.0, 30, dtype=torch.float64)
+    start[5] = 7.0  # out of bounds but never touched: stays as it is
+    grads = _sparse_grads((30,), steps=15, present_share=0.4, seed=4)
+    for grad in grads:
+        grad[5] = 0.0
+    clamped = start.clone().requires_grad_()
+    optimizer = SparseSGD([clamped], lr=3.0, momentum=0.9, clamp=(-1.5, 1.0))
+    reference = start.clone().requires_grad_()
+    reference_optimizer = SparseSGD([reference], lr=3.0, momentum=0.9)
+    for grad in grads:
+        for param, opt in ((clamped, optimizer), (reference, reference_optimizer)):
+            param.grad = grad.clone()
+            opt.step()
+        with torch.no_grad():
+            moved = grad != 0
+            reference[moved] = reference[moved].clamp(-1.5, 1.0)
+    torch.testing.assert_close(clamped.detach(), reference.detach(), rtol=0, atol=0)
+    assert clamped[5].item() == 7.0
+    with pytest.raises(ValueError, match="clamp"):
+        SparseSGD([clamped], lr=0.1, clamp=(1.0, -1.0))
