@@ -99,7 +99,7 @@ def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     chosen = np.unique(np.linspace(0, len(history.phi) - 1, count).round().astype(int)) if history.phi else []
-    fig, axes = plt.subplots(1, max(len(chosen), 1), figsize=(3.2 * max(len(chosen), 1), 3.2), squeeze=False,
+    fig, axes = plt.subplots(1, max(len(chosen), 1), figsize=(2.6 * max(len(chosen), 1), 2.8), squeeze=False,
                              layout="constrained")
     if not len(chosen):
         axes[0, 0].text(0.5, 0.5, "no controller decisions", ha="center", va="center")

@@ -165,7 +165,7 @@ def animate_spl(
 
 def plot_histories(runs: dict[str, list[SPLEpoch]], num_samples: int) -> Figure:
     """Selected share, lambda and training accuracy per epoch for each named run, side by side."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     learning_curves(
         axes[0], {name: [r.selected / max(num_samples, 1) for r in h] for name, h in runs.items()},
         "selected share", start=0,
