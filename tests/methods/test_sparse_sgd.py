@@ -103,6 +103,18 @@ def test_sparse_sgd_state_dict_round_trip():
     torch.testing.assert_close(resumed.detach(), original.detach(), rtol=0, atol=0)
 
 
+def test_sparse_sgd_clamp_survives_a_state_dict_round_trip():
+    """The bounds are a group setting: a resumed optimizer keeps clamping what it updates."""
+    param = torch.zeros(4, requires_grad=True)
+    optimizer = SparseSGD([param], lr=1.0, momentum=0.0, clamp=(-0.5, 0.5))
+    resumed = torch.zeros(4, requires_grad=True)
+    resumed_optimizer = SparseSGD([resumed], lr=1.0, momentum=0.0)  # no clamp of its own
+    resumed_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    resumed.grad = torch.tensor([-2.0, 2.0, 0.0, 0.1])
+    resumed_optimizer.step()
+    assert resumed.detach().tolist() == pytest.approx([0.5, -0.5, 0.0, -0.1])
+
+
 def test_sparse_sgd_rejects_bad_settings():
     param = torch.zeros(3, requires_grad=True)
     with pytest.raises(ValueError, match="weight_decay"):
@@ -113,6 +125,8 @@ def test_sparse_sgd_rejects_bad_settings():
         SparseSGD([param], lr=-1.0)
     with pytest.raises(ValueError, match="momentum"):
         SparseSGD([param], lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="clamp"):
+        SparseSGD([param], lr=0.1, clamp=(1.0, -1.0))
 
 
 def test_sparse_sgd_step_without_any_gradient_changes_nothing():
