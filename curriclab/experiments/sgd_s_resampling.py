@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset, load_mnist, make_loader, stratified_subset
@@ -89,6 +90,16 @@ class RunSettings:
     infobatch_delta: float = 0.875
 
 
+class DrawnSamples(SampleMethod):
+    """Marks which samples were drawn (the share of distinct samples in an epoch)."""
+
+    def __init__(self, num_samples: int):
+        self.mask = torch.zeros(num_samples, dtype=torch.bool)
+
+    def objective(self, index: Tensor, losses: Tensor) -> None:
+        self.mask[index] = True
+
+
 @dataclass
 class RunRecord:
     """One method, one seed. Lists have one entry before training and one after every epoch,
@@ -100,6 +111,14 @@ class RunRecord:
     samples: list[int]
     seconds: list[float]
     unique_share: list[float]
+
+    def add_epoch(self, samples: int, seconds: float, accuracy: float, drawn: DrawnSamples) -> None:
+        """Append one finished epoch: its samples and seconds (accumulated), the test accuracy after
+        it, and the share of distinct samples `drawn` marked during it."""
+        self.samples.append(self.samples[-1] + samples)
+        self.seconds.append(self.seconds[-1] + seconds)
+        self.accuracy.append(accuracy)
+        self.unique_share.append(float(drawn.mask.float().mean()) if len(drawn.mask) else 0.0)
 
 
 def make_sampler(method: str, num_samples: int, settings: RunSettings,
@@ -121,14 +140,15 @@ def make_sampler(method: str, num_samples: int, settings: RunSettings,
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-class DrawnSamples(SampleMethod):
-    """Marks which samples were drawn (the share of distinct samples in an epoch)."""
-
-    def __init__(self, num_samples: int):
-        self.mask = torch.zeros(num_samples, dtype=torch.bool)
-
-    def objective(self, index: Tensor, losses: Tensor) -> None:
-        self.mask[index] = True
+def _loader_and_observers(
+    train: IndexedDataset, batch_size: int, sampler: LossDrivenSampler | None, generator: torch.Generator
+) -> tuple[DataLoader, DrawnSamples, list[SampleMethod]]:
+    """The epoch loader (the sampler's draws, or shuffling by `generator`), a DrawnSamples marker,
+    and the methods train_epoch is given (the marker, then the sampler if any)."""
+    loader = make_loader(train, batch_size, sampler=sampler, shuffle=sampler is None,
+                         generator=generator if sampler is None else None)
+    drawn = DrawnSamples(len(train))
+    return loader, drawn, [drawn] if sampler is None else [drawn, sampler]
 
 
 def run_method(method: str, train: IndexedDataset, test: IndexedDataset, settings: RunSettings,
@@ -139,11 +159,7 @@ def run_method(method: str, train: IndexedDataset, test: IndexedDataset, setting
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
     generator = torch.Generator().manual_seed(seed)
     sampler = make_sampler(method, len(train), settings, generator)
-    loader = make_loader(train, settings.batch_size, sampler=sampler, shuffle=sampler is None,
-                         generator=generator if sampler is None else None)
-    drawn = DrawnSamples(len(train))
-    methods = [drawn] if sampler is None else [drawn, sampler]
-
+    loader, drawn, methods = _loader_and_observers(train, settings.batch_size, sampler, generator)
     record = RunRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [])
     for epoch in range(settings.epochs):
         drawn.mask.zero_()
@@ -153,10 +169,7 @@ def run_method(method: str, train: IndexedDataset, test: IndexedDataset, setting
         planning = time.perf_counter() - start
         result = train_epoch(model, loader, optimizer, methods=methods, progress=progress,
                              desc=f"{method} seed {seed} epoch {epoch}")
-        record.samples.append(record.samples[-1] + result.samples)
-        record.seconds.append(record.seconds[-1] + planning + result.seconds)
-        record.accuracy.append(evaluate(model, test).accuracy)
-        record.unique_share.append(float(drawn.mask.float().mean()) if len(train) else 0.0)
+        record.add_epoch(result.samples, planning + result.seconds, evaluate(model, test).accuracy, drawn)
     return record
 
 
@@ -273,11 +286,7 @@ def run_schedule(method: str, train: IndexedDataset, test: IndexedDataset,
     generator = torch.Generator().manual_seed(seed)
     sampler = None if method == "uniform" else InfoBatchSampler(
         len(train), settings.epochs, settings.prune_ratio, settings.delta, generator=generator)
-    loader = make_loader(train, settings.batch_size, sampler=sampler, shuffle=sampler is None,
-                         generator=generator if sampler is None else None)
-    drawn = DrawnSamples(len(train))
-    methods = [drawn] if sampler is None else [drawn, sampler]
-
+    loader, drawn, methods = _loader_and_observers(train, settings.batch_size, sampler, generator)
     record = ScheduleRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [],
                             cpu_seconds=[0.0], lr=[], planned=[], candidates=[])
     for epoch in range(settings.epochs):
@@ -295,11 +304,9 @@ def run_schedule(method: str, train: IndexedDataset, test: IndexedDataset,
         result = train_epoch(model, loader, optimizer, methods=methods, progress=progress,
                              desc=f"{method} seed {seed} epoch {epoch}")
         schedule.step()
-        record.seconds.append(record.seconds[-1] + time.perf_counter() - start)
-        record.cpu_seconds.append(record.cpu_seconds[-1] + time.process_time() - cpu_start)
-        record.samples.append(record.samples[-1] + result.samples)
-        record.accuracy.append(evaluate(model, test).accuracy)
-        record.unique_share.append(float(drawn.mask.float().mean()) if len(train) else 0.0)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        record.cpu_seconds.append(record.cpu_seconds[-1] + cpu_seconds)
+        record.add_epoch(result.samples, seconds, evaluate(model, test).accuracy, drawn)
     return record
 
 
