@@ -373,6 +373,8 @@ def synchronize_sparse_gradients(
         for param_group in opt.param_groups:
             for param in param_group["params"]:
                 grad = param.grad if param.grad is not None else torch.zeros_like(param)
+                if grad.is_sparse:  # e.g. DataParameters' instance table: average it densely
+                    grad = grad.to_dense()
                 if exchange == "dense":
                     grad = grad.clone()
                     dist.all_reduce(grad, group=group)

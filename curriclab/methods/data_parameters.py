@@ -64,12 +64,17 @@ def _check_range(name: str, values: Tensor, size: int) -> None:
 class _TemperedCrossEntropy(torch.autograd.Function):
     """Per-sample CE(z / sigma, y) and the minibatch decay of the log-sigmas, as one autograd node.
 
-    Autograd through the composition (two gathers, exp, add, divide, cross-entropy, and the decay's
-    gathers, squares and sums) records about twenty small nodes per step; for a small model their
+    Autograd through the composition (gathers, exp, add, divide, cross-entropy, and the decay's
+    squares and sums) records about twenty small nodes per step; for a small model their
     bookkeeping costs more than the arithmetic. This node computes the same values and returns the
     exact gradients from the closed forms: with s = z / sigma and q = softmax(s) - onehot(y),
     dL/dz = q / sigma and dL/dlog(sigma_part) = -(q . s) * sigma_part / sigma, plus wd * entry from
-    the decay; each table's gradient is scattered once (index_add) into a dense zero tensor.
+    the decay.
+    Two choices make it cheap. The scaled logits are held class-major ([C, B]): torch's CPU
+    log-softmax over a last dimension of 10 classes costs about ten times more than over the
+    batch-long first dimension. And the instance table gets a sparse gradient listing the batch's
+    rows (as `nn.Embedding(sparse=True)` does), so neither this node nor SparseSGD touches the rest
+    of a table that has one entry per training sample; the class table's gradient is dense.
     """
 
     @staticmethod
@@ -85,42 +90,48 @@ class _TemperedCrossEntropy(torch.autograd.Function):
             sigma = instance_sigma
         else:
             sigma = class_sigma if instance_sigma is None else class_sigma + instance_sigma
-        scaled = logits / sigma.unsqueeze(1)
-        log_probabilities = scaled.log_softmax(1)
-        losses = F.nll_loss(log_probabilities, target, reduction="none")
-        terms = [
-            torch.dot(entries, entries) * (0.5 * decay)
-            for entries, decay in ((class_entries, decay_class), (instance_entries, decay_instance))
-            if entries is not None and decay > 0
-        ]
-        decay = sum(terms[1:], terms[0]) if terms else logits.new_zeros(())
+        scaled = logits.t().clone(memory_format=torch.contiguous_format).div_(sigma)  # [C, B]
+        log_probabilities = scaled.log_softmax(0)
+        losses = F.nll_loss(log_probabilities.t(), target, reduction="none")
+        decay = None
+        for entries, rate in ((class_entries, decay_class), (instance_entries, decay_instance)):
+            if entries is not None and rate > 0:
+                term = torch.dot(entries, entries).mul_(0.5 * rate)
+                decay = term if decay is None else decay.add_(term)
         ctx.save_for_backward(scaled, log_probabilities, sigma, target, index)
-        ctx.parts = (class_table, class_entries, class_sigma, decay_class,
-                     instance_table, instance_entries, instance_sigma, decay_instance)
-        return losses, decay
+        ctx.tables = ((class_table, class_entries, class_sigma, decay_class),
+                      (instance_table, instance_entries, instance_sigma, decay_instance))
+        return losses, logits.new_zeros(()) if decay is None else decay
 
     @staticmethod
     def backward(ctx, grad_losses: Tensor, grad_decay: Tensor) -> tuple[Tensor | None, ...]:
         scaled, log_probabilities, sigma, target, index = ctx.saved_tensors
-        q = log_probabilities.exp().scatter_(1, target.unsqueeze(1), -1.0, reduce="add")
-        q.mul_(grad_losses.unsqueeze(1))
-        grad_logits = q / sigma.unsqueeze(1) if ctx.needs_input_grad[0] else None
-        grad_log_sigma = torch.linalg.vecdot(q, scaled).neg_()  # dL / dlog(sigma), per sample
-        both = ctx.parts[0] is not None and ctx.parts[4] is not None
+        q = log_probabilities.exp().scatter_(0, target.unsqueeze(0), -1.0, reduce="add")
+        q.mul_(grad_losses)
+        push = torch.linalg.vecdot(q, scaled, dim=0)  # -dL / dlog(sigma), per sample
+        # back to the batch-major layout of the logits, as the layers below expect
+        grad_logits = q.div_(sigma).t().contiguous() if ctx.needs_input_grad[0] else None
+        (class_table, *_), (instance_table, *_) = ctx.tables
+        both = class_table is not None and instance_table is not None
         if both:  # sigma = part + other part: dL / dlog(part) = dL / dlog(sigma) * part / sigma
-            grad_log_sigma = grad_log_sigma / sigma
-        tables = []
-        for table, entries, part, decay, positions in (
-            (*ctx.parts[:4], target), (*ctx.parts[4:], index)
-        ):
+            push = push / sigma
+        grads = []
+        for (table, entries, part, rate), positions in zip(ctx.tables, (target, index)):
             if table is None or not table.requires_grad:
-                tables.append(None)
+                grads.append(None)
                 continue
-            grad_entries = grad_log_sigma * part if both else grad_log_sigma
-            if decay > 0:
-                grad_entries.add_(entries, alpha=decay * float(grad_decay))
-            tables.append(torch.zeros_like(table).index_add_(0, positions, grad_entries))
-        return grad_logits, tables[0], tables[1], None, None, None, None
+            along = push * part if both else push
+            if rate > 0:
+                grad_entries = entries.mul(rate * float(grad_decay)).sub_(along)
+            else:
+                grad_entries = along.neg()
+            if table is class_table:  # one entry per class: dense
+                grads.append(torch.zeros_like(table).index_add_(0, positions, grad_entries))
+            else:  # the batch's rows of a table of every sample: sparse, no pass over the table
+                grads.append(torch.sparse_coo_tensor(
+                    positions.unsqueeze(0), grad_entries, table.shape, check_invariants=False
+                ))
+        return grad_logits, grads[0], grads[1], None, None, None, None
 
 
 class DataParameters(nn.Module, SampleMethod):
@@ -196,7 +207,8 @@ class DataParameters(nn.Module, SampleMethod):
             return "joint"
         return "class" if self.learn_class else "instance"
 
-    def _check_batch(self, target: Tensor, index: Tensor) -> None:
+    @staticmethod
+    def _check_layout(target: Tensor, index: Tensor) -> None:
         if target.ndim != 1 or index.shape != target.shape:
             raise ValueError(
                 f"target and index must be 1-D of equal length, got {tuple(target.shape)} and "
@@ -204,9 +216,21 @@ class DataParameters(nn.Module, SampleMethod):
             )
         if target.dtype != torch.long or index.dtype != torch.long:
             raise TypeError("target and index must be int64 tensors")
+
+    def _check_batch(self, target: Tensor, index: Tensor) -> None:
+        self._check_layout(target, index)
         _check_range("target", target, self.num_classes)
         if self.learn_instance:
             _check_range("index", index, self.num_samples)
+
+    def _check_shapes(self, logits: Tensor, target: Tensor, index: Tensor) -> None:
+        """The checks that need no pass over the data (ranges: `_check_batch`)."""
+        self._check_layout(target, index)
+        if logits.ndim != 2 or logits.shape != (len(target), self.num_classes):
+            raise ValueError(
+                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
+                f"got {tuple(logits.shape)}"
+            )
 
     def sigma(self, target: Tensor, index: Tensor) -> Tensor:
         """Per-sample temperature [B] of the samples with dataset `index` and label `target`."""
@@ -231,12 +255,8 @@ class DataParameters(nn.Module, SampleMethod):
 
     def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
         """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`."""
+        self._check_shapes(logits, target, index)
         self._check_batch(target, index)
-        if logits.shape != (len(target), self.num_classes):
-            raise ValueError(
-                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
-                f"got {tuple(logits.shape)}"
-            )
         entries = self._gathered(target, index)
         self._batch = (index, self._decay(*entries) if self.decays else None)
         return logits / self._sigma(*entries).unsqueeze(1)
@@ -247,17 +267,16 @@ class DataParameters(nn.Module, SampleMethod):
         Computed by one fused autograd node, which also yields the batch's weight decay for
         `objective`.
         """
-        self._check_batch(target, index)
-        if logits.ndim != 2 or logits.shape != (len(target), self.num_classes):
-            raise ValueError(
-                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
-                f"got {tuple(logits.shape)}"
+        self._check_shapes(logits, target, index)
+        try:
+            losses, decay = _TemperedCrossEntropy.apply(
+                logits, self.class_log_sigma if self.learn_class else None,
+                self.instance_log_sigma if self.learn_instance else None, target, index,
+                self.weight_decay_class, self.weight_decay_instance,
             )
-        losses, decay = _TemperedCrossEntropy.apply(
-            logits, self.class_log_sigma if self.learn_class else None,
-            self.instance_log_sigma if self.learn_instance else None, target, index,
-            self.weight_decay_class, self.weight_decay_instance,
-        )
+        except IndexError:  # the range check costs a pass over the batch: run it only on failure
+            self._check_batch(target, index)
+            raise
         self._batch = (index, decay)
         return losses
 

@@ -34,6 +34,11 @@ class SparseSGD(torch.optim.Optimizer):
     whose gradient is exactly zero keeps its value and its momentum buffer. When every entry has a
     gradient the result equals `torch.optim.SGD(params, lr, momentum)`.
 
+    Gradients may be dense (an entry is touched when its gradient is non-zero) or, for a 1-D
+    parameter, sparse COO tensors (an entry is touched when the gradient lists it, as in
+    `torch.optim.SparseAdam`; `DataParameters` gives its instance table such gradients, so a step
+    costs the same whether the table has a thousand entries or a million).
+
     `weight_decay` must be 0: decay of the entries in the minibatch belongs in the loss (see
     `DataParameters.weight_decay`), since an optimizer-level decay would shrink absent entries too.
     `clamp`: None, or (low, high) bounds every updated entry is clamped into after its update
@@ -99,10 +104,11 @@ class SparseSGD(torch.optim.Optimizer):
     def _update(
         self, param: Tensor, lr: float, momentum: float, bounds: tuple[float, float] | None
     ) -> None:
-        if param.grad.is_sparse:
-            raise TypeError("SparseSGD expects dense gradients (zero where an entry is absent)")
         if not param.is_contiguous():
             raise ValueError("SparseSGD updates parameters in place and needs them contiguous")
+        if param.grad.is_sparse:
+            self._update_listed(param, lr, momentum, bounds)
+            return
         grad = param.grad.reshape(-1)
         touched = grad.nonzero().view(-1)
         if len(touched) == 0:
@@ -111,10 +117,7 @@ class SparseSGD(torch.optim.Optimizer):
         rows = None if len(touched) == len(grad) else touched
         step_grad = _gather(grad, rows)
         if momentum != 0.0:
-            state = self.state[param]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
-            buffer = state["momentum_buffer"].view(-1)
+            buffer = self._momentum_buffer(param)
             step_grad = _gather(buffer, rows).mul_(momentum).add_(step_grad)
             _scatter(buffer, rows, step_grad)
         values = param.view(-1)
@@ -122,6 +125,40 @@ class SparseSGD(torch.optim.Optimizer):
         if bounds is not None:
             updated.clamp_(*bounds)
         _scatter(values, rows, updated)
+
+    def _update_listed(
+        self, param: Tensor, lr: float, momentum: float, bounds: tuple[float, float] | None
+    ) -> None:
+        """The step for a sparse gradient: the entries it lists are the touched ones, found without
+        a scan of the table. A row listed twice (a sample drawn twice) gets the sum of its
+        gradients, as after `coalesce()`, but without its sort: each listed row's buffer is scaled
+        once (duplicates write the same value) and the gradients are added with index_add_."""
+        grad = param.grad
+        if param.dim() != 1 or grad.sparse_dim() != 1 or grad.dense_dim() != 0:
+            raise ValueError("SparseSGD takes sparse gradients of 1-D parameters only")
+        rows, values = grad._indices()[0], grad._values()
+        if len(rows) == 0:
+            return
+        if momentum != 0.0:
+            buffer = self._momentum_buffer(param)
+            buffer.index_copy_(0, rows, buffer.index_select(0, rows).mul_(momentum))
+            buffer.index_add_(0, rows, values)
+            updated = param.index_select(0, rows).add_(buffer.index_select(0, rows), alpha=-lr)
+        else:
+            param.index_add_(0, rows, values, alpha=-lr)
+            if bounds is None:
+                return
+            updated = param.index_select(0, rows)
+        if bounds is not None:
+            updated.clamp_(*bounds)
+        param.index_copy_(0, rows, updated)
+
+    def _momentum_buffer(self, param: Tensor) -> Tensor:
+        """The flat momentum buffer of `param` (zeros at first: the first step then sets buf = g)."""
+        state = self.state[param]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+        return state["momentum_buffer"].view(-1)
 
 
 def _gather(flat: Tensor, rows: Tensor | None) -> Tensor:

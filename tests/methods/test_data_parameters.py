@@ -87,10 +87,10 @@ def test_fused_loss_and_decay_match_finite_differences_and_the_composition(mode)
     )
     logits = torch.randn(5, 3, generator=generator, dtype=torch.float64, requires_grad=True)
 
-    def fused(z, class_table, instance_table):
+    def fused(z, class_table, instance_table):  # gradcheck wants dense gradients of dense inputs
         return _TemperedCrossEntropy.apply(
-            z, class_table if learn_class else None, instance_table if learn_instance else None,
-            target, index, 0.3, 0.7,
+            z, class_table if learn_class else None,
+            _DenseGradient.apply(instance_table) if learn_instance else None, target, index, 0.3, 0.7,
         )
 
     assert torch.autograd.gradcheck(fused, (logits, *tables), eps=1e-6, atol=1e-6)
@@ -106,8 +106,22 @@ def test_fused_loss_and_decay_match_finite_differences_and_the_composition(mode)
     reference = (F.cross_entropy(dp(logits, target, index), target, reduction="none").mean()
                  + dp.weight_decay(target, index))
     assert objective.item() == pytest.approx(reference.item(), rel=1e-12)
+    if learn_instance:  # a sparse gradient that lists exactly the batch's rows
+        assert got[-1].is_sparse and got[-1]._indices()[0].tolist() == index.tolist()
     for a, b in zip(got, torch.autograd.grad(reference, [logits, *learnt])):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(a.to_dense(), b, rtol=1e-12, atol=1e-14)
+
+
+class _DenseGradient(torch.autograd.Function):
+    """Identity whose backward turns a sparse gradient dense (for gradcheck)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.to_dense()
 
 
 def test_instance_gradient_has_the_closed_form():
@@ -119,9 +133,10 @@ def test_instance_gradient_has_the_closed_form():
     dp.compute_losses(logits, target, index).sum().backward()
     probabilities = F.softmax(logits / 2.0, dim=1)
     expected = (logits[torch.arange(2), target] - (probabilities * logits).sum(1)) / 2.0
-    torch.testing.assert_close(dp.instance_log_sigma.grad[index], expected)
-    assert dp.instance_log_sigma.grad[3] < 0 < dp.instance_log_sigma.grad[1]  # misfit label 2: sigma grows
-    assert dp.instance_log_sigma.grad[[0, 2]].tolist() == [0.0, 0.0]
+    grad = dp.instance_log_sigma.grad.to_dense()  # sparse: it lists the batch's rows
+    torch.testing.assert_close(grad[index], expected)
+    assert grad[3] < 0 < grad[1]  # misfit label 2: sigma grows
+    assert grad[[0, 2]].tolist() == [0.0, 0.0]
 
 
 def test_weight_decay_touches_only_the_batch_entries():
@@ -225,6 +240,19 @@ def test_bad_input_is_rejected_with_the_argument_named():
         dp(logits, target, index[:3])
     with pytest.raises(TypeError, match="int64"):
         dp(logits, target.float(), index)
+    # compute_losses checks ranges only when a gather fails; the error still names the argument
+    for bad_target, bad_index, name in (
+        (target, torch.tensor([0, 1, 2, 8]), "index"), (target, torch.tensor([0, 1, 2, -1]), "index"),
+        (torch.tensor([0, 1, 3, 0]), index, "target"), (torch.tensor([0, -1, 2, 0]), index, "target"),
+    ):
+        for mode in ((True, True), (False, True), (True, False)):
+            if name == "index" and not mode[1]:
+                continue  # an index is only looked up when the instance table is learnt
+            learnt = DataParameters(3, 8, learn_class=mode[0], learn_instance=mode[1])
+            with pytest.raises(ValueError, match=name):
+                learnt.compute_losses(logits, bad_target, bad_index)
+    with pytest.raises(ValueError, match="logits"):
+        dp.compute_losses(torch.randn(4), target, index)
     with pytest.raises(ValueError, match="learn_class"):
         DataParameters(3, 8, learn_class=False, learn_instance=False)
     with pytest.raises(ValueError, match="init_instance"):
@@ -244,6 +272,60 @@ def test_empty_batch_gives_empty_results():
     empty = torch.empty(0, dtype=torch.long)
     assert dp.sigma(empty, empty).shape == (0,)
     assert dp.weight_decay(empty, empty).item() == 0.0
+    optimizer = dp.make_optimizer()
+    before = [p.detach().clone() for p in dp.parameters()]
+    losses = dp.compute_losses(torch.empty(0, 3, requires_grad=True), empty, empty)
+    assert losses.shape == (0,)
+    dp.objective(empty, losses).sum().backward()
+    optimizer.step()
+    for was, now in zip(before, dp.parameters()):
+        assert torch.equal(was, now)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (4, 1), (4, 3)])
+def test_compute_losses_leaves_the_logits_untouched(shape):
+    """The node works on a class-major copy; for one sample (or one class) the transpose of the
+    logits is already contiguous, and scaling it in place would overwrite the caller's logits."""
+    batch, classes = shape
+    dp = DataParameters(classes, 8, learn_class=True, learn_instance=True, init_instance=2.0)
+    logits = torch.randn(shape)
+    kept = logits.clone()
+    target, index = torch.zeros(batch, dtype=torch.long), torch.arange(batch)
+    losses = dp.compute_losses(logits, target, index)
+    assert torch.equal(logits, kept)
+    reference = F.cross_entropy(logits / dp.sigma(target, index).unsqueeze(1), target, reduction="none")
+    torch.testing.assert_close(losses, reference)
+
+
+@pytest.mark.parametrize("mode", [(True, False), (False, True), (True, True)])
+def test_sparse_instance_gradients_train_like_dense_ones(mode):
+    """compute_losses gives the instance table a sparse gradient; SparseSGD on it must make the same
+    steps as on the dense gradient of the plain composition (forward + cross-entropy + decay),
+    batches with a repeated sample included."""
+    tables = []
+    for fused in (True, False):
+        seed_everything(5)
+        dp = DataParameters(3, 8, learn_class=mode[0], learn_instance=mode[1], clamp=(0.3, 3.0),
+                            weight_decay_class=0.1, weight_decay_instance=0.2).double()
+        optimizer = dp.make_optimizer(lr_class=0.7, lr_instance=0.7, momentum=0.9)
+        generator = torch.Generator().manual_seed(6)
+        for step in range(8):
+            target = torch.randint(0, 3, (5,), generator=generator)
+            index = torch.randint(0, 8, (5,), generator=generator)  # repeats happen
+            logits = 2 * torch.randn(5, 3, generator=generator, dtype=torch.float64)
+            optimizer.zero_grad()
+            if fused:
+                objective = dp.objective(index, dp.compute_losses(logits, target, index))
+            else:
+                objective = (F.cross_entropy(dp(logits, target, index), target, reduction="none").mean()
+                             + dp.weight_decay(target, index))
+            objective.backward()
+            if mode[1]:
+                assert dp.instance_log_sigma.grad.is_sparse == fused
+            optimizer.step()
+        tables.append(torch.cat([dp.class_log_sigma.detach(), dp.instance_log_sigma.detach()]))
+    torch.testing.assert_close(tables[0], tables[1], rtol=1e-12, atol=1e-14)
+    assert not torch.equal(tables[0], torch.zeros_like(tables[0]))
 
 
 def test_instance_parameters_postpone_flipped_labels_in_training():

@@ -160,3 +160,45 @@ def test_clamp_projects_the_updated_entries_and_leaves_the_others():
     assert clamped[5].item() == 7.0
     with pytest.raises(ValueError, match="clamp"):
         SparseSGD([clamped], lr=0.1, clamp=(1.0, -1.0))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("clamp", [None, (-0.4, 0.4)])
+def test_sparse_gradients_step_like_dense_ones(momentum, clamp):
+    """A sparse gradient listing the touched rows (some listed twice, their values adding up) makes
+    exactly the step of the dense gradient with those rows non-zero."""
+    generator = torch.Generator().manual_seed(4)
+    start = 0.1 * torch.randn(20, generator=generator, dtype=torch.float64)
+    results = []
+    for sparse in (True, False):
+        param = start.clone().requires_grad_()
+        optimizer = SparseSGD([param], lr=0.5, momentum=momentum, clamp=clamp)
+        step_generator = torch.Generator().manual_seed(5)
+        for _ in range(10):
+            rows = torch.randint(0, 20, (6,), generator=step_generator)
+            values = torch.randn(6, generator=step_generator, dtype=torch.float64)
+            if sparse:
+                param.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (20,), check_invariants=True)
+            else:
+                param.grad = torch.zeros(20, dtype=torch.float64).index_add_(0, rows, values)
+            optimizer.step()
+        results.append((param.detach(), optimizer.state[param].get("momentum_buffer")))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-15)
+    if momentum:
+        torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-15)
+
+
+def test_sparse_gradient_leaves_unlisted_rows_alone_and_rejects_matrices():
+    param = torch.arange(6, dtype=torch.float64).requires_grad_()
+    optimizer = SparseSGD([param], lr=1.0, momentum=0.9)
+    param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 4]]), torch.tensor([1.0, -1.0], dtype=torch.float64), (6,), check_invariants=True)
+    optimizer.step()
+    assert param.detach().tolist() == [0.0, 0.0, 2.0, 3.0, 5.0, 5.0]
+    assert optimizer.state[param]["momentum_buffer"].tolist() == [0, 1, 0, 0, -1, 0]
+    param.grad = torch.sparse_coo_tensor(torch.empty(1, 0, dtype=torch.long), torch.empty(0, dtype=torch.float64), (6,), check_invariants=True)
+    optimizer.step()  # an empty selection: nothing moves
+    assert param.detach().tolist() == [0.0, 0.0, 2.0, 3.0, 5.0, 5.0]
+    matrix = torch.zeros(2, 3, requires_grad=True)
+    matrix.grad = torch.zeros(2, 3).to_sparse()
+    with pytest.raises(ValueError, match="1-D"):
+        SparseSGD([matrix], lr=0.1).step()
