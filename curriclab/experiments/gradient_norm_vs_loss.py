@@ -60,13 +60,12 @@ def record_epoch(
     dataset = getattr(loader, "dataset", None)
     if not isinstance(dataset, IndexedDataset):
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
-    records = torch.full((3, len(dataset)), float("nan"))  # losses, norms, proxies
-    losses, norms, proxies = records
     recorder = TrainingStepRecorder(model)
     measured: list[Tensor] = []  # the index of a batch whose norms come after its backward
+    batches: list[tuple[Tensor, BatchImportance]] = []  # written to the records once, at the end
 
     def store(index: Tensor, batch: BatchImportance) -> None:
-        records[:, index] = torch.stack([batch.losses, batch.grad_norms, batch.output_grad_norms]).float()
+        batches.append((index, batch))
 
     class Measure(SampleMethod):
         """Trains with `loss_fn`; the norms come from the training backward where the recorder
@@ -94,7 +93,26 @@ def record_epoch(
             model, loader, optimizer, methods=[Measure()], progress=progress,
             desc="epoch (recording)",
         )
-    return EpochImportance(losses, norms, proxies, result)
+    return EpochImportance(*_by_dataset_index(batches, len(dataset)), result)
+
+
+def _by_dataset_index(batches: list[tuple[Tensor, BatchImportance]], size: int) -> Tensor:
+    """[3, size] records (losses, norms, proxies; NaN where unvisited) from the epoch's batches;
+    a sample visited twice keeps its last visit (batches are written in order when one repeats)."""
+    records = torch.full((3, size), float("nan"))
+    if not batches:
+        return records
+    index = torch.cat([index for index, _ in batches])
+    values = torch.stack([
+        torch.cat([getattr(batch, field) for _, batch in batches]).float()
+        for field in ("losses", "grad_norms", "output_grad_norms")
+    ])
+    if len(torch.unique(index)) == len(index):
+        records[:, index] = values
+    else:  # index_put with a repeated index keeps an arbitrary one of its values
+        for (batch_index, _), part in zip(batches, values.split([len(i) for i, _ in batches], 1)):
+            records[:, batch_index] = part
+    return records
 
 
 def spearman_by_chunk(a: Tensor, b: Tensor, chunks: int) -> Tensor:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -610,7 +609,7 @@ class TrainingStepRecorder:
         self._recorder: _CallRecorder | None = None
         self._output: Tensor | None = None
         self._handles: list = []
-        self._pending: tuple[Tensor, list[_Call], list[Tensor | None]] | BatchImportance | None = None
+        self._pending: tuple[Tensor, list[_Call], list[Tensor]] | BatchImportance | None = None
 
     @property
     def supported(self) -> bool:
@@ -658,15 +657,12 @@ class TrainingStepRecorder:
         mean = losses.mean()
         outputs = [call.output for call in calls] + [output]
         if not self.book_keeping:
-            grads: list[Tensor | None] = [None] * len(outputs)
-            # one hook per tensor: the model's output is often also the last layer's output
-            positions: dict[int, tuple[Tensor, list[int]]] = {}
-            for position, tensor in enumerate(outputs):
+            # the training backward leaves each output's gradient in .grad (a C++ hook: no Python
+            # call during the backward); the model's output is often also the last layer's output
+            for tensor in outputs:
                 if tensor.requires_grad:
-                    positions.setdefault(id(tensor), (tensor, []))[1].append(position)
-            for tensor, where in positions.values():
-                tensor.register_hook(partial(_store, grads, where))
-            self._pending = (losses.detach(), calls, grads)
+                    tensor.retain_grad()
+            self._pending = (losses.detach(), calls, outputs)
             return mean
         grads = list(torch.autograd.grad(mean, outputs, allow_unused=True))
         batch_grads: dict[nn.Parameter, Tensor] = {}
@@ -681,16 +677,12 @@ class TrainingStepRecorder:
             raise RuntimeError("measurements() needs a step() whose objective was back-propagated")
         if isinstance(self._pending, BatchImportance):
             return self._pending
-        losses, calls, grads = self._pending
+        losses, calls, outputs = self._pending
+        grads = [tensor.grad if tensor.requires_grad else None for tensor in outputs]
         if all(grad is None for grad in grads):
             raise RuntimeError("measurements() needs a step() whose objective was back-propagated")
         sq_norms = _sq_norms_from_calls(calls, grads[:-1], losses, self.strategy)
         return _scaled_measurements(losses, sq_norms, grads[-1])
-
-
-def _store(grads: list[Tensor | None], positions: list[int], grad: Tensor) -> None:
-    for position in positions:
-        grads[position] = grad
 
 
 def _scaled_measurements(losses: Tensor, sq_norms: Tensor, output_grad: Tensor | None) -> BatchImportance:

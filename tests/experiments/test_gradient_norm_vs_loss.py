@@ -126,6 +126,28 @@ def test_record_epoch_measures_before_each_step_and_leaves_unvisited_nan():
         record_epoch(model, [(torch.arange(2), dataset.inputs[:2], dataset.targets[:2])], optimizer)
 
 
+@pytest.mark.parametrize("name", ["mlp", "logistic"])
+def test_record_epoch_keeps_the_last_visit_of_a_repeated_sample(name):
+    """A sampler that draws sample 3 in the first and the third batch: the record holds the third
+    batch's measurement, taken under the weights after two steps."""
+    dataset = tiny_dataset()
+    torch.manual_seed(0)
+    model = MLP(2, (8,), 2) if name == "mlp" else LogisticRegression()
+    twin = copy.deepcopy(model)
+    sampler = [3, 0, 1, 2, 4, 5, 6, 7, 3, 8, 9, 10]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    record = record_epoch(model, make_loader(dataset, 4, sampler=sampler), optimizer, progress=False)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.5)
+    for start in (0, 4):  # the two steps before the third batch
+        batch = sampler[start:start + 4]
+        twin_optimizer.zero_grad()
+        F.cross_entropy(twin(dataset.inputs[batch]), dataset.targets[batch]).backward()
+        twin_optimizer.step()
+    third = measure_batch(twin, dataset.inputs[sampler[8:]], dataset.targets[sampler[8:]])
+    assert record.grad_norms[3] == pytest.approx(third.grad_norms[0].item(), rel=1e-5)
+    assert record.losses[3] == pytest.approx(third.losses[0].item(), rel=1e-5)
+
+
 def test_time_methods_and_table():
     model, (x, y) = make_model("logistic"), batch_for("logistic")
     seconds = time_methods(model, x, y, ("floor", "hooks", "proxy"), repeats=2)
