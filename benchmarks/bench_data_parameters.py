@@ -2,7 +2,7 @@
 
 For each model (784-256-10 MLP, the SmallConv of Zakka's blog post) it times a training epoch of plain
 cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
-divided by sigma, minibatch weight decay in its objective, a SparseSGD step and a clamp after it.
+divided by sigma, minibatch weight decay in its objective, a SparseSGD step that clamps what it updates.
 Epochs are interleaved and repeated (torch.utils.benchmark, CPU clock); it prints median CPU ms and the ratio to the plain
 epoch measured in the same process (target, issue 16: <= 1.10x). Run: python benchmarks/bench_data_parameters.py [--samples N]
 """

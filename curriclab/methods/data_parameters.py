@@ -146,6 +146,11 @@ class DataParameters(nn.Module, SampleMethod):
     each entry it updates) or by calling `clamp_()` after each step.
     weight_decay_class, weight_decay_instance: L2 decay of the log-sigmas of the minibatch only
     (`0.5 * wd * sum(log_sigma^2)`; a class counts once per sample of it in the batch).
+
+    After `compute_losses`, the instance table's `.grad` is a sparse COO tensor listing the batch's
+    rows (as with `nn.Embedding(sparse=True)`), so a step never scans the whole table: step it with
+    `make_optimizer()` (SparseSGD), `torch.optim.SGD` or `torch.optim.SparseAdam`; `.to_dense()`
+    shows it whole. The composition `forward` + a loss gives dense gradients.
     """
 
     def __init__(
