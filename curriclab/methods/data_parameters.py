@@ -109,8 +109,8 @@ class _TemperedCrossEntropy(torch.autograd.Function):
         q = log_probabilities.exp().scatter_(0, target.unsqueeze(0), -1.0, reduce="add")
         q.mul_(grad_losses)
         push = torch.linalg.vecdot(q, scaled, dim=0)  # -dL / dlog(sigma), per sample
-        # back to the batch-major layout of the logits, as the layers below expect
-        grad_logits = q.div_(sigma).t().contiguous() if ctx.needs_input_grad[0] else None
+        # a transposed view, not a copy: the layer below multiplies it as it is
+        grad_logits = q.div_(sigma).t() if ctx.needs_input_grad[0] else None
         (class_table, *_), (instance_table, *_) = ctx.tables
         both = class_table is not None and instance_table is not None
         if both:  # sigma = part + other part: dL / dlog(part) = dL / dlog(sigma) * part / sigma
