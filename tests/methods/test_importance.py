@@ -11,8 +11,7 @@ from torch import nn
 from curriclab.experiments.gradient_norm_vs_loss import time_methods
 from curriclab.methods.importance import (
     TrainingStepRecorder,
-    _grads_by_forward_kernel,
-    _grads_by_weight_kernel,
+    _CONV_KERNELS,
     check_samples_independent,
     measure_batch,
     output_grad_norms,
@@ -173,15 +172,17 @@ def test_weight_grad_sq_norms_match_materialised_gradients(positions):
         weight_grad_sq_norms(a, g, "fast")
 
 
-@pytest.mark.parametrize("kernel", [_grads_by_weight_kernel, _grads_by_forward_kernel])
+@pytest.mark.parametrize("kernel", list(_CONV_KERNELS.values()), ids=list(_CONV_KERNELS))
 @pytest.mark.parametrize(
     "conv", [dict(stride=2, padding=1), dict(dilation=(1, 2), padding=(1, 0)),
-             dict(stride=(2, 3), dilation=(2, 1), padding=(2, 1))],
+             dict(stride=(2, 3), dilation=(2, 1), padding=(2, 1)), dict(in_channels=1)],
 )
-def test_both_convolution_kernels_give_each_samples_weight_gradient(kernel, conv):
+def test_every_convolution_kernel_gives_each_samples_weight_gradient(kernel, conv):
     torch.manual_seed(0)
-    layer = nn.Conv2d(3, 4, (3, 2), **conv).double()
-    x = torch.randn(5, 3, 13, 9, dtype=torch.float64)
+    settings = dict(conv)  # the parameter dict is shared by the kernels' cases: do not pop from it
+    in_channels = settings.pop("in_channels", 3)
+    layer = nn.Conv2d(in_channels, 4, (3, 2), **settings).double()
+    x = torch.randn(5, in_channels, 13, 9, dtype=torch.float64)
     out_grad = torch.randn_like(layer(x))
     expected = torch.stack([
         torch.nn.grad.conv2d_weight(x[b:b + 1], layer.weight.shape, out_grad[b:b + 1],
