@@ -146,8 +146,6 @@ class SparseSGD(torch.optim.Optimizer):
             updated = param.index_select(0, rows).add_(buffer.index_select(0, rows), alpha=-lr)
         else:
             param.index_add_(0, rows, values, alpha=-lr)
-            if bounds is None:
-                return
             updated = param.index_select(0, rows)
         if bounds is not None:
             updated.clamp_(*bounds)
