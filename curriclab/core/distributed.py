@@ -373,10 +373,11 @@ def synchronize_sparse_gradients(
         for param_group in opt.param_groups:
             for param in param_group["params"]:
                 grad = param.grad if param.grad is not None else torch.zeros_like(param)
-                if grad.is_sparse:  # e.g. DataParameters' instance table: average it densely
-                    grad = grad.to_dense()
+                if grad.is_sparse:  # e.g. DataParameters' instance table: averaged densely
+                    grad = grad.to_dense()  # a new tensor, free to reduce in place
+                elif exchange == "dense":
+                    grad = grad.clone()  # .grad itself must not be reduced in place
                 if exchange == "dense":
-                    grad = grad.clone()
                     dist.all_reduce(grad, group=group)
                     param.grad = grad / world
                     continue

@@ -224,12 +224,15 @@ class DataParameters(nn.Module, SampleMethod):
 
     def _check_batch(self, target: Tensor, index: Tensor) -> None:
         self._check_layout(target, index)
+        self._check_ranges(target, index)
+
+    def _check_ranges(self, target: Tensor, index: Tensor) -> None:
         _check_range("target", target, self.num_classes)
         if self.learn_instance:
             _check_range("index", index, self.num_samples)
 
     def _check_shapes(self, logits: Tensor, target: Tensor, index: Tensor) -> None:
-        """The checks that need no pass over the data (ranges: `_check_batch`)."""
+        """The checks that need no pass over the data (ranges: `_check_ranges`)."""
         self._check_layout(target, index)
         if logits.ndim != 2 or logits.shape != (len(target), self.num_classes):
             raise ValueError(
@@ -261,7 +264,7 @@ class DataParameters(nn.Module, SampleMethod):
     def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
         """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`."""
         self._check_shapes(logits, target, index)
-        self._check_batch(target, index)
+        self._check_ranges(target, index)
         entries = self._gathered(target, index)
         self._batch = (index, self._decay(*entries) if self.decays else None)
         return logits / self._sigma(*entries).unsqueeze(1)
@@ -280,7 +283,7 @@ class DataParameters(nn.Module, SampleMethod):
                 self.weight_decay_class, self.weight_decay_instance,
             )
         except IndexError:  # the range check costs a pass over the batch: run it only on failure
-            self._check_batch(target, index)
+            self._check_ranges(target, index)
             raise
         self._batch = (index, decay)
         return losses
