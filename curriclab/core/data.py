@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +22,13 @@ __all__ = [
     "corrupt_labels",
     "DATA_ENV",
     "default_data_root",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "IMAGE_SOURCES",
+    "ImageSource",
     "IndexedDataset",
+    "load_fashion_mnist",
+    "load_images",
     "load_mnist",
     "make_loader",
     "missing_mnist_files",
@@ -35,6 +42,8 @@ __all__ = [
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
+FASHION_MNIST_MEAN = 0.2860
+FASHION_MNIST_STD = 0.3530
 DATA_ENV = "CURRICLAB_DATA"
 MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -138,43 +147,101 @@ def default_data_root() -> Path:
     return Path(cache) / "curriclab"
 
 
-def missing_mnist_files(root: str | Path, train: bool) -> list[str]:
-    """Names of the raw MNIST files (uncompressed IDX) that are absent from `<root>/MNIST/raw`."""
-    raw = Path(root) / "MNIST" / "raw"
-    return [name for name in MNIST_FILES[train] if not (raw / name).is_file()]
+@dataclass(frozen=True)
+class ImageSource:
+    """An MNIST-format image data set on disk: its torchvision folder name under the data root,
+    the torchvision class that reads it, and the per-pixel mean and std used to normalise it."""
+
+    folder: str
+    mean: float
+    std: float
+
+    def torchvision_class(self) -> type:
+        """The torchvision data set class that reads (and downloads) these files."""
+        from torchvision import datasets
+
+        return getattr(datasets, self.folder)
+
+
+IMAGE_SOURCES = {
+    "mnist": ImageSource("MNIST", MNIST_MEAN, MNIST_STD),
+    "fashion_mnist": ImageSource("FashionMNIST", FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+}
+"""The image data sets curriclab loads, by name; both use MNIST's four IDX file names."""
+
+
+def missing_mnist_files(root: str | Path, train: bool, name: str = "mnist") -> list[str]:
+    """Names of the raw IDX files of data set `name` (a key of `IMAGE_SOURCES`) that are absent
+    from `<root>/<folder>/raw` (e.g. `<root>/MNIST/raw`, `<root>/FashionMNIST/raw`)."""
+    raw = Path(root) / _source(name).folder / "raw"
+    return [file for file in MNIST_FILES[train] if not (raw / file).is_file()]
+
+
+def _source(name: str) -> ImageSource:
+    if name not in IMAGE_SOURCES:
+        raise ValueError(f"name must be one of {sorted(IMAGE_SOURCES)}, got {name!r}")
+    return IMAGE_SOURCES[name]
+
+
+def load_images(
+    name: str, train: bool = True, root: str | Path | None = None, download: bool | None = None
+) -> IndexedDataset:
+    """An MNIST-format data set as an IndexedDataset of normalised float images [N, 1, 28, 28]
+    and int64 labels.
+
+    Args:
+        name: a key of `IMAGE_SOURCES` ("mnist" or "fashion_mnist").
+        train: the training split (60 000 images) or the test split (10 000).
+        root: the data root; else `$CURRICLAB_DATA`, else a per-user cache directory. The files
+            are read from torchvision's layout `<root>/<folder>/raw/` (uncompressed IDX).
+        download: None tries torchvision's download only when files are missing; False never
+            downloads.
+
+    Returns:
+        The data set, indexed 0..N-1 in file order.
+
+    Raises:
+        ValueError: an unknown `name`.
+        FileNotFoundError: files are missing and could not be fetched; the message names the
+            missing files, the directory searched and `CURRICLAB_DATA`.
+    """
+    source = _source(name)
+    reader = source.torchvision_class()
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    missing = missing_mnist_files(root, train, name)
+    if missing:
+        reason = "download=False" if download is False else None
+        if download is not False:
+            try:
+                reader(str(root), train=train, download=True)
+            except Exception as error:  # noqa: BLE001 - no network, no write access, a mirror down...
+                reason = f"download failed: {error}"
+        missing = missing_mnist_files(root, train, name)
+        if missing:
+            raise FileNotFoundError(
+                f"{source.folder} files {missing} are missing from {root / source.folder / 'raw'} "
+                f"({reason}). Put the four official files (uncompressed IDX) in "
+                f"<root>/{source.folder}/raw/ and set {DATA_ENV}=<root>, or pass root=..., or "
+                f"allow the download."
+            )
+    data = reader(str(root), train=train, download=False)
+    images = data.data.unsqueeze(1).float().div_(255.0).sub_(source.mean).div_(source.std)
+    return IndexedDataset(images, data.targets.long())
 
 
 def load_mnist(
     train: bool = True, root: str | Path | None = None, download: bool | None = None
 ) -> IndexedDataset:
-    """MNIST as an IndexedDataset of normalised float images [N, 1, 28, 28] and int64 labels.
+    """MNIST as an IndexedDataset: `load_images("mnist", train, root, download)`."""
+    return load_images("mnist", train, root, download)
 
-    root: the argument, else `$CURRICLAB_DATA`, else a per-user cache directory (torchvision layout
-    `<root>/MNIST/raw/`). download: None tries torchvision's download only when files are missing;
-    False never downloads. If the files are missing and cannot be fetched, a FileNotFoundError names
-    the missing files, the directory searched and `CURRICLAB_DATA`.
-    """
-    from torchvision.datasets import MNIST
 
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    missing = missing_mnist_files(root, train)
-    if missing:
-        reason = "download=False" if download is False else None
-        if download is not False:
-            try:
-                MNIST(str(root), train=train, download=True)
-            except Exception as error:  # noqa: BLE001 - no network, no write access, a mirror down...
-                reason = f"download failed: {error}"
-        missing = missing_mnist_files(root, train)
-        if missing:
-            raise FileNotFoundError(
-                f"MNIST files {missing} are missing from {root / 'MNIST' / 'raw'} ({reason}). "
-                f"Put the four official MNIST files (uncompressed IDX) in <root>/MNIST/raw/ and set "
-                f"{DATA_ENV}=<root>, or pass root=..., or allow the download."
-            )
-    mnist = MNIST(str(root), train=train, download=False)
-    images = mnist.data.unsqueeze(1).float().div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
-    return IndexedDataset(images, mnist.targets.long())
+def load_fashion_mnist(
+    train: bool = True, root: str | Path | None = None, download: bool | None = None
+) -> IndexedDataset:
+    """Fashion-MNIST (Xiao et al. 2017) as an IndexedDataset, read from
+    `<root>/FashionMNIST/raw/`: `load_images("fashion_mnist", train, root, download)`."""
+    return load_images("fashion_mnist", train, root, download)
 
 
 def stratified_positions(targets: Tensor, size: int, seed: int = 0) -> Tensor:

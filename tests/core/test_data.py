@@ -1,11 +1,16 @@
 
+import os
+
 import pytest
 import torch
 
 from curriclab.core.data import (
     IndexedDataset,
     corrupt_labels,
+    load_fashion_mnist,
+    load_images,
     load_mnist,
+    missing_mnist_files,
     make_loader,
     spl_toy_data,
     stratified_split,
@@ -144,3 +149,26 @@ def test_mnist_shapes_normalisation_and_class_counts(mnist_train, mnist_test):
     assert torch.bincount(mnist_train.targets).tolist() == MNIST_TRAIN_COUNTS
     background = (0.0 - 0.1307) / 0.3081
     assert float(mnist_train.inputs.min()) == pytest.approx(background, abs=1e-5)
+
+
+def test_missing_fashion_mnist_error_names_its_own_folder(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        load_fashion_mnist(train=True, root=tmp_path, download=False)
+    assert str(tmp_path / "FashionMNIST" / "raw") in str(error.value)
+
+
+def test_unknown_image_source_is_refused_by_name():
+    with pytest.raises(ValueError, match="name"):
+        load_images("cifar10", download=False)
+
+
+def test_fashion_mnist_is_balanced_normalised_and_not_mnist(mnist_test):
+    root = os.environ.get("CURRICLAB_DATA")
+    if not root or missing_mnist_files(root, False, "fashion_mnist"):
+        pytest.skip("Fashion-MNIST files are not available (set CURRICLAB_DATA)")
+    test = load_fashion_mnist(train=False, download=False)
+    assert test.inputs.shape == (10000, 1, 28, 28) and test.targets.dtype == torch.int64
+    assert torch.equal(torch.bincount(test.targets), torch.full((10,), 1000))
+    # normalised by the training split's statistics: the test split lands close to 0 and 1
+    assert abs(float(test.inputs.mean())) < 0.02 and abs(float(test.inputs.std()) - 1) < 0.02
+    assert not torch.equal(test.inputs, mnist_test.inputs)
