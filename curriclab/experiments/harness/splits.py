@@ -1,0 +1,96 @@
+"""The named splits of a study's data: train / validation / holdout carved from the official
+training split, test from the official test split; loaded once per `DataSpec` (cached)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from curriclab.core.data import (
+    IndexedDataset,
+    corrupt_labels,
+    load_images,
+    stratified_split,
+    stratified_subset,
+)
+from curriclab.experiments.harness.spec import DataSpec
+
+__all__ = ["Splits", "load_splits"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The data sets of a study. `corrupted` marks the training samples whose label `label_noise`
+    moved (all False without noise); `holdout` is empty unless the spec asks for one."""
+
+    train: IndexedDataset
+    validation: IndexedDataset
+    holdout: IndexedDataset
+    test: IndexedDataset
+    corrupted: Tensor
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the source (the test split holds every class)."""
+        return self.test.num_classes
+
+    def named(self, split: str) -> IndexedDataset:
+        """The split called `split` ("train", "validation", "holdout" or "test")."""
+        if split not in ("train", "validation", "holdout", "test"):
+            raise ValueError(f"split must be train, validation, holdout or test, got {split!r}")
+        return getattr(self, split)
+
+
+def _carve(pool: IndexedDataset, size: int, seed: int) -> tuple[IndexedDataset, IndexedDataset]:
+    """A stratified part of `size` items and the rest (both re-indexed; sources kept)."""
+    if size == 0:
+        return pool.subset(torch.empty(0, dtype=torch.long)), pool
+    if size >= len(pool):
+        raise ValueError(f"cannot carve {size} samples from a pool of {len(pool)}")
+    return stratified_split(pool, size, seed)
+
+
+@functools.lru_cache(maxsize=8)
+def load_splits(spec: DataSpec) -> Splits:
+    """The splits `spec` describes (cached per spec: loading MNIST takes seconds).
+
+    Args:
+        spec: the data spec; its `split_seed` seeds every split and the label noise.
+
+    Returns:
+        Splits whose data sets are indexed 0..n-1, each remembering its source indices.
+
+    Raises:
+        ValueError: the sizes do not fit in the official splits.
+        FileNotFoundError: the data files are missing (see `curriclab.core.data.load_images`).
+    """
+    pool = load_images(spec.source, train=True)
+    validation, pool = _carve(pool, spec.validation_size, spec.split_seed)
+    holdout, pool = _carve(pool, spec.holdout_size, spec.split_seed + 1)
+    if spec.train_size is not None:
+        if spec.train_size > len(pool):
+            raise ValueError(f"train_size {spec.train_size} exceeds the {len(pool)} samples left "
+                             f"after validation and holdout")
+        pool = stratified_subset(pool, spec.train_size, spec.split_seed + 2)
+    test = load_images(spec.source, train=False)
+    if spec.test_size is not None:
+        test = stratified_subset(test, spec.test_size, spec.split_seed + 3)
+    num_classes = test.num_classes
+    train, corrupted = pool, torch.zeros(len(pool), dtype=torch.bool)
+    if spec.label_noise > 0:
+        noisy, corrupted = corrupt_labels(pool.targets, spec.label_noise, num_classes,
+                                          spec.split_seed + 4)
+        train = pool.with_targets(noisy)
+        if spec.noisy_holdout:
+            validation = _noisy(validation, spec.label_noise, num_classes, spec.split_seed + 5)
+            holdout = _noisy(holdout, spec.label_noise, num_classes, spec.split_seed + 6)
+    return Splits(train, validation, holdout, test, corrupted)
+
+
+def _noisy(data: IndexedDataset, fraction: float, num_classes: int, seed: int) -> IndexedDataset:
+    if len(data) == 0:
+        return data
+    return data.with_targets(corrupt_labels(data.targets, fraction, num_classes, seed)[0])
