@@ -59,7 +59,7 @@ def _correctness_values(output: Tensor, target: Tensor) -> Tensor:
 
 
 class ForgettingEvents(SampleMethod):
-    """Counts each sample's forgetting events from the training-time outputs, keyed by dataset index.
+    """Counts every sample's forgetting events from training-time outputs, keyed by dataset index.
 
     Plug it into `fit`/`train_epoch` (`methods=[ForgettingEvents(len(train))]`); read the result
     with `scores()`, `never_forgotten_fraction()` and `never_learned_fraction()`.
