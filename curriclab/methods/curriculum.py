@@ -262,7 +262,7 @@ def selected_fraction(losses: Tensor, threshold: float) -> float:
 
 
 def _step_seed(seed: int, step: int) -> int:
-    """A 63-bit seed for step `step`'s draw, distinct for distinct (seed, step) pairs in practice."""
+    """The 63-bit seed of step `step`'s draw: an affine mix of the sampler's seed and the step."""
     return (seed * 6364136223846793005 + step * 1442695040888963407 + 1) % 2**63
 
 
@@ -314,7 +314,8 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         if self.num_samples == 0:
             raise ValueError("scores must not be empty")
         if not callable(pacing):
-            raise TypeError(f"pacing must be callable (step -> fraction), got {type(pacing).__name__}")
+            raise TypeError("pacing must be callable (step -> fraction), got "
+                            f"{type(pacing).__name__}")
         self.pacing = pacing
         self.total_steps = _check_int("total_steps", total_steps, 1)
         self.batch_size = _check_int("batch_size", batch_size, 1)
@@ -337,7 +338,8 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             "num_replicas", group_world if num_replicas is None else num_replicas, 1)
         self.rank = _check_int("rank", group_rank if rank is None else rank, 0)
         if self.rank >= self.num_replicas:
-            raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), got {self.rank}")
+            raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), got "
+                             f"{self.rank}")
         if self.batch_size % self.num_replicas:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by num_replicas "
                              f"({self.num_replicas})")
