@@ -209,7 +209,7 @@ def _check_scores(scores: Tensor) -> Tensor:
         raise ValueError(f"scores must be 1-D (one per dataset index), got {tuple(scores.shape)}")
     if scores.dtype == torch.bool or scores.is_complex():
         raise TypeError(f"scores must be real numbers, got {scores.dtype}")
-    scores = scores.double().cpu()
+    scores = scores.double().cpu().clone()  # never alias (and later update) the caller's tensor
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores must be finite (got NaN or inf)")
     return scores

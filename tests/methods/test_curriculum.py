@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import LogisticRegression
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import chi_square_test
 from curriclab.core.training import fit, seed_everything
 from curriclab.methods.curriculum import (
@@ -260,6 +261,13 @@ def test_update_scores_re_sorts_by_the_recorded_losses_at_the_next_epoch():
     assert sampler.order.tolist() == list(range(N - 1, -1, -1))
 
 
+def test_the_callers_scores_are_never_updated_in_place():
+    given = _scores()
+    sampler = CurriculumSampler(given, pacing_function("linear", 10), 10, 4, update_scores=True)
+    sampler.objective(torch.arange(N), torch.zeros(N))
+    assert torch.equal(given, _scores()) and bool((sampler.scores == 0).all())
+
+
 def test_non_finite_losses_and_bad_indices_leave_the_scores_unchanged():
     sampler = _sampler(update_scores=True)
     before = sampler.scores.clone()
@@ -280,19 +288,31 @@ def test_a_fixed_score_sampler_only_observes():
     assert torch.equal(sampler.scores, before)
 
 
+class _Recorder(SampleMethod):
+    def __init__(self):
+        self.batches = []
+
+    def objective(self, index, losses):
+        self.batches.append((index.clone(), losses.detach().double().clone()))
+
+
 def test_fit_trains_exactly_the_budget_and_records_losses_by_dataset_index():
     seed_everything(0)
     data = IndexedDataset(torch.randn(N, 4), torch.randint(0, 2, (N,)))
-    sampler = CurriculumSampler(torch.rand(N), pacing_function("quadratic", 25), 25, 4,
+    initial = torch.rand(N).double()
+    sampler = CurriculumSampler(initial, pacing_function("quadratic", 25), 25, 4,
                                 update_scores=True, seed=1)
     loader = make_loader(data, sampler.local_batch_size, sampler=sampler)
-    model = LogisticRegression(4, 2)
+    model, recorder = LogisticRegression(4, 2), _Recorder()
     history = fit(model, loader, torch.optim.SGD(model.parameters(), lr=0.1),
-                  sampler.num_epochs, methods=[sampler], progress=False)
-    assert sum(r.train.steps for r in history) == 25
+                  sampler.num_epochs, methods=[sampler, recorder], progress=False)
+    assert sum(r.train.steps for r in history) == 25 == len(recorder.batches)
     assert sum(r.train.samples for r in history) == 100
-    drawn = torch.cat([sampler.plan_of_step(t) for t in range(25)])
-    assert not torch.equal(sampler.scores[drawn], torch.rand(N)[drawn])
+    expected = initial.clone()
+    for index, losses in recorder.batches:
+        expected[index] = losses
+    assert torch.equal(sampler.scores, expected)
+    assert not torch.equal(expected, initial)
 
 
 # ---------------------------------------------------------------- sharding
