@@ -249,8 +249,8 @@ class Synchronized(SampleMethod):
         if not all(isinstance(method, SampleMethod) for method in methods):
             raise TypeError("methods must be SampleMethod instances")
         if any(defines_selection(method) for method in methods):
-            raise TypeError("methods: a selecting method (one that defines select) selects per rank; "
-                            "plug it in beside Synchronized, not inside it")
+            raise TypeError("methods: a selecting method (one that defines select) selects "
+                            "per rank; plug it in beside Synchronized, not inside it")
         if num_samples is not None and num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.methods = list(methods)

@@ -104,8 +104,8 @@ def _check_batch(index: Tensor, output: Tensor, target: Tensor) -> None:
     if not all(isinstance(t, Tensor) for t in (index, output, target)):
         raise TypeError("index, output and target must be tensors")
     if index.ndim != 1 or target.ndim != 1 or not len(output) == len(index) == len(target):
-        raise ValueError(f"index [n], output [n, ...] and target [n] must have one row per sample; got "
-                         f"{tuple(index.shape)}, {tuple(output.shape)}, {tuple(target.shape)}")
+        raise ValueError("index [n], output [n, ...] and target [n] must have one row per sample; "
+                         f"got {tuple(index.shape)}, {tuple(output.shape)}, {tuple(target.shape)}")
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
         raise ValueError(f"index must be an integer tensor, got {index.dtype}")
 
@@ -148,10 +148,12 @@ class BatchSelector(SampleMethod):
         raise NotImplementedError
 
     def select(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
-        """Positions of the `chosen_count(n, k, batch_size)` candidates of highest score, best first.
+        """Positions of the `chosen_count(n, k, batch_size)` candidates of highest score, best
+        first.
 
         Raises:
-            ValueError: for a batch larger than `batch_size`, mismatched shapes or non-finite losses.
+            ValueError: for a batch larger than `batch_size`, mismatched shapes or non-finite
+                losses.
         """
         _check_batch(index, output, target)
         count = chosen_count(len(index), self.k, self.batch_size)
