@@ -240,9 +240,9 @@ def test_the_loop_makes_the_steps_of_a_hand_written_loop_on_the_chosen_samples(n
     selector, choose = {
         "top": (TopLossSelection(4, 12), _top_by_hand),
         "uniform": (UniformSelection(4, 12, seed=3), _uniform_by_hand(3)),
-        "rho": (RhoLossSelection(irreducible, 4, 12), lambda i, o, y: torch.tensor(_reference_choice(
-            (F.cross_entropy(o, y, reduction="none") - irreducible[i]).tolist(), i.tolist(),
-            math.ceil(4 * len(y) / 12)))),
+        "rho": (RhoLossSelection(irreducible, 4, 12), lambda i, o, y: torch.tensor(
+            _reference_choice((F.cross_entropy(o, y, reduction="none") - irreducible[i]).tolist(),
+                              i.tolist(), math.ceil(4 * len(y) / 12)))),
     }[name]
     model, reference = _model(), _model()
     recorder = _Recorder()
