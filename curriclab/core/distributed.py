@@ -34,7 +34,12 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from curriclab.core.data import IndexedDataset
-from curriclab.core.protocol import SampleMethod, combined_losses, combined_objective
+from curriclab.core.protocol import (
+    SampleMethod,
+    combined_losses,
+    combined_objective,
+    defines_selection,
+)
 from curriclab.core.training import LossFn, cross_entropy_per_sample, per_sample_losses
 
 __all__ = [
@@ -232,7 +237,9 @@ class Synchronized(SampleMethod):
 
     `compute_losses`, `after_step` and `after_epoch` are passed on to the wrapped methods as they
     are. Methods whose state is learnt by gradients from the local batch (DataParameters) belong
-    outside the wrapper. Without a process group the wrapper behaves like its methods.
+    outside the wrapper, and so do batch selectors (they select per rank, from the local
+    candidate batch; the wrapper then sees the chosen samples). Without a process group the
+    wrapper behaves like its methods.
     """
 
     def __init__(
@@ -241,6 +248,9 @@ class Synchronized(SampleMethod):
     ):
         if not all(isinstance(method, SampleMethod) for method in methods):
             raise TypeError("methods must be SampleMethod instances")
+        if any(defines_selection(method) for method in methods):
+            raise TypeError("methods: a selecting method (one that defines select) selects "
+                            "per rank; plug it in beside Synchronized, not inside it")
         if num_samples is not None and num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.methods = list(methods)

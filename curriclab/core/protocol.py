@@ -1,10 +1,11 @@
 """The one plug-in protocol between the training loop and a per-sample method.
 
 The loop (`curriclab.core.training.train_epoch`) computes every sample's loss, keyed by dataset
-index, and calls each plugged-in method at four points of a step:
+index, and calls each plugged-in method at up to five points of a step:
 
 | when                      | method                                  | returns                               |
 | ------------------------- | --------------------------------------- | ------------------------------------- |
+| a candidate batch arrives | `select(index, output, target)`         | positions to train on, or None (all)  |
 | the loss is computed      | `compute_losses(output, target, index)` | per-sample losses [B], or None (CE)   |
 | the losses are known      | `objective(index, losses)`              | the scalar to minimise, or None       |
 | the optimizer has stepped | `after_step()`                          | nothing: react to the updated model   |
@@ -22,6 +23,13 @@ return nothing. A per-sample method needs four events, and two of them must *ret
 so those two say what they give (`compute_losses`, `objective`) and the two pure events keep
 fastai's `after_*` spelling. At most one plugged-in method may return losses and at most one an
 objective; every method's `objective` is still called, so observers see every batch.
+
+Selection (online batch selection: top loss, RHO-LOSS) is the one optional event: only when a
+plugged-in method overrides `select` does the loop run a no-grad forward of each candidate batch
+(with the model in train mode, as OATML/RHO-Loss does by default), ask the method which positions
+of the batch to keep, and then run the usual step on those samples only; every other event then
+sees the chosen samples alone. At most one plugged-in method may select. Without a selecting
+method the loop does exactly what it did before the event existed (no extra forward, no RNG use).
 """
 
 from __future__ import annotations
@@ -30,11 +38,24 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
-__all__ = ["AfterEpoch", "SampleMethod", "combined_losses", "combined_objective"]
+__all__ = [
+    "AfterEpoch",
+    "SampleMethod",
+    "combined_losses",
+    "combined_objective",
+    "defines_selection",
+    "selecting_method",
+]
 
 
 class SampleMethod:
     """Base class of per-sample methods: override what the method needs; the rest does nothing."""
+
+    def select(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor | None:
+        """Positions (int64, within the candidate batch) of the samples to train on, or None to
+        keep them all. `output` is the model's no-grad output on the whole candidate batch.
+        Override it only in a selecting method: the loop pays the extra forward only then."""
+        return None
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor | None:
         """Per-sample training losses [B] of this batch, or None to leave the loss as it is."""
@@ -79,3 +100,21 @@ def combined_losses(
 def combined_objective(methods: Sequence[SampleMethod], index: Tensor, losses: Tensor) -> Tensor | None:
     """Ask every method for an objective (observers see the batch); None when none gives one."""
     return _single([(m, m.objective(index, losses)) for m in methods], "an objective")
+
+
+def defines_selection(method: SampleMethod) -> bool:
+    """Whether `method` overrides `SampleMethod.select` (and so asks for a candidate forward)."""
+    return getattr(type(method), "select", SampleMethod.select) is not SampleMethod.select
+
+
+def selecting_method(methods: Sequence[SampleMethod]) -> SampleMethod | None:
+    """The one plugged-in method that selects, or None when none does.
+
+    Raises:
+        ValueError: if more than one method overrides `select`.
+    """
+    selecting = [method for method in methods if defines_selection(method)]
+    if len(selecting) > 1:
+        names = ", ".join(type(method).__name__ for method in selecting)
+        raise ValueError(f"methods: at most one may select, got {len(selecting)} ({names})")
+    return selecting[0] if selecting else None

@@ -22,7 +22,12 @@ from tqdm import tqdm as _text_tqdm
 from tqdm.auto import tqdm as _tqdm
 
 from curriclab.core.data import IndexedDataset
-from curriclab.core.protocol import SampleMethod, combined_losses, combined_objective
+from curriclab.core.protocol import (
+    SampleMethod,
+    combined_losses,
+    combined_objective,
+    selecting_method,
+)
 
 __all__ = [
     "cross_entropy_per_sample",
@@ -95,13 +100,18 @@ def cross_entropy_per_sample(output: Tensor, target: Tensor, index: Tensor | Non
 @dataclass
 class EpochResult:
     """What one pass over a loader did: mean training loss and accuracy of the samples it used
-    (measured on the fly, before each step), how many samples were back-propagated, steps, seconds."""
+    (measured on the fly, before each step), how many samples were back-propagated, steps, seconds.
+
+    `candidates` counts the samples forwarded (without gradients) for a selecting method to choose
+    from; it is 0 when no method selects. With selection, `samples` counts only the chosen ones.
+    """
 
     loss: float
     accuracy: float
     samples: int
     steps: int
     seconds: float
+    candidates: int = 0
 
 
 @dataclass
@@ -134,12 +144,30 @@ def train_epoch(
     sees `(index, losses)`, and the objective one of them returns is minimised (else the mean).
     `optimizer` may be a list (e.g. the model's SGD plus the SparseSGD of data parameters): all are
     zeroed and stepped together; then every method's `after_step()` runs. Returns an EpochResult.
+
+    Selection: when one method overrides `select` (`curriclab.core.protocol`), each batch is a
+    candidate batch: the model (in train mode, as OATML/RHO-Loss selects by default) forwards it
+    without gradients, the method returns the positions to keep, and the step above runs on those
+    samples only (a batch with none chosen is skipped: no step). Without a selecting method
+    nothing of this runs.
+
+    Raises:
+        ValueError: if more than one method selects, or a selection is not a 1-D integer tensor
+            of distinct positions within the candidate batch.
     """
     optimizers = _as_list(optimizer)
+    selector = selecting_method(methods)
     model.train()
     start = time.perf_counter()
-    total_loss, correct, samples, steps = 0.0, 0, 0, 0
+    total_loss, correct, samples, steps, candidates = 0.0, 0, 0, 0, 0
     for index, x, y in progress_bar(loader, desc, progress, leave=False):
+        if selector is not None:
+            candidates += len(y)
+            chosen = _chosen_positions(selector, model, index, x, y)
+            if chosen is not None:
+                if len(chosen) == 0:
+                    continue
+                index, x, y = index[chosen], x[chosen], y[chosen]
         output = model(x)
         losses = combined_losses(methods, output, y, index)
         if losses is None:
@@ -164,7 +192,32 @@ def train_epoch(
         samples=samples,
         steps=steps,
         seconds=time.perf_counter() - start,
+        candidates=candidates,
     )
+
+
+def _chosen_positions(
+    selector: SampleMethod, model: nn.Module, index: Tensor, x: Tensor, y: Tensor
+) -> Tensor | None:
+    """Ask `selector` which positions of the candidate batch to train on (checked), after a
+    no-grad forward of the batch; an empty batch is not forwarded and yields no positions."""
+    if len(y) == 0:
+        return torch.empty(0, dtype=torch.long)
+    with torch.no_grad():
+        output = model(x)
+    chosen = selector.select(index, output, y)
+    if chosen is None:
+        return None
+    name = type(selector).__name__
+    if not isinstance(chosen, Tensor) or chosen.ndim != 1 or chosen.dtype not in (
+        torch.int64, torch.int32
+    ):
+        raise ValueError(f"{name}.select must return a 1-D int64 tensor of positions or None")
+    if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= len(y)):
+        raise ValueError(f"{name}.select returned positions outside [0, {len(y)})")
+    if len(torch.unique(chosen)) != len(chosen):
+        raise ValueError(f"{name}.select returned a position more than once")
+    return chosen
 
 
 def eval_outputs(
