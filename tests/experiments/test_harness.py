@@ -221,3 +221,13 @@ def test_unknown_arm_method_and_bad_params_are_named():
 def test_study_round_trips_through_its_dict():
     study = SMALL.replace(arms=(Arm("a", "sgds", {"unbiased": True}, {"lr": 0.2}),))
     assert Study.from_dict(study.to_dict()) == study
+
+
+def test_a_selection_arm_forwards_its_candidates_and_back_propagates_its_choice(monkeypatch):
+    from curriclab.methods.batch_selection import TopLossSelection
+
+    monkeypatch.setitem(ARM_METHODS, "test_top_loss", lambda context: ArmSetup(
+        methods=[TopLossSelection(10, context.train_spec.batch_size)]))
+    study = SMALL.replace(arms=(Arm("top", "test_top_loss"),), seeds=(0,))
+    final = run(study, progress=False).finals[0]
+    assert final["forwarded"] == 800 and final["samples"] == 16 * 10 and final["steps"] == 16

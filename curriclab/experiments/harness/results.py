@@ -1,8 +1,8 @@
 """A study's result record and the comparisons built on it.
 
-`Results` holds the spec, one *curve* row per evaluation (arm, seed, epoch, step, samples,
-seconds, cpu_seconds, lr, `<split>_accuracy`, `<split>_loss`) and one *final* row per run (arm,
-seed, steps, chosen_step, samples, seconds, cpu_seconds, extra_samples, extra_seconds,
+`Results` holds the spec, one *curve* row per evaluation (arm, seed, epoch, step, samples
+back-propagated, samples forwarded, seconds, cpu_seconds, lr, `<split>_accuracy`, `<split>_loss`)
+and one *final* row per run (arm, seed, steps, chosen_step, samples, forwarded, seconds, cpu_seconds, extra_samples, extra_seconds,
 test_accuracy, test_loss, validation_accuracy, validation_loss, and any scalar the arm collected).
 It saves to and loads from JSON with its spec; per-run tensors (`artifacts`) stay in memory.
 
@@ -170,17 +170,20 @@ def validation_target(results: Results, arm: str | None = None, fraction: float 
 
 def cost_to_target(results: Results, target: float, cost: str = "samples",
                    include_extra: bool = True) -> pd.DataFrame:
-    """Per (arm, seed): `cost` ("samples", "steps" or "seconds") at the first evaluation whose
+    """Per (arm, seed): `cost` ("samples", "forwarded", "steps", "seconds" or "cpu_seconds")
+    at the first evaluation whose
     validation accuracy reaches `target` (inf when it never does), plus the arm's extra cost
     (e.g. scoring or a reference model) when `include_extra` is set.
 
     Returns:
         Columns arm, seed, cost, reached.
     """
-    if cost not in ("samples", "steps", "seconds", "cpu_seconds"):
-        raise ValueError(f"cost must be samples, steps, seconds or cpu_seconds, got {cost!r}")
+    if cost not in ("samples", "forwarded", "steps", "seconds", "cpu_seconds"):
+        raise ValueError(f"cost must be samples, forwarded, steps, seconds or cpu_seconds, "
+                         f"got {cost!r}")
     column = "step" if cost == "steps" else cost
-    extra_column = {"samples": "extra_samples", "seconds": "extra_seconds"}.get(cost)
+    extra_column = {"samples": "extra_samples", "forwarded": "extra_samples",
+                    "seconds": "extra_seconds"}.get(cost)
     extra = {(r["arm"], r["seed"]): float(r.get(extra_column, 0.0) or 0.0) if extra_column else 0.0
              for r in results.finals}
     first: dict[tuple[str, int], float] = {}

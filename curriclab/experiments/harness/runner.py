@@ -14,7 +14,7 @@ import copy
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -69,12 +69,19 @@ class _Clock:
 
 
 class _Tracker(SampleMethod):
-    """Counts steps and back-propagated samples, steps a per-step schedule, and evaluates the
-    tracked splits every `every` steps (clock paused). Observes only: returns no objective."""
+    """Counts steps, back-propagated samples and forwarded samples (every sample the loader
+    yields: for a selection arm, the whole candidate batch), steps a per-step schedule, and
+    evaluates the tracked splits every `every` steps (clock paused). Returns no objective."""
 
     def __init__(self, run: _Run, every: int, scheduler: Any | None):
         self.run, self.every, self.scheduler = run, every, scheduler
-        self.steps, self.samples = 0, 0
+        self.steps, self.samples, self.forwarded = 0, 0, 0
+
+    def counted(self, batches: Iterable) -> Iterator:
+        """Yield `batches`, counting the samples of each as forwarded."""
+        for batch in batches:
+            self.forwarded += len(batch[0])
+            yield batch
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
         self.samples += len(index)
@@ -128,7 +135,7 @@ class _Run:
         row: dict[str, Any] = {
             "arm": self.arm.name, "seed": self.seed, "epoch": self.epoch,
             "step": self.tracker.steps, "samples": self.tracker.samples,
-            "seconds": self.clock.wall, "cpu_seconds": self.clock.cpu,
+            "forwarded": self.tracker.forwarded, "seconds": self.clock.wall, "cpu_seconds": self.clock.cpu,
             "lr": self.optimizer.param_groups[0]["lr"],
         }
         for split in self.study.track:
@@ -160,7 +167,7 @@ class _Run:
                 self.setup.sampler.set_epoch(epoch)
             batches = (self.loader if budget == math.inf
                        else itertools.islice(self.loader, int(budget - self.tracker.steps)))
-            train_epoch(self.model, batches, optimizers, methods=methods, progress=progress,
+            train_epoch(self.model, self.tracker.counted(batches), optimizers, methods=methods, progress=progress,
                         desc=f"{self.arm.name} seed {self.seed} epoch {epoch}")
             if epoch_schedule is not None:
                 epoch_schedule.step()
@@ -184,6 +191,7 @@ class _Run:
         row: dict[str, Any] = {
             "arm": self.arm.name, "seed": self.seed, "steps": self.tracker.steps,
             "chosen_step": chosen_step, "samples": self.tracker.samples,
+            "forwarded": self.tracker.forwarded,
             "seconds": self.clock.wall, "cpu_seconds": self.clock.cpu,
             "extra_samples": float(self.setup.cost.get("samples", 0.0)),
             "extra_seconds": float(self.setup.cost.get("seconds", 0.0)),
