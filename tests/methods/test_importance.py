@@ -11,7 +11,6 @@ from torch import nn
 from curriclab.experiments.gradient_norm_vs_loss import time_methods
 from curriclab.methods.importance import (
     TrainingStepRecorder,
-    _CONV_KERNELS,
     check_samples_independent,
     measure_batch,
     output_grad_norms,
@@ -20,6 +19,7 @@ from curriclab.methods.importance import (
     per_sample_grad_norms_vmap,
     weight_grad_sq_norms,
 )
+from curriclab.methods.importance.kernels import CONV_KERNELS
 from tests.helpers.importance import batch_for, make_model, relative_error
 
 
@@ -172,7 +172,7 @@ def test_weight_grad_sq_norms_match_materialised_gradients(positions):
         weight_grad_sq_norms(a, g, "fast")
 
 
-@pytest.mark.parametrize("kernel", list(_CONV_KERNELS.values()), ids=list(_CONV_KERNELS))
+@pytest.mark.parametrize("kernel", list(CONV_KERNELS.values()), ids=list(CONV_KERNELS))
 @pytest.mark.parametrize(
     "conv", [dict(stride=2, padding=1), dict(dilation=(1, 2), padding=(1, 0)),
              dict(stride=(2, 3), dilation=(2, 1), padding=(2, 1)), dict(in_channels=1)],
