@@ -12,12 +12,21 @@ __all__ = ["check_batch", "check_samples_independent", "model_losses", "row_norm
 
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters of `model` whose gradient is measured (those with requires_grad)."""
+    """The parameters of `model` whose gradient is measured.
+
+    Returns:
+        The parameters with requires_grad, in `model.parameters()` order.
+    """
     return [p for p in model.parameters() if p.requires_grad]
 
 
 def check_batch(x: Tensor, y: Tensor, index: Tensor | None) -> None:
     """Check that `x` [B, ...], `y` [B] and `index` [B] (or None) describe one batch.
+
+    Args:
+        x: inputs.
+        y: targets.
+        index: dataset indices, or None.
 
     Raises:
         TypeError: `x` or `y` is not a tensor.
@@ -62,7 +71,14 @@ def check_samples_independent(model: nn.Module) -> None:
 def model_losses(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, index: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """(model output, per-sample losses [B]) of one forward.
+    """One forward of `model` on `x` and its per-sample losses.
+
+    Args:
+        model, x, y, index: a checked batch (see `check_batch`).
+        loss_fn: (output, y, index) -> per-sample losses [B].
+
+    Returns:
+        (model output, losses [B]), both still attached to the graph.
 
     Raises:
         ValueError: `loss_fn` did not return one loss per sample.

@@ -41,7 +41,11 @@ STRATEGIES = ("auto", "outer", "gram")
 
 
 def check_strategy(strategy: str) -> None:
-    """Raises ValueError naming `strategy` unless it is one of `STRATEGIES`."""
+    """Check a `strategy` argument.
+
+    Raises:
+        ValueError: naming `strategy` unless it is one of `STRATEGIES`.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
 
@@ -89,8 +93,17 @@ def weight_grad_sq_norms(a: Tensor, g: Tensor, strategy: str = "auto") -> Tensor
 
 
 def conv_positions(layer: nn.Conv2d, inputs: Tensor, out_grad: Tensor) -> tuple[Tensor, Tensor]:
-    """A convolution call's unfolded input patches A [B, T, d_in] and output gradients
-    G [B, T, d_out], T = H_out W_out, d_in = in_channels kh kw, d_out = out_channels."""
+    """A convolution call as position tables.
+
+    Args:
+        layer: the convolution (kernel size, stride, padding and dilation are used).
+        inputs: the call's input [B, C_in, H, W].
+        out_grad: the gradient w.r.t. the call's output [B, C_out, H_out, W_out].
+
+    Returns:
+        (A [B, T, d_in], G [B, T, d_out]): unfolded input patches and output gradients, with
+        T = H_out W_out, d_in = C_in kh kw, d_out = C_out.
+    """
     patches = F.unfold(
         inputs, layer.kernel_size, dilation=layer.dilation, padding=layer.padding,
         stride=layer.stride,
@@ -109,6 +122,9 @@ def conv_grads_by_weight_kernel(layer: nn.Conv2d, inputs: Tensor, out_grad: Tens
         layer: the convolution (its stride, padding and dilation are used).
         inputs: the call's input [B, C_in, H, W].
         out_grad: the gradient w.r.t. the call's output [B, C_out, H_out, W_out].
+
+    Returns:
+        Tensor [B, C_out, C_in, kh, kw]: each sample's weight gradient.
     """
     batch, weight = len(inputs), layer.weight
     grads = conv2d_weight(
@@ -124,7 +140,13 @@ def conv_grads_by_forward_kernel(layer: nn.Conv2d, inputs: Tensor, out_grad: Ten
 
     Entry (b, o, c, i, j) correlates input channel c of sample b with output gradient o of sample b
     used as a kernel (its taps lie `stride` apart, consecutive outputs `dilation` apart); the
-    result is cropped to the kernel size. Arguments and result as `conv_grads_by_weight_kernel`.
+    result is cropped to the kernel size.
+
+    Args:
+        layer, inputs, out_grad: as in `conv_grads_by_weight_kernel`.
+
+    Returns:
+        Tensor [B, C_out, C_in, kh, kw] (a permuted view): each sample's weight gradient.
     """
     batch, (c_out, c_in, kh, kw) = len(inputs), layer.weight.shape
     grads = F.conv2d(

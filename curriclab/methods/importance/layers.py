@@ -112,7 +112,11 @@ def register_layer(
 
 
 def registered_layers() -> tuple[type[nn.Module], ...]:
-    """The layer types that have a registered rule, in registration order."""
+    """The layer types that have a registered rule.
+
+    Returns:
+        The registered nn.Module subclasses, in registration order.
+    """
     return tuple(_RULES)
 
 
@@ -122,6 +126,12 @@ class NotCovered(Exception):
 
 def covered_layers(model: nn.Module) -> list[tuple[nn.Module, LayerNormFn]]:
     """Every submodule owning trainable parameters, with its registered function.
+
+    Args:
+        model: the model to cover.
+
+    Returns:
+        (layer, registered function) pairs, in `model.named_modules()` order.
 
     Raises:
         NotCovered: a layer's type has no rule (the message names it and how to register one),
@@ -178,6 +188,17 @@ def linear_sq_norms(
     g_b a_b^T and its bias gradient g_b, so the squared norm is ||g_b||^2 (||a_b||^2 + 1) (without
     the 1 when the bias is frozen or absent). Otherwise (inputs [B, ..., d_in] or several calls)
     the positions of all calls are stacked and `weight_grad_sq_norms` forms the weight's part.
+
+    Args:
+        layer: the nn.Linear layer.
+        inputs: each call's input [B, ..., d_in].
+        out_grads: the summed-loss gradient w.r.t. each call's output [B, ..., d_out].
+        strategy: "auto", "outer" or "gram" (see `kernels.weight_grad_sq_norms`).
+        batch_grads: None, or a dict receiving the summed-loss gradient of the trainable
+            weight and bias.
+
+    Returns:
+        Tensor [B]: each sample's squared gradient norm over the layer's trainable parameters.
 
     Raises:
         ValueError: unknown `strategy`.
@@ -252,6 +273,17 @@ def conv2d_sq_norms(
     The weight's part is formed as `gram_is_cheaper` decides over the positions T of all calls:
     "outer" materialises each sample's [C_out, C_in, kh, kw] gradient with the kernel
     `conv_kernel_for` picks (the cheaper form on the models here), "gram" uses unfolded patches.
+
+    Args:
+        layer: the nn.Conv2d layer.
+        inputs: each call's input [B, C_in, H, W].
+        out_grads: the summed-loss gradient w.r.t. each call's output [B, C_out, H_out, W_out].
+        strategy: "auto" (the rules above), "outer" or "gram" forced.
+        batch_grads: None, or a dict receiving the summed-loss gradient of the trainable
+            weight and bias.
+
+    Returns:
+        Tensor [B]: each sample's squared gradient norm over the layer's trainable parameters.
 
     Raises:
         ValueError: unknown `strategy`.

@@ -20,8 +20,18 @@ __all__ = ["loss_and_output_grad_norms", "output_grad_norms"]
 def loss_and_output_grad_norms(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, index: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """(per-sample losses [B], output-gradient norms [B]) of an already checked batch, detached;
-    the norms are zeros when the output does not require a gradient."""
+    """Per-sample losses and output-gradient norms of an already checked batch.
+
+    Args:
+        model, x, y, loss_fn, index: as in `output_grad_norms`.
+
+    Returns:
+        (losses [B], output-gradient norms [B]), detached; the norms are zeros when the output
+        does not require a gradient.
+
+    Raises:
+        ValueError: `loss_fn` did not return one loss per sample.
+    """
     with torch.enable_grad():
         output, losses = model_losses(model, x, y, loss_fn, index)
         if len(y) == 0 or not output.requires_grad:
