@@ -3,8 +3,9 @@
 Student: a 784-100-10 MLP on random MNIST-shaped minibatches of 64, dynamic loss with a learnable
 Phi; dev objective: expected error on 500 samples. Compared for T = 5, 10, 20:
   plain     T ordinary SGD steps (module + torch.optim.SGD): the baseline
-  reverse   curriclab.hypergradient.hypergradient (stores T weight snapshots, recomputes each step)
-  autograd  curriclab.hypergradient.unrolled_hypergradient (keeps every step's graph)
+  reverse   curriclab.methods.hypergradient.hypergradient (stores T weight snapshots,
+            recomputes each step)
+  autograd  curriclab.methods.hypergradient.unrolled_hypergradient (keeps every step's graph)
 Times are medians of interleaved repeats in this process (torch.utils.benchmark). Peak memory is the highest heap use (glibc mallinfo2,
 which counts torch's CPU tensors) seen after any torch operation of one run, minus the heap use
 before it: a TorchDispatchMode samples it after every op. Never pass/fail.

@@ -4,24 +4,23 @@ For SmallConv and a 784-256-10 MLP on a batch of 128 MNIST-shaped inputs, prints
 milliseconds per batch and the ratio to the floor (one forward + backward of the mean loss),
 measured in this process with the methods interleaved (notebook 02's `time_methods`, which times
 with torch.utils.benchmark's Timer):
-- loop: one autograd.grad per sample, as in Zakka's blog-code (pr-lr) (timed with its own floor and fewer repeats);
+- loop: one autograd.grad per sample, as in Zakka's blog-code (pr-lr) (timed with its own floor
+  and fewer repeats);
 - vmap: torch.func vmap(grad) (materialises every sample's gradient);
-- hooks: curriclab's default (Linear/Conv2d identities from one backward of the summed loss, each
-  layer's method chosen by the cost rule), also with each strategy forced ("outer" materialises
-  the per-sample weight gradients, "gram" uses Gram matrices of the unfolded positions);
+- hooks: curriclab's default (the registered per-layer functions, from one backward of the summed
+  loss, each layer's form chosen by the cost rules), also with each strategy forced ("outer"
+  materialises the per-sample weight gradients, "gram" uses Gram matrices of the positions);
 - proxy: the norm of the gradient w.r.t. the logits.
-Target (issue 16): hooks <= 1.2x the floor on both models.
 
 Then the cost of recording every sample's norm while training: one epoch of `record_epoch` against
-one plain `train_epoch` (mean loss, SGD with momentum) over the same 4 batches, per step, as a ratio
-(target, issue 16: <= 1.15x).
+one plain `train_epoch` (mean loss, SGD with momentum) over the same 4 batches, per step, as a
+ratio.
 
 Methods that allocate large buffers (vmap; a strategy forced against the cost rule) are timed in a
 group of their own: freeing those buffers hands memory back to the system, and whatever runs next
-then pays page faults (measured: +8 ms of system time per call of the default method after vmap).
-
-Wall time on a shared machine includes waiting for a core (a backward pass hands work between
-threads), so each table is printed twice: wall seconds and this process's CPU seconds.
+then pays page faults. Wall time on a shared machine includes waiting for a core (a backward pass
+hands work between threads), so each table is printed twice: wall seconds and this process's CPU
+seconds. Targets and past measurements: docs/importance.md.
 
 Usage: python benchmarks/bench_importance.py [--repeats 15] [--loop-repeats 2] [--threads N]
 """
@@ -45,8 +44,20 @@ HEAVY = ("floor", "vmap", "hooks (outer)", "hooks (gram)")
 TRAINING_BATCHES = 4
 
 
-def time_recording(model: nn.Module, dataset: IndexedDataset, repeats: int, threads: int) -> dict[str, float]:
-    """Median CPU seconds per step of a plain training epoch and of a recorded one (interleaved)."""
+def time_recording(
+    model: nn.Module, dataset: IndexedDataset, repeats: int, threads: int
+) -> dict[str, float]:
+    """Median CPU seconds per step of a plain training epoch and of a recorded one (interleaved).
+
+    Args:
+        model: trained in place by both runs (SGD with momentum, lr 1e-3).
+        dataset: the batches of one epoch, in order.
+        repeats: interleaved rounds.
+        threads: torch threads of the timers.
+
+    Returns:
+        {"train step": seconds, "record_epoch": seconds}, medians per step.
+    """
     loader = make_loader(dataset, BATCH_SIZE)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     runs = {
@@ -57,10 +68,13 @@ def time_recording(model: nn.Module, dataset: IndexedDataset, repeats: int, thre
 
 
 def main() -> None:
+    """Parse the arguments, time every table and print them (never pass/fail)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed runs of the fast methods")
     parser.add_argument("--loop-repeats", type=int, default=2, help="timed runs of the loop")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

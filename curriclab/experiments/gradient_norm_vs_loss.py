@@ -52,7 +52,7 @@ def record_epoch(
     model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *,
     loss_fn: LossFn = cross_entropy_per_sample, progress: bool = True,
 ) -> EpochImportance:
-    """Train one epoch (`curriclab.training.train_epoch`, mean loss) and record every visited
+    """Train one epoch (`curriclab.core.training.train_epoch`, mean loss) and record every visited
     sample's loss, exact gradient norm and output-gradient norm under the weights of its step.
 
     For Linear/Conv2d models the norms come from the backward pass that trains

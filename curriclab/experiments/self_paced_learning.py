@@ -72,7 +72,6 @@ class SPLEpoch:
     model: nn.Module
 
 
-@one_thread()
 class EmptyBatchCounter(SampleMethod):
     """Counts the batches in which SPL selected nothing; plug it in after the `SPLLoss`."""
 
@@ -84,6 +83,7 @@ class EmptyBatchCounter(SampleMethod):
         self.count += int(not self.spl.weights[index].any())
 
 
+@one_thread()
 def train_spl(
     data: IndexedDataset,
     *,

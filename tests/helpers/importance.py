@@ -12,7 +12,9 @@ class ConvVariety(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(2, 4, kernel_size=3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(4, 3, kernel_size=(2, 3), dilation=(1, 2), padding=(1, 0), bias=False)
+        self.conv2 = nn.Conv2d(
+            4, 3, kernel_size=(2, 3), dilation=(1, 2), padding=(1, 0), bias=False
+        )
         self.fc = nn.Linear(3 * 7 * 3, 5, bias=False)
 
     def forward(self, x):

@@ -27,7 +27,7 @@ def spl_loss(spl: SPLLoss, output, target, index):
 
 
 def reference_regularizer(name, v, lam, lam_low):
-    """f(v) written out from the issue's definitions, independently of curriclab.spl."""
+    """f(v) written out from the issue's definitions, independently of curriclab.methods.spl."""
     if name == "hard":
         return -lam * v
     if name == "linear":

@@ -158,7 +158,8 @@ class AlignmentAgent(SampleMethod):
 
 
 class TeacherRule(SampleMethod):
-    """A frozen L2T-DLF teacher (`curriclab.teacher.LossTeacher`, notebook 06) as a loss rule.
+    """A frozen L2T-DLF teacher (`curriclab.methods.teacher.LossTeacher`, notebook 06) as a loss
+    rule.
 
     At every step the teacher maps the student's running state (progress, moving averages of the
     minibatch loss and error, the latest dev error) to Phi_t and a bias; as in notebook 06's loop,

@@ -1,11 +1,12 @@
 """The ALA loss controller: one small policy network shared by every class pair, trained by REINFORCE.
 
-At each decision the controller sees one feature row per class pair (`curriclab.ala.pair_features`),
-samples one of three actions per pair (-beta, keep, +beta on Phi[i, j]) and later receives one reward
-for the whole joint action. It learns with REINFORCE: the gradient of the expected reward is
-E[grad log pi(a | s) * (r - b)], where the baseline b (a moving average of past rewards) lowers the
-variance without adding bias. Transitions go to a replay memory and each update uses a random
-handful of them, as in Algorithm 1 of Huang et al. (2019).
+At each decision the controller sees one feature row per class pair
+(`curriclab.methods.ala.statistics.pair_features`), samples one of three actions per pair (-beta,
+keep, +beta on Phi[i, j]) and later receives one reward for the whole joint action. It learns with
+REINFORCE: the gradient of the expected reward is E[grad log pi(a | s) * (r - b)], where the
+baseline b (a moving average of past rewards) lowers the variance without adding bias. Transitions
+go to a replay memory and each update uses a random handful of them, as in Algorithm 1 of Huang et
+al. (2019).
 
 Huang et al.'s estimator sums (r_k - b_k) over the rest of the episode; here each action is credited
 with its own reward only, because the reward sign(M_t - M_{t+1}) already measures what happened
