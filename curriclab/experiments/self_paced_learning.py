@@ -25,6 +25,8 @@ from curriclab.core.training import evaluate, seed_everything, train_epoch
 from curriclab.methods.spl import Pace, SPLLoss, linear_pace
 
 __all__ = [
+    "accuracy_by_method",
+    "seed_outcomes",
     "demo_runs",
     "explore",
     "history_table",
@@ -259,6 +261,28 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
             "flipped_selected": sum(flipped) / len(flipped),
         }
     return summary
+
+
+def seed_outcomes(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]], source: str,
+                  paced: str) -> pd.DataFrame:
+    """One row per seed: the source schedule's first-epoch selection, empty epochs and final
+    accuracy beside the paced schedule's first-epoch selection and final accuracy."""
+    rows = []
+    for seed, runs in runs_by_seed.items():
+        ours, fixed = outcome(runs[source]), outcome(runs[paced])
+        rows.append({"seed": seed, f"{source}: selected after epoch 0": ours["selected_first_epoch"],
+                     f"{source}: empty epochs": ours["empty_epochs"],
+                     f"{source}: final accuracy": ours["final_accuracy"],
+                     "paced: selected after epoch 0": fixed["selected_first_epoch"],
+                     "paced: final accuracy": fixed["final_accuracy"]})
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def accuracy_by_method(rows: list[dict]) -> dict[str, list[float]]:
+    """Test accuracy per method, in the rows' (seed) order, ready for `paired_comparison`."""
+    methods = dict.fromkeys(row["method"] for row in rows)
+    return {method: [row["test_accuracy"] for row in rows if row["method"] == method]
+            for method in methods}
 
 
 @lru_cache(maxsize=64)

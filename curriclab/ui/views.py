@@ -1,4 +1,4 @@
-"""Widget views that run an experiment for the chosen settings and draw it (notebook 04's slider)."""
+"""Widget views: each runs an experiment for the chosen settings (cached) and draws it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from curriclab.experiments.self_paced_learning import explore
 from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.plots.sampling import COLOURS, error_vs_cost
+from curriclab.plots.spl import final_boundary_and_selection
 
-__all__ = ["sgds_settings_view"]
+__all__ = ["sgds_settings_view", "spl_explore_view"]
 
 
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
@@ -34,3 +36,12 @@ def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, trans
     error_vs_cost(right, runs, "samples")
     fig.tight_layout()
     return fig
+
+
+def spl_explore_view(threshold: float, growing_factor: float, regularizer: str,
+                     noise_share: float, *, epochs: int) -> Figure:
+    """Widget view of notebook 01: self-paced learning on the blobs with structured label noise
+    (`explore`, cached) for these knobs; the final boundary and selection beside the selected share
+    per epoch, flipped labels highlighted."""
+    data, flipped, history = explore(threshold, growing_factor, regularizer, noise_share, epochs)
+    return final_boundary_and_selection(history, data.inputs, data.targets, highlight=flipped)

@@ -14,6 +14,7 @@ from curriclab.core.data import make_loader, spl_toy_data
 from curriclab.core.models import LogisticRegression
 from curriclab.core.training import seed_everything, train_epoch
 from curriclab.experiments.self_paced_learning import (
+    accuracy_by_method,
     history_table,
     noisy_blobs,
     outcome,
@@ -94,3 +95,9 @@ def test_summaries_and_their_bars():
     plt.close(fig)
     with pytest.raises(ValueError, match="history"):
         final_boundary_and_selection([], torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
+
+
+def test_accuracy_by_method_keeps_the_seed_order():
+    rows = [{"method": m, "seed": s, "test_accuracy": 10 * s + i}
+            for s in (0, 1, 2) for i, m in enumerate(("plain", "spl"))]
+    assert accuracy_by_method(rows) == {"plain": [0, 10, 20], "spl": [1, 11, 21]}
