@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -10,7 +11,6 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader
 
 from curriclab.core.protocol import SampleMethod
@@ -184,6 +184,10 @@ def time_methods(
     unknown = [name for name in methods if name not in TIMED]
     if unknown:
         raise ValueError(f"methods must be among {tuple(TIMED)}; unknown: {unknown}")
+    # torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA runtime is
+    # found" on a CPU machine that has a CUDA folder: irrelevant to CPU timing, noise in a notebook.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if clock not in CLOCKS:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from torch import Tensor
 
+from curriclab.core.stats import spearman
+from curriclab.experiments.gradient_norm_vs_loss import rolling_by_rank
 from curriclab.experiments.self_paced_learning import explore
 from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
 from curriclab.methods.sampling import SGDSSampler
+from curriclab.plots.importance import rolling_band
 from curriclab.plots.sampling import COLOURS, error_vs_cost
 from curriclab.plots.spl import final_boundary_and_selection
 
-__all__ = ["sgds_settings_view", "spl_explore_view"]
+__all__ = ["rolling_loss_view", "sgds_settings_view", "spl_explore_view"]
 
 
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
@@ -45,3 +50,22 @@ def spl_explore_view(threshold: float, growing_factor: float, regularizer: str,
     per epoch, flipped labels highlighted."""
     data, flipped, history = explore(threshold, growing_factor, regularizer, noise_share, epochs)
     return final_boundary_and_selection(history, data.inputs, data.targets, highlight=flipped)
+
+
+def rolling_loss_view(sort_by: str, window: int, log_loss: bool, *, keys: Mapping[str, Tensor],
+                      losses: Tensor) -> Figure:
+    """Widget view of notebook 02: the recorded losses sorted by `keys[sort_by]`, as a rolling
+    mean ± std over `window` ranks, on a linear or log loss axis; the title gives Spearman's rho
+    of the key with the loss. Nothing is trained.
+
+    Raises:
+        ValueError: `sort_by` is not a key of `keys`.
+    """
+    if sort_by not in keys:
+        raise ValueError(f"sort_by must be one of {sorted(keys)}, got {sort_by!r}")
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    rolling_band(ax, *rolling_by_rank(keys[sort_by], losses, window), xlabel=f"rank by {sort_by}",
+                 ylabel=f"loss (rolling mean ± std, window {window})")
+    ax.set_yscale("log" if log_loss else "linear")
+    ax.set_title(f"Spearman rho ({sort_by}, loss) = {spearman(keys[sort_by], losses):.3f}")
+    return fig
