@@ -97,7 +97,7 @@ def extremes_grid(images: Tensor, labels: Tensor, scores: Mapping[str, Tensor], 
                                                ("easiest", order.flip(0)[:count]))):
             line = axes[2 * row + half]
             for ax, index in zip(line, chosen.tolist()):
-                ax.imshow(images[index], cmap="gray_r")
+                ax.imshow(images[index].numpy(), cmap="gray_r")
                 label = int(labels[index])
                 ax.set_title(class_names[label] if class_names else str(label), fontsize=7)
             for ax in line:
