@@ -1,4 +1,5 @@
-"""Widget views that run an experiment for the chosen settings and draw it (notebook 04's slider)."""
+"""Widget views that run an experiment for the chosen settings and draw it (the sliders of
+notebooks 04 and 05)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from dataclasses import replace
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from curriclab.experiments.data_parameters import corrupted_mask, widget_results
 from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
 from curriclab.methods.sampling import SGDSSampler
+from curriclab.plots.data_parameters import accuracy_curves, sigma_ridges
 from curriclab.plots.sampling import COLOURS, error_vs_cost
 
-__all__ = ["sgds_settings_view"]
+__all__ = ["data_parameters_view", "sgds_settings_view"]
 
 
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
@@ -32,5 +35,24 @@ def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, trans
     left.set_ylabel("draws (samples back-propagated)")
     left.legend(loc="lower left")
     error_vs_cost(right, runs, "samples")
+    fig.tight_layout()
+    return fig
+
+
+def data_parameters_view(noise: float, lr_instance: float, weight_decay: float, *,
+                         train_size: int, epochs: int) -> Figure:
+    """Widget view of notebook 05: clean test accuracy of plain training and of instance data
+    parameters with these settings (left), and the instance run's sigma of clean vs corrupted
+    samples at the start, middle and end, with the detection AUC (right). Runs are cached
+    (`curriclab.experiments.data_parameters.widget_results`)."""
+    results = widget_results(noise, lr_instance, weight_decay, train_size=train_size,
+                             epochs=epochs)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4), width_ratios=(1.25, 1))
+    accuracy_curves(left, results)
+    left.set_title(f"{noise:.0%} noise, lr sigma {lr_instance}, weight decay {weight_decay}")
+    sigma = results.artifacts["instance", 0]["sample_sigma"]
+    sigma_ridges(right, sigma, corrupted_mask(results), [0, epochs // 2, epochs])
+    auc = next(r["sigma_auc"] for r in results.finals if r["arm"] == "instance")
+    right.set_title(f"sigma detects wrong labels with AUC {auc:.3f}")
     fig.tight_layout()
     return fig
