@@ -32,6 +32,7 @@ __all__ = [
     "load_mnist",
     "make_loader",
     "missing_mnist_files",
+    "relabel_into_classes",
     "MNIST_MEAN",
     "MNIST_STD",
     "spl_toy_data",
@@ -332,3 +333,43 @@ def corrupt_labels(
     mask = torch.zeros(n, dtype=torch.bool)
     mask[chosen] = True
     return noisy, mask
+
+
+def relabel_into_classes(
+    targets: Tensor, noisy_classes: Sequence[int], fraction: float, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Class-dependent label noise: give each class in `noisy_classes` extra samples taken at
+    random from the other classes, so that a share `fraction` of the samples labelled with that
+    class are wrong; every other class keeps only its own, correct labels.
+
+    Args:
+        targets: 1-D integer labels (not modified).
+        noisy_classes: the labels that receive wrong samples (each must occur in `targets`).
+        fraction: the share of wrong labels within each noisy class, in [0, 1).
+        seed: seeds which samples are moved.
+
+    Returns:
+        (new targets, boolean mask of the relabelled samples).
+
+    Raises:
+        ValueError: `fraction` outside [0, 1), `noisy_classes` empty or naming an absent label,
+            or too few samples in the other classes to relabel.
+    """
+    targets = torch.as_tensor(targets)
+    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction}")
+    classes = torch.unique(targets).tolist()
+    if not noisy_classes or any(c not in classes for c in noisy_classes):
+        raise ValueError(f"noisy_classes must be a non-empty list of labels among {classes}")
+    generator = torch.Generator().manual_seed(seed)
+    donors = torch.nonzero(~torch.isin(targets, torch.tensor(list(noisy_classes)))).squeeze(1)
+    donors = donors[torch.randperm(len(donors), generator=generator)]
+    noisy = targets.clone()
+    start = 0
+    for label in noisy_classes:
+        count = round(int((targets == label).sum()) * fraction / (1.0 - fraction))
+        if start + count > len(donors):
+            raise ValueError("fraction too large: too few samples in the other classes to relabel")
+        noisy[donors[start:start + count]] = label
+        start += count
+    return noisy, noisy != targets

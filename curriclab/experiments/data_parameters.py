@@ -1,189 +1,411 @@
-"""Experiments of notebook 05: train on noisy labels with and without data parameters, record the
-learnt temperatures, and score them as a label-noise detector (ROC / AUC).
+"""The study of notebook 05: train on noisy labels with and without data parameters, choose every
+hyper-parameter and the stopping point on a validation split, and score the learnt temperatures
+as a label-noise detector.
 
-`run_noisy_training(train, test, DataParameterSetup(...))` is the one entry point; the setup is a
-frozen (hashable) dataclass so notebooks can cache runs with `functools.lru_cache`.
+- `noisy_label_study(...)`: the `Study` (arms "baseline", "class", "instance", "joint");
+- the arm methods "uniform_history" and "data_parameters_history" (registered on import): plain
+  training and data parameters that also record, after every epoch, each training sample's plain
+  loss and sigma, and report the detector AUCs (`roc_auc` against the corrupted-label mask);
+- `tune_arm_params(study, grids)`: each arm its own value of one knob from its grid, chosen on
+  validation (a model `TrainSpec` field such as "lr", or an arm param such as "lr_instance");
+- `at_last_step(results)`: the same runs read at their last step (no early stopping);
+- `detector_table(results)`: sigma against the plain loss as detectors, paired over seeds;
+- `widget_results(...)`: the small cached runs the notebook's widget draws;
+- `momentum_steps(...)`: the two-step demo of why data parameters need a sparse optimizer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from curriclab.core.protocol import AfterEpoch, SampleMethod
-from curriclab.core.data import IndexedDataset, corrupt_labels, make_loader, stratified_subset
-from curriclab.core.models import MLP
-from curriclab.core.training import fit, per_sample_losses, seed_everything
+from curriclab.core.data import IndexedDataset
+from curriclab.core.protocol import SampleMethod
+from curriclab.core.stats import paired_comparison, roc_auc
+from curriclab.core.training import per_sample_losses, progress_bar
+from curriclab.experiments.harness import (
+    ARM_METHODS,
+    Arm,
+    ArmContext,
+    ArmSetup,
+    DataSpec,
+    ModelSpec,
+    Results,
+    Study,
+    TrainSpec,
+    arm_method,
+    load_splits,
+    paired_table,
+    run,
+    run_arm,
+)
 from curriclab.methods.data_parameters import DataParameters
 
 __all__ = [
-    "DataParameterSetup",
-    "final_accuracy",
-    "make_data_parameters",
-    "MODES",
-    "noisy_subset",
-    "NoisyRun",
-    "relabel_into_classes",
-    "run_noisy_training",
+    "ARMS",
+    "at_last_step",
+    "corrupted_mask",
+    "detector_auc_history",
+    "detector_table",
+    "gain_verdict",
+    "headline_numbers",
+    "momentum_steps",
+    "noisy_label_study",
+    "protocol_table",
+    "tune_arm_params",
+    "widget_results",
 ]
 
-MODES = ("baseline", "class", "instance", "joint")
+ARMS: dict[str, Arm] = {
+    "baseline": Arm("baseline", "uniform_history"),
+    "class": Arm("class", "data_parameters_history",
+                 {"learn_class": True, "learn_instance": False, "lr_class": 0.1}),
+    "instance": Arm("instance", "data_parameters_history", {"lr_instance": 4.0}),
+    "joint": Arm("joint", "data_parameters_history",
+                 {"learn_class": True, "init_class": 0.5, "init_instance": 0.5,
+                  "lr_class": 0.1, "lr_instance": 4.0}),
+}
+"""The arms by name: plain cross-entropy, one sigma per class, one per sample, both (summed).
+The data-parameter learning rates here are starting points; `tune_arm_params` chooses them."""
 
 
-@dataclass(frozen=True)
-class DataParameterSetup:
-    """Everything a run depends on. mode: 'baseline' (plain cross-entropy), 'class', 'instance'
-    or 'joint'. The data-parameter learning rates are never decayed (as in
-    apple/ml-data-parameters)."""
+def noisy_label_study(*, train_size: int, validation_size: int, epochs: int,
+                      seeds: Sequence[int], noise: float = 0.4, noisy_validation: bool = True,
+                      noise_classes: Sequence[int] = (), test_size: int | None = None,
+                      arms: Sequence[str] = tuple(ARMS), name: str = "05 data parameters",
+                      lr: float = 0.1) -> Study:
+    """MNIST with a share `noise` of wrong training labels, a 784-256-10 MLP trained with momentum
+    SGD (batch 128, constant `lr`), evaluated after every epoch on validation and test (test for
+    display), keeping the best-on-validation model (`select="best"`).
 
-    mode: str = "instance"
-    epochs: int = 10
-    seed: int = 0
-    batch_size: int = 128
-    model_lr: float = 0.1
-    model_momentum: float = 0.9
-    hidden: tuple[int, ...] = (256,)
-    init_class: float = 1.0
-    init_instance: float = 1.0
-    lr_class: float = 0.1
-    lr_instance: float = 0.2
-    weight_decay_class: float = 0.0
-    weight_decay_instance: float = 0.0
+    Args:
+        train_size, validation_size, test_size: the splits (validation carved from training).
+        epochs: passes over the training split.
+        seeds: one run per arm and seed.
+        noise: share of wrong labels (uniform), or within each of `noise_classes`.
+        noisy_validation: corrupt the validation labels alike (what a practitioner has).
+        noise_classes: empty for uniform noise; else the classes that receive the wrong labels.
+        arms: names of `ARMS` to compare (the first is the baseline of tables).
+        name: the study's label.
+        lr: the model's learning rate.
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+    Returns:
+        The study.
 
-
-@dataclass
-class NoisyRun:
-    """What a run recorded after each epoch (row e = after epoch e + 1; row 0 of the sigma
-    histories is the initial state). Sigma histories are empty for the baseline."""
-
-    setup: DataParameterSetup
-    test_accuracy: list[float]
-    train_loss: list[float]
-    plain_losses: Tensor  # [epochs, N] cross-entropy of the unscaled logits on the (noisy) labels
-    sample_sigma: Tensor  # [epochs + 1, N]
-    class_sigma: Tensor  # [epochs + 1, C]
-    seconds: float = field(default=0.0)
-
-
-def final_accuracy(run: NoisyRun, last: int = 3) -> float:
-    """Mean clean test accuracy over the last `last` epochs (steadier than the very last epoch)."""
-    if last < 1:
-        raise ValueError(f"last must be >= 1, got {last}")
-    tail = run.test_accuracy[-last:]
-    return sum(tail) / len(tail)
-
-
-def make_data_parameters(setup: DataParameterSetup, num_classes: int, num_samples: int) -> DataParameters:
-    """The DataParameters a setup asks for (not for the baseline)."""
-    if setup.mode == "baseline":
-        raise ValueError("the baseline has no data parameters")
-    return DataParameters(
-        num_classes,
-        num_samples,
-        learn_class=setup.mode in ("class", "joint"),
-        learn_instance=setup.mode in ("instance", "joint"),
-        init_class=setup.init_class,
-        init_instance=setup.init_instance,
-        weight_decay_class=setup.weight_decay_class,
-        weight_decay_instance=setup.weight_decay_instance,
-    )
-
-
-def run_noisy_training(
-    train: IndexedDataset, test: IndexedDataset, setup: DataParameterSetup, progress: bool = False
-) -> NoisyRun:
-    """Train an MLP with momentum SGD on `train` (labels as given, noisy or not) under `setup`.
-
-    After each epoch it records the clean test accuracy, every training sample's plain loss and
-    (with data parameters) every sample's and class's sigma.
+    Raises:
+        ValueError: an arm name not in `ARMS`.
     """
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError("train and test must not be empty")
-    seed_everything(setup.seed)
-    num_classes = max(train.num_classes, test.num_classes)
-    model = MLP(train.inputs[0].numel(), setup.hidden, num_classes)
-    optimizers: list[torch.optim.Optimizer] = [
-        torch.optim.SGD(model.parameters(), lr=setup.model_lr, momentum=setup.model_momentum)
-    ]
-    loader = make_loader(
-        train, setup.batch_size, shuffle=True, generator=torch.Generator().manual_seed(setup.seed)
-    )
-    methods: list[SampleMethod] = []
-    data_parameters = None
-    if setup.mode != "baseline":
-        data_parameters = make_data_parameters(setup, num_classes, len(train))
-        optimizers.append(data_parameters.make_optimizer(setup.lr_class, setup.lr_instance))
-        methods.append(data_parameters)
-
-    losses: list[Tensor] = []
-    sample_sigmas: list[Tensor] = []
-    class_sigmas: list[Tensor] = []
-
-    def record_sigma() -> None:
-        if data_parameters is not None:
-            sample_sigmas.append(data_parameters.sample_sigma(train.targets))
-            class_sigmas.append(data_parameters.class_sigma())
-
-    def on_epoch_end(epoch: int) -> None:
-        losses.append(per_sample_losses(model, train))
-        record_sigma()
-
-    record_sigma()
-    history = fit(
-        model, loader, optimizers, setup.epochs, test_data=test,
-        methods=[*methods, AfterEpoch(on_epoch_end)], progress=progress,
-    )
-    empty = torch.empty(0, 0)
-    return NoisyRun(
-        setup=setup,
-        test_accuracy=[record.test.accuracy for record in history],
-        train_loss=[record.train.loss for record in history],
-        plain_losses=torch.stack(losses),
-        sample_sigma=torch.stack(sample_sigmas) if sample_sigmas else empty,
-        class_sigma=torch.stack(class_sigmas) if class_sigmas else empty,
-        seconds=sum(record.train.seconds for record in history),
-    )
+    unknown = [arm for arm in arms if arm not in ARMS]
+    if unknown:
+        raise ValueError(f"arms must be among {sorted(ARMS)}, got {unknown}")
+    data = DataSpec(train_size=train_size, validation_size=validation_size, test_size=test_size,
+                    label_noise=noise, noisy_holdout=noisy_validation,
+                    noise_classes=tuple(noise_classes))
+    return Study(name, data, ModelSpec("mlp", (256,)),
+                 TrainSpec(lr=lr, momentum=0.9, batch_size=128, epochs=epochs),
+                 arms=tuple(ARMS[arm] for arm in arms), seeds=tuple(seeds), eval_every=0,
+                 track=("validation", "test"), select="best")
 
 
-def noisy_subset(
-    pool: IndexedDataset, size: int, noise: float, seed: int = 0
-) -> tuple[IndexedDataset, Tensor]:
-    """A stratified random subset of `size` samples with a share `noise` of its labels moved to
-    another class uniformly; returns (data set with noisy labels, mask of corrupted samples)."""
-    subset = stratified_subset(pool, size, seed)
-    noisy, corrupted = corrupt_labels(subset.targets, noise, pool.num_classes, seed)
-    return subset.with_targets(noisy), corrupted
+class _History(SampleMethod):
+    """After every epoch: every training sample's plain loss (cross-entropy of the unscaled
+    logits on its, possibly wrong, label) and, with data parameters, every sigma. Row 0 of the
+    sigma histories is the initial state."""
+
+    def __init__(self, model: nn.Module, train: IndexedDataset,
+                 parameters: DataParameters | None):
+        self.model, self.train, self.parameters = model, train, parameters
+        self.losses: list[Tensor] = []
+        self.sample_sigma: list[Tensor] = []
+        self.class_sigma: list[Tensor] = []
+        self._record_sigma()
+
+    def _record_sigma(self) -> None:
+        if self.parameters is not None:
+            self.sample_sigma.append(self.parameters.sample_sigma(self.train.targets))
+            self.class_sigma.append(self.parameters.class_sigma())
+
+    def after_epoch(self, epoch: int) -> None:
+        self.losses.append(per_sample_losses(self.model, self.train))
+        self._record_sigma()
+
+    def collect(self, corrupted: Tensor) -> dict[str, Any]:
+        """The histories and, when some labels are wrong, the detector AUCs: "loss_auc" of the
+        final model's plain loss, "selected_loss_auc" of the selected model's (the one the
+        harness keeps, loaded before `collect` runs), and for data parameters "sigma_auc" of the
+        final sigma with the mean final sigma of clean and corrupted samples."""
+        empty = torch.empty(0, 0)
+        values: dict[str, Any] = {
+            "plain_losses": torch.stack(self.losses) if self.losses else empty,
+            "sample_sigma": torch.stack(self.sample_sigma) if self.sample_sigma else empty,
+            "class_sigma": torch.stack(self.class_sigma) if self.class_sigma else empty,
+        }
+        if not corrupted.any() or corrupted.all():
+            return values
+        values["loss_auc"] = roc_auc(values["plain_losses"][-1], corrupted)
+        values["selected_loss_auc"] = roc_auc(per_sample_losses(self.model, self.train),
+                                              corrupted)
+        if self.parameters is not None:
+            sigma = values["sample_sigma"][-1]
+            values["sigma_auc"] = roc_auc(sigma, corrupted)
+            values["sigma_clean"] = float(sigma[~corrupted].mean())
+            values["sigma_corrupted"] = float(sigma[corrupted].mean())
+        return values
 
 
-def relabel_into_classes(
-    targets: Tensor, noisy_classes: list[int], fraction: float, seed: int = 0
-) -> tuple[Tensor, Tensor]:
-    """Class-dependent noise: give each class in `noisy_classes` extra samples taken at random from
-    the other (clean) classes, so that a share `fraction` of the samples labelled with that class
-    are wrong. Returns (new targets, mask of the relabelled samples)."""
-    targets = torch.as_tensor(targets)
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must lie in [0, 1), got {fraction}")
-    classes = torch.unique(targets).tolist()
-    if not noisy_classes or any(c not in classes for c in noisy_classes):
-        raise ValueError(f"noisy_classes must be a non-empty list of labels among {classes}")
-    generator = torch.Generator().manual_seed(seed)
-    donors = torch.nonzero(~torch.isin(targets, torch.tensor(noisy_classes))).squeeze(1)
-    donors = donors[torch.randperm(len(donors), generator=generator)]
-    noisy = targets.clone()
-    start = 0
-    for label in noisy_classes:
-        count = round(int((targets == label).sum()) * fraction / (1.0 - fraction))
-        if start + count > len(donors):
-            raise ValueError("fraction too large: not enough samples in the clean classes to relabel")
-        noisy[donors[start:start + count]] = label
-        start += count
-    return noisy, noisy != targets
+def _with_history(context: ArmContext, setup: ArmSetup,
+                  parameters: DataParameters | None) -> ArmSetup:
+    history = _History(context.model, context.train, parameters)
+    corrupted = context.splits.corrupted
+    return dataclasses.replace(setup, methods=[*setup.methods, history],
+                               collect=lambda: history.collect(corrupted))
+
+
+@arm_method("uniform_history")
+def _uniform_history(context: ArmContext) -> ArmSetup:
+    """Plain training that records every sample's plain loss after every epoch."""
+    return _with_history(context, ARM_METHODS["uniform"](context), None)
+
+
+@arm_method("data_parameters_history")
+def _data_parameters_history(context: ArmContext, **params: Any) -> ArmSetup:
+    """The harness's "data_parameters" arm (same params) recording losses and sigmas after every
+    epoch."""
+    setup = ARM_METHODS["data_parameters"](context, **params)
+    parameters = next(m for m in setup.methods if isinstance(m, DataParameters))
+    return _with_history(context, setup, parameters)
+
+
+def _tuned(arm: Arm, knob: str, value: float) -> Arm:
+    if knob in {f.name for f in dataclasses.fields(TrainSpec)}:
+        return arm.with_train(**{knob: value})
+    return dataclasses.replace(arm, params={**arm.params, knob: value})
+
+
+def tune_arm_params(study: Study, grids: Mapping[str, tuple[str, Sequence[float]]], *,
+                    seeds: Sequence[int] | None = None, progress: bool = True
+                    ) -> tuple[Study, pd.DataFrame]:
+    """Give each arm named in `grids` the value of its knob with the highest mean validation
+    accuracy of the selected model (with `select="best"`: the early-stopped one) over `seeds`
+    (default: the study's first seed). Tuning runs track validation only and never read test.
+
+    Args:
+        study: the study; arms not in `grids` keep their settings.
+        grids: arm name -> (knob, values); the knob is a `TrainSpec` field (e.g. "lr") or a
+            param of the arm's method (e.g. "lr_instance").
+        seeds: the seeds averaged per value.
+        progress: show a progress bar.
+
+    Returns:
+        (the study with the chosen values, one row per arm and value: arm, knob, value,
+        validation_accuracy (the selection criterion), last_validation_accuracy (at the last
+        step, shown for comparison), chosen).
+
+    Raises:
+        ValueError: an empty grid, an arm not in the study, or no validation split.
+    """
+    if study.data.validation_size == 0:
+        raise ValueError("tune_arm_params needs a validation split (data.validation_size > 0)")
+    for name, (_, values) in grids.items():
+        study.arm(name)
+        if not values:
+            raise ValueError(f"grids[{name!r}] must list at least one value")
+    seeds = tuple(seeds) if seeds is not None else study.seeds[:1]
+    quiet = study.replace(track=("validation",))
+    jobs = [(name, value, seed) for name, (_, values) in grids.items() for value in values
+            for seed in seeds]
+    scores: dict[tuple[str, float], list[tuple[float, float]]] = {}
+    for name, value, seed in progress_bar(jobs, f"{study.name}: tuning", progress):
+        arm = _tuned(study.arm(name), grids[name][0], value)
+        curve, final, _ = run_arm(quiet, arm, seed, read_test=False)
+        scores.setdefault((name, value), []).append(
+            (final["validation_accuracy"], curve[-1]["validation_accuracy"]))
+    rows, arms = [], []
+    for arm in study.arms:
+        if arm.name not in grids:
+            arms.append(arm)
+            continue
+        knob, values = grids[arm.name]
+        means = {v: [sum(s) / len(s) for s in zip(*scores[arm.name, v])] for v in values}
+        best = max(values, key=lambda v: means[v][0])
+        rows += [{"arm": arm.name, "knob": knob, "value": v, "validation_accuracy": means[v][0],
+                  "last_validation_accuracy": means[v][1], "chosen": v == best} for v in values]
+        arms.append(_tuned(arm, knob, best))
+    return study.replace(arms=tuple(arms)), pd.DataFrame(rows)
+
+
+def at_last_step(results: Results) -> Results:
+    """The same runs read at their last step instead of the selected one: each final row's
+    test and validation accuracy become those of its run's last curve row, and chosen_step its
+    last step (the runs must track "test"; no choice reads it).
+
+    Raises:
+        ValueError: the curves do not track test accuracy.
+    """
+    last: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in results.curves:
+        last[row["arm"], row["seed"]] = row
+    finals = []
+    for row in results.finals:
+        end = last[row["arm"], row["seed"]]
+        if "test_accuracy" not in end:
+            raise ValueError("at_last_step needs curves that track 'test'")
+        finals.append({**row, "chosen_step": end["step"], "test_accuracy": end["test_accuracy"],
+                       "test_loss": end["test_loss"],
+                       "validation_accuracy": end["validation_accuracy"],
+                       "validation_loss": end["validation_loss"]})
+    return Results(results.study, results.curves, finals, results.artifacts)
+
+
+def protocol_table(results: Results, baseline: str = "baseline") -> pd.DataFrame:
+    """Test accuracy (in %) of every arm and its paired difference from `baseline` (points, 95 %
+    interval over seeds) under two protocols: the model early-stopped on validation (what the
+    runs selected) and the model at the last step (`at_last_step`).
+
+    Returns:
+        The two `paired_table`s stacked, with a first column "protocol".
+    """
+    tables = {"early-stopped on validation": results, "last epoch": at_last_step(results)}
+    return pd.concat([paired_table(record, "test_accuracy", baseline, scale=100)
+                      .assign(protocol=name) for name, record in tables.items()],
+                     ignore_index=True).set_index(["protocol", "arm"]).reset_index()
+
+
+def gain_verdict(table: pd.DataFrame, protocol: str, arm: str = "instance",
+                 baseline: str = "baseline") -> str:
+    """One sentence on `arm` minus `baseline` under `protocol` (a row of `protocol_table`),
+    worded by its 95 % interval: a win or a loss only when the interval excludes zero.
+
+    Raises:
+        KeyError: no such (protocol, arm) row.
+    """
+    row = table.set_index(["protocol", "arm"]).loc[(protocol, arm)]
+    gap = f"{row['difference']:+.2f} points [{row['low']:+.2f}, {row['high']:+.2f}]"
+    seeds = f"higher in {int(row['higher'])} of {int(row['seeds'])} seeds"
+    if row["low"] > 0:
+        return f"{arm} beats {baseline}: {gap} ({seeds})"
+    if row["high"] < 0:
+        return f"{arm} loses to {baseline}: {gap} ({seeds})"
+    return f"no difference between {arm} and {baseline} detected: {gap} ({seeds})"
+
+
+def headline_numbers(results: Results, class_results: Results) -> dict[str, Any]:
+    """The numbers the notebook's prose and the README's card quote: test accuracies (%) and
+    gains (points, 95 % interval) under both protocols, the instance run's mean final sigma of
+    clean / corrupted samples and its detector AUC (means over seeds), the class-noise gain.
+
+    Returns:
+        A flat dict of plain numbers.
+    """
+    values: dict[str, Any] = {}
+    for key, record, arm in (("", results, "instance"), ("class_noise_", class_results, "class")):
+        table = protocol_table(record).set_index(["protocol", "arm"])
+        for protocol, tag in (("early-stopped on validation", "early_stopped"),
+                              ("last epoch", "last_epoch")):
+            row = table.loc[(protocol, arm)]
+            values[f"{key}gain_{tag}"] = row["difference"]
+            values[f"{key}gain_{tag}_low"] = row["low"]
+            values[f"{key}gain_{tag}_high"] = row["high"]
+            values[f"{key}baseline_{tag}"] = table.loc[(protocol, "baseline"), "mean"]
+            values[f"{key}{arm}_{tag}"] = row["mean"]
+    finals = results.final_frame().groupby("arm")
+    for name in ("sigma_clean", "sigma_corrupted", "sigma_auc"):
+        values[name] = float(finals[name].mean()["instance"])
+    values["baseline_loss_auc_early_stopped"] = float(
+        finals["selected_loss_auc"].mean()["baseline"])
+    for arm in results.study.arms:
+        for knob, value in {**arm.params, **arm.train}.items():
+            if knob.startswith("lr"):
+                values[f"{arm.name}_{knob}"] = value
+    values["train_size"] = len(load_splits(results.study.data).train)
+    values["seeds"] = len(results.study.seeds)
+    return values
+
+
+def detector_auc_history(results: Results, seed: int, method: str = "instance",
+                         plain: str = "baseline") -> dict[str, list[float]]:
+    """ROC AUC after each epoch of one seed's detectors: `method`'s sigma, the plain loss of
+    `plain`'s model and of `method`'s model (corrupted labels are the positives).
+
+    Returns:
+        {detector name: AUC after epoch 1, 2, ...}.
+    """
+    corrupted = corrupted_mask(results)
+    dp, base = results.artifacts[method, seed], results.artifacts[plain, seed]
+    return {f"sigma, {method} run": [roc_auc(s, corrupted) for s in dp["sample_sigma"][1:]],
+            f"plain loss, {plain} model": [roc_auc(x, corrupted) for x in base["plain_losses"]],
+            f"plain loss, {method} model": [roc_auc(x, corrupted) for x in dp["plain_losses"]]}
+
+
+def corrupted_mask(results: Results) -> Tensor:
+    """Which training samples of `results`' study carry a wrong label (boolean, by index)."""
+    return load_splits(results.study.data).corrupted
+
+
+def detector_table(results: Results, method: str = "instance",
+                   plain: str = "baseline") -> pd.DataFrame:
+    """Label-noise detectors compared by ROC AUC, paired over seeds against `method`'s sigma:
+    the plain loss of `plain`'s final and selected models and of `method`'s final model.
+
+    Returns:
+        One row per detector: detector, mean AUC, and for the others the paired difference
+        (sigma − detector) with its 95 % interval and in how many seeds sigma was higher.
+    """
+    def values(arm: str, key: str) -> list[float]:
+        rows = sorted((r for r in results.finals if r["arm"] == arm), key=lambda r: r["seed"])
+        return [float(r[key]) for r in rows]
+
+    sigma = values(method, "sigma_auc")
+    detectors = {f"sigma, {method} run": sigma,
+                 f"plain loss, {plain} model (last step)": values(plain, "loss_auc"),
+                 f"plain loss, {plain} model (early-stopped)": values(plain, "selected_loss_auc"),
+                 f"plain loss, {method} model (last step)": values(method, "loss_auc")}
+    rows = []
+    for name, aucs in detectors.items():
+        row: dict[str, Any] = {"detector": name, "mean AUC": sum(aucs) / len(aucs)}
+        if aucs is not sigma and len(aucs) >= 2:
+            comparison = paired_comparison(sigma, aucs)
+            row |= {"sigma minus this": comparison.difference, "low": comparison.low,
+                    "high": comparison.high, "sigma higher": comparison.a_higher}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@functools.lru_cache(maxsize=64)
+def widget_results(noise: float, lr_instance: float, weight_decay: float, *, train_size: int,
+                   epochs: int, seed: int = 0) -> Results:
+    """The widget's two runs (baseline and instance with these settings), one seed, cached.
+
+    Returns:
+        A result record with arms "baseline" and "instance" (artifacts included).
+    """
+    study = noisy_label_study(train_size=train_size, validation_size=500, epochs=epochs,
+                              seeds=(seed,), noise=noise, arms=("baseline", "instance"),
+                              test_size=2000, name="05 widget")
+    instance = dataclasses.replace(study.arm("instance"), params={
+        "lr_instance": lr_instance, "weight_decay_instance": weight_decay})
+    return run(study.replace(arms=(study.arm("baseline"), instance)), progress=False)
+
+
+def momentum_steps(optimizer_class: type[torch.optim.Optimizer],
+                   grads: Sequence[Sequence[float]] = ((1.0, 1.0, 1.0, 1.0),
+                                                       (1.0, 0.0, 0.0, 0.0)),
+                   lr: float = 0.5, momentum: float = 0.9) -> Tensor:
+    """A parameter (zeros) after one momentum step per gradient in `grads`: with a zero gradient
+    standing for "not in the minibatch", it shows whether absent entries keep moving.
+
+    Returns:
+        The parameter's values after the steps.
+    """
+    param = torch.zeros(len(grads[0]), requires_grad=True)
+    optimizer = optimizer_class([param], lr=lr, momentum=momentum)
+    for grad in grads:
+        param.grad = torch.tensor(grad, dtype=param.dtype)
+        optimizer.step()
+    return param.detach()

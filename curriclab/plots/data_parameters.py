@@ -1,4 +1,5 @@
-"""Figures of notebook 05 (data parameters). Each function draws on the given `ax` and returns what it drew."""
+"""Figures of notebook 05 (data parameters). Each function draws on the given `ax` and returns
+what it drew; results are drawn, never produced, here."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from curriclab.plots.basics import label_axes
 
-if TYPE_CHECKING:  # results are drawn, never produced, here
-    from curriclab.experiments.data_parameters import NoisyRun
+if TYPE_CHECKING:
+    from curriclab.experiments.harness import Results
 
 __all__ = [
-    "accuracy_by_mode",
+    "accuracy_curves",
+    "auc_curves",
     "class_sigma_lines",
     "gradient_vs_sigma",
     "roc_curves",
@@ -24,10 +27,17 @@ __all__ = [
 ]
 
 CLEAN_COLOR, CORRUPT_COLOR = "C0", "C3"
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+"""Legend placement beside the axes, where it covers no data."""
+
+
+def _integer_epochs(ax: Axes) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def gradient_vs_sigma(ax: Axes, sigmas: Tensor, norms: dict[str, Tensor]) -> list:
-    """One line per named sample: gradient norm of its loss w.r.t. the logits against sigma (log-log)."""
+    """One line per named sample: gradient norm of its loss w.r.t. the logits against sigma
+    (log-log)."""
     lines = []
     for name, values in norms.items():
         (line,) = ax.plot(sigmas.numpy(), values.numpy(), label=name)
@@ -37,28 +47,67 @@ def gradient_vs_sigma(ax: Axes, sigmas: Tensor, norms: dict[str, Tensor]) -> lis
     bottom, top = ax.get_ylim()
     ax.set_ylim(max(bottom, 1e-4 * top), top)  # vanishing gradients would squash the rest
     ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    label_axes(ax, "temperature sigma (1 = plain cross-entropy)", "|d loss / d logits|", legend=bool(norms))
+    label_axes(ax, "temperature sigma (1 = plain cross-entropy)", "|d loss / d logits|",
+               legend=bool(norms))
     return lines
 
 
-def accuracy_by_mode(ax: Axes, runs: Sequence[NoisyRun]) -> dict[str, object]:
-    """Mean clean test accuracy over seeds per mode (line) with the seeds' min-max band."""
+def accuracy_curves(ax: Axes, results: Results, metric: str = "test_accuracy",
+                    arms: Sequence[str] | None = None, mark_selected: bool = True) -> dict:
+    """Per arm, the mean `metric` over seeds against epochs (the evaluation before training is
+    left out), a band spanning the seeds, and (with `mark_selected`) a star at each run's
+    selected evaluation (the early-stopped model, chosen on validation).
+
+    Returns:
+        {arm name: its mean line}.
+    """
+    curves = results.curve_frame()
+    finals = {(r["arm"], r["seed"]): r for r in results.finals}
+    names = list(arms) if arms is not None else [a.name for a in results.study.arms]
     drawn: dict[str, object] = {}
-    modes = sorted({run.setup.mode for run in runs}, key=["baseline", "class", "instance", "joint"].index)
-    for position, mode in enumerate(modes):
-        curves = np.array([run.test_accuracy for run in runs if run.setup.mode == mode])
-        epochs = np.arange(1, curves.shape[1] + 1)
-        color = f"C{position}"
-        (line,) = ax.plot(epochs, curves.mean(0), marker="o", markersize=3, color=color,
-                          label=f"{mode} ({len(curves)} seeds)")
-        ax.fill_between(epochs, curves.min(0), curves.max(0), color=color, alpha=0.15)
-        drawn[mode] = line
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("clean test accuracy")
-    ax.grid(alpha=0.3)
+    for position, name in enumerate(names):
+        rows = curves[(curves["arm"] == name) & (curves["step"] > 0)]
+        if rows.empty:
+            continue
+        epochs_per_run = results.study.train_spec(results.study.arm(name)).epochs
+        per_epoch = {seed: finals[name, seed]["samples"] / epochs_per_run
+                     for seed in rows["seed"].unique()}
+        rows = rows.assign(epochs=rows["samples"] / rows["seed"].map(per_epoch))
+        table = rows.pivot_table(index="epochs", columns="seed", values=metric)
+        color, seeds = f"C{position}", table.shape[1]
+        (line,) = ax.plot(table.index, table.mean(axis=1), color=color, marker="o",
+                          markersize=3, label=f"{name} ({seeds} seed{'s' * (seeds > 1)})")
+        ax.fill_between(table.index, table.min(axis=1), table.max(axis=1), color=color,
+                        alpha=0.15)
+        drawn[name] = line
+        if mark_selected:
+            chosen = rows[rows["step"] == rows["seed"].map(
+                {s: finals[name, s]["chosen_step"] for s in per_epoch})]
+            ax.scatter(chosen["epochs"], chosen[metric], marker="*", s=90, color=color,
+                       edgecolor="black", linewidth=0.5, zorder=3)
+    if mark_selected and drawn:
+        ax.scatter([], [], marker="*", s=90, color="white", edgecolor="black",
+                   label="early-stopped model of a seed\n(chosen on validation)")
+    _integer_epochs(ax)
+    label_axes(ax, "epoch", metric.replace("_", " "), legend=False)
     if drawn:
-        ax.legend()
+        ax.legend(**OUTSIDE)
     return drawn
+
+
+def auc_curves(ax: Axes, curves: dict[str, Sequence[float]]) -> list:
+    """One line per named detector: its ROC AUC after each epoch (first point: epoch 1)."""
+    lines = []
+    for name, values in curves.items():
+        (line,) = ax.plot(range(1, len(values) + 1), list(values), marker="o", markersize=3,
+                          label=name)
+        lines.append(line)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    _integer_epochs(ax)
+    label_axes(ax, "epoch", "ROC AUC", legend=False)
+    if lines:
+        ax.legend(**OUTSIDE)
+    return lines
 
 
 def sigma_ridges(
@@ -93,7 +142,8 @@ def sigma_ridges(
 
 
 def roc_curves(ax: Axes, curves: dict[str, tuple[Tensor, Tensor, float]]) -> list:
-    """ROC curves `{name: (false-positive rate, true-positive rate, AUC)}` and the chance diagonal."""
+    """ROC curves `{name: (false-positive rate, true-positive rate, AUC)}` and the chance
+    diagonal."""
     lines = [ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance (AUC 0.5)")[0]]
     for name, (fpr, tpr, auc) in curves.items():
         lines.append(ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {auc:.3f})")[0])
@@ -105,7 +155,8 @@ def roc_curves(ax: Axes, curves: dict[str, tuple[Tensor, Tensor, float]]) -> lis
 
 
 def class_sigma_lines(ax: Axes, class_sigma: Tensor, highlighted: Sequence[int]) -> list:
-    """Each class's sigma over epochs (row 0 = start); highlighted classes drawn thick and red."""
+    """Each class's sigma over epochs (row 0 = start); highlighted classes drawn thick and
+    red."""
     lines = []
     if class_sigma.numel() == 0:
         ax.set_axis_off()
@@ -120,6 +171,7 @@ def class_sigma_lines(ax: Axes, class_sigma: Tensor, highlighted: Sequence[int])
         ax.annotate(str(label), (epochs[-1], float(class_sigma[-1, label])), fontsize=8,
                     xytext=(3, 0), textcoords="offset points", va="center")
         lines.append(line)
+    _integer_epochs(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel("class sigma")
     ax.grid(alpha=0.3)

@@ -1,4 +1,4 @@
-"""Widget views: each runs an experiment for the chosen settings (cached) and draws it."""
+"""Widget views: each runs (or redraws) an experiment for the chosen settings and draws it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from curriclab.core.stats import spearman
+from curriclab.experiments.data_parameters import corrupted_mask, widget_results
 from curriclab.experiments.gradient_norm_vs_loss import rolling_by_rank
 from curriclab.experiments.self_paced_learning import explore
 from curriclab.experiments.sgd_s_resampling import RunSettings, cached_run
 from curriclab.methods.sampling import SGDSSampler
+from curriclab.plots.data_parameters import accuracy_curves, sigma_ridges
 from curriclab.plots.importance import rolling_band
 from curriclab.plots.sampling import COLOURS, error_vs_cost
 from curriclab.plots.spl import final_boundary_and_selection
 
-__all__ = ["rolling_loss_view", "sgds_settings_view", "spl_explore_view"]
+__all__ = ["data_parameters_view", "rolling_loss_view", "sgds_settings_view", "spl_explore_view"]
 
 
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
@@ -68,4 +70,23 @@ def rolling_loss_view(sort_by: str, window: int, log_loss: bool, *, keys: Mappin
                  ylabel=f"loss (rolling mean ± std, window {window})")
     ax.set_yscale("log" if log_loss else "linear")
     ax.set_title(f"Spearman rho ({sort_by}, loss) = {spearman(keys[sort_by], losses):.3f}")
+    return fig
+
+
+def data_parameters_view(noise: float, lr_instance: float, weight_decay: float, *,
+                         train_size: int, epochs: int) -> Figure:
+    """Widget view of notebook 05: clean test accuracy of plain training and of instance data
+    parameters with these settings (left), and the instance run's sigma of clean vs corrupted
+    samples at the start, middle and end, with the detection AUC (right). Runs are cached
+    (`curriclab.experiments.data_parameters.widget_results`)."""
+    results = widget_results(noise, lr_instance, weight_decay, train_size=train_size,
+                             epochs=epochs)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4), width_ratios=(1.25, 1))
+    accuracy_curves(left, results)
+    left.set_title(f"{noise:.0%} noise, lr sigma {lr_instance}, weight decay {weight_decay}")
+    sigma = results.artifacts["instance", 0]["sample_sigma"]
+    sigma_ridges(right, sigma, corrupted_mask(results), [0, epochs // 2, epochs])
+    auc = next(r["sigma_auc"] for r in results.finals if r["arm"] == "instance")
+    right.set_title(f"sigma detects wrong labels with AUC {auc:.3f}")
+    fig.tight_layout()
     return fig

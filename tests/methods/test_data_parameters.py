@@ -11,7 +11,6 @@ from curriclab.core.data import make_loader, spl_toy_data
 from curriclab.core.models import LogisticRegression
 from curriclab.core.stats import roc_auc
 from curriclab.core.training import seed_everything, train_epoch
-from curriclab.experiments.data_parameters import DataParameterSetup
 from curriclab.methods.data_parameters import (
     DataParameters,
     _TemperedCrossEntropy,
@@ -263,8 +262,6 @@ def test_bad_input_is_rejected_with_the_argument_named():
         DataParameters(3, 8, weight_decay_class=-1.0)
     with pytest.raises(ValueError, match="num_samples"):
         DataParameters(3, -1)
-    with pytest.raises(ValueError, match="mode"):
-        DataParameterSetup(mode="both")
 
 
 def test_empty_batch_gives_empty_results():

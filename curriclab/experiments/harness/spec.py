@@ -52,6 +52,9 @@ class DataSpec:
             (`corrupt_labels`); validation, holdout and test keep their labels unless
             `noisy_holdout` asks for holdout and validation to be corrupted alike.
         noisy_holdout: corrupt validation and holdout labels with the same share.
+        noise_classes: empty for uniform noise (above); otherwise class-dependent noise
+            (`relabel_into_classes`): samples of the other classes are relabelled as one of these
+            classes until a share `label_noise` (< 1) of each one's labels is wrong.
         split_seed: seeds the splits and the noise; fixed across the arms and seeds of a study.
     """
 
@@ -62,6 +65,7 @@ class DataSpec:
     test_size: int | None = None
     label_noise: float = 0.0
     noisy_holdout: bool = False
+    noise_classes: tuple[int, ...] = ()
     split_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,6 +76,13 @@ class DataSpec:
                 _check_positive(name, getattr(self, name))
         if not 0.0 <= self.label_noise <= 1.0:
             raise ValueError(f"label_noise must lie in [0, 1], got {self.label_noise}")
+        object.__setattr__(self, "noise_classes", tuple(self.noise_classes))
+        if any(isinstance(c, bool) or not isinstance(c, int) or c < 0
+               for c in self.noise_classes):
+            raise ValueError(f"noise_classes must be labels >= 0, got {self.noise_classes}")
+        if self.noise_classes and self.label_noise >= 1.0:
+            raise ValueError("label_noise must be < 1 with noise_classes (a share of wrong labels "
+                             f"within each noisy class), got {self.label_noise}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from curriclab.core.data import (
     IndexedDataset,
     corrupt_labels,
     load_images,
+    relabel_into_classes,
     stratified_split,
     stratified_subset,
 )
@@ -81,16 +82,23 @@ def load_splits(spec: DataSpec) -> Splits:
     num_classes = test.num_classes
     train, corrupted = pool, torch.zeros(len(pool), dtype=torch.bool)
     if spec.label_noise > 0:
-        noisy, corrupted = corrupt_labels(pool.targets, spec.label_noise, num_classes,
-                                          spec.split_seed + 4)
+        noisy, corrupted = _noisy_labels(pool.targets, spec, num_classes, spec.split_seed + 4)
         train = pool.with_targets(noisy)
         if spec.noisy_holdout:
-            validation = _noisy(validation, spec.label_noise, num_classes, spec.split_seed + 5)
-            holdout = _noisy(holdout, spec.label_noise, num_classes, spec.split_seed + 6)
+            validation = _noisy(validation, spec, num_classes, spec.split_seed + 5)
+            holdout = _noisy(holdout, spec, num_classes, spec.split_seed + 6)
     return Splits(train, validation, holdout, test, corrupted)
 
 
-def _noisy(data: IndexedDataset, fraction: float, num_classes: int, seed: int) -> IndexedDataset:
+def _noisy_labels(targets: Tensor, spec: DataSpec, num_classes: int,
+                  seed: int) -> tuple[Tensor, Tensor]:
+    """Uniform noise (`corrupt_labels`), or class-dependent noise into `spec.noise_classes`."""
+    if spec.noise_classes:
+        return relabel_into_classes(targets, spec.noise_classes, spec.label_noise, seed)
+    return corrupt_labels(targets, spec.label_noise, num_classes, seed)
+
+
+def _noisy(data: IndexedDataset, spec: DataSpec, num_classes: int, seed: int) -> IndexedDataset:
     if len(data) == 0:
         return data
-    return data.with_targets(corrupt_labels(data.targets, fraction, num_classes, seed)[0])
+    return data.with_targets(_noisy_labels(data.targets, spec, num_classes, seed)[0])
