@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +59,11 @@ __all__ = [
     "costs_to_target",
     "equal_budget_arm",
     "fair_comparisons",
+    "long_headlines",
     "long_study",
     "position_keyed_weights",
     "run_fair",
+    "short_headlines",
     "short_study",
 ]
 
@@ -232,11 +234,15 @@ def run_fair(study: Study, grid: Sequence[float], budget_for: Sequence[str], *, 
 
 
 def fair_comparisons(results: Results, methods: Sequence[str], metric: str = "test_accuracy",
-                     baseline: str = "uniform", scale: float = 100.0,
-                     confidence: float = 0.95) -> pd.DataFrame:
+                     baseline: str = "uniform", scale: float = 100.0, confidence: float = 0.95,
+                     budget_of: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Every method against uniform SGD at the same epochs (`baseline`) and at the same samples
     (its `equal_budget_arm`, when it was run): the paired difference of the final `metric` over
     seeds, times `scale`, with its t interval and how many seeds were lower / higher.
+
+    Args:
+        budget_of: a method whose samples equal another's (SGD-S unbiased and SGD-S) is compared
+            with that method's budget arm: {"SGD-S unbiased": "SGD-S"}.
 
     Returns:
         Columns method, against, budget ("same epochs" / "same samples"), samples ratio (the
@@ -246,7 +252,8 @@ def fair_comparisons(results: Results, methods: Sequence[str], metric: str = "te
     rows = []
     for method in methods:
         for reference, budget in ((baseline, "same epochs"),
-                                  (budget_arm_name(method), "same samples")):
+                                  (budget_arm_name((budget_of or {}).get(method, method)),
+                                   "same samples")):
             if reference not in values:
                 continue
             comparison = paired_comparison(values[method], values[reference], confidence)
@@ -341,3 +348,77 @@ def position_keyed_weights(
     received = torch.zeros_like(losses)
     received[: len(kept)] = losses[kept]  # weight j applied to position j = dataset index j
     return PositionBugDemo(losses, intended, received, len(kept))
+
+
+def _verdict_values(table: pd.DataFrame, method: str, budget: str, prefix: str
+                    ) -> dict[str, float]:
+    row = table.set_index(["method", "budget"]).loc[(method, budget)]
+    return {f"{prefix}_points": float(row["difference"]), f"{prefix}_low": float(row["low"]),
+            f"{prefix}_high": float(row["high"]), f"{prefix}_lower_seeds": int(row["lower"]),
+            f"{prefix}_seeds": int(row["seeds"])}
+
+
+def _cost_values(costs: pd.DataFrame, arm: str, cost: str, prefix: str) -> dict[str, float]:
+    row = costs.set_index(["cost", "arm"]).loc[(cost, arm)]
+    return {f"{prefix}_speedup": float(row["speed-up"]),
+            f"{prefix}_difference": float(row.get("difference", math.nan)),
+            f"{prefix}_low": float(row.get("low", math.nan)),
+            f"{prefix}_high": float(row.get("high", math.nan)),
+            f"{prefix}_reached_seeds": int(row["reached"])}
+
+
+def short_headlines(short: Results, verdicts: pd.DataFrame, costs: pd.DataFrame
+                    ) -> dict[str, float]:
+    """The short study's numbers that notebook 04's prose and the README card quote, by key:
+    SGD-S's and unbiased SGD-S's distinct share per steady epoch, the samples shares, every
+    method's final test gap to uniform at the same epochs (`<prefix>_gap_*`) and at the same
+    samples (`<prefix>_gap_same_samples_*`; points, 95 % interval, seeds lower, seeds), and
+    unbiased SGD-S's speed-up to the validation target in samples and seconds with the paired
+    difference (`unbiased_<cost>_*`).
+
+    Returns:
+        A flat dict of plain numbers (`save_headlines` writes it).
+    """
+    distinct = short.final_values("steady_distinct_share")
+    samples = short.final_values("samples")
+    values: dict[str, float] = {
+        "sgds_distinct_share": sum(distinct["SGD-S"]) / len(distinct["SGD-S"]),
+        "unbiased_distinct_share": sum(distinct["SGD-S unbiased"]) / len(
+            distinct["SGD-S unbiased"]),
+        "sgds_samples_share": sum(samples["SGD-S"]) / sum(samples["uniform"]),
+        "short_infobatch_samples_share": sum(samples["InfoBatch"]) / sum(samples["uniform"]),
+        "short_eval_every": short.study.eval_every, "short_seeds": len(short.study.seeds),
+    }
+    for method, prefix in (("SGD-S", "sgds"), ("SGD-S unbiased", "unbiased"),
+                           ("InfoBatch", "short_infobatch")):
+        values |= _verdict_values(verdicts, method, "same epochs", f"{prefix}_gap")
+        values |= _verdict_values(verdicts, method, "same samples", f"{prefix}_gap_same_samples")
+    for cost in ("samples", "seconds"):
+        values |= _cost_values(costs, "SGD-S unbiased", cost, f"unbiased_{cost}")
+    return values
+
+
+def long_headlines(long: Results, verdicts: pd.DataFrame, costs: pd.DataFrame
+                   ) -> dict[str, float]:
+    """The long study's numbers by key: InfoBatch's samples and CPU-time shares of uniform's,
+    the equal-budget baseline's epochs, InfoBatch's final test gap at the same epochs and at the
+    same samples (`long_infobatch_gap_*`, `long_infobatch_gap_same_samples_*`), and its cost to
+    the validation target in samples (`long_infobatch_samples_*`).
+
+    Returns:
+        A flat dict of plain numbers.
+    """
+    samples, cpu = long.final_values("samples"), long.final_values("cpu_seconds")
+    budget = long.study.arm(budget_arm_name("InfoBatch"))
+    values: dict[str, float] = {
+        "long_infobatch_samples_share": sum(samples["InfoBatch"]) / sum(samples["uniform"]),
+        "long_infobatch_cpu_share": sum(cpu["InfoBatch"]) / sum(cpu["uniform"]),
+        "long_budget_epochs": long.study.train_spec(budget).epochs,
+        "long_budget_samples_share": sum(samples[budget.name]) / sum(samples["uniform"]),
+        "long_eval_every": long.study.eval_every, "long_seeds": len(long.study.seeds),
+    }
+    values |= _verdict_values(verdicts, "InfoBatch", "same epochs", "long_infobatch_gap")
+    values |= _verdict_values(verdicts, "InfoBatch", "same samples",
+                              "long_infobatch_gap_same_samples")
+    values |= _cost_values(costs, "InfoBatch", "samples", "long_infobatch_samples")
+    return values

@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # results are drawn, never produced, here
 __all__ = [
     "COLOURS",
     "MARKERS",
+    "comparison_intervals",
+    "cost_intervals",
     "distinct_share",
     "draw_counts",
     "error_vs_cost",
@@ -208,4 +210,37 @@ def interval_bars(ax: Axes, labels: Sequence[str], differences: Sequence[float],
     ax.set_ylim(0.5, len(labels) + 0.5)
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3, axis="x")
+    return drawn
+
+
+def comparison_intervals(ax: Axes, table, xlabel: str = "final test accuracy difference "
+                         "(points), 95 % paired interval") -> list:
+    """The rows of `fair_comparisons` as `interval_bars`, labelled "method − reference (budget)".
+    Returns the dots' containers."""
+    labels = [f"{m} − {a}" for m, a in zip(table["method"], table["against"])]
+    drawn = interval_bars(ax, labels, list(table["difference"]), list(table["low"]),
+                          list(table["high"]), xlabel)
+    ax.set_title("each method against uniform SGD: same epochs and same samples")
+    return drawn
+
+
+def cost_intervals(ax: Axes, costs, cost: str = "samples", baseline: str = "uniform") -> list:
+    """The paired differences (arm − baseline) in `cost` to the target from `costs_to_target`,
+    as `interval_bars`, for every arm but the baseline; an arm that reached the target on fewer
+    than two of the baseline's seeds is labelled so and drawn without a dot. Returns the dots'
+    containers."""
+    rows = costs[(costs["cost"] == cost) & (costs["arm"] != baseline)]
+    labels, values, lows, highs = [], [], [], []
+    for row in rows.to_dict("records"):
+        difference = row.get("difference", float("nan"))
+        reached = difference == difference
+        labels.append(row["arm"] if reached else f"{row['arm']} (not reached)")
+        values.append(difference if reached else float("nan"))
+        lows.append(row.get("low", float("nan")))
+        highs.append(row.get("high", float("nan")))
+    unit = "samples" if cost == "samples" else "seconds"
+    drawn = interval_bars(ax, labels, values, lows, highs,
+                          f"{unit} to the target, arm − {baseline} (95 % paired interval)")
+    if cost == "samples":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return drawn

@@ -1,4 +1,4 @@
-"""Widget views that run an experiment for the chosen settings and draw it (notebook 04's slider)."""
+"""Widget views that run an experiment for the chosen settings and draw it (04's slider)."""
 
 from __future__ import annotations
 
