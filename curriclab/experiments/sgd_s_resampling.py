@@ -184,8 +184,9 @@ def equal_budget_arm(results: Results, method: str, baseline: str = "uniform",
                      by: str = "steps") -> Arm:
     """A copy of `baseline` trained on `method`'s mean samples over its seeds: a shorter schedule
     of the same shape. `by="steps"`: a step budget (for a constant learning rate, the same
-    schedule cut short); `by="epochs"`: the nearest whole number of epochs (for an epoch-stepped
-    cosine, a cosine over fewer epochs).
+    schedule cut short; whole epochs, each ceil(n / batch) steps with a short last batch, then
+    the nearest number of batches); `by="epochs"`: the nearest whole number of epochs (for an
+    epoch-stepped cosine, a cosine over fewer epochs).
 
     Raises:
         ValueError: an unknown `by`, or an arm without runs.
@@ -199,11 +200,13 @@ def equal_budget_arm(results: Results, method: str, baseline: str = "uniform",
     spent = sum(samples[method]) / len(samples[method])
     base = results.study.arm(baseline)
     spec = results.study.train_spec(base)
-    if by == "steps":
-        override = {"steps": max(1, round(spent / spec.batch_size))}
+    per_epoch = sum(samples[baseline]) / len(samples[baseline]) / spec.epochs
+    if by == "steps":  # whole epochs of ceil(n / batch) steps, then the nearest count of batches
+        epochs, rest = divmod(spent, per_epoch)
+        steps = int(epochs) * math.ceil(per_epoch / spec.batch_size) + round(rest / spec.batch_size)
+        override = {"steps": max(1, steps)}
     else:
-        share = spent / (sum(samples[baseline]) / len(samples[baseline]))
-        override = {"epochs": max(1, round(share * spec.epochs))}
+        override = {"epochs": max(1, round(spent / per_epoch))}
     return dataclasses.replace(base.with_train(**override), name=budget_arm_name(method))
 
 

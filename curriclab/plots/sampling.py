@@ -26,6 +26,7 @@ __all__ = [
     "error_vs_cost",
     "interval_bars",
     "paired_differences",
+    "position_bug_panels",
     "received_weight_by_index",
     "weight_vs_own_loss",
 ]
@@ -244,3 +245,13 @@ def cost_intervals(ax: Axes, costs, cost: str = "samples", baseline: str = "unif
     if cost == "samples":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return drawn
+
+
+def position_bug_panels(axes: Sequence[Axes], losses: torch.Tensor, demo) -> None:
+    """The three panels of the original script's index bug, from a `PositionBugDemo`: the
+    intended weight (own loss) of the kept samples, the weight each drawable sample received
+    against its own loss, and the received weight by dataset index."""
+    kept, drawable = demo.intended > 0, demo.drawable
+    weight_vs_own_loss(axes[0], losses[kept], demo.intended[kept], "intended (curriclab)")
+    weight_vs_own_loss(axes[1], losses[drawable], demo.received[drawable], "original script")
+    received_weight_by_index(axes[2], demo.received, demo.num_kept)

@@ -101,7 +101,11 @@ def test_equal_budget_arm_spends_the_methods_mean_samples():
                      + _finals("InfoBatch", [0.9] * 3, [480, 500, 521]))
     by_steps = equal_budget_arm(record, "InfoBatch")
     assert by_steps.name == budget_arm_name("InfoBatch") == "uniform, InfoBatch's samples"
-    assert by_steps.train == {"steps": 50} and by_steps.method == "uniform"  # 500.33 / 10
+    # 100 samples per epoch at batch 10: 5 whole epochs (50 steps), then 0.33 samples -> 0 steps
+    assert by_steps.train == {"steps": 50} and by_steps.method == "uniform"
+    ragged = _record(_finals("uniform", [0.9] * 3, [8 * 95] * 3)  # 95 per epoch: 10 steps each
+                     + _finals("SGD-S", [0.9] * 3, [95 + 95 + 47] * 3))
+    assert equal_budget_arm(ragged, "SGD-S").train == {"steps": 10 + 10 + 5}  # 47 / 10 -> 5
     by_epochs = equal_budget_arm(record, "InfoBatch", by="epochs")
     assert by_epochs.train == {"epochs": 5}  # 8 epochs x 500.33 / 800 = 5.003
     with pytest.raises(ValueError, match="by"):
