@@ -1,385 +1,307 @@
-"""Uniform SGD vs SGD-S vs unbiased SGD-S vs InfoBatch-style pruning on one budget of epochs.
+"""Notebook 04's study: uniform SGD vs SGD-S vs unbiased SGD-S vs InfoBatch, compared fairly.
 
-Every method trains the same model from the same initialisation (per seed) for the same number
-of epochs; what differs is which samples each epoch back-propagates and with what loss weight.
-A run records test accuracy before training and after each epoch, next to the cumulative number
-of samples back-propagated and the cumulative training wall-clock (the sampler's own planning
-included, test evaluation excluded), so accuracy can be read against either cost.
+The study is two harness specs (`short_study`, Zakka's 6-epoch SmallConv recipe; `long_study`,
+InfoBatch's own regime: all of MNIST, an MLP, a long cosine schedule) and one study-specific
+function, `run_fair`: every arm gets its own learning rate from the same grid, chosen on the
+validation split (`harness.tune`); then, for every method that spends fewer samples than uniform
+SGD, a uniform arm trained on that method's sample budget (a shorter schedule of the same shape)
+is tuned and run alike. Every method is then compared with uniform SGD twice, at the same epochs
+and at the same samples (`fair_comparisons`), and by its cost to a validation target
+(`costs_to_target`).
 
-`run_schedule` / `compare_schedule` are the long-schedule study (InfoBatch in the regime its claim
-is made for): an MLP, SGD with momentum and weight decay, a cosine learning rate stepped once per
-epoch (InfoBatch's epochs differ in length, so a per-step schedule would stretch), many epochs
-with InfoBatch's final full-data (annealing) epochs; they also record CPU time and every epoch's
-planned size, so the samples spent can be checked against the sampler's plans.
+The arms are wrapped by the registered arm method "counted", which adds `EpochCounts`: per epoch,
+the samples back-propagated, the share of distinct training samples drawn, and (InfoBatch) how
+many samples were pruning candidates, so the samples spent can be checked against the plans.
+
+`position_keyed_weights` re-enacts the index bug of Zakka's original SGD-S script.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import math
-import statistics
-import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from curriclab.core.protocol import SampleMethod
-from curriclab.core.data import IndexedDataset, load_mnist, make_loader, stratified_subset
-from curriclab.core.models import MLP, SmallConv
 from curriclab.core.stats import paired_comparison
-from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
-from curriclab.methods.infobatch import InfoBatchSampler, below_mean
-from curriclab.methods.sampling import (
-    LossDrivenSampler,
-    SGDSSampler,
-    check_count,
-    check_losses,
-    prune_and_reintroduce,
+from curriclab.experiments.harness import (
+    ARM_METHODS,
+    Arm,
+    ArmContext,
+    ArmSetup,
+    DataSpec,
+    ModelSpec,
+    Results,
+    Study,
+    TrainSpec,
+    arm_method,
+    cost_to_target,
+    paired_costs,
+    run,
+    tune,
 )
+from curriclab.methods.infobatch import InfoBatchSampler, below_mean
+from curriclab.methods.sampling import check_losses, prune_and_reintroduce
 
 __all__ = [
-    "cached_run",
-    "claim_table",
-    "compare_methods",
-    "compare_schedule",
-    "final_accuracies",
-    "cost_to_accuracy",
-    "make_sampler",
-    "METHODS",
-    "mnist_subsets",
-    "position_keyed_weights",
+    "EpochCounts",
     "PositionBugDemo",
-    "reachable_target",
-    "run_method",
-    "run_schedule",
-    "RunRecord",
-    "RunSettings",
-    "ScheduleRecord",
-    "ScheduleSettings",
-    "schedule_table",
-    "SCHEDULE_METHODS",
+    "budget_arm_name",
+    "cached_run",
+    "costs_to_target",
+    "equal_budget_arm",
+    "fair_comparisons",
+    "long_headlines",
+    "long_study",
+    "position_keyed_weights",
+    "run_fair",
+    "short_headlines",
+    "short_study",
 ]
 
-METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 
+class EpochCounts(SampleMethod):
+    """Per epoch: samples back-propagated, the share of distinct training samples drawn, and
+    (given an `InfoBatchSampler`) how many samples were pruning candidates (below-mean loss when
+    the epoch's plan was made; 0 in a full-data epoch). Observes only.
 
-@dataclass(frozen=True)
-class RunSettings:
-    """One budget and one set of hyper-parameters shared by every method (defaults: the
-    SmallConv recipe of Zakka's pr-lr/mini_batch.py, SGD lr 1e-3 momentum 0.99, batch 64; SGD-S's
-    2 transient epochs, 10 % pruned and 1 % brought back per epoch, draws proportional to
-    loss ** sgds_power mixed with `sgds_uniform_mix` uniform; InfoBatch's r = 0.5, delta = 0.875).
+    Args:
+        num_samples: size of the training split.
+        sampler: the arm's sampler, if any (read for InfoBatch's candidates).
+    """
 
-    The unbiased variant mixes `unbiased_uniform_mix` of uniform into its draws instead, which caps
-    its importance weights at 1 / unbiased_uniform_mix: without a floor a sample whose recorded
-    loss was tiny gets a weight in the thousands, and with momentum 0.99 a run can diverge."""
-
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    momentum: float = 0.99
-    transient_epochs: int = 2
-    prune_fraction: float = 0.1
-    reintroduce_fraction: float = 0.01
-    sgds_power: float = 1.0
-    sgds_uniform_mix: float = 0.0
-    unbiased_uniform_mix: float = 0.2
-    infobatch_ratio: float = 0.5
-    infobatch_delta: float = 0.875
-
-
-class DrawnSamples(SampleMethod):
-    """Marks which samples were drawn (the share of distinct samples in an epoch)."""
-
-    def __init__(self, num_samples: int):
-        self.mask = torch.zeros(num_samples, dtype=torch.bool)
+    def __init__(self, num_samples: int, sampler: Any | None = None):
+        self.seen = torch.zeros(num_samples, dtype=torch.bool)
+        self.sampler = sampler
+        self.samples: list[int] = []
+        self.distinct_share: list[float] = []
+        self.candidates: list[int] = [0]
+        self._count = 0
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
-        self.mask[index] = True
+        self.seen[index] = True
+        self._count += len(index)
+
+    def after_epoch(self, epoch: int) -> None:
+        """Close epoch `epoch`; the sampler has already planned epoch `epoch + 1` (it comes first
+        in the arm's methods), from the losses read here."""
+        self.samples.append(self._count)
+        self.distinct_share.append(float(self.seen.float().mean()) if len(self.seen) else 0.0)
+        self.seen.zero_()
+        self._count = 0
+        if isinstance(self.sampler, InfoBatchSampler):
+            prunes = self.sampler.prunes_in(epoch + 1)
+            self.candidates.append(int(below_mean(self.sampler.sample_losses).sum()) if prunes
+                                   else 0)
+
+    def collect(self, steady_from: int) -> dict[str, Any]:
+        """The per-epoch lists, and the mean distinct share over epochs >= `steady_from`."""
+        steady = self.distinct_share[steady_from:]
+        return {"epoch_samples": list(self.samples), "epoch_distinct_share": list(
+            self.distinct_share), "epoch_candidates": self.candidates[:len(self.samples)],
+            "steady_distinct_share": sum(steady) / len(steady) if steady else math.nan}
 
 
-@dataclass
-class RunRecord:
-    """One method, one seed. Lists have one entry before training and one after every epoch,
-    except `unique_share` (one per epoch: distinct samples drawn / training-set size)."""
+@arm_method("counted")
+def _counted(context: ArmContext, method: str = "uniform", steady_from: int = 2,
+             **params: Any) -> ArmSetup:
+    """The arm method `method` (with `params`) plus `EpochCounts`; collects its lists, the mean
+    distinct share of the epochs from `steady_from` on (a final-row scalar) and the sampler."""
+    if method == "counted" or method not in ARM_METHODS:
+        raise ValueError(f"method must be a registered arm method other than 'counted', "
+                         f"got {method!r}")
+    inner = ARM_METHODS[method](context, **params)
+    counts = EpochCounts(len(context.train), inner.sampler)
+    previous = inner.collect
 
-    method: str
-    seed: int
-    accuracy: list[float]
-    samples: list[int]
-    seconds: list[float]
-    unique_share: list[float]
-
-    def add_epoch(self, samples: int, seconds: float, accuracy: float, drawn: DrawnSamples) -> None:
-        """Append one finished epoch: its samples and seconds (accumulated), the test accuracy after
-        it, and the share of distinct samples `drawn` marked during it."""
-        self.samples.append(self.samples[-1] + samples)
-        self.seconds.append(self.seconds[-1] + seconds)
-        self.accuracy.append(accuracy)
-        self.unique_share.append(float(drawn.mask.float().mean()) if len(drawn.mask) else 0.0)
+    def collect() -> dict[str, Any]:
+        sampler = {"sampler": inner.sampler} if inner.sampler is not None else {}
+        return {**(previous() if previous is not None else {}), **counts.collect(steady_from),
+                **sampler}
+    return dataclasses.replace(inner, methods=[*inner.methods, counts], collect=collect)
 
 
-def make_sampler(method: str, num_samples: int, settings: RunSettings,
-                 generator: torch.Generator) -> LossDrivenSampler | None:
-    """The sampler a method draws with (None: uniform shuffling)."""
-    if method == "uniform":
-        return None
-    if method in ("SGD-S", "SGD-S unbiased"):
-        unbiased = method == "SGD-S unbiased"
-        return SGDSSampler(
-            num_samples, settings.transient_epochs, settings.prune_fraction,
-            settings.reintroduce_fraction, generator=generator, unbiased=unbiased,
-            power=settings.sgds_power,
-            uniform_mix=settings.unbiased_uniform_mix if unbiased else settings.sgds_uniform_mix,
-        )
-    if method == "InfoBatch":
-        return InfoBatchSampler(num_samples, settings.epochs, settings.infobatch_ratio,
-                                settings.infobatch_delta, generator=generator)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+def _arm(name: str, method: str = "uniform", **params: Any) -> Arm:
+    return Arm(name, "counted", {"method": method, **params})
 
 
-def _loader_and_observers(
-    train: IndexedDataset, batch_size: int, sampler: LossDrivenSampler | None, generator: torch.Generator
-) -> tuple[DataLoader, DrawnSamples, list[SampleMethod]]:
-    """The epoch loader (the sampler's draws, or shuffling by `generator`), a DrawnSamples marker,
-    and the methods train_epoch is given (the marker, then the sampler if any)."""
-    loader = make_loader(train, batch_size, sampler=sampler, shuffle=sampler is None,
-                         generator=generator if sampler is None else None)
-    drawn = DrawnSamples(len(train))
-    return loader, drawn, [drawn] if sampler is None else [drawn, sampler]
+def short_study(train_size: int, validation_size: int, test_size: int, epochs: int,
+                seeds: Sequence[int], eval_every: int, *, lr: float = 1e-3,
+                unbiased_uniform_mix: float = 0.2) -> Study:
+    """Section 4: Zakka's recipe (SmallConv, SGD momentum 0.99, batch 64, a constant learning
+    rate) for `epochs` epochs on a stratified MNIST subset, with the arms uniform, SGD-S (2
+    transient epochs, 10 % pruned and 1 % brought back per epoch, draws proportional to loss),
+    SGD-S unbiased (1 / (N p) loss weights, draws mixed with `unbiased_uniform_mix` uniform, which
+    caps the weights at 1 / mix) and InfoBatch (r = 0.5, delta = 0.875).
+
+    Returns:
+        The study (validation every `eval_every` steps; the final model is kept).
+    """
+    return Study(
+        "04 short schedule",
+        DataSpec(train_size=train_size, validation_size=validation_size, test_size=test_size),
+        ModelSpec("small_conv"),
+        TrainSpec(lr=lr, momentum=0.99, batch_size=64, epochs=epochs),
+        arms=(_arm("uniform"), _arm("SGD-S", "sgds"),
+              _arm("SGD-S unbiased", "sgds", unbiased=True, uniform_mix=unbiased_uniform_mix),
+              _arm("InfoBatch", "infobatch", prune_ratio=0.5, delta=0.875)),
+        seeds=tuple(seeds), eval_every=eval_every)
 
 
-def run_method(method: str, train: IndexedDataset, test: IndexedDataset, settings: RunSettings,
-               seed: int, progress: bool = False) -> RunRecord:
-    """Train a fresh SmallConv (initialised by `seed`) with `method` for `settings.epochs`."""
-    seed_everything(seed)
-    model = SmallConv(num_classes=max(train.num_classes, test.num_classes))
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    generator = torch.Generator().manual_seed(seed)
-    sampler = make_sampler(method, len(train), settings, generator)
-    loader, drawn, methods = _loader_and_observers(train, settings.batch_size, sampler, generator)
-    record = RunRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [])
-    for epoch in range(settings.epochs):
-        drawn.mask.zero_()
-        start = time.perf_counter()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        planning = time.perf_counter() - start
-        result = train_epoch(model, loader, optimizer, methods=methods, progress=progress,
-                             desc=f"{method} seed {seed} epoch {epoch}")
-        record.add_epoch(result.samples, planning + result.seconds, evaluate(model, test).accuracy, drawn)
-    return record
+def long_study(train_size: int | None, validation_size: int, test_size: int | None, epochs: int,
+               seeds: Sequence[int], eval_every: int, *, lr: float = 0.1) -> Study:
+    """Section 6, InfoBatch's regime: a 784-256-10 MLP, SGD (momentum 0.9, weight decay 5e-4,
+    batch 128) with a cosine learning rate over `epochs` stepped once per epoch (InfoBatch's
+    epochs differ in length); arms uniform and InfoBatch (r = 0.5, delta = 0.875).
+
+    Returns:
+        The study (validation every `eval_every` steps; the final model is kept).
+    """
+    return Study(
+        "04 long schedule",
+        DataSpec(train_size=train_size, validation_size=validation_size, test_size=test_size),
+        ModelSpec("mlp", (256,)),
+        TrainSpec(lr=lr, momentum=0.9, weight_decay=5e-4, schedule="cosine_epoch",
+                  batch_size=128, epochs=epochs),
+        arms=(_arm("uniform"), _arm("InfoBatch", "infobatch", prune_ratio=0.5, delta=0.875)),
+        seeds=tuple(seeds), eval_every=eval_every)
 
 
-def compare_methods(train: IndexedDataset, test: IndexedDataset, settings: RunSettings,
-                    seeds: list[int], methods: tuple[str, ...] = METHODS,
-                    progress: bool = True) -> list[RunRecord]:
-    """Every method for every seed. Methods are interleaved within each seed, so a busy machine
-    slows them alike and wall-clock ratios stay comparable."""
-    jobs = [(seed, method) for seed in seeds for method in methods]
-    return [run_method(method, train, test, settings, seed)
-            for seed, method in progress_bar(jobs, "runs", progress)]
+def budget_arm_name(method: str) -> str:
+    """The name of the uniform arm trained on `method`'s sample budget."""
+    return f"uniform, {method}'s samples"
 
 
-def cost_to_accuracy(record: RunRecord, target: float, cost: str = "seconds") -> float:
-    """The cost ('seconds' or 'samples') at the first evaluation with accuracy >= target; inf if
-    the run never gets there."""
-    if cost not in ("seconds", "samples"):
-        raise ValueError(f"cost must be 'seconds' or 'samples', got {cost!r}")
-    for accuracy, spent in zip(record.accuracy, getattr(record, cost)):
-        if accuracy >= target:
-            return float(spent)
-    return math.inf
+def equal_budget_arm(results: Results, method: str, baseline: str = "uniform",
+                     by: str = "steps") -> Arm:
+    """A copy of `baseline` trained on `method`'s mean samples over its seeds: a shorter schedule
+    of the same shape. `by="steps"`: a step budget (for a constant learning rate, the same
+    schedule cut short; whole epochs, each ceil(n / batch) steps with a short last batch, then
+    the nearest number of batches); `by="epochs"`: the nearest whole number of epochs (for an
+    epoch-stepped cosine, a cosine over fewer epochs).
+
+    Raises:
+        ValueError: an unknown `by`, or an arm without runs.
+    """
+    if by not in ("steps", "epochs"):
+        raise ValueError(f"by must be 'steps' or 'epochs', got {by!r}")
+    samples = results.final_values("samples")
+    for arm in (method, baseline):
+        if arm not in samples:
+            raise ValueError(f"arm {arm!r} has no runs; arms are {sorted(samples)}")
+    spent = sum(samples[method]) / len(samples[method])
+    base = results.study.arm(baseline)
+    spec = results.study.train_spec(base)
+    per_epoch = sum(samples[baseline]) / len(samples[baseline]) / spec.epochs
+    if by == "steps":  # whole epochs of ceil(n / batch) steps, then the nearest count of batches
+        epochs, rest = divmod(spent, per_epoch)
+        steps = int(epochs) * math.ceil(per_epoch / spec.batch_size) + round(rest / spec.batch_size)
+        override = {"steps": max(1, steps)}
+    else:
+        override = {"epochs": max(1, round(spent / per_epoch))}
+    return dataclasses.replace(base.with_train(**override), name=budget_arm_name(method))
 
 
-def reachable_target(records: list[RunRecord], method: str = "uniform") -> float:
-    """The highest accuracy every seed of `method` reaches within its budget (min of the finals)."""
-    finals = [r.accuracy[-1] for r in records if r.method == method]
-    if not finals:
-        raise ValueError(f"no runs of method {method!r}")
-    return min(finals)
+def run_fair(study: Study, grid: Sequence[float], budget_for: Sequence[str], *, by: str = "steps",
+             tune_seeds: Sequence[int] | None = None, progress: bool = True
+             ) -> tuple[Results, pd.DataFrame]:
+    """Tune every arm's learning rate on validation (same `grid`), run the tuned arms on every
+    seed, then add for every method in `budget_for` a uniform arm on that method's sample budget
+    (`equal_budget_arm`), tuned on the same grid and run alike.
+
+    Tuning evaluates once per epoch (only the final validation accuracy chooses) and never reads
+    the test split.
+
+    Returns:
+        (the merged result record, the tuning table: arm, lr, validation accuracy, chosen).
+    """
+    coarse = study.replace(eval_every=0)
+    tuned, rows = tune(coarse, grid, seeds=tune_seeds, progress=progress)
+    results = run(tuned.replace(eval_every=study.eval_every), progress=progress)
+    if budget_for:
+        budget = coarse.replace(arms=tuple(equal_budget_arm(results, method, by=by)
+                                           for method in budget_for))
+        tuned_budget, budget_rows = tune(budget, grid, seeds=tune_seeds, progress=progress)
+        rows += budget_rows
+        results = results.merge(run(tuned_budget.replace(eval_every=study.eval_every),
+                                    progress=progress))
+    return results, pd.DataFrame(rows)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else math.nan
+def fair_comparisons(results: Results, methods: Sequence[str], metric: str = "test_accuracy",
+                     baseline: str = "uniform", scale: float = 100.0, confidence: float = 0.95,
+                     budget_of: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Every method against uniform SGD at the same epochs (`baseline`) and at the same samples
+    (its `equal_budget_arm`, when it was run): the paired difference of the final `metric` over
+    seeds, times `scale`, with its t interval and how many seeds were lower / higher.
 
+    Args:
+        budget_of: a method whose samples equal another's (SGD-S unbiased and SGD-S) is compared
+            with that method's budget arm: {"SGD-S unbiased": "SGD-S"}.
 
-def claim_table(records: list[RunRecord], target: float, settings: RunSettings,
-                baseline: str = "uniform") -> list[dict]:
-    """Per method: final test accuracy (mean, std over seeds), samples back-propagated as a share
-    of the baseline's, median speed-ups to `target` (baseline cost / method cost, paired by
-    seed, in wall-clock and in samples), and the mean share of distinct samples drawn per epoch
-    after the transient epochs (the '30 % of the data')."""
-    base = {r.seed: r for r in records if r.method == baseline}
+    Returns:
+        Columns method, against, budget ("same epochs" / "same samples"), samples ratio (the
+        method's mean samples over the reference's), difference, low, high, lower, higher, seeds.
+    """
+    values, samples = results.final_values(metric), results.final_values("samples")
     rows = []
-    for method in dict.fromkeys(r.method for r in records):
-        runs = [r for r in records if r.method == method]
-        finals = [r.accuracy[-1] for r in runs]
-        speedups = {cost: [cost_to_accuracy(base[r.seed], target, cost)
-                           / cost_to_accuracy(r, target, cost) for r in runs if r.seed in base]
-                    for cost in ("seconds", "samples")}
-        steady = [share for r in runs for share in r.unique_share[settings.transient_epochs:]]
-        rows.append({
-            "method": method,
-            "seeds": len(runs),
-            "final accuracy": statistics.mean(finals),
-            "accuracy std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-            "samples vs baseline": _median([r.samples[-1] / base[r.seed].samples[-1]
-                                            for r in runs if r.seed in base]),
-            "speed-up (time)": _median(speedups["seconds"]),
-            "speed-up (samples)": _median(speedups["samples"]),
-            "reached target": sum(cost_to_accuracy(r, target) < math.inf for r in runs),
-            "unique share per steady epoch": statistics.mean(steady) if steady else math.nan,
-        })
-    return rows
+    for method in methods:
+        for reference, budget in ((baseline, "same epochs"),
+                                  (budget_arm_name((budget_of or {}).get(method, method)),
+                                   "same samples")):
+            if reference not in values:
+                continue
+            comparison = paired_comparison(values[method], values[reference], confidence)
+            rows.append({
+                "method": method, "against": reference, "budget": budget,
+                "samples ratio": sum(samples[method]) / sum(samples[reference]),
+                "difference": scale * comparison.difference, "low": scale * comparison.low,
+                "high": scale * comparison.high, "lower": comparison.a_lower,
+                "higher": comparison.a_higher, "seeds": comparison.n})
+    return pd.DataFrame(rows)
 
 
-# --- the long schedule: InfoBatch in its own regime -------------------------------------------
+def costs_to_target(results: Results, target: float, baseline: str = "uniform") -> pd.DataFrame:
+    """Samples and training seconds to the validation `target`, per arm: how many seeds reached
+    it, the mean cost, the speed-up (the baseline's mean cost over the arm's, on the seeds where
+    both reached it) and the paired difference (arm − baseline) with its 95 % interval.
 
-SCHEDULE_METHODS = ("uniform", "InfoBatch")
-
-
-@dataclass(frozen=True)
-class ScheduleSettings:
-    """A long training schedule shared by every method: an MLP with `hidden` layers, SGD (`lr`,
-    `momentum`, `weight_decay`) with a cosine learning rate from `lr` to 0 over `epochs`, stepped
-    once per epoch; InfoBatch with prune ratio `prune_ratio` and annealing from `delta * epochs`."""
-
-    epochs: int = 32
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    hidden: tuple[int, ...] = (256,)
-    prune_ratio: float = 0.5
-    delta: float = 0.875
-
-
-@dataclass
-class ScheduleRecord(RunRecord):
-    """A `RunRecord` with, per epoch: cumulative CPU seconds of this process (one entry before
-    training too, like `seconds`), the learning rate used, the planned number of samples
-    (the sampler's plan length; the data set size for uniform) and how many samples were pruning
-    candidates (below-mean loss; 0 in a full-data epoch)."""
-
-    cpu_seconds: list[float]
-    lr: list[float]
-    planned: list[int]
-    candidates: list[int]
-
-
-def run_schedule(method: str, train: IndexedDataset, test: IndexedDataset,
-                 settings: ScheduleSettings, seed: int, progress: bool = False) -> ScheduleRecord:
-    """Train a fresh MLP (initialised by `seed`) with `method` ('uniform' or 'InfoBatch') for
-    `settings.epochs` on the long schedule; test accuracy before training and after every epoch."""
-    if method not in SCHEDULE_METHODS:
-        raise ValueError(f"method must be one of {SCHEDULE_METHODS}, got {method!r}")
-    check_count("settings.epochs", settings.epochs, minimum=1)
-    seed_everything(seed)
-    in_features = math.prod(train.inputs.shape[1:])
-    model = MLP(in_features, settings.hidden, max(train.num_classes, test.num_classes))
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    generator = torch.Generator().manual_seed(seed)
-    sampler = None if method == "uniform" else InfoBatchSampler(
-        len(train), settings.epochs, settings.prune_ratio, settings.delta, generator=generator)
-    loader, drawn, methods = _loader_and_observers(train, settings.batch_size, sampler, generator)
-    record = ScheduleRecord(method, seed, [evaluate(model, test).accuracy], [0], [0.0], [],
-                            cpu_seconds=[0.0], lr=[], planned=[], candidates=[])
-    for epoch in range(settings.epochs):
-        drawn.mask.zero_()
-        record.lr.append(optimizer.param_groups[0]["lr"])
-        start, cpu_start = time.perf_counter(), time.process_time()
-        if sampler is None:
-            record.planned.append(len(train))
-            record.candidates.append(0)
-        else:
-            prunes = sampler.prunes_in(epoch)
-            record.candidates.append(int(below_mean(sampler.sample_losses).sum()) if prunes else 0)
-            sampler.set_epoch(epoch)
-            record.planned.append(len(sampler.plan.indices))
-        result = train_epoch(model, loader, optimizer, methods=methods, progress=progress,
-                             desc=f"{method} seed {seed} epoch {epoch}")
-        schedule.step()
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-        record.cpu_seconds.append(record.cpu_seconds[-1] + cpu_seconds)
-        record.add_epoch(result.samples, seconds, evaluate(model, test).accuracy, drawn)
-    return record
-
-
-def compare_schedule(train: IndexedDataset, test: IndexedDataset, settings: ScheduleSettings,
-                     seeds: list[int], methods: tuple[str, ...] = SCHEDULE_METHODS,
-                     progress: bool = True) -> list[ScheduleRecord]:
-    """Every method for every seed on the long schedule, methods interleaved within each seed
-    (so load on a shared machine hits them alike)."""
-    jobs = [(seed, method) for seed in seeds for method in methods]
-    return [run_schedule(method, train, test, settings, seed)
-            for seed, method in progress_bar(jobs, "runs", progress)]
-
-
-def final_accuracies(records: list[RunRecord]) -> dict[str, list[float]]:
-    """Final test accuracy per method, in seed order (ready for `paired_comparison`); raises if
-    the methods were not run on the same seeds."""
-    by_method: dict[str, dict[int, float]] = {}
-    for record in records:
-        by_method.setdefault(record.method, {})[record.seed] = record.accuracy[-1]
-    seeds = {tuple(sorted(finals)) for finals in by_method.values()}
-    if len(seeds) > 1:
-        raise ValueError(f"methods were run on different seeds: {sorted(seeds)}")
-    return {method: [finals[seed] for seed in sorted(finals)]
-            for method, finals in by_method.items()}
-
-
-def schedule_table(records: list[ScheduleRecord], baseline: str = "uniform") -> list[dict]:
-    """Per method: seeds, epochs, final test accuracy (mean and std over seeds), the paired
-    difference from `baseline` in final accuracy (mean and 95 % t interval, `paired_comparison`;
-    NaN for the baseline itself) and the total samples, wall-clock and CPU time as a ratio to the
-    baseline's (paired by seed, mean over seeds)."""
-    finals = final_accuracies(records)
-    if baseline not in finals:
-        raise ValueError(f"no runs of baseline {baseline!r}")
-    base = {r.seed: r for r in records if r.method == baseline}
-    rows = []
-    for method, accuracies in finals.items():
-        runs = sorted((r for r in records if r.method == method), key=lambda r: r.seed)
-        if method == baseline or len(accuracies) < 2:
-            difference, low, high = (0.0 if method == baseline else math.nan), math.nan, math.nan
-        else:
-            comparison = paired_comparison(accuracies, finals[baseline])
-            difference, low, high = comparison.difference, comparison.low, comparison.high
-        rows.append({
-            "method": method,
-            "seeds": len(runs),
-            "epochs": len(runs[0].planned),
-            "final accuracy": statistics.mean(accuracies),
-            "accuracy std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-            "difference": difference,
-            "difference low": low,
-            "difference high": high,
-            **{f"{cost} vs baseline": statistics.mean(
-                getattr(r, cost)[-1] / getattr(base[r.seed], cost)[-1] for r in runs)
-               for cost in ("samples", "seconds", "cpu_seconds")},
-        })
-    return rows
-
-
-@functools.lru_cache(maxsize=4)
-def mnist_subsets(train_size: int, test_size: int, seed: int = 0
-                  ) -> tuple[IndexedDataset, IndexedDataset]:
-    """Stratified MNIST train and test subsets (cached: loading MNIST takes seconds)."""
-    return (stratified_subset(load_mnist(train=True), train_size, seed),
-            stratified_subset(load_mnist(train=False), test_size, seed))
+    Returns:
+        One row per (cost, arm); the `paired_costs` columns plus cost and speed-up.
+    """
+    frames = []
+    for cost in ("samples", "seconds"):
+        per_seed = cost_to_target(results, target, cost)
+        by_arm = {arm: dict(zip(group["seed"], group["cost"]))
+                  for arm, group in per_seed.groupby("arm", sort=False)}
+        table = paired_costs(per_seed, baseline)
+        speedups = []
+        for arm in table["arm"]:
+            mine, theirs = by_arm[arm], by_arm[baseline]
+            both = [s for s in mine if math.isfinite(mine[s]) and math.isfinite(theirs[s])]
+            speedups.append(sum(theirs[s] for s in both) / sum(mine[s] for s in both)
+                            if both else math.nan)
+        frames.append(table.assign(cost=cost, **{"speed-up": speedups}))
+    return pd.concat(frames, ignore_index=True)
 
 
 @functools.lru_cache(maxsize=64)
-def cached_run(method: str, train_size: int, test_size: int, seed: int,
-               settings: RunSettings = RunSettings()) -> RunRecord:
-    """`run_method` on cached MNIST subsets, memoised on its (hashable) arguments: for widgets."""
-    train, test = mnist_subsets(train_size, test_size, seed)
-    return run_method(method, train, test, settings, seed)
+def _cached(spec: str) -> Results:
+    return run(Study.from_dict(json.loads(spec)), progress=False)
+
+
+def cached_run(study: Study) -> Results:
+    """`harness.run(study)`, memoised on the spec (for widgets: going back to a setting is
+    instant)."""
+    return _cached(json.dumps(study.to_dict(), sort_keys=True))
 
 
 @dataclass
@@ -401,6 +323,17 @@ class PositionBugDemo:
         """Mask of samples the buggy sampler can draw at all (a positive received weight)."""
         return self.received > 0
 
+    def draw_share_of_heaviest(self, fraction: float = 0.1) -> float:
+        """The share of the buggy draws (their expected number) that go to the `fraction` of
+        drawable samples with the largest received weights."""
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        weights = self.received[self.drawable].sort(descending=True).values
+        if weights.numel() == 0:
+            return math.nan
+        top = max(1, round(fraction * len(weights)))
+        return float(weights[:top].sum() / weights.sum())
+
 
 def position_keyed_weights(
     losses: Tensor, prune_fraction: float = 0.1, reintroduce_fraction: float = 0.01,
@@ -418,3 +351,77 @@ def position_keyed_weights(
     received = torch.zeros_like(losses)
     received[: len(kept)] = losses[kept]  # weight j applied to position j = dataset index j
     return PositionBugDemo(losses, intended, received, len(kept))
+
+
+def _verdict_values(table: pd.DataFrame, method: str, budget: str, prefix: str
+                    ) -> dict[str, float]:
+    row = table.set_index(["method", "budget"]).loc[(method, budget)]
+    return {f"{prefix}_points": float(row["difference"]), f"{prefix}_low": float(row["low"]),
+            f"{prefix}_high": float(row["high"]), f"{prefix}_lower_seeds": int(row["lower"]),
+            f"{prefix}_seeds": int(row["seeds"])}
+
+
+def _cost_values(costs: pd.DataFrame, arm: str, cost: str, prefix: str) -> dict[str, float]:
+    row = costs.set_index(["cost", "arm"]).loc[(cost, arm)]
+    return {f"{prefix}_speedup": float(row["speed-up"]),
+            f"{prefix}_difference": float(row.get("difference", math.nan)),
+            f"{prefix}_low": float(row.get("low", math.nan)),
+            f"{prefix}_high": float(row.get("high", math.nan)),
+            f"{prefix}_reached_seeds": int(row["reached"])}
+
+
+def short_headlines(short: Results, verdicts: pd.DataFrame, costs: pd.DataFrame
+                    ) -> dict[str, float]:
+    """The short study's numbers that notebook 04's prose and the README card quote, by key:
+    SGD-S's and unbiased SGD-S's distinct share per steady epoch, the samples shares, every
+    method's final test gap to uniform at the same epochs (`<prefix>_gap_*`) and at the same
+    samples (`<prefix>_gap_same_samples_*`; points, 95 % interval, seeds lower, seeds), and
+    unbiased SGD-S's speed-up to the validation target in samples and seconds with the paired
+    difference (`unbiased_<cost>_*`).
+
+    Returns:
+        A flat dict of plain numbers (`save_headlines` writes it).
+    """
+    distinct = short.final_values("steady_distinct_share")
+    samples = short.final_values("samples")
+    values: dict[str, float] = {
+        "sgds_distinct_share": sum(distinct["SGD-S"]) / len(distinct["SGD-S"]),
+        "unbiased_distinct_share": sum(distinct["SGD-S unbiased"]) / len(
+            distinct["SGD-S unbiased"]),
+        "sgds_samples_share": sum(samples["SGD-S"]) / sum(samples["uniform"]),
+        "short_infobatch_samples_share": sum(samples["InfoBatch"]) / sum(samples["uniform"]),
+        "short_eval_every": short.study.eval_every, "short_seeds": len(short.study.seeds),
+    }
+    for method, prefix in (("SGD-S", "sgds"), ("SGD-S unbiased", "unbiased"),
+                           ("InfoBatch", "short_infobatch")):
+        values |= _verdict_values(verdicts, method, "same epochs", f"{prefix}_gap")
+        values |= _verdict_values(verdicts, method, "same samples", f"{prefix}_gap_same_samples")
+    for cost in ("samples", "seconds"):
+        values |= _cost_values(costs, "SGD-S unbiased", cost, f"unbiased_{cost}")
+    return values
+
+
+def long_headlines(long: Results, verdicts: pd.DataFrame, costs: pd.DataFrame
+                   ) -> dict[str, float]:
+    """The long study's numbers by key: InfoBatch's samples and CPU-time shares of uniform's,
+    the equal-budget baseline's epochs, InfoBatch's final test gap at the same epochs and at the
+    same samples (`long_infobatch_gap_*`, `long_infobatch_gap_same_samples_*`), and its cost to
+    the validation target in samples (`long_infobatch_samples_*`).
+
+    Returns:
+        A flat dict of plain numbers.
+    """
+    samples, cpu = long.final_values("samples"), long.final_values("cpu_seconds")
+    budget = long.study.arm(budget_arm_name("InfoBatch"))
+    values: dict[str, float] = {
+        "long_infobatch_samples_share": sum(samples["InfoBatch"]) / sum(samples["uniform"]),
+        "long_infobatch_cpu_share": sum(cpu["InfoBatch"]) / sum(cpu["uniform"]),
+        "long_budget_epochs": long.study.train_spec(budget).epochs,
+        "long_budget_samples_share": sum(samples[budget.name]) / sum(samples["uniform"]),
+        "long_eval_every": long.study.eval_every, "long_seeds": len(long.study.seeds),
+    }
+    values |= _verdict_values(verdicts, "InfoBatch", "same epochs", "long_infobatch_gap")
+    values |= _verdict_values(verdicts, "InfoBatch", "same samples",
+                              "long_infobatch_gap_same_samples")
+    values |= _cost_values(costs, "InfoBatch", "samples", "long_infobatch_samples")
+    return values

@@ -1,7 +1,10 @@
-"""Figures for notebook 04 (SGD-S resampling): weights vs own loss, draw counts, error vs cost."""
+"""Figures for notebook 04 (SGD-S resampling): weights vs own loss, draw counts, validation error
+against cost, distinct draws per epoch and paired intervals. Legends sit outside the axes, so
+they never cover data."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -9,19 +12,22 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from curriclab.core.stats import paired_comparison, pearson
-from curriclab.plots.basics import label_axes
 
 if TYPE_CHECKING:  # results are drawn, never produced, here
-    from curriclab.experiments.sgd_s_resampling import RunRecord
+    from curriclab.experiments.harness import Results
 
 __all__ = [
     "COLOURS",
+    "MARKERS",
+    "comparison_intervals",
+    "cost_intervals",
+    "distinct_share",
     "draw_counts",
     "error_vs_cost",
-    "MARKERS",
+    "interval_bars",
     "paired_differences",
+    "position_bug_panels",
     "received_weight_by_index",
-    "unique_share",
     "weight_vs_own_loss",
 ]
 
@@ -29,8 +35,23 @@ METHODS = ("uniform", "SGD-S", "SGD-S unbiased", "InfoBatch")
 # tab10 hues that stay apart under the common colour-vision deficiencies, and a marker each as well
 COLOURS = dict(zip(METHODS, ("tab:gray", "tab:orange", "tab:blue", "tab:purple")))
 MARKERS = dict(zip(METHODS, ("o", "s", "^", "D")))
+BUDGET_COLOURS = ("black", "tab:brown", "tab:olive", "tab:cyan")
 COST_LABELS = {"seconds": "training wall-clock (s)", "samples": "samples back-propagated",
-               "cpu_seconds": "training CPU time (s)"}
+               "step": "optimizer steps", "cpu_seconds": "training CPU time (s)"}
+
+
+def _outside_legend(ax: Axes) -> None:
+    """A legend right of the axes (never over the data), if anything is labelled."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+
+
+def _style(arms: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(colour, marker) per arm: the method colours, other arms (baselines on a budget) in
+    further colours with no marker."""
+    others = iter(BUDGET_COLOURS * (1 + len(arms) // len(BUDGET_COLOURS)))
+    return {arm: (COLOURS[arm], MARKERS[arm]) if arm in COLOURS else (next(others), "")
+            for arm in arms}
 
 
 def weight_vs_own_loss(ax: Axes, own_loss: torch.Tensor, weight: torch.Tensor, title: str,
@@ -58,10 +79,12 @@ def received_weight_by_index(ax: Axes, received: torch.Tensor, num_kept: int):
     points = ax.scatter(index[::step], received[::step], s=3, alpha=0.4, color="tab:red")
     if num_kept < len(received):
         ax.axvspan(num_kept, len(received), color="tab:gray", alpha=0.2, label="never drawn")
-        ax.legend(loc="upper left")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("original script: weight by dataset index")
     ax.set_xlabel("dataset index")
     ax.set_ylabel("weight received (original script)")
     ax.grid(alpha=0.3)
+    _outside_legend(ax)
     return points
 
 
@@ -71,75 +94,164 @@ def draw_counts(ax: Axes, observed: torch.Tensor, probabilities: torch.Tensor):
     total = float(observed.sum())
     expected = probabilities.double() * total
     spread = 2 * (expected * (1 - probabilities.double())).clamp(min=0).sqrt()
-    position = torch.arange(len(observed))
+    position = torch.arange(1, len(observed) + 1)
     bars = ax.bar(position, observed, color="tab:blue", alpha=0.6, label="observed draws")
     markers = ax.errorbar(position, expected, yerr=spread, fmt="o", color="black", ms=4,
                           capsize=3, label="expected +- 2 sd")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("category")
     ax.set_ylabel("draws")
-    ax.legend(loc="lower right")
     ax.grid(alpha=0.3, axis="y")
+    _outside_legend(ax)
     return bars, markers
 
 
-def error_vs_cost(ax: Axes, records: list[RunRecord], cost: str = "seconds") -> list:
-    """Test error (%) against cumulative cost ('seconds' or 'samples'), one thin line per seed and
-    one colour and marker per method. The error axis is logarithmic: accuracies crowd near 1, and
-    the half-point gaps between methods late in training would vanish on a linear accuracy axis.
-    Returns the lines."""
-    lines, labelled = [], set()
-    for record in records:
-        label = None if record.method in labelled else record.method
-        labelled.add(record.method)
-        error = [100 * (1 - accuracy) for accuracy in record.accuracy]
-        (line,) = ax.plot(getattr(record, cost), error, marker=MARKERS.get(record.method, "o"), ms=3,
-                          lw=1, alpha=0.8, color=COLOURS.get(record.method), label=label)
+def error_vs_cost(ax: Axes, results: Results, cost: str = "samples",
+                  arms: Sequence[str] | None = None, target: float | None = None) -> list:
+    """Validation error (%) against cumulative cost ("samples", "step", "seconds" or
+    "cpu_seconds"), one thin line per (arm, seed), one colour per arm; a dashed line marks the
+    error of a validation `target` accuracy. The error axis is logarithmic: accuracies crowd near
+    1, and half-point gaps would vanish on a linear accuracy axis. Returns the lines."""
+    if cost not in COST_LABELS:
+        raise ValueError(f"cost must be one of {sorted(COST_LABELS)}, got {cost!r}")
+    chosen = list(arms) if arms is not None else [a.name for a in results.study.arms]
+    style, lines, labelled = _style(chosen), [], set()
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for row in results.curves:
+        if row["arm"] in style:
+            runs.setdefault((row["arm"], row["seed"]), []).append(row)
+    for (arm, _), rows in runs.items():
+        colour, marker = style[arm]
+        (line,) = ax.plot([r[cost] for r in rows],
+                          [100 * (1 - r["validation_accuracy"]) for r in rows],
+                          marker=marker or None, ms=2, lw=1, alpha=0.8, color=colour,
+                          label=None if arm in labelled else arm)
+        labelled.add(arm)
         lines.append(line)
+    if target is not None:
+        ax.axhline(100 * (1 - target), color="tab:red", ls="--", lw=1, label="target")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
+    if cost in ("samples", "step"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, which="both", axis="y")
-    label_axes(ax, COST_LABELS[cost], "test error (%, log scale)", legend=bool(records))
+    ax.set_xlabel(COST_LABELS[cost])
+    ax.set_ylabel("validation error (%, log scale)")
+    _outside_legend(ax)
     return lines
 
 
-def unique_share(ax: Axes, records: list[RunRecord]) -> list:
-    """Mean (over seeds) share of distinct training samples drawn in each epoch, per method."""
-    lines = []
-    for method in dict.fromkeys(r.method for r in records):
-        shares = torch.tensor([r.unique_share for r in records if r.method == method])
-        (line,) = ax.plot(range(1, shares.shape[1] + 1), shares.mean(0), marker="o",
-                          color=COLOURS.get(method), label=method)
+def distinct_share(ax: Axes, results: Results, arms: Sequence[str] | None = None) -> list:
+    """Mean (over seeds) share of distinct training samples drawn in each epoch, per arm, from
+    the artifacts of the "counted" arms (arms without them are skipped). Returns the lines."""
+    chosen = list(arms) if arms is not None else [a.name for a in results.study.arms]
+    style, lines = _style(chosen), []
+    for arm in chosen:
+        shares = [values["epoch_distinct_share"] for (name, _), values in
+                  results.artifacts.items() if name == arm and "epoch_distinct_share" in values]
+        if not shares:
+            continue
+        mean = torch.tensor(shares, dtype=torch.float64).mean(0)
+        (line,) = ax.plot(range(1, len(mean) + 1), mean, marker=style[arm][1] or "o",
+                          color=style[arm][0], label=arm)
         lines.append(line)
     ax.set_xlabel("epoch")
     ax.set_ylabel("distinct samples drawn / training set")
     ax.set_ylim(0, 1.05)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if records:
-        ax.legend()
     ax.grid(alpha=0.3)
+    _outside_legend(ax)
     return lines
 
 
-def paired_differences(ax: Axes, records: list[RunRecord], method: str = "InfoBatch",
-                       baseline: str = "uniform", confidence: float = 0.95) -> list:
-    """Final test accuracy of `method` minus `baseline`, in percentage points, one dot per seed
-    (paired by seed), with the mean difference and its `confidence` t interval (a band; drawn
-    when there are at least two seeds) and a dashed zero line. Returns the dots."""
+def paired_differences(ax: Axes, results: Results, method: str, baseline: str = "uniform",
+                       metric: str = "test_accuracy", scale: float = 100.0,
+                       confidence: float = 0.95, ylabel: str = "final test accuracy "
+                       "difference (points)") -> list:
+    """`metric` of `method` minus `baseline` (times `scale`), one dot per seed (paired by seed),
+    with the mean difference and its `confidence` t interval (a band; with at least two seeds)
+    and a dashed zero line. Returns the dots."""
     finals: dict[str, dict[int, float]] = {}
-    for record in records:
-        finals.setdefault(record.method, {})[record.seed] = record.accuracy[-1]
+    for row in results.finals:
+        finals.setdefault(row["arm"], {})[row["seed"]] = float(row[metric])
     ours, base = finals.get(method, {}), finals.get(baseline, {})
     seeds = sorted(set(ours) & set(base))
-    differences = [100 * (ours[seed] - base[seed]) for seed in seeds]
+    differences = [scale * (ours[seed] - base[seed]) for seed in seeds]
     ax.axhline(0.0, color="black", lw=1, ls="--")
     dots = ax.scatter(seeds, differences, color=COLOURS.get(method, "tab:green"), zorder=3,
-                      label=f"{method} - {baseline}, per seed")
+                      label=f"{method} - {baseline}, per seed" if seeds else None)
     if len(seeds) >= 2:
         comparison = paired_comparison(differences, [0.0] * len(seeds), confidence)
         ax.axhline(comparison.difference, color="tab:orange", label="mean difference")
         ax.axhspan(comparison.low, comparison.high, color="tab:orange", alpha=0.2,
                    label=f"{100 * confidence:.0f} % paired t interval")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    label_axes(ax, "seed", "final test accuracy difference (points)", legend=bool(seeds))
+    ax.set_xlabel("seed")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    _outside_legend(ax)
     return [dots]
+
+
+def interval_bars(ax: Axes, labels: Sequence[str], differences: Sequence[float],
+                  lows: Sequence[float], highs: Sequence[float], xlabel: str) -> list:
+    """One horizontal 95 % interval per comparison (top to bottom in the given order), a dot at
+    its mean difference, and a dashed zero line: the paired verdicts of a table at a glance.
+    Comparisons without an interval (NaN) show their dot only. Returns the dots' containers."""
+    drawn = []
+    positions = range(len(labels), 0, -1)
+    for y, difference, low, high in zip(positions, differences, lows, highs):
+        errors = [[max(difference - low, 0.0)], [max(high - difference, 0.0)]] if (
+            low == low and high == high) else None
+        drawn.append(ax.errorbar([difference], [y], xerr=errors, fmt="o", color="tab:blue",
+                                 capsize=4))
+    ax.axvline(0.0, color="black", ls="--", lw=1)
+    ax.set_yticks(list(positions), list(labels))
+    ax.set_ylim(0.5, len(labels) + 0.5)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, axis="x")
+    return drawn
+
+
+def comparison_intervals(ax: Axes, table, xlabel: str = "final test accuracy difference "
+                         "(points), 95 % paired interval") -> list:
+    """The rows of `fair_comparisons` as `interval_bars`, labelled "method − reference (budget)".
+    Returns the dots' containers."""
+    labels = [f"{m} − {a}" for m, a in zip(table["method"], table["against"])]
+    drawn = interval_bars(ax, labels, list(table["difference"]), list(table["low"]),
+                          list(table["high"]), xlabel)
+    ax.set_title("each method against uniform SGD: same epochs and same samples")
+    return drawn
+
+
+def cost_intervals(ax: Axes, costs, cost: str = "samples", baseline: str = "uniform") -> list:
+    """The paired differences (arm − baseline) in `cost` to the target from `costs_to_target`,
+    as `interval_bars`, for every arm but the baseline; an arm that reached the target on fewer
+    than two of the baseline's seeds is labelled so and drawn without a dot. Returns the dots'
+    containers."""
+    rows = costs[(costs["cost"] == cost) & (costs["arm"] != baseline)]
+    labels, values, lows, highs = [], [], [], []
+    for row in rows.to_dict("records"):
+        difference = row.get("difference", float("nan"))
+        reached = difference == difference
+        labels.append(row["arm"] if reached else f"{row['arm']} (not reached)")
+        values.append(difference if reached else float("nan"))
+        lows.append(row.get("low", float("nan")))
+        highs.append(row.get("high", float("nan")))
+    unit = "samples" if cost == "samples" else "seconds"
+    drawn = interval_bars(ax, labels, values, lows, highs,
+                          f"{unit} to the target, arm − {baseline} (95 % paired interval)")
+    if cost == "samples":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return drawn
+
+
+def position_bug_panels(axes: Sequence[Axes], losses: torch.Tensor, demo) -> None:
+    """The three panels of the original script's index bug, from a `PositionBugDemo`: the
+    intended weight (own loss) of the kept samples, the weight each drawable sample received
+    against its own loss, and the received weight by dataset index."""
+    kept, drawable = demo.intended > 0, demo.drawable
+    weight_vs_own_loss(axes[0], losses[kept], demo.intended[kept], "intended (curriclab)")
+    weight_vs_own_loss(axes[1], losses[drawable], demo.received[drawable], "original script")
+    received_weight_by_index(axes[2], demo.received, demo.num_kept)

@@ -1,8 +1,6 @@
-"""Shared by the sampler, statistics, runner and plot tests of SGD-S and InfoBatch."""
+"""Shared by the sampler, statistics and study tests of SGD-S and InfoBatch."""
 
 import torch
-
-from curriclab.experiments.sgd_s_resampling import RunRecord
 
 SEED_ALPHA = 1e-3  # fixed seeds: a false alarm would need a 1-in-1000 draw
 
@@ -19,6 +17,3 @@ def _feed(sampler, losses: torch.Tensor) -> None:
 def _counts(indices: torch.Tensor, n: int) -> torch.Tensor:
     return torch.bincount(indices, minlength=n)
 
-
-def _record(method, seed, accuracy, samples, seconds, shares):
-    return RunRecord(method, seed, accuracy, samples, seconds, shares)
