@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # results are drawn, never produced, here
 __all__ = [
     "action_probabilities",
     "confusion_heatmap",
+    "controller_figure",
+    "decision_view",
     "loss_family_curves",
     "mean_curves",
     "mismatch_curves",
@@ -134,12 +136,13 @@ def phi_summary(ax: Axes, history: AlignmentHistory) -> list:
 
 
 def reward_curve(ax: Axes, histories: Sequence[AlignmentHistory], window: int = 10) -> list:
-    """Running mean (over `window` decisions) of each run's rewards, against the student step."""
+    """Running mean (over `window` decisions) of each run's rewards (per-pair rewards averaged
+    over the pairs), against the student step."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     lines = []
     for number, history in enumerate(histories):
-        rewards = np.asarray(history.rewards, dtype=float)
+        rewards = np.array([float(torch.as_tensor(r).float().mean()) for r in history.rewards])
         if len(rewards) < window:
             continue
         running = np.convolve(rewards, np.ones(window) / window, mode="valid")
@@ -156,20 +159,99 @@ def reward_curve(ax: Axes, histories: Sequence[AlignmentHistory], window: int = 
     return lines
 
 
+def _pair_is_diagonal(pairs: int) -> np.ndarray:
+    classes = int(round((np.sqrt(8 * pairs + 1) - 1) / 2))
+    i, j = np.triu_indices(classes)
+    return i == j
+
+
 def action_probabilities(ax: Axes, history: AlignmentHistory) -> list:
-    """The policy's mean probability of each action (-beta, keep, +beta) over the class pairs."""
+    """The policy's probability of each action (-beta, keep, +beta), averaged over the diagonal
+    pairs (solid) and over the off-diagonal pairs (dashed), against the student step."""
     lines = []
     if history.action_probs:
-        probs = np.stack([p.numpy() for p in history.action_probs])
+        probs = np.stack([p.numpy() for p in history.action_probs])  # [D, P, 3]
+        diagonal = _pair_is_diagonal(probs.shape[1])
+        colors = {-1.0: "tab:blue", 0.0: "tab:gray", 1.0: "tab:red"}
         for column, step in enumerate(ACTION_STEPS):
             label = {-1.0: "-beta", 0.0: "keep", 1.0: "+beta"}[step]
-            (line,) = ax.plot(history.steps, probs[:, column], label=label)
-            lines.append(line)
-        ax.legend()
+            for mask, style, where in ((diagonal, "-", "diagonal"), (~diagonal, "--", "off-diag.")):
+                (line,) = ax.plot(history.steps, probs[:, mask, column].mean(1), style,
+                                  color=colors[step], label=f"{label}, {where}")
+                lines.append(line)
+        ax.legend(fontsize=7, ncol=2)
     ax.set_xlabel("student step")
-    ax.set_ylabel("mean action probability")
+    ax.set_ylabel("action probability")
+    ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     return lines
+
+
+def _advantage_by_action(ax: Axes, history: AlignmentHistory, window: int) -> list:
+    """Running mean (over `window` decisions) of the advantage earned by each action."""
+    lines = []
+    if len(history.advantages) < window:
+        return lines
+    for column, step in enumerate(ACTION_STEPS):
+        means = []
+        for actions, advantage in zip(history.actions, history.advantages):
+            taken = actions == column
+            values = advantage.expand(actions.shape)[taken]
+            means.append(float(values.mean()) if taken.any() else np.nan)
+        running = np.convolve(np.nan_to_num(means), np.ones(window) / window, mode="valid")
+        steps = np.asarray(history.steps[: len(means)], dtype=float)[window - 1:]
+        label = {-1.0: "-beta", 0.0: "keep", 1.0: "+beta"}[step]
+        lines.append(ax.plot(steps, running, label=label)[0])
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.legend(fontsize=7)
+    return lines
+
+
+def controller_figure(histories: dict[str, AlignmentHistory], window: int = 10) -> Figure:
+    """One row per named history: Phi's mean diagonal and off-diagonal entry (`phi_summary`),
+    the policy's action probabilities (`action_probabilities`) and the running mean advantage of
+    each action. Returns the figure.
+
+    Raises:
+        ValueError: no history, or window < 1.
+    """
+    if not histories:
+        raise ValueError("histories must not be empty")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    fig, axes = plt.subplots(len(histories), 3, figsize=(13, 3.1 * len(histories)),
+                             squeeze=False, layout="constrained")
+    for row, (name, history) in zip(axes, histories.items()):
+        phi_summary(row[0], history)
+        row[0].set_title(f"{name}: Phi", fontsize=9)
+        action_probabilities(row[1], history)
+        row[1].set_title(f"{name}: policy", fontsize=9)
+        _advantage_by_action(row[2], history, window)
+        row[2].set_title(f"{name}: advantage by action, mean of {window} decisions", fontsize=9)
+        row[2].set_xlabel("student step")
+        row[2].set_ylabel("advantage")
+        row[2].grid(alpha=0.3)
+    return fig
+
+
+def decision_view(histories: Sequence[AlignmentHistory], run: int = 0, decision: int = 0) -> Figure:
+    """Phi after decision `decision` of run `run` (`phi_snapshot`), titled with the mean reward
+    that decision earned (the widget of notebook 07). Returns the figure.
+
+    Raises:
+        ValueError: run out of range.
+    """
+    if not 0 <= run < len(histories):
+        raise ValueError(f"run must lie in [0, {len(histories)}), got {run}")
+    history = histories[run]
+    decision = min(max(decision, 0), len(history.phi) - 1)
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    image = phi_snapshot(ax, history, decision)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    reward = (float(history.rewards[decision].float().mean()) if decision < len(history.rewards)
+              else float("nan"))
+    ax.set_xlabel(f"class j   (mean reward of this decision: {reward:+.2f})")
+    return fig
 
 
 def selected_test_errors(ax: Axes, runs: dict[str, list[StudentRun]]) -> list:
