@@ -20,13 +20,19 @@ from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.plots.basics import label_axes
 
 if TYPE_CHECKING:  # results are drawn, never produced, here
+    import pandas as pd
+
     from curriclab.experiments.adaptive_loss_alignment import StudentRun
+    from curriclab.experiments.harness import Results
 
 __all__ = [
     "action_probabilities",
     "confusion_heatmap",
     "controller_figure",
     "decision_view",
+    "harness_test_errors",
+    "harness_validation_curves",
+    "relative_reductions",
     "loss_family_curves",
     "mean_curves",
     "mismatch_curves",
@@ -300,3 +306,58 @@ def confusion_heatmap(ax: Axes, confusion: Tensor) -> object:
     ax.set_ylabel("i (true class)")
     plt.colorbar(image, ax=ax, shrink=0.8, label="C[i, j] = mean -log p_j")
     return image
+
+
+def harness_test_errors(ax: Axes, results: Results) -> list:
+    """One dot per seed (test error in % of the selected model) and a bar for the mean, per arm
+    of a harness result record. Returns the drawn artists."""
+    drawn = []
+    values = results.final_values("test_accuracy")
+    names = list(values)
+    for position, name in enumerate(names):
+        errors = 100 * (1 - np.asarray(values[name], dtype=float))
+        drawn.append(ax.scatter(np.full(len(errors), position), errors, color="black", zorder=3))
+        drawn.append(ax.hlines(errors.mean(), position - 0.25, position + 0.25, color="tab:red",
+                               lw=2))
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test error (%), best validation epoch")
+    ax.grid(alpha=0.3, axis="y")
+    return drawn
+
+
+def harness_validation_curves(ax: Axes, results: Results) -> list:
+    """Per arm, the mean over seeds of the validation error (%) at each evaluated epoch."""
+    frame = results.curve_frame()
+    lines = []
+    if len(frame):
+        frame = frame.assign(error=100 * (1 - frame["validation_accuracy"]))
+        for arm, group in frame.groupby("arm", sort=False):
+            mean = group.groupby("step")["error"].mean()
+            lines.append(ax.plot(mean.index, mean.values, marker=".", label=arm)[0])
+    ax.set_yscale("log")
+    label_axes(ax, "student step", "validation error (%)", legend=bool(lines))
+    return lines
+
+
+def relative_reductions(ax: Axes, ours: pd.DataFrame, paper: dict[str, float]) -> list:
+    """Relative error reductions against cross-entropy in %: ours with their t intervals (bars
+    with error bars), the paper's as hatched bars. Returns the drawn containers."""
+    drawn = []
+    names = list(ours.index)
+    means = 100 * ours["mean"].to_numpy(dtype=float)
+    errors = np.abs(100 * np.stack([ours["low"].to_numpy(dtype=float),
+                                    ours["high"].to_numpy(dtype=float)]) - means)
+    drawn.append(ax.bar(range(len(names)), means, yerr=errors, capsize=4, color="tab:blue",
+                        label="ours (MNIST MLP), 95 % t interval"))
+    start = len(names)
+    drawn.append(ax.bar(range(start, start + len(paper)), [100 * v for v in paper.values()],
+                        color="white", edgecolor="tab:orange", hatch="//",
+                        label="Huang et al., CIFAR-10 ResNet-32"))
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.set_xticks(range(start + len(paper)))
+    ax.set_xticklabels(names + list(paper), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("errors removed vs cross-entropy (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return drawn
