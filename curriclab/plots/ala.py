@@ -20,11 +20,19 @@ from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.plots.basics import label_axes
 
 if TYPE_CHECKING:  # results are drawn, never produced, here
+    import pandas as pd
+
     from curriclab.experiments.adaptive_loss_alignment import StudentRun
+    from curriclab.experiments.harness import Results
 
 __all__ = [
     "action_probabilities",
     "confusion_heatmap",
+    "controller_figure",
+    "decision_view",
+    "harness_test_errors",
+    "harness_validation_curves",
+    "relative_reductions",
     "loss_family_curves",
     "mean_curves",
     "mismatch_curves",
@@ -134,12 +142,13 @@ def phi_summary(ax: Axes, history: AlignmentHistory) -> list:
 
 
 def reward_curve(ax: Axes, histories: Sequence[AlignmentHistory], window: int = 10) -> list:
-    """Running mean (over `window` decisions) of each run's rewards, against the student step."""
+    """Running mean (over `window` decisions) of each run's rewards (per-pair rewards averaged
+    over the pairs), against the student step."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     lines = []
     for number, history in enumerate(histories):
-        rewards = np.asarray(history.rewards, dtype=float)
+        rewards = np.array([float(torch.as_tensor(r).float().mean()) for r in history.rewards])
         if len(rewards) < window:
             continue
         running = np.convolve(rewards, np.ones(window) / window, mode="valid")
@@ -156,20 +165,99 @@ def reward_curve(ax: Axes, histories: Sequence[AlignmentHistory], window: int = 
     return lines
 
 
+def _pair_is_diagonal(pairs: int) -> np.ndarray:
+    classes = int(round((np.sqrt(8 * pairs + 1) - 1) / 2))
+    i, j = np.triu_indices(classes)
+    return i == j
+
+
 def action_probabilities(ax: Axes, history: AlignmentHistory) -> list:
-    """The policy's mean probability of each action (-beta, keep, +beta) over the class pairs."""
+    """The policy's probability of each action (-beta, keep, +beta), averaged over the diagonal
+    pairs (solid) and over the off-diagonal pairs (dashed), against the student step."""
     lines = []
     if history.action_probs:
-        probs = np.stack([p.numpy() for p in history.action_probs])
+        probs = np.stack([p.numpy() for p in history.action_probs])  # [D, P, 3]
+        diagonal = _pair_is_diagonal(probs.shape[1])
+        colors = {-1.0: "tab:blue", 0.0: "tab:gray", 1.0: "tab:red"}
         for column, step in enumerate(ACTION_STEPS):
             label = {-1.0: "-beta", 0.0: "keep", 1.0: "+beta"}[step]
-            (line,) = ax.plot(history.steps, probs[:, column], label=label)
-            lines.append(line)
-        ax.legend()
+            for mask, style, where in ((diagonal, "-", "diagonal"), (~diagonal, "--", "off-diag.")):
+                (line,) = ax.plot(history.steps, probs[:, mask, column].mean(1), style,
+                                  color=colors[step], label=f"{label}, {where}")
+                lines.append(line)
+        ax.legend(fontsize=7, ncol=2)
     ax.set_xlabel("student step")
-    ax.set_ylabel("mean action probability")
+    ax.set_ylabel("action probability")
+    ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     return lines
+
+
+def _advantage_by_action(ax: Axes, history: AlignmentHistory, window: int) -> list:
+    """Running mean (over `window` decisions) of the advantage earned by each action."""
+    lines = []
+    if len(history.advantages) < window:
+        return lines
+    for column, step in enumerate(ACTION_STEPS):
+        means = []
+        for actions, advantage in zip(history.actions, history.advantages):
+            taken = actions == column
+            values = advantage.expand(actions.shape)[taken]
+            means.append(float(values.mean()) if taken.any() else np.nan)
+        running = np.convolve(np.nan_to_num(means), np.ones(window) / window, mode="valid")
+        steps = np.asarray(history.steps[: len(means)], dtype=float)[window - 1:]
+        label = {-1.0: "-beta", 0.0: "keep", 1.0: "+beta"}[step]
+        lines.append(ax.plot(steps, running, label=label)[0])
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.legend(fontsize=7)
+    return lines
+
+
+def controller_figure(histories: dict[str, AlignmentHistory], window: int = 10) -> Figure:
+    """One row per named history: Phi's mean diagonal and off-diagonal entry (`phi_summary`),
+    the policy's action probabilities (`action_probabilities`) and the running mean advantage of
+    each action. Returns the figure.
+
+    Raises:
+        ValueError: no history, or window < 1.
+    """
+    if not histories:
+        raise ValueError("histories must not be empty")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    fig, axes = plt.subplots(len(histories), 3, figsize=(13, 3.1 * len(histories)),
+                             squeeze=False, layout="constrained")
+    for row, (name, history) in zip(axes, histories.items()):
+        phi_summary(row[0], history)
+        row[0].set_title(f"{name}: Phi", fontsize=9)
+        action_probabilities(row[1], history)
+        row[1].set_title(f"{name}: policy", fontsize=9)
+        _advantage_by_action(row[2], history, window)
+        row[2].set_title(f"{name}: advantage by action, mean of {window} decisions", fontsize=9)
+        row[2].set_xlabel("student step")
+        row[2].set_ylabel("advantage")
+        row[2].grid(alpha=0.3)
+    return fig
+
+
+def decision_view(histories: Sequence[AlignmentHistory], run: int = 0, decision: int = 0) -> Figure:
+    """Phi after decision `decision` of run `run` (`phi_snapshot`), titled with the mean reward
+    that decision earned (the widget of notebook 07). Returns the figure.
+
+    Raises:
+        ValueError: run out of range.
+    """
+    if not 0 <= run < len(histories):
+        raise ValueError(f"run must lie in [0, {len(histories)}), got {run}")
+    history = histories[run]
+    decision = min(max(decision, 0), len(history.phi) - 1)
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    image = phi_snapshot(ax, history, decision)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    reward = (float(history.rewards[decision].float().mean()) if decision < len(history.rewards)
+              else float("nan"))
+    ax.set_xlabel(f"class j   (mean reward of this decision: {reward:+.2f})")
+    return fig
 
 
 def selected_test_errors(ax: Axes, runs: dict[str, list[StudentRun]]) -> list:
@@ -218,3 +306,58 @@ def confusion_heatmap(ax: Axes, confusion: Tensor) -> object:
     ax.set_ylabel("i (true class)")
     plt.colorbar(image, ax=ax, shrink=0.8, label="C[i, j] = mean -log p_j")
     return image
+
+
+def harness_test_errors(ax: Axes, results: Results) -> list:
+    """One dot per seed (test error in % of the selected model) and a bar for the mean, per arm
+    of a harness result record. Returns the drawn artists."""
+    drawn = []
+    values = results.final_values("test_accuracy")
+    names = list(values)
+    for position, name in enumerate(names):
+        errors = 100 * (1 - np.asarray(values[name], dtype=float))
+        drawn.append(ax.scatter(np.full(len(errors), position), errors, color="black", zorder=3))
+        drawn.append(ax.hlines(errors.mean(), position - 0.25, position + 0.25, color="tab:red",
+                               lw=2))
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test error (%), best validation epoch")
+    ax.grid(alpha=0.3, axis="y")
+    return drawn
+
+
+def harness_validation_curves(ax: Axes, results: Results) -> list:
+    """Per arm, the mean over seeds of the validation error (%) at each evaluated epoch."""
+    frame = results.curve_frame()
+    lines = []
+    if len(frame):
+        frame = frame.assign(error=100 * (1 - frame["validation_accuracy"]))
+        for arm, group in frame.groupby("arm", sort=False):
+            mean = group.groupby("step")["error"].mean()
+            lines.append(ax.plot(mean.index, mean.values, marker=".", label=arm)[0])
+    ax.set_yscale("log")
+    label_axes(ax, "student step", "validation error (%)", legend=bool(lines))
+    return lines
+
+
+def relative_reductions(ax: Axes, ours: pd.DataFrame, paper: dict[str, float]) -> list:
+    """Relative error reductions against cross-entropy in %: ours with their t intervals (bars
+    with error bars), the paper's as hatched bars. Returns the drawn containers."""
+    drawn = []
+    names = list(ours.index)
+    means = 100 * ours["mean"].to_numpy(dtype=float)
+    errors = np.abs(100 * np.stack([ours["low"].to_numpy(dtype=float),
+                                    ours["high"].to_numpy(dtype=float)]) - means)
+    drawn.append(ax.bar(range(len(names)), means, yerr=errors, capsize=4, color="tab:blue",
+                        label="ours (MNIST MLP), 95 % t interval"))
+    start = len(names)
+    drawn.append(ax.bar(range(start, start + len(paper)), [100 * v for v in paper.values()],
+                        color="white", edgecolor="tab:orange", hatch="//",
+                        label="Huang et al., CIFAR-10 ResNet-32"))
+    ax.axhline(0.0, color="gray", lw=0.8)
+    ax.set_xticks(range(start + len(paper)))
+    ax.set_xticklabels(names + list(paper), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("errors removed vs cross-entropy (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return drawn

@@ -295,3 +295,60 @@ def test_controller_rejects_bad_input():
     with pytest.raises(ValueError, match="actions"):
         controller.observe(torch.zeros(3, NUM_PAIR_FEATURES), torch.zeros(2, dtype=torch.long), 1.0)
     assert controller.act(torch.zeros(0, NUM_PAIR_FEATURES)).numel() == 0
+
+
+def test_per_pair_credit_learns_a_different_action_for_each_pair():
+    # pair 0 (feature row 0) is rewarded for raising, pair 1 for lowering: a joint reward could
+    # not tell the two apart, a per-pair one can
+    controller = LossController(seed=0, lr=0.5, entropy=0.0)
+    features = torch.tensor([[1.0, 0.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.5, 0.0]])
+    for _ in range(200):
+        actions = controller.act(features)
+        reward = torch.stack([(actions[0] == 2).float(), (actions[1] == 0).float()])
+        assert controller.observe(features, actions, reward).shape == (2,)
+    probs = controller.distribution(features).probs
+    assert probs[0, 2] > 0.7 and probs[1, 0] > 0.7
+
+
+def test_normalized_advantage_by_hand():
+    controller = LossController(seed=0, baseline_momentum=0.5)
+    features = torch.zeros(2, NUM_PAIR_FEATURES)
+    actions = torch.tensor([0, 1])
+    # first: baseline 0, variance 1 -> advantage 1; then b = 0.5, var = 0.5 + 0.5 * 1 = 1.0
+    assert float(controller.observe(features, actions, 1.0)) == pytest.approx(1.0)
+    # second reward -1: deviation -1.5, advantage -1.5 / sqrt(1.0)
+    assert float(controller.observe(features, actions, -1.0)) == pytest.approx(-1.5)
+    assert float(controller.reward_variance) == pytest.approx(0.5 + 0.5 * 2.25)
+    raw = LossController(seed=0, baseline_momentum=0.5, normalize=False)
+    raw.observe(features, actions, 1.0)
+    assert float(raw.observe(features, actions, -1.0)) == pytest.approx(-1.5)
+
+
+def test_entropy_bonus_alone_moves_the_policy_towards_uniform():
+    controller = LossController(seed=0, lr=0.5, entropy=1.0)
+    with torch.no_grad():
+        controller.policy[-1].bias.copy_(torch.tensor([2.0, 0.0, -2.0]))
+    features = torch.rand(4, NUM_PAIR_FEATURES, generator=torch.Generator().manual_seed(0))
+    before = controller.distribution(features).entropy().mean()
+    for _ in range(20):  # zero advantages: only the entropy term acts
+        controller.observe(features, torch.ones(4, dtype=torch.long), 0.0)
+    assert controller.distribution(features).entropy().mean() > before + 0.1
+
+
+def test_controller_rejects_bad_options_and_rewards():
+    with pytest.raises(ValueError, match="optimizer"):
+        LossController(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="entropy"):
+        LossController(entropy=-1.0)
+    controller = LossController()
+    features, actions = torch.zeros(3, NUM_PAIR_FEATURES), torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="finite"):
+        controller.observe(features, actions, float("nan"))
+    assert controller.memory == []  # refused with the state unchanged
+    with pytest.raises(ValueError, match="reward"):
+        controller.observe(features, actions, torch.zeros(2))
+    controller.observe(features, actions, 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        controller.observe(features, actions, torch.zeros(3))
+    with pytest.raises(ValueError, match="missing"):
+        controller.load_state_dict({"policy": {}})

@@ -27,7 +27,7 @@ def test_plots_draw_runs_and_survive_empty_selections(toy_setup):
     assert len(ala_plots.mismatch_curves(axes[0, 0], run)) == 4
     assert len(ala_plots.loss_family_curves(axes[0, 1], diagonals=(0.5, 1.0))) == 3
     assert len(ala_plots.phi_summary(axes[0, 2], history)) == 2
-    assert len(ala_plots.action_probabilities(axes[0, 3], history)) == 3
+    assert len(ala_plots.action_probabilities(axes[0, 3], history)) == 6  # 3 actions x 2 kinds
     assert len(ala_plots.reward_curve(axes[1, 0], [history], window=2)) == 1
     assert len(ala_plots.selected_test_errors(axes[1, 1], {"ala": [run]})) == 2
     assert len(ala_plots.mean_curves(axes[1, 2], {"ala": [run]})) == 1
@@ -47,4 +47,30 @@ def test_plots_draw_runs_and_survive_empty_selections(toy_setup):
     assert ala_plots.confusion_heatmap(axes[5], torch.full((2, 2), math.nan)) is None
     plt.close(fig)
     plt.close(ala_plots.phi_heatmaps(empty))
+    plt.close("all")
+
+
+def test_controller_and_harness_figures(toy_setup):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from curriclab.plots import ala as ala_plots
+
+    run = train_student(toy_setup, "ala", ala_factory(beta=0.1, interval=2), seed=0)
+    history = run.rule.history
+    fig = ala_plots.controller_figure({"a": history, "b": history}, window=2)
+    assert len(fig.axes) == 6
+    plt.close(fig)
+    plt.close(ala_plots.decision_view([history], 0, 1))
+    with pytest.raises(ValueError, match="run"):
+        ala_plots.decision_view([history], 1, 0)
+    with pytest.raises(ValueError, match="histories"):
+        ala_plots.controller_figure({})
+    ours = pd.DataFrame({"mean": [-0.1], "low": [-0.2], "high": [0.0]}, index=["x"])
+    fig, ax = plt.subplots()
+    bars = ala_plots.relative_reductions(ax, ours, {"paper": 0.096})
+    assert [b.patches[0].get_height() for b in bars] == pytest.approx([-10.0, 9.6])
     plt.close("all")

@@ -26,10 +26,16 @@ from curriclab.methods.ala.statistics import (
 from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.methods.teacher import LossTeacher, StudentObserver
 
+CREDITS = ("joint", "pair")
+"""How the agent rewards a decision: "joint", one reward for all pairs (the paper), or "pair",
+one reward per class pair from the validation error on that pair's two classes."""
+
 __all__ = [
     "AlignmentAgent",
     "AlignmentHistory",
+    "CREDITS",
     "FixedPhiRule",
+    "pair_errors",
     "TeacherRule",
     "validation_log_probs",
 ]
@@ -51,17 +57,51 @@ def validation_log_probs(model: nn.Module, data: IndexedDataset, batch_size: int
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
+def pair_errors(log_probs: Tensor, targets: Tensor, pairs: Tensor) -> Tensor:
+    """The error rate on the validation samples of classes i or j, for each pair (i, j).
+
+    Args:
+        log_probs: [N, C] the model's log-probabilities (or logits: only the argmax is used).
+        targets: [N] integer labels.
+        pairs: [2, P] class indices (`class_pairs`).
+
+    Returns:
+        [P] errors in [0, 1]; a pair with no validation sample gets 0.
+
+    Raises:
+        ValueError: shapes disagree.
+    """
+    if log_probs.ndim != 2 or targets.shape != log_probs.shape[:1]:
+        raise ValueError(
+            f"log_probs [N, C] and targets [N] must agree, got {tuple(log_probs.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    if pairs.ndim != 2 or pairs.shape[0] != 2:
+        raise ValueError(f"pairs must have shape [2, P], got {tuple(pairs.shape)}")
+    classes = log_probs.shape[1]
+    wrong = (log_probs.argmax(1) != targets).double()
+    errors = torch.zeros(classes, dtype=torch.float64).index_add_(0, targets, wrong)
+    counts = torch.zeros(classes, dtype=torch.float64).index_add_(0, targets, torch.ones_like(wrong))
+    i, j = pairs
+    same = i == j
+    total_errors = torch.where(same, errors[i], errors[i] + errors[j])
+    total_counts = torch.where(same, counts[i], counts[i] + counts[j])
+    return (total_errors / total_counts.clamp_min(1.0)).float()
+
+
 @dataclass
 class AlignmentHistory:
-    """One entry per controller decision (steps = student steps done when it was taken); rewards
+    """One entry per controller decision (steps = student steps done when it was taken;
+    action_probs: the policy's [P, 3] probabilities per pair); rewards
     and advantages start at the second decision, the first one to have a predecessor to beat."""
 
     steps: list[int] = field(default_factory=list)
     metric: list[float] = field(default_factory=list)
     phi: list[Tensor] = field(default_factory=list)
     action_probs: list[Tensor] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-    advantages: list[float] = field(default_factory=list)
+    rewards: list[Tensor] = field(default_factory=list)
+    advantages: list[Tensor] = field(default_factory=list)
+    actions: list[Tensor] = field(default_factory=list)
 
 
 class AlignmentAgent(SampleMethod):
@@ -70,8 +110,20 @@ class AlignmentAgent(SampleMethod):
 
     Decision t: state s_t from the validation statistics, action a_t moves Phi, the student takes K
     steps, then M_{t+1} = discounted validation error over those K steps and r_t = sign(M_t - M_{t+1}).
-    model: the student, whose validation error is measured after each step; total_steps: the
-    student's step budget, used for the progress feature.
+    Args:
+        model: the student, whose validation error is measured after each step.
+        matrix: Phi and its bounds. controller: the policy and its learning rule.
+        validation: the split the metric is measured on (never test).
+        total_steps: the student's step budget, used for the progress feature.
+        interval: K, student steps between decisions. gamma: the metric's discount.
+        credit: "joint" (one reward sign(M_t - M_{t+1}) for all pairs, the paper's) or "pair"
+            (the same reward computed per pair on the validation samples of its two classes).
+
+    History: `rewards` and `advantages` hold 0-d tensors ("joint") or [P] tensors ("pair");
+    `actions` holds the [P] action indices of every decision.
+
+    Raises:
+        ValueError: a bad interval, budget, gamma or credit, or an empty validation split.
     """
 
     def __init__(
@@ -83,7 +135,10 @@ class AlignmentAgent(SampleMethod):
         total_steps: int,
         interval: int = 10,
         gamma: float = 0.9,
+        credit: str = "joint",
     ):
+        if credit not in CREDITS:
+            raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         if total_steps < 1:
@@ -99,9 +154,10 @@ class AlignmentAgent(SampleMethod):
         self.total_steps = total_steps
         self.interval = interval
         self.gamma = gamma
+        self.credit = credit
         self.steps = 0
-        self.window: list[float] = []
-        self.previous_metric: float | None = None
+        self.window: list[Tensor] = []
+        self.previous_metric: Tensor | None = None
         self.pending: tuple[Tensor, Tensor] | None = None
         self.history = AlignmentHistory()
 
@@ -111,37 +167,44 @@ class AlignmentAgent(SampleMethod):
     def after_step(self) -> None:
         self.steps += 1
         log_probs = validation_log_probs(self.model, self.validation)
-        self.window.append(error_rate(log_probs, self.validation.targets))
+        if self.credit == "joint":
+            self.window.append(torch.tensor(error_rate(log_probs, self.validation.targets)))
+        else:
+            self.window.append(pair_errors(log_probs, self.validation.targets, self.matrix.pairs))
         if len(self.window) == self.interval:
             self.decide(log_probs)
 
     def decide(self, log_probs: Tensor) -> None:
         """Close the current window: reward the pending action, then take a new one."""
-        metric = discounted_metric(self.window, self.gamma)
+        window = torch.stack(self.window).reshape(len(self.window), -1)
+        metric = torch.tensor([discounted_metric(column, self.gamma) for column in window.T])
         self.window = []
         if self.pending is not None and self.previous_metric is not None:
-            reward = alignment_reward(self.previous_metric, metric)
+            reward = torch.tensor([alignment_reward(float(before), float(after))
+                                   for before, after in zip(self.previous_metric, metric)])
+            reward = reward[0] if self.credit == "joint" else reward
             self.history.rewards.append(reward)
             self.history.advantages.append(self.controller.observe(*self.pending, reward))
         confusion = confusion_statistics(log_probs, self.validation.targets)
         features = pair_features(confusion, self.matrix.phi, min(self.steps / self.total_steps, 1.0))
         actions = self.controller.act(features)
         with torch.no_grad():
-            probs = self.controller.distribution(features).probs.mean(0)
+            probs = self.controller.distribution(features).probs
         self.matrix.apply(actions)
         self.pending = (features, actions)
         self.previous_metric = metric
         self.history.steps.append(self.steps)
-        self.history.metric.append(metric)
+        self.history.metric.append(float(metric.mean()))
         self.history.phi.append(self.matrix.phi.clone())
         self.history.action_probs.append(probs)
+        self.history.actions.append(actions.clone())
 
     def state_dict(self) -> dict:
         return {
             "matrix": self.matrix.state_dict(),
             "controller": self.controller.state_dict(),
             "steps": self.steps,
-            "window": list(self.window),
+            "window": [value.clone() for value in self.window],
             "previous_metric": self.previous_metric,
             "pending": copy.deepcopy(self.pending),
             "history": copy.deepcopy(self.history),
@@ -151,7 +214,7 @@ class AlignmentAgent(SampleMethod):
         self.matrix.load_state_dict(state["matrix"])
         self.controller.load_state_dict(state["controller"])
         self.steps = int(state["steps"])
-        self.window = list(state["window"])
+        self.window = [value.clone() for value in state["window"]]
         self.previous_metric = state["previous_metric"]
         self.pending = copy.deepcopy(state["pending"])
         self.history = copy.deepcopy(state["history"])

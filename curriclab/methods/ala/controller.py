@@ -11,6 +11,20 @@ al. (2019).
 Huang et al.'s estimator sums (r_k - b_k) over the rest of the episode; here each action is credited
 with its own reward only, because the reward sign(M_t - M_{t+1}) already measures what happened
 during the K student steps that followed that action.
+
+Why the learning rule has more options than the paper states (notebook 07, issue 23). With the
+paper's single +-1 reward per decision shared by every class pair, a moving-average baseline and
+Adam, the policy of notebook 07 collapsed: the advantages carried no information about the
+actions (their mean was 0.000), yet Adam moves every weight by about `lr` per update whatever the
+gradient's size, so the logits random-walked until each pair picked one action with probability
+1, where the REINFORCE gradient vanishes and Phi sat at a corner of its box. The options:
+- `rewards` may be one per pair (a vector), with one baseline per pair (per-pair credit); each
+  pair's term log pi(a_p | s_p) A_p is then averaged over the pairs;
+- `normalize`: advantages are divided by a running standard deviation of the rewards, so the
+  step size does not depend on the reward's scale;
+- `optimizer="sgd"`: a plain gradient step, whose size follows the evidence (the default);
+- `entropy`: a bonus on the policy's entropy that keeps it from collapsing on noise alone.
+The paper's rule is `optimizer="adam", entropy=0, normalize=False` with a scalar reward.
 """
 
 from __future__ import annotations
@@ -23,14 +37,24 @@ from torch.distributions import Categorical
 
 from curriclab.methods.ala.statistics import ACTION_STEPS, NUM_PAIR_FEATURES
 
-__all__ = ["LossController", "policy_gradient_loss"]
+__all__ = ["LossController", "OPTIMIZERS", "policy_gradient_loss"]
+
+OPTIMIZERS = ("sgd", "adam")
 
 
 def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
     """-(1/T) sum_t log pi(a_t | s_t) * A_t, whose gradient is minus the REINFORCE estimate.
 
-    log_probs: [T] log-probabilities of the actions taken (differentiable in the policy's
-    parameters); advantages: [T] reward minus baseline (treated as constants).
+    Args:
+        log_probs: [T] log-probabilities of the actions taken (differentiable in the policy's
+            parameters).
+        advantages: [T] reward minus baseline (treated as constants).
+
+    Returns:
+        The scalar surrogate loss.
+
+    Raises:
+        ValueError: log_probs is not a non-empty 1-D tensor, or advantages has another shape.
     """
     if log_probs.ndim != 1 or log_probs.numel() == 0:
         raise ValueError(f"log_probs must be a non-empty 1-D tensor, got shape {tuple(log_probs.shape)}")
@@ -42,11 +66,23 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
 class LossController:
     """Policy pi(a | pair features) over ACTION_STEPS, a reward baseline and a replay memory.
 
-    hidden: width of the policy's one hidden layer. lr: Adam learning rate of the policy.
-    baseline_momentum: the baseline follows b <- m b + (1 - m) r. memory_size: transitions kept;
-    replay_batch: transitions per update. seed: seeds the policy's initial weights and its own
-    sampling generator (the global random state is left alone). The last layer starts at zero, so
-    the first policy picks each action with probability 1/3.
+    Args:
+        num_features: columns of the pair features.
+        hidden: width of the policy's one hidden layer.
+        lr: learning rate of the policy.
+        baseline_momentum: the baseline follows b <- m b + (1 - m) r (per pair when the rewards
+            are per pair); the reward variance used by `normalize` follows the same average.
+        memory_size: transitions kept; replay_batch: transitions per update.
+        seed: seeds the policy's initial weights and its own sampling generator (the global
+            random state is left alone).
+        optimizer: "sgd" (plain gradient steps, the default) or "adam" (the earlier rule).
+        entropy: weight of the mean policy entropy added to the objective (0: none).
+        normalize: divide each advantage by the running standard deviation of the rewards.
+
+    The last layer starts at zero, so the first policy picks each action with probability 1/3.
+
+    Raises:
+        ValueError: a size, rate or weight out of range, or an unknown optimizer.
     """
 
     def __init__(
@@ -58,6 +94,9 @@ class LossController:
         memory_size: int = 64,
         replay_batch: int = 8,
         seed: int = 0,
+        optimizer: str = "sgd",
+        entropy: float = 0.0,
+        normalize: bool = True,
     ):
         if num_features < 1 or hidden < 1:
             raise ValueError(f"num_features and hidden must be >= 1, got {num_features} and {hidden}")
@@ -67,8 +106,13 @@ class LossController:
             raise ValueError(f"baseline_momentum must lie in [0, 1), got {baseline_momentum}")
         if memory_size < 1 or not 1 <= replay_batch <= memory_size:
             raise ValueError(
-                f"need memory_size >= 1 and 1 <= replay_batch <= memory_size, got {memory_size} and {replay_batch}"
+                "need memory_size >= 1 and 1 <= replay_batch <= memory_size, "
+                f"got {memory_size} and {replay_batch}"
             )
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if not entropy >= 0:
+            raise ValueError(f"entropy must be >= 0, got {entropy}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.policy = nn.Sequential(
@@ -77,75 +121,137 @@ class LossController:
         nn.init.zeros_(self.policy[-1].weight)
         nn.init.zeros_(self.policy[-1].bias)
         self.num_features = num_features
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr)
+        parameters = self.policy.parameters()
+        self.optimizer = (torch.optim.SGD(parameters, lr=lr) if optimizer == "sgd"
+                          else torch.optim.Adam(parameters, lr=lr))
         self.baseline_momentum = baseline_momentum
         self.memory_size = memory_size
         self.replay_batch = replay_batch
+        self.entropy = float(entropy)
+        self.normalize = bool(normalize)
         self.generator = torch.Generator().manual_seed(seed)
-        self.baseline = 0.0
-        self.memory: list[tuple[Tensor, Tensor, float]] = []
+        self.baseline: Tensor = torch.zeros(())
+        self.reward_variance: Tensor = torch.ones(())
+        self.memory: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def _check_features(self, features: Tensor) -> None:
         if features.ndim != 2 or features.shape[1] != self.num_features:
-            raise ValueError(f"features must have shape [P, {self.num_features}], got {tuple(features.shape)}")
+            raise ValueError(
+                f"features must have shape [P, {self.num_features}], got {tuple(features.shape)}"
+            )
 
     def distribution(self, features: Tensor) -> Categorical:
-        """pi(. | s) for each row of features [P, F]: a Categorical over the actions, batch shape [P]."""
+        """pi(. | s) for each row of features [P, F]: a Categorical over the actions, batch [P]."""
         self._check_features(features)
         return Categorical(logits=self.policy(features))
 
     @torch.no_grad()
     def act(self, features: Tensor) -> Tensor:
-        """Sample one action index per row (0 = -beta, 1 = keep, 2 = +beta) from the current policy."""
+        """Sample one action index per row (0 = -beta, 1 = keep, 2 = +beta) from the policy."""
         self._check_features(features)
         if features.shape[0] == 0:
             return torch.empty(0, dtype=torch.long)
         probs = self.distribution(features).probs
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
 
-    def observe(self, features: Tensor, actions: Tensor, reward: float) -> float:
-        """Store the transition with advantage reward - baseline, move the baseline, update the policy.
+    def observe(self, features: Tensor, actions: Tensor, reward: float | Tensor) -> Tensor:
+        """Store the transition with its advantage, move the baseline, update the policy.
 
-        Returns the advantage.
+        Args:
+            features: [P, F] the state the actions were taken in.
+            actions: [P] the action indices taken.
+            reward: one reward for the joint action (a number or a 0-d tensor), or one per
+                pair ([P]); the baseline takes the reward's shape at the first observation.
+
+        Returns:
+            The advantage, (reward - baseline) / std when `normalize`, shaped like the reward.
+
+        Raises:
+            ValueError: shapes disagree, or a reward is not finite (the state is left unchanged).
         """
         self._check_features(features)
         if actions.shape != features.shape[:1]:
-            raise ValueError(f"actions must have shape ({features.shape[0]},), got {tuple(actions.shape)}")
-        advantage = float(reward) - self.baseline
-        self.baseline = self.baseline_momentum * self.baseline + (1.0 - self.baseline_momentum) * float(reward)
-        self.memory.append((features.detach().clone(), actions.clone(), advantage))
+            raise ValueError(
+                f"actions must have shape ({features.shape[0]},), got {tuple(actions.shape)}"
+            )
+        reward = torch.as_tensor(reward, dtype=torch.float32).clone()
+        if reward.ndim > 1 or (reward.ndim == 1 and reward.shape != actions.shape):
+            raise ValueError(
+                f"reward must be a number or have shape {tuple(actions.shape)}, "
+                f"got {tuple(reward.shape)}"
+            )
+        if not torch.isfinite(reward).all():
+            raise ValueError("reward must be finite")
+        if self.memory and reward.shape != self.baseline.shape:
+            raise ValueError(f"reward must keep the shape {tuple(self.baseline.shape)}")
+        if not self.memory:
+            self.baseline = torch.zeros_like(reward)
+            self.reward_variance = torch.ones_like(reward)
+        deviation = reward - self.baseline
+        advantage = deviation / self.reward_variance.sqrt() if self.normalize else deviation
+        momentum = self.baseline_momentum
+        self.baseline = momentum * self.baseline + (1.0 - momentum) * reward
+        self.reward_variance = momentum * self.reward_variance + (1.0 - momentum) * deviation**2
+        self.reward_variance = self.reward_variance.clamp_min(1e-6)
+        self.memory.append((features.detach().clone(), actions.clone(), advantage.clone()))
         del self.memory[: -self.memory_size]
         self.update()
         return advantage
 
     def update(self) -> float:
-        """One Adam step on `policy_gradient_loss` over a random batch from the replay memory."""
+        """One optimizer step on the policy-gradient loss (minus the entropy bonus) over a random
+        batch from the replay memory; returns that loss (0.0 with an empty memory)."""
         if not self.memory:
             return 0.0
         count = min(self.replay_batch, len(self.memory))
         chosen = torch.randperm(len(self.memory), generator=self.generator)[:count].tolist()
-        log_probs = torch.stack(
-            [self.distribution(self.memory[k][0]).log_prob(self.memory[k][1]).sum() for k in chosen]
-        )
-        advantages = torch.tensor([self.memory[k][2] for k in chosen])
-        loss = policy_gradient_loss(log_probs, advantages)
+        log_probs, advantages, entropies = [], [], []
+        for k in chosen:
+            features, actions, advantage = self.memory[k]
+            distribution = self.distribution(features)
+            pair_log_probs = distribution.log_prob(actions)
+            if advantage.ndim == 0:
+                log_probs.append(pair_log_probs.sum())
+                advantages.append(advantage)
+            else:
+                log_probs.append((pair_log_probs * advantage).mean())
+                advantages.append(torch.ones(()))
+            entropies.append(distribution.entropy().mean())
+        loss = policy_gradient_loss(torch.stack(log_probs), torch.stack(advantages))
+        loss = loss - self.entropy * torch.stack(entropies).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
 
     def state_dict(self) -> dict:
+        """Policy, optimizer, baseline, reward variance, replay memory and generator state."""
         return {
             "policy": {k: v.clone() for k, v in self.policy.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "baseline": self.baseline,
-            "memory": [(f.clone(), a.clone(), adv) for f, a, adv in self.memory],
+            "baseline": self.baseline.clone(),
+            "reward_variance": self.reward_variance.clone(),
+            "memory": [(f.clone(), a.clone(), adv.clone()) for f, a, adv in self.memory],
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved.
+
+        Raises:
+            ValueError: a key is missing, or the baseline and variance disagree in shape.
+        """
+        keys = {"policy", "optimizer", "baseline", "reward_variance", "memory", "generator"}
+        missing = keys - set(state)
+        if missing:
+            raise ValueError(f"state is missing keys {sorted(missing)}")
+        baseline = torch.as_tensor(state["baseline"], dtype=torch.float32)
+        variance = torch.as_tensor(state["reward_variance"], dtype=torch.float32)
+        if baseline.shape != variance.shape or not (variance > 0).all():
+            raise ValueError("state['reward_variance'] must be positive and shaped like the baseline")
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.baseline = float(state["baseline"])
-        self.memory = [(f.clone(), a.clone(), float(adv)) for f, a, adv in state["memory"]]
+        self.baseline, self.reward_variance = baseline.clone(), variance.clone()
+        self.memory = [(f.clone(), a.clone(), torch.as_tensor(adv, dtype=torch.float32).clone())
+                       for f, a, adv in state["memory"]]
         self.generator.set_state(state["generator"])
