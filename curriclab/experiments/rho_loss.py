@@ -62,6 +62,7 @@ __all__ = [
     "irreducible_model",
     "mislabelled_curve",
     "passes_to_target",
+    "per_seed_costs",
     "rho_loss_study",
     "selection_cost",
     "selection_grid_study",
@@ -399,3 +400,24 @@ def selection_grid_study(base: Study, ratios: Sequence[int], k: int, steps: int,
             arms.append(Arm(grid_arm_name(method, ratio), method, params,
                             train={"batch_size": k * ratio, "steps": steps, "lr": rate}))
     return base.replace(name=f"{base.name}/grid", arms=tuple(arms), seeds=tuple(seeds))
+
+
+def per_seed_costs(results: Results, target: float,
+                   forward_cost: float = FORWARD_COST) -> pd.DataFrame:
+    """One row per (arm, seed): steps, samples forwarded, sample-passes and seconds to `target`
+    (inf when never reached; seconds and passes include the irreducible-loss model's bill), the
+    final test accuracy and the share of trained samples that were mislabelled.
+
+    Returns:
+        Columns arm, seed, steps, forwarded, passes, seconds, test_accuracy, mislabelled.
+    """
+    frame = cost_to_target(results, target, "steps")[["arm", "seed"]].copy()
+    for measure in COSTS:
+        costs = (passes_to_target(results, target, forward_cost) if measure == "passes"
+                 else cost_to_target(results, target, measure))
+        frame[measure] = costs["cost"].to_numpy()
+    finals = {(r["arm"], r["seed"]): r for r in results.finals}
+    keys = list(zip(frame["arm"], frame["seed"]))
+    frame["test_accuracy"] = [finals[key]["test_accuracy"] for key in keys]
+    frame["mislabelled"] = [finals[key].get("selected_mislabelled", math.nan) for key in keys]
+    return frame

@@ -29,6 +29,7 @@ from curriclab.experiments.rho_loss import (
     irreducible_model,
     mislabelled_curve,
     passes_to_target,
+    per_seed_costs,
     rho_loss_study,
     selection_cost,
     selection_grid_study,
@@ -225,3 +226,13 @@ def test_mislabelled_curve_is_a_trailing_mean_over_seeds():
         mislabelled_curve(record, "uniform")
     with pytest.raises(ValueError, match="window"):
         mislabelled_curve(record, "RHO-LOSS", window=0)
+
+
+def test_per_seed_costs_collects_every_measure_of_a_run():
+    curves = [{"arm": "uniform", "seed": 0, "step": 5, "samples": 40, "forwarded": 40,
+               "seconds": 0.5, "validation_accuracy": 0.9}]
+    finals = [{"arm": "uniform", "seed": 0, "selects": 0.0, "test_accuracy": 0.88,
+               "selected_mislabelled": 0.1, "extra_seconds": 0.0, "extra_samples": 0.0}]
+    row = per_seed_costs(_record(curves, finals), 0.85).iloc[0]
+    assert (row["steps"], row["forwarded"], row["passes"], row["seconds"]) == (5, 40, 40, 0.5)
+    assert (row["test_accuracy"], row["mislabelled"]) == (0.88, 0.1)
