@@ -29,13 +29,17 @@ import math
 import time
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from curriclab.core.data import make_loader
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import per_sample_losses, seed_everything, train_epoch
+from collections.abc import Mapping, Sequence
+
 from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results, paired_table
 from curriclab.experiments.harness.runner import build_model, build_optimizer
 from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.experiments.harness.splits import load_splits
@@ -47,11 +51,17 @@ from curriclab.methods.curriculum import (
 )
 from curriclab.methods.pruning.scores import score_dataset
 from curriclab.methods.spl import SPLLoss
+from curriclab.ui.report import interval
 
 __all__ = [
     "ARM_LABELS",
+    "chosen_rates",
+    "condition_studies",
     "curricula_arms",
     "curricula_study",
+    "describe_gaps",
+    "gap_table",
+    "headline_numbers",
     "REFERENCE_SEED",
     "reference_model",
     "reference_scores",
@@ -281,3 +291,115 @@ def curricula_study(name: str, source: str = "mnist", *, steps: int, label_noise
                  TrainSpec(lr=lr, batch_size=batch_size, steps=steps),
                  arms=arms if arms is not None else curricula_arms(), seeds=tuple(seeds),
                  eval_every=eval_every, track=("validation",), select="last")
+
+
+def condition_studies(sources: Sequence[str], *, steps: int, limited_steps: int,
+                      reference_steps: int, label_noise: float = 0.2,
+                      **sizes: Any) -> dict[str, Study]:
+    """The conditions of notebook 11, per data set: "<source> standard" (the full `steps`),
+    "<source> limited" (`limited_steps`, plus the equal-cost "standard + scoring budget" arm with
+    `limited_steps + reference_steps` steps) and "<source> noisy" (`steps`, `label_noise` of the
+    training labels wrong).
+
+    Args:
+        sources: data sets ("mnist", "fashion_mnist").
+        steps, limited_steps, reference_steps: the budgets and the reference model's steps.
+        label_noise: the noisy condition's share of wrong training labels.
+        **sizes: further `curricula_study` arguments (split sizes, seeds, lr, ...).
+
+    Returns:
+        The studies by condition name, in that order.
+    """
+    studies = {}
+    for source in sources:
+        arms = curricula_arms(reference_steps=reference_steps)
+        studies[f"{source} standard"] = curricula_study(
+            f"{source} standard", source, steps=steps, arms=arms, **sizes)
+        studies[f"{source} limited"] = curricula_study(
+            f"{source} limited", source, steps=limited_steps, **sizes,
+            arms=curricula_arms(reference_steps=reference_steps,
+                                extra_standard_steps=limited_steps + reference_steps))
+        studies[f"{source} noisy"] = curricula_study(
+            f"{source} noisy", source, steps=steps, label_noise=label_noise, arms=arms, **sizes)
+    return studies
+
+
+def gap_table(results: Mapping[str, Results], metric: str = "test_accuracy",
+              scale: float = 100.0) -> pd.DataFrame:
+    """Every condition's `paired_table` against "standard", stacked with a "condition" column.
+
+    Returns:
+        Columns condition, arm, seeds, mean, difference, low, high, lower, higher.
+    """
+    frames = [paired_table(record, metric, "standard", scale=scale).assign(condition=name)
+              for name, record in results.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["condition", *[c for c in table.columns if c != "condition"]]]
+
+
+def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
+                  arms: Sequence[str] = tuple(ARM_LABELS.values())) -> str:
+    """Markdown bullets, one per condition: each arm's paired difference from standard training
+    with its interval (`report.interval`), in test-accuracy points.
+
+    Raises:
+        ValueError: a condition or arm without a row in `gaps`.
+    """
+    lines = []
+    for condition in conditions:
+        parts = []
+        for arm in arms:
+            row = gaps[(gaps["condition"] == condition) & (gaps["arm"] == arm)]
+            if row.empty:
+                raise ValueError(f"gaps has no row for condition {condition!r}, arm {arm!r}")
+            row = row.iloc[0]
+            parts.append(f"{arm} {interval(row['difference'], row['low'], row['high'])}")
+        base = gaps[(gaps["condition"] == condition) & (gaps["arm"] == "standard")]
+        lines.append(f"- **{condition}** (standard {float(base['mean'].iloc[0]):.2f} %): "
+                     + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def headline_numbers(gaps: pd.DataFrame) -> dict[str, float]:
+    """Flat headline keys from `gap_table`'s rows: `<condition>__<arm>__mean` for every arm and
+    `__difference`, `__low`, `__high` for every arm but the baseline (names lower-cased, other
+    characters as "_"), e.g. "mnist_noisy__curriculum__difference"."""
+    numbers = {}
+    for _, row in gaps.iterrows():
+        key = f"{_slug(row['condition'])}__{_slug(row['arm'])}"
+        numbers[f"{key}__mean"] = float(row["mean"])
+        if "difference" in row and pd.notna(row["difference"]):
+            for field in ("difference", "low", "high"):
+                numbers[f"{key}__{field}"] = float(row[field])
+    return numbers
+
+
+def chosen_rates(tuning: Mapping[str, Sequence[Mapping[str, Any]]],
+                 field: str = "lr") -> pd.DataFrame:
+    """The value of `field` that `tune` chose for every arm, one row per condition.
+
+    Args:
+        tuning: per condition, the rows `tune` returned (arm, `field`, validation_accuracy,
+            chosen).
+
+    Returns:
+        A frame indexed by condition with one column per arm.
+
+    Raises:
+        ValueError: an arm of a condition with no chosen row, or more than one.
+    """
+    table: dict[str, dict[str, float]] = {}
+    for condition, rows in tuning.items():
+        arms = list(dict.fromkeys(row["arm"] for row in rows))
+        picked = {arm: [row[field] for row in rows if row["arm"] == arm and row["chosen"]]
+                  for arm in arms}
+        for arm, values in picked.items():
+            if len(values) != 1:
+                raise ValueError(f"condition {condition!r}, arm {arm!r}: expected one chosen "
+                                 f"{field}, got {len(values)}")
+        table[condition] = {arm: values[0] for arm, values in picked.items()}
+    return pd.DataFrame.from_dict(table, orient="index")

@@ -3,15 +3,22 @@ budget and charged cost), the equal-cost baseline, and SPL's traced selection.""
 
 import math
 
+import pandas as pd
 import pytest
 import torch
+from scipy.stats import t as student_t
 
 from curriclab.core.training import cross_entropy_per_sample, per_sample_losses
 from curriclab.experiments.curricula import (
     REFERENCE_SEED,
     SelectionTrace,
+    chosen_rates,
+    condition_studies,
     curricula_arms,
     curricula_study,
+    describe_gaps,
+    gap_table,
+    headline_numbers,
     reference_model,
     reference_scores,
 )
@@ -19,6 +26,8 @@ from curriclab.experiments.harness import (
     ARM_METHODS,
     Arm,
     ArmContext,
+    Results,
+    Study,
     build_model,
     load_splits,
     run_arm,
@@ -184,3 +193,57 @@ def test_the_traced_spl_arm_selects_the_easiest_prefix_of_its_own_losses():
     easy = curriculum_order(losses, "easy")
     assert set(torch.nonzero(selected).flatten().tolist()) == set(
         easy[: round(share * 300)].tolist()), "SPL's selection is a prefix of the easy order"
+
+
+def test_the_conditions_share_sizes_and_differ_in_budget_and_noise():
+    studies = condition_studies(("mnist", "fashion_mnist"), steps=50, limited_steps=8,
+                                reference_steps=4, label_noise=0.3, train_size=200)
+    assert list(studies) == ["mnist standard", "mnist limited", "mnist noisy",
+                             "fashion_mnist standard", "fashion_mnist limited",
+                             "fashion_mnist noisy"]
+    assert [s.train.steps for s in studies.values()] == [50, 8, 50] * 2
+    assert [s.data.label_noise for s in studies.values()] == [0.0, 0.0, 0.3] * 2
+    assert studies["fashion_mnist noisy"].data.source == "fashion_mnist"
+    limited = studies["mnist limited"]
+    assert limited.arm("standard + scoring budget").train == {"steps": 12}
+    assert all(arm.params.get("reference_steps", 4) == 4 for arm in limited.arms)
+    assert {s.data.train_size for s in studies.values()} == {200}
+
+
+def _fake_results(name, values):
+    study = Study(name, arms=tuple(Arm(arm) for arm in values), seeds=(0, 1, 2))
+    finals = [{"arm": arm, "seed": seed, "test_accuracy": value}
+              for arm, column in values.items() for seed, value in enumerate(column)]
+    return Results(study, [], finals, {})
+
+
+def test_gap_table_description_and_headlines_match_a_paired_t_interval_by_hand():
+    values = {"standard": [0.90, 0.92, 0.91], "curriculum": [0.93, 0.94, 0.92],
+              "anti-curriculum": [0.88, 0.90, 0.91], "random curriculum": [0.90, 0.92, 0.91]}
+    gaps = gap_table({"toy": _fake_results("toy", values)})
+    row = gaps[gaps["arm"] == "curriculum"].iloc[0]
+    differences = [100 * (a - b) for a, b in zip(values["curriculum"], values["standard"])]
+    mean = sum(differences) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 2)
+    half = student_t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert row["condition"] == "toy" and row["difference"] == pytest.approx(mean)
+    assert (row["low"], row["high"]) == pytest.approx((mean - half, mean + half))
+    text = describe_gaps(gaps, ["toy"])
+    assert text.startswith("- **toy** (standard 91.00 %): curriculum +2.00 points [")
+    assert "random curriculum +0.00 points" in text
+    with pytest.raises(ValueError, match="no row"):
+        describe_gaps(gaps, ["toy"], arms=["self-paced curriculum"])
+    numbers = headline_numbers(gaps)
+    assert numbers["toy__curriculum__difference"] == pytest.approx(mean)
+    assert numbers["toy__standard__mean"] == pytest.approx(91.0)
+    assert "toy__standard__difference" not in numbers
+
+
+def test_chosen_rates_reads_one_choice_per_arm():
+    rows = [{"arm": "a", "lr": 0.1, "chosen": False}, {"arm": "a", "lr": 0.2, "chosen": True},
+            {"arm": "b", "lr": 0.1, "chosen": True}, {"arm": "b", "lr": 0.2, "chosen": False}]
+    table = chosen_rates({"c": rows})
+    assert table.loc["c"].to_dict() == {"a": 0.2, "b": 0.1}
+    with pytest.raises(ValueError, match="one chosen"):
+        chosen_rates({"c": rows[:1]})
+    assert isinstance(table, pd.DataFrame)
