@@ -61,6 +61,7 @@ __all__ = [
     "curricula_study",
     "describe_gaps",
     "gap_table",
+    "gap_text",
     "headline_numbers",
     "REFERENCE_SEED",
     "reference_model",
@@ -337,6 +338,20 @@ def gap_table(results: Mapping[str, Results], metric: str = "test_accuracy",
     return table[["condition", *[c for c in table.columns if c != "condition"]]]
 
 
+def gap_text(gaps: pd.DataFrame, condition: str, arm: str) -> str:
+    """`arm`'s paired difference from standard training in `condition`, with its interval, as
+    text ("+0.55 points [+0.43, +0.66]").
+
+    Raises:
+        ValueError: no such row in `gaps`, or it is the baseline's (no difference).
+    """
+    row = gaps[(gaps["condition"] == condition) & (gaps["arm"] == arm)]
+    if row.empty or pd.isna(row["difference"].iloc[0]):
+        raise ValueError(f"gaps has no difference for condition {condition!r}, arm {arm!r}")
+    row = row.iloc[0]
+    return interval(row["difference"], row["low"], row["high"])
+
+
 def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
                   arms: Sequence[str] = tuple(ARM_LABELS.values())) -> str:
     """Markdown bullets, one per condition: each arm's paired difference from standard training
@@ -349,11 +364,7 @@ def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
     for condition in conditions:
         parts = []
         for arm in arms:
-            row = gaps[(gaps["condition"] == condition) & (gaps["arm"] == arm)]
-            if row.empty:
-                raise ValueError(f"gaps has no row for condition {condition!r}, arm {arm!r}")
-            row = row.iloc[0]
-            parts.append(f"{arm} {interval(row['difference'], row['low'], row['high'])}")
+            parts.append(f"{arm} {gap_text(gaps, condition, arm)}")
         base = gaps[(gaps["condition"] == condition) & (gaps["arm"] == "standard")]
         lines.append(f"- **{condition}** (standard {float(base['mean'].iloc[0]):.2f} %): "
                      + "; ".join(parts))

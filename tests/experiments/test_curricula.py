@@ -17,6 +17,7 @@ from curriclab.experiments.curricula import (
     curricula_arms,
     curricula_study,
     describe_gaps,
+    gap_text,
     gap_table,
     headline_numbers,
     reference_model,
@@ -231,8 +232,11 @@ def test_gap_table_description_and_headlines_match_a_paired_t_interval_by_hand()
     text = describe_gaps(gaps, ["toy"])
     assert text.startswith("- **toy** (standard 91.00 %): curriculum +2.00 points [")
     assert "random curriculum +0.00 points" in text
-    with pytest.raises(ValueError, match="no row"):
+    with pytest.raises(ValueError, match="no difference"):
         describe_gaps(gaps, ["toy"], arms=["self-paced curriculum"])
+    assert gap_text(gaps, "toy", "curriculum") == text.split("curriculum ")[1].split(";")[0]
+    with pytest.raises(ValueError, match="no difference"):
+        gap_text(gaps, "toy", "standard")
     numbers = headline_numbers(gaps)
     assert numbers["toy__curriculum__difference"] == pytest.approx(mean)
     assert numbers["toy__standard__mean"] == pytest.approx(91.0)
