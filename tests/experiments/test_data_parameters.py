@@ -83,7 +83,7 @@ def test_the_study_spec():
 
 def test_history_arms_record_every_epoch_and_score_the_detectors():
     spec = _tiny(arms=("baseline", "joint")).replace(select="last")
-    curve, final, artifacts = run_arm(spec, spec.arm("joint"), 0)
+    _curve, final, artifacts = run_arm(spec, spec.arm("joint"), 0)
     sigma, losses = artifacts["sample_sigma"], artifacts["plain_losses"]
     assert sigma.shape == (3, 300) and losses.shape == (2, 300)
     assert artifacts["class_sigma"].shape == (3, 10)
