@@ -1,25 +1,24 @@
-"""Plots of notebook 10: validation curves per arm, paired cost differences over noise levels, the
-share of mislabelled samples selected, and the explorer over noise, n_B / k and method.
+"""Plots of notebook 10: validation curves per arm, paired cost differences over noise levels and
+the share of mislabelled samples selected (the explorer over noise, n_B / k and method that combines
+them is `curriclab.ui.views.rho_loss_explore_view`).
 
 They draw the result records they are given and never train."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from torch import Tensor
 
-from curriclab.experiments.harness import Results
-from curriclab.experiments.rho_loss import grid_arm_name, mislabelled_curve
+if TYPE_CHECKING:  # results are drawn, never produced, here
+    from curriclab.experiments.harness import Results
 
-__all__ = ["accuracy_curves", "explore_selection", "mislabelled_lines", "paired_differences"]
+__all__ = ["accuracy_curves", "mislabelled_lines", "paired_differences"]
 
 X_LABELS = {"step": "optimizer steps", "seconds": "training seconds",
             "forwarded": "samples forwarded", "samples": "samples back-propagated"}
@@ -115,35 +114,3 @@ def mislabelled_lines(ax: Axes, curves: Mapping[str, Tensor], noise: float) -> d
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     return lines
-
-
-def explore_selection(grid: Mapping[float, Results], noise: float, ratio: int,
-                      method: str) -> Figure:
-    """The explorer's figure: at this `noise` and n_B / k, the validation accuracy of `method`
-    against uniform training (left) and the share of its trained samples that are mislabelled
-    (right).
-
-    Args:
-        grid: per noise level, the record of `selection_grid_study` runs.
-        noise, ratio, method: which runs to show (`method` one of `GRID_METHODS`).
-
-    Raises:
-        ValueError: no runs for this noise, ratio and method.
-    """
-    if noise not in grid:
-        raise ValueError(f"noise must be one of {sorted(grid)}, got {noise}")
-    results = grid[noise]
-    name = grid_arm_name(method, ratio)
-    if name not in {arm.name for arm in results.study.arms}:
-        raise ValueError(f"no runs of {method!r} at n_B/k={ratio}")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    accuracy_curves(left, results, arms=["uniform", name])
-    left.set_title(f"{noise:.0%} noise: {method} (k of n_B = k x {ratio}) vs uniform")
-    curves = {name: mislabelled_curve(results, name), "uniform": mislabelled_curve(results,
-                                                                                   "uniform")}
-    mislabelled_lines(right, curves, noise)
-    share = float(curves[name][-1])
-    right.set_title(f"mislabelled share of the chosen samples (last steps: "
-                    f"{share:.0%})" if math.isfinite(share) else "mislabelled share")
-    figure.tight_layout()
-    return figure

@@ -4,7 +4,10 @@ The notebooks are stored with the outputs of a full-scale run, so a reader on Gi
 figure and number without installing anything. Outputs must never silently outlive the code
 that made them, so every execution records, in the notebook's metadata under "curriclab":
 
-- `code_fingerprint`: a SHA-256 of the sources of the code cells, in order;
+- `code_fingerprint`: a SHA-256 of what the code cells do, in order: each cell's syntax tree
+  (`ast.dump`), so re-wrapping a line or editing a comment does not make outputs stale, while any
+  change to what runs does (a cell Python cannot parse, e.g. one with IPython magics, counts by
+  its text);
 - `mode`: "full" or "quick" (the `CURRICLAB_QUICK` switch the kernel ran with);
 - `seconds`: the wall time of the run.
 
@@ -19,6 +22,7 @@ where a viewer renders widgets) without nbconvert's export machinery.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -44,9 +48,26 @@ def _code_sources(notebook: dict[str, Any]) -> list[str]:
     ]
 
 
+def _program(source: str) -> str:
+    """What a cell runs, independent of layout: its syntax tree, or its text if it does not parse."""
+    try:
+        return ast.dump(ast.parse(source))
+    except SyntaxError:
+        return source
+
+
 def code_fingerprint(notebook: dict[str, Any]) -> str:
-    """SHA-256 of the notebook's code-cell sources, in order (outputs and prose do not count)."""
-    return hashlib.sha256(json.dumps(_code_sources(notebook)).encode()).hexdigest()
+    """SHA-256 of the syntax trees of the notebook's code cells, in order.
+
+    Args:
+        notebook: a parsed .ipynb (a dict or an `nbformat` node).
+
+    Returns:
+        A hex digest that changes whenever a code cell's program changes, and not when only its
+        layout, its comments, the prose or the outputs do.
+    """
+    programs = [_program(source) for source in _code_sources(notebook)]
+    return hashlib.sha256(json.dumps(programs).encode()).hexdigest()
 
 
 def stale_reasons(notebook: dict[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
@@ -13,16 +14,21 @@ from torch import Tensor
 from curriclab.core.stats import spearman
 from curriclab.experiments.data_parameters import corrupted_mask, widget_results
 from curriclab.experiments.gradient_norm_vs_loss import rolling_by_rank
-from curriclab.experiments.harness import Study
+from curriclab.experiments.harness import Results, Study
+from curriclab.experiments.rho_loss import grid_arm_name, mislabelled_curve
 from curriclab.experiments.self_paced_learning import explore
 from curriclab.experiments.sgd_s_resampling import cached_run
 from curriclab.methods.sampling import SGDSSampler
+from curriclab.plots import rho_loss as rho_loss_plots
 from curriclab.plots.data_parameters import accuracy_curves, sigma_ridges
 from curriclab.plots.importance import rolling_band
 from curriclab.plots.sampling import COLOURS, error_vs_cost
 from curriclab.plots.spl import final_boundary_and_selection
 
-__all__ = ["data_parameters_view", "rolling_loss_view", "sgds_settings_view", "spl_explore_view"]
+__all__ = [
+    "data_parameters_view", "rho_loss_explore_view", "rolling_loss_view", "sgds_settings_view",
+    "spl_explore_view",
+]
 
 
 def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, transient_epochs: int,
@@ -107,3 +113,38 @@ def data_parameters_view(noise: float, lr_instance: float, weight_decay: float, 
     right.set_title(f"sigma detects wrong labels with AUC {auc:.3f}")
     fig.tight_layout()
     return fig
+
+
+def rho_loss_explore_view(grid: Mapping[float, Results], noise: float, ratio: int,
+                          method: str) -> Figure:
+    """Widget view of notebook 10: at this `noise` and n_B / k, the validation accuracy of `method`
+    against uniform training (left) and the share of its trained samples that are mislabelled
+    (right).
+
+    Args:
+        grid: per noise level, the record of `selection_grid_study` runs.
+        noise, ratio, method: which runs to show (`method` one of `GRID_METHODS`).
+
+    Returns:
+        The figure (it only draws the record: nothing is trained).
+
+    Raises:
+        ValueError: no runs for this noise, ratio and method.
+    """
+    if noise not in grid:
+        raise ValueError(f"noise must be one of {sorted(grid)}, got {noise}")
+    results = grid[noise]
+    name = grid_arm_name(method, ratio)
+    if name not in {arm.name for arm in results.study.arms}:
+        raise ValueError(f"no runs of {method!r} at n_B/k={ratio}")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    rho_loss_plots.accuracy_curves(left, results, arms=["uniform", name])
+    left.set_title(f"{noise:.0%} noise: {method} (k of n_B = k x {ratio}) vs uniform")
+    curves = {name: mislabelled_curve(results, name), "uniform": mislabelled_curve(results,
+                                                                                   "uniform")}
+    rho_loss_plots.mislabelled_lines(right, curves, noise)
+    share = float(curves[name][-1])
+    right.set_title(f"mislabelled share of the chosen samples (last steps: "
+                    f"{share:.0%})" if math.isfinite(share) else "mislabelled share")
+    figure.tight_layout()
+    return figure

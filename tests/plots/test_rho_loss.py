@@ -1,5 +1,5 @@
 """Notebook 10's plots draw what they are given: curve means over seeds, paired differences with
-their intervals (and unreached arms marked), mislabelled shares, and the explorer's two panels."""
+their intervals (and unreached arms marked), and mislabelled shares."""
 
 import matplotlib
 
@@ -12,14 +12,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from curriclab.experiments.harness import Results  # noqa: E402
-from curriclab.experiments.rho_loss import (  # noqa: E402
-    grid_arm_name,
-    rho_loss_study,
-    selection_grid_study,
-)
+from curriclab.experiments.rho_loss import rho_loss_study  # noqa: E402
 from curriclab.plots.rho_loss import (  # noqa: E402
     accuracy_curves,
-    explore_selection,
     mislabelled_lines,
     paired_differences,
 )
@@ -65,18 +60,3 @@ def test_mislabelled_lines_and_the_noise_rate():
     assert np.allclose(lines["top-loss"].get_ydata(), [0.5, 0.6])
     assert any(np.allclose(line.get_ydata(), 0.2) for line in ax.lines[1:])
     plt.close(fig)
-
-
-def test_explorer_draws_the_chosen_method_against_uniform():
-    grid = selection_grid_study(BASE, (2,), k=8, steps=4)
-    name = grid_arm_name("rho_loss", 2)
-    curves = [_curve(arm, 0, step, 0.5) for arm in ("uniform", name) for step in (0, 4)]
-    history = {"mislabelled_per_step": torch.tensor([0.1, 0.0, 0.2, 0.1], dtype=torch.float64)}
-    record = Results(grid, curves, [], {("uniform", 0): history, (name, 0): history})
-    figure = explore_selection({0.2: record}, 0.2, 2, "rho_loss")
-    assert len(figure.axes) == 2 and "rho_loss" in figure.axes[0].get_title()
-    plt.close(figure)
-    with pytest.raises(ValueError, match="noise"):
-        explore_selection({0.2: record}, 0.1, 2, "rho_loss")
-    with pytest.raises(ValueError, match="no runs"):
-        explore_selection({0.2: record}, 0.2, 5, "rho_loss")

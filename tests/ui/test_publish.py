@@ -42,6 +42,24 @@ def test_a_fresh_full_run_is_trusted_and_every_kind_of_staleness_is_named():
     assert "never executed" in stale_reasons(_notebook("x = 1"))[0]
 
 
+def test_the_fingerprint_follows_the_program_not_its_layout():
+    executed = _as_executed(_notebook("total = sum([1, 2,\n             3])", "assert total == 6"))
+    rewrapped = copy.deepcopy(executed)
+    rewrapped.cells[1].source = "# the same sum, on one line\ntotal = sum([1, 2, 3])"
+    assert stale_reasons(rewrapped) == []
+
+    for program in ("total = sum([1, 2, 4])", "total = sum([1, 3, 2])", "total = max([1, 2, 3])",
+                    "%time total = sum([1, 2, 3])"):
+        changed = copy.deepcopy(executed)
+        changed.cells[1].source = program
+        assert any("code cell changed" in reason for reason in stale_reasons(changed)), program
+
+    magic = _as_executed(_notebook("%time x = 1"))
+    spaced = copy.deepcopy(magic)
+    spaced.cells[1].source = "%time  x = 1"  # not Python: its text counts as it is
+    assert stale_reasons(magic) == [] and stale_reasons(spaced) != []
+
+
 def test_execute_notebook_runs_in_a_kernel_and_records_mode_and_fingerprint(tmp_path):
     path = tmp_path / "tiny.ipynb"
     bars = ("from curriclab.core.training import progress_bar\n"
