@@ -65,6 +65,52 @@ def _pruning_verdicts(headlines: dict[str, Any]) -> dict[str, int]:
             "lost_to_random": sum(row["high"] < 0 for row in rows)}
 
 
+def _interval_fields(prefix: str, row: dict[str, Any]) -> dict[str, Any]:
+    """`prefix_difference`, `prefix_low`, `prefix_high` from a row of a paired table."""
+    return {f"{prefix}_{name}": row[name] for name in ("difference", "low", "high")}
+
+
+def _compared(row: dict[str, Any], more: str, less: str) -> str:
+    """`more` or `less` when a paired interval lies wholly above or below 0, else a neutral word."""
+    if row["low"] is not None and row["low"] > 0:
+        return more
+    if row["high"] is not None and row["high"] < 0:
+        return less
+    return "not distinguishable from uniform"
+
+
+def _rho_loss_costs(headlines: dict[str, Any]) -> dict[str, Any]:
+    """10: at the highest noise level, per data set, RHO-LOSS's steps and seconds to the target
+    against uniform's (with the verdict its interval supports), and how many top-loss seeds
+    reached the target at all (uniform reaches it in every seed by construction)."""
+    level = max((key.rsplit("_", 1)[1] for key in headlines["targets"]), key=float)
+    fields: dict[str, Any] = {"noise": float(level)}
+    for source, short in (("mnist", "mnist"), ("fashion_mnist", "fashion")):
+        steps = headlines[f"{source}_{level}_RHO-LOSS_steps"]
+        seconds = headlines[f"{source}_{level}_RHO-LOSS_seconds"]
+        fields[f"{short}_steps_ratio"] = steps["ratio to baseline"]
+        fields.update(_interval_fields(f"{short}_steps", steps))
+        fields.update(_interval_fields(f"{short}_seconds", seconds))
+        fields[f"{short}_seconds_verdict"] = _compared(seconds, "slower", "faster")
+        fields[f"{short}_top_loss_reached"] = headlines[f"{source}_{level}_top-loss_steps"]["reached"]
+        fields["seeds"] = headlines[f"{source}_{level}_uniform_steps"]["reached"]
+    return fields
+
+
+def _curriculum_verdicts(headlines: dict[str, Any]) -> dict[str, Any]:
+    """11: per ordering, over every (data set, condition), how many paired intervals against
+    standard training lie wholly above or wholly below 0."""
+    fields: dict[str, Any] = {}
+    for arm in ("curriculum", "anti_curriculum", "random_curriculum"):
+        lows = {key[: -len("__low")]: value for key, value in headlines.items()
+                if key.endswith(f"__{arm}__low")}
+        highs = [headlines[f"{key}__high"] for key in lows]
+        fields[f"{arm}_settings"] = len(lows)
+        fields[f"{arm}_above"] = sum(low > 0 for low in lows.values())
+        fields[f"{arm}_below"] = sum(high < 0 for high in highs)
+    return fields
+
+
 CARDS: tuple[Card, ...] = (
     Card("02_gradient_norm_vs_loss", "02 · gradient norm vs loss",
          "Density of per-sample gradient norm against loss over one MNIST epoch, log-log",
@@ -88,6 +134,48 @@ CARDS: tuple[Card, ...] = (
          "EL2N or GraNd (hardest or easiest, 10-90 % kept), {beat_random} beat a random subset of "
          "the same size and {lost_to_random} lost to it (95 % paired intervals over 3 seeds).",
          _pruning_verdicts),
+    Card("04_sgd_s_resampling", "04 · SGD-S and InfoBatch",
+         "InfoBatch minus uniform SGD in test accuracy per seed, at the same epochs and the same samples",
+         "Given as many back-propagated samples as uniform SGD on an MNIST subset, SGD-S with the "
+         "plain mean differs by {sgds_gap_same_samples_points:+.1f} points of test accuracy "
+         "[{sgds_gap_same_samples_low:+.1f}, {sgds_gap_same_samples_high:+.1f}] and its unbiased "
+         "variant {unbiased_gap_same_samples_points:+.1f} [{unbiased_gap_same_samples_low:+.1f}, "
+         "{unbiased_gap_same_samples_high:+.1f}] ({short_seeds} seeds). InfoBatch back-propagates "
+         "{long_infobatch_samples_share:.0%} of uniform SGD's samples; at the same epochs it differs "
+         "by {long_infobatch_gap_points:+.2f} points [{long_infobatch_gap_low:+.2f}, "
+         "{long_infobatch_gap_high:+.2f}], and against uniform SGD on a {long_budget_epochs}-epoch "
+         "cosine with the same samples by {long_infobatch_gap_same_samples_points:+.2f} "
+         "[{long_infobatch_gap_same_samples_low:+.2f}, {long_infobatch_gap_same_samples_high:+.2f}] "
+         "({long_seeds} seeds)."),
+    Card("07_adaptive_loss_alignment", "07 · adaptive loss alignment",
+         "Test error per arm with its interval, and validation curves",
+         "With every arm's learning rate tuned on validation, the ALA controller (revised) ends at "
+         "{ala_revised_test_error:.2f} % MNIST test error against cross-entropy's "
+         "{cross_entropy_test_error:.2f} %: {ala_revised_difference:+.2f} points "
+         "[{ala_revised_low:+.2f}, {ala_revised_high:+.2f}]: a relative error reduction of "
+         "{ala_revised_relative:+.0%}, where the paper reports {paper_relative:+.0%}."),
+    Card("10_rho_loss", "10 · RHO-LOSS",
+         "Steps and seconds to the validation target, selection arm minus uniform, per noise level",
+         "With {noise:.0%} of training labels wrong, RHO-LOSS reaches uniform training's validation "
+         "target in {mnist_steps_ratio:.2f}x uniform's steps on MNIST ({mnist_steps_difference:+.0f} "
+         "steps [{mnist_steps_low:+.0f}, {mnist_steps_high:+.0f}]) and {fashion_steps_ratio:.2f}x on "
+         "Fashion-MNIST ({fashion_steps_difference:+.0f} [{fashion_steps_low:+.0f}, "
+         "{fashion_steps_high:+.0f}]). In seconds, with the candidate forwards and the "
+         "irreducible-loss model paid for, it is {mnist_seconds_verdict} on MNIST "
+         "({mnist_seconds_difference:+.1f} s [{mnist_seconds_low:+.1f}, {mnist_seconds_high:+.1f}]) "
+         "and {fashion_seconds_verdict} on Fashion-MNIST ({fashion_seconds_difference:+.1f} s "
+         "[{fashion_seconds_low:+.1f}, {fashion_seconds_high:+.1f}]). Top-loss selection reached the "
+         "target in {mnist_top_loss_reached} of {seeds} seeds on MNIST and "
+         "{fashion_top_loss_reached} of {seeds} on Fashion-MNIST.",
+         _rho_loss_costs),
+    Card("11_curricula", "11 · curricula",
+         "Paired test-accuracy differences from standard training per ordering and condition",
+         "Over {curriculum_settings} settings (MNIST and Fashion-MNIST; a standard budget, a limited "
+         "budget, 20 % wrong labels), easy-first curricula beat standard training by their whole "
+         "95 % interval in {curriculum_above} and lost in {curriculum_below}; anti-curricula "
+         "{anti_curriculum_above} and {anti_curriculum_below}; random orderings "
+         "{random_curriculum_above} and {random_curriculum_below} (paired intervals over seeds).",
+         _curriculum_verdicts),
 )
 """The README's cards, in order."""
 
