@@ -163,7 +163,7 @@ def paired_gaps(ax: Axes, table: pd.DataFrame, *, conditions: Sequence[str] | No
         dict.fromkeys(rows["condition"]))
     arms = list(arms) if arms is not None else list(dict.fromkeys(rows["arm"]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drawn, ticks, y = [], [], 0.0
+    drawn, ticks, y, labelled = [], [], 0.0, set()
     for condition in conditions:
         first = y
         for k, arm in enumerate(arms):
@@ -174,7 +174,8 @@ def paired_gaps(ax: Axes, table: pd.DataFrame, *, conditions: Sequence[str] | No
             ax.errorbar(row["difference"], -y, xerr=[[row["difference"] - row["low"]],
                                                       [row["high"] - row["difference"]]],
                         fmt="o", color=colors[k % len(colors)], capsize=3,
-                        label=arm if condition == conditions[0] else None)
+                        label=None if arm in labelled else arm)  # each arm once, where first drawn
+            labelled.add(arm)
             drawn.append(row)
             y += 1
         if y > first:

@@ -62,10 +62,13 @@ def test_paired_gaps_draws_one_interval_per_arm_and_condition():
          "high": float("nan")},
         {"condition": "A", "arm": "curriculum", "difference": 1.0, "low": 0.5, "high": 1.5},
         {"condition": "B", "arm": "curriculum", "difference": -1.0, "low": -2.0, "high": 0.1},
+        {"condition": "B", "arm": "budget", "difference": 2.0, "low": 1.0, "high": 3.0},
     ])
     fig, ax = plt.subplots()
     drawn = paired_gaps(ax, table)
-    assert drawn["condition"].tolist() == ["A", "B"]
+    assert drawn["condition"].tolist() == ["A", "B", "B"]
+    # every arm in the legend once, also one that only some conditions have
+    assert ax.get_legend_handles_labels()[1] == ["curriculum", "budget"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
     with pytest.raises(ValueError, match="columns"):
         paired_gaps(ax, table.drop(columns="low"))
