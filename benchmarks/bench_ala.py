@@ -46,9 +46,11 @@ def main() -> None:
                  "ALA, K = 10": ala_factory(interval=10)}
     for validation_size in (500, 2000):
         validation, rest = stratified_split(mnist, validation_size, seed=0)
-        setup = StudentSetup(stratified_subset(rest, args.train_size, seed=1), validation, test, epochs=args.epochs)
+        train = stratified_subset(rest, args.train_size, seed=1)
+        setup = StudentSetup(train, validation, test, epochs=args.epochs)
         runs = {name: training_run(setup, factory) for name, factory in factories.items()}
-        seconds = medians(interleaved(runs, args.repeats, threads=args.threads), scale=1 / args.epochs)
+        seconds = medians(interleaved(runs, args.repeats, threads=args.threads),
+                          scale=1 / args.epochs)
         report(f"one epoch, MLP 784-128-10, Adam, batch 128, {args.train_size} training images, "
                f"validation {validation_size}", seconds, "cross-entropy", threads=args.threads,
                clock="wall", repeats=args.repeats)

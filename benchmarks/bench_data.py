@@ -7,8 +7,10 @@ all measured in this process:
 3. the share of a training epoch spent gathering data (gathering as a ratio to the epoch).
 Targets (issue 2): gathering >= 10x faster; the data path <= 5 % of a training epoch.
 
-Usage: CURRICLAB_DATA=... python benchmarks/bench_data.py [--repeats 3] [--train-repeats 1] [--threads 1]
-On a busy machine pass --threads 1: torch's parallel kernels stall when the cores are oversubscribed.
+Usage:
+  CURRICLAB_DATA=... python benchmarks/bench_data.py [--repeats 3] [--train-repeats 1] [--threads 1]
+On a busy machine pass --threads 1: torch's parallel kernels stall when the cores are
+oversubscribed.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ def drain(loader: Iterable) -> None:
 
 def torchvision_loader() -> DataLoader:
     """The usual pipeline: PIL image -> ToTensor -> Normalize per item, default collate."""
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
-    mnist = datasets.MNIST(str(default_data_root()), train=True, download=False, transform=transform)
+    normalize = transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))
+    transform = transforms.Compose([transforms.ToTensor(), normalize])
+    mnist = datasets.MNIST(str(default_data_root()), train=True, download=False,
+                           transform=transform)
     return DataLoader(mnist, batch_size=BATCH_SIZE, shuffle=True)
 
 
@@ -55,8 +59,10 @@ def with_index(loader: DataLoader) -> Iterable:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the gathering runs")
-    parser.add_argument("--train-repeats", type=int, default=1, help="repeats of the training epochs")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--train-repeats", type=int, default=1,
+                        help="repeats of the training epochs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,7 +71,8 @@ def main() -> None:
     ours = make_loader(load_mnist(train=True), BATCH_SIZE, shuffle=True)
     theirs = torchvision_loader()
 
-    gather = medians(interleaved({"curriclab": lambda: drain(ours), "torchvision": lambda: drain(theirs)},
+    gather = medians(interleaved({"curriclab": lambda: drain(ours),
+                                  "torchvision": lambda: drain(theirs)},
                                  args.repeats, threads=threads))
     train = medians(interleaved({"curriclab": lambda: train_one_epoch(ours),
                                  "torchvision": lambda: train_one_epoch(with_index(theirs))},

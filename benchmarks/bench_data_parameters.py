@@ -1,10 +1,11 @@
 """Training-time overhead of data parameters: one MNIST epoch with and without them.
 
-For each model (784-256-10 MLP, the SmallConv of Zakka's blog post) it times a training epoch of plain
-cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
-divided by sigma, minibatch weight decay in its objective, a SparseSGD step that clamps what it updates.
-Epochs are interleaved and repeated (torch.utils.benchmark, CPU clock); it prints median CPU ms and the ratio to the plain
-epoch measured in the same process (target, issue 16: <= 1.10x). Run: python benchmarks/bench_data_parameters.py [--samples N]
+For each model (784-256-10 MLP, the SmallConv of Zakka's blog post) it times a training epoch of
+plain cross-entropy, then of instance-level and of joint (class + instance) data parameters: logits
+divided by sigma, minibatch weight decay in its objective, a SparseSGD step that clamps what it
+updates. Epochs are interleaved and repeated (torch.utils.benchmark, CPU clock); it prints median
+CPU ms and the ratio to the plain epoch measured in the same process (target, issue 16: <= 1.10x).
+Run: python benchmarks/bench_data_parameters.py [--samples N]
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _prepare(model_class, mode: str, train, batch_size: int):
         )
         optimizers.append(data_parameters.make_optimizer(lr_class=0.1, lr_instance=1.0))
         methods = [data_parameters]
-    loader = make_loader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    loader = make_loader(train, batch_size, shuffle=True, generator=generator)
     return model, loader, optimizers, methods
 
 

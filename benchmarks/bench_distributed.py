@@ -27,7 +27,11 @@ import torch.distributed as dist
 from _report import interleaved, medians, report
 from torch.nn.parallel import DistributedDataParallel
 
-from curriclab.core.distributed import Synchronized, gather_observations, synchronize_sparse_gradients
+from curriclab.core.distributed import (
+    Synchronized,
+    gather_observations,
+    synchronize_sparse_gradients,
+)
 from curriclab.core.models import SmallConv
 from curriclab.core.protocol import combined_objective
 from curriclab.core.tracking import LossTracker

@@ -1,4 +1,4 @@
-"""Time and peak memory of one hypergradient through T unrolled SGD steps, relative to T plain steps.
+"""Time and peak memory of a hypergradient through T unrolled SGD steps, relative to T plain steps.
 
 Student: a 784-100-10 MLP on random MNIST-shaped minibatches of 64, dynamic loss with a learnable
 Phi; dev objective: expected error on 500 samples. Compared for T = 5, 10, 20:
@@ -6,9 +6,10 @@ Phi; dev objective: expected error on 500 samples. Compared for T = 5, 10, 20:
   reverse   curriclab.methods.hypergradient.hypergradient (stores T weight snapshots,
             recomputes each step)
   autograd  curriclab.methods.hypergradient.unrolled_hypergradient (keeps every step's graph)
-Times are medians of interleaved repeats in this process (torch.utils.benchmark). Peak memory is the highest heap use (glibc mallinfo2,
-which counts torch's CPU tensors) seen after any torch operation of one run, minus the heap use
-before it: a TorchDispatchMode samples it after every op. Never pass/fail.
+Times are medians of interleaved repeats in this process (torch.utils.benchmark). Peak memory is
+the highest heap use (glibc mallinfo2, which counts torch's CPU tensors) seen after any torch
+operation of one run, minus the heap use before it: a TorchDispatchMode samples it after every op.
+Never pass/fail.
 
     python benchmarks/bench_hypergradient.py [--repeats 5] [--threads 1] [--batch 64]
 """
@@ -66,7 +67,8 @@ def make_run(method: str, steps: int, batch: int = 64):
 
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
 
 
 _LIBC = ctypes.CDLL("libc.so.6")
@@ -103,7 +105,8 @@ def peak_rise_mib(run) -> float:
 def slope(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of ys against xs."""
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    covariance = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+    return covariance / sum((x - mean_x) ** 2 for x in xs)
 
 
 def teacher_loop_seconds(steps: int, batch: int, repeats: int, threads: int) -> dict[str, float]:

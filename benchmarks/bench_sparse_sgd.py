@@ -41,7 +41,10 @@ class CloneRestoreSGD(torch.optim.SGD):
 
     @staticmethod
     def restore(target, saved, absent):
-        """Copy `saved` back where `absent` is True (boolean-mask assignment, as in apple/ml-data-parameters)."""
+        """Copy `saved` back where `absent` is True.
+
+        Boolean-mask assignment, as in apple/ml-data-parameters.
+        """
         target[absent] = saved[absent]
 
 
@@ -62,7 +65,8 @@ def stepper(optimizer_class, entries: int, batch: int, steps: int, seed: int):
     grads = []
     for _ in range(steps):
         grad = torch.zeros(entries)
-        grad[torch.randperm(entries, generator=generator)[:batch]] = torch.randn(batch, generator=generator)
+        values = torch.randn(batch, generator=generator)
+        grad[torch.randperm(entries, generator=generator)[:batch]] = values
         grads.append(grad)
     cycle = itertools.cycle(grads)
 
@@ -81,8 +85,9 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=0.2,
                         help="seconds of steps timed per optimizer and round")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 by default: on a shared, oversubscribed CPU a 2-thread "
-                             "pool stalls whole ops for tens of ms, which says nothing about the code)")
+                        help="torch threads (1 by default: on a shared, oversubscribed CPU "
+                             "a 2-thread pool stalls whole ops for tens of ms, which says "
+                             "nothing about the code)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seed_everything(0)

@@ -4,9 +4,9 @@ Prints (never pass/fail) the median time of forward + loss + backward over inter
 as a ratio to plain mean cross-entropy measured in the same process (target: <= 1.05), for each
 regularizer and reduction; then the median time of SPLLoss's own work alone (weighing a batch's
 losses and recording them by index; rows ending in "work alone", their ratio is the share of
-the plain step): on a shared, loaded CPU the
-whole-step ratios are noisy, and this share is the stabler estimate of the overhead. Inputs are random [B, 1, 28, 28] tensors: the cost does not depend
-on the pixel values, and SPLLoss keeps its per-sample state for a 60 000-sample data set.
+the plain step): on a shared, loaded CPU the whole-step ratios are noisy, and this share is the
+stabler estimate of the overhead. Inputs are random [B, 1, 28, 28] tensors: the cost does not
+depend on the pixel values, and SPLLoss keeps its per-sample state for a 60 000-sample data set.
 
     python benchmarks/bench_spl.py --batch-size 128 --repeats 60 --threads 1
 """
@@ -67,7 +67,8 @@ def main() -> None:
     per_sample = F.cross_entropy(output, y, reduction="none")
     alone = {f"{name}: work alone": lambda spl=spl: spl.objective(index, per_sample)
              for name, spl in spls.items()}
-    seconds.update(medians(interleaved(alone, args.repeats, threads=args.threads, min_run_time=0.01)))
+    seconds.update(medians(interleaved(alone, args.repeats, threads=args.threads,
+                                       min_run_time=0.01)))
     report(f"SmallConv forward+loss+backward, batch {args.batch_size}", seconds,
            "plain cross-entropy", threads=args.threads, clock="wall", repeats=args.repeats)
 

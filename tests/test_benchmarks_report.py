@@ -1,4 +1,5 @@
-"""benchmarks/_report.py: the benchmarks' shared timing (torch.utils.benchmark) and output format."""
+"""benchmarks/_report.py: the benchmarks' shared timing (torch.utils.benchmark) and output
+format."""
 
 import importlib.util
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""environment.yml must install this package from pyproject.toml, the single source of dependencies."""
+"""environment.yml must install this package from pyproject.toml, the single source of
+dependencies."""
 
 import re
 import subprocess
@@ -27,9 +28,11 @@ def test_environment_yml_installs_the_project_with_its_dev_extra_and_nothing_els
 def test_pyproject_declares_the_runtime_and_dev_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = {re.split(r"[=<>! \[]", dep)[0] for dep in project["dependencies"]}
-    assert {"torch", "torchvision", "numpy", "matplotlib", "celluloid", "ipywidgets", "tqdm"} <= names
+    assert {"torch", "torchvision", "numpy", "matplotlib", "celluloid", "ipywidgets",
+            "tqdm"} <= names
     dev = {re.split(r"[=<>! \[]", dep)[0] for dep in project["optional-dependencies"]["dev"]}
-    assert {"pytest", "nbval", "nbclient", "nbformat", "pytest-xdist", "ipykernel", "hypothesis", "ruff"} <= dev
+    assert {"pytest", "nbval", "nbclient", "nbformat", "pytest-xdist", "ipykernel", "hypothesis",
+            "ruff"} <= dev
     assert project["requires-python"] == ">=3.10"
 
 
@@ -86,7 +89,8 @@ def test_the_layers_import_one_way():
     nothing above it."""
     import ast
 
-    forbidden = {"core": ("curriclab.methods", "curriclab.experiments", "curriclab.plots", "curriclab.ui"),
+    forbidden = {"core": ("curriclab.methods", "curriclab.experiments", "curriclab.plots",
+                          "curriclab.ui"),
                  "methods": ("curriclab.experiments", "curriclab.plots", "curriclab.ui"),
                  "plots": ("curriclab.experiments", "curriclab.ui")}
     for layer, prefixes in forbidden.items():
@@ -94,4 +98,6 @@ def test_the_layers_import_one_way():
             tree = ast.parse(path.read_text())
             runtime = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
             for node in runtime:
-                assert not (node.module or "").startswith(prefixes), f"{path}: imports {node.module}"
+                assert not (node.module or "").startswith(prefixes), (
+                    f"{path}: imports {node.module}"
+                )

@@ -12,8 +12,8 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 def test_the_readme_has_an_example_per_method():
     text = "\n".join(BLOCKS)
-    for name in ("SPLLoss", "SGDSSampler", "InfoBatchSampler", "DataParameters", "per_sample_grad_norms",
-                 "LossTeacher", "AlignmentAgent"):
+    for name in ("SPLLoss", "SGDSSampler", "InfoBatchSampler", "DataParameters",
+                 "per_sample_grad_norms", "LossTeacher", "AlignmentAgent"):
         assert name in text, f"no README example uses {name}"
 
 

@@ -34,7 +34,14 @@ from curriclab.core.training import evaluate, progress_bar, seed_everything, tra
 from curriclab.core.protocol import SampleMethod
 import pandas as pd
 
-from curriclab.experiments.harness import Arm, ArmContext, ArmSetup, Results, arm_method, paired_table
+from curriclab.experiments.harness import (
+    Arm,
+    ArmContext,
+    ArmSetup,
+    Results,
+    arm_method,
+    paired_table,
+)
 from curriclab.experiments.harness.spec import DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.core.stats import PairedComparison, paired_comparison
 from curriclab.experiments.harness.headlines import save_headlines
@@ -147,10 +154,14 @@ class StudentRun:
 def train_student(
     setup: StudentSetup, method: str, factory: RuleFactory, seed: int, progress: bool = False
 ) -> StudentRun:
-    """Seed, build an MLP and Adam, and train for setup.epochs epochs under the rule `factory` makes."""
+    """Seed, build an MLP and Adam, and train for setup.epochs epochs.
+
+    Training follows the rule `factory` makes.
+    """
     seed_everything(seed)
     num_classes = setup.train.num_classes
-    model = MLP(in_features=setup.train.inputs[0].numel(), hidden=setup.hidden, num_classes=num_classes)
+    model = MLP(in_features=setup.train.inputs[0].numel(), hidden=setup.hidden,
+                num_classes=num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=setup.lr)
     loader = make_loader(
         setup.train, setup.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
@@ -238,7 +249,8 @@ def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
         tests = [run.selected_test_error for run in group]
         vals = [run.val_error[run.selected_epoch] for run in group]
         std = statistics.stdev(tests) if len(tests) > 1 else 0.0
-        rows.append(Summary(method, statistics.fmean(tests), std, statistics.fmean(vals), len(group)))
+        rows.append(Summary(method, statistics.fmean(tests), std, statistics.fmean(vals),
+                            len(group)))
     return rows
 
 
@@ -270,7 +282,9 @@ def fixed_phi(num_classes: int, diagonal: float = 1.0, off_diagonal: float = 0.0
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if not (math.isfinite(diagonal) and math.isfinite(off_diagonal)):
-        raise ValueError(f"diagonal and off_diagonal must be finite, got {diagonal}, {off_diagonal}")
+        raise ValueError(
+            f"diagonal and off_diagonal must be finite, got {diagonal}, {off_diagonal}"
+        )
     eye = torch.eye(num_classes)
     return diagonal * eye + off_diagonal * (1 - eye)
 
@@ -283,7 +297,9 @@ def _planned_steps(context: ArmContext) -> int:
 
 
 @arm_method("fixed_phi")
-def _fixed_phi_arm(context: ArmContext, diagonal: float = 1.0, off_diagonal: float = 0.0) -> ArmSetup:
+def _fixed_phi_arm(
+    context: ArmContext, diagonal: float = 1.0, off_diagonal: float = 0.0
+) -> ArmSetup:
     """-sigmoid(y^T Phi log p) with a static Phi (`fixed_phi`)."""
     return ArmSetup(methods=[FixedPhiRule(fixed_phi(context.splits.num_classes, diagonal,
                                                     off_diagonal))])
@@ -534,7 +550,8 @@ def save_headlines_07(table: pd.DataFrame, relative: pd.DataFrame, summary: pd.D
                       paper: dict[str, float], results: Results) -> None:
     """Write notebook 07's headline numbers (`save_headlines`, full scale only)."""
     arms = {arm: {"test_error": float(table.loc[arm, "mean"]),
-                  "difference": None if arm == table.index[0] else float(table.loc[arm, "difference"]),
+                  "difference": (None if arm == table.index[0]
+                                 else float(table.loc[arm, "difference"])),
                   "low": None if arm == table.index[0] else float(table.loc[arm, "low"]),
                   "high": None if arm == table.index[0] else float(table.loc[arm, "high"]),
                   "lr": chosen_lr[arm]} for arm in table.index}
@@ -580,8 +597,8 @@ def takeaways(table: pd.DataFrame, relative: pd.DataFrame, summary: pd.DataFrame
         f"- **The revised rule** (per-pair credit, normalised advantages, SGD, entropy bonus) kept "
         f"a stochastic policy (entropy {revised['final_entropy'].mean():.2f}) whose choices differ "
         f"between pairs (spread {revised['final_spread'].mean():.3f}), advantage gap "
-        f"{revised['advantage_gap'].mean():+.3f}; its test error was {gap('ALA (revised)')} against "
-        f"cross-entropy, {verdict_row(table.loc['ALA (revised)'])}.",
+        f"{revised['advantage_gap'].mean():+.3f}; its test error was {gap('ALA (revised)')} "
+        f"against cross-entropy, {verdict_row(table.loc['ALA (revised)'])}.",
         f"- **Next to the paper**: ALA removed {100 * paper['ALA, multi-network']:.1f} % of "
         f"cross-entropy's CIFAR-10 errors; revised ALA removed "
         f"{100 * relative.loc['ALA (revised)', 'mean']:.1f} % "

@@ -106,7 +106,8 @@ def demo_sampler(
         return InfoBatchSampler(num_samples, total_epochs=epochs, generator=generator,
                                 num_replicas=num_replicas, rank=rank)
     if num_replicas > 1:
-        return DistributedSampler(range(num_samples), num_replicas=num_replicas, rank=rank, seed=seed)
+        return DistributedSampler(range(num_samples), num_replicas=num_replicas, rank=rank,
+                                  seed=seed)
     return None
 
 
@@ -152,7 +153,9 @@ def run_demo(
     rank, world = rank_and_world()
     model = SmallConv()
     ddp_model = DistributedDataParallel(model) if world > 1 else model
-    optimizers: list[torch.optim.Optimizer] = [torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)]
+    optimizers: list[torch.optim.Optimizer] = [
+        torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    ]
     tracker = LossTracker(n)
     observed: list[SampleMethod] = [tracker]
     sampler = demo_sampler(method, n, epochs, seed)

@@ -153,7 +153,8 @@ def train_spl(
                 empty_batches=empty.count,
                 batches=result.steps,
                 train_accuracy=evaluate(model, data).accuracy,
-                test_accuracy=evaluate(model, test_data).accuracy if test_data is not None else math.nan,
+                test_accuracy=(evaluate(model, test_data).accuracy if test_data is not None
+                               else math.nan),
                 weights=torch.ones(len(data)) if warming_up else spl.weights.clone(),
                 model=copy.deepcopy(model),
             )
@@ -220,7 +221,8 @@ def noisy_label_runs(
                 "seed": seed,
                 "method": name,
                 "test_accuracy": final.test_accuracy,
-                "flipped_selected": float(selected[flipped].float().mean()) if flipped.any() else 0.0,
+                "flipped_selected": (float(selected[flipped].float().mean()) if flipped.any()
+                                     else 0.0),
                 "clean_selected": float(selected[~flipped].float().mean()),
             })
     return rows
@@ -240,7 +242,10 @@ def history_table(history: list[SPLEpoch]) -> pd.DataFrame:
 
 
 def outcome(history: list[SPLEpoch]) -> dict:
-    """What a run's table says in three numbers: epoch-0 selection, fully empty epochs, final accuracy."""
+    """What a run's table says in three numbers.
+
+    They are the epoch-0 selection, the fully empty epochs and the final accuracy.
+    """
     return {
         "selected_first_epoch": history[0].selected,
         "empty_epochs": sum(r.empty_batches == r.batches for r in history),
@@ -270,7 +275,8 @@ def seed_outcomes(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]], source: st
     rows = []
     for seed, runs in runs_by_seed.items():
         ours, fixed = outcome(runs[source]), outcome(runs[paced])
-        rows.append({"seed": seed, f"{source}: selected after epoch 0": ours["selected_first_epoch"],
+        rows.append({"seed": seed,
+                     f"{source}: selected after epoch 0": ours["selected_first_epoch"],
                      f"{source}: empty epochs": ours["empty_epochs"],
                      f"{source}: final accuracy": ours["final_accuracy"],
                      "paced: selected after epoch 0": fixed["selected_first_epoch"],

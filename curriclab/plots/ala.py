@@ -46,7 +46,10 @@ __all__ = [
 
 def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -> list:
     """Loss of a sample against the probability p of its true class: cross-entropy -log p and
-    -sigmoid(Phi_yy log p) for each diagonal value (off-diagonal entries zero). Returns the lines."""
+    -sigmoid(Phi_yy log p) for each diagonal value (off-diagonal entries zero).
+
+    Returns the lines.
+    """
     p = torch.linspace(0.01, 0.99, 99)
     logits = torch.stack([p.log(), (1 - p).log()], dim=1)
     target = torch.zeros(len(p), dtype=torch.long)
@@ -67,12 +70,14 @@ def mismatch_curves(ax: Axes, run: StudentRun) -> list:
     """Validation cross-entropy (left axis) and validation error (right axis) per epoch of one run,
     with dotted lines at the epoch each one is lowest. Returns the drawn lines."""
     epochs = np.arange(1, len(run.val_loss) + 1)
-    (loss_line,) = ax.plot(epochs, run.val_loss, color="tab:blue", marker=".", label="validation loss")
+    (loss_line,) = ax.plot(epochs, run.val_loss, color="tab:blue", marker=".",
+                           label="validation loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation cross-entropy", color="tab:blue")
     right = ax.twinx()
     (error_line,) = right.plot(
-        epochs, 100 * np.asarray(run.val_error), color="tab:red", marker=".", label="validation error"
+        epochs, 100 * np.asarray(run.val_error), color="tab:red", marker=".",
+        label="validation error",
     )
     right.set_ylabel("validation error (%)", color="tab:red")
     lines = [loss_line, error_line]
@@ -84,7 +89,9 @@ def mismatch_curves(ax: Axes, run: StudentRun) -> list:
     return lines
 
 
-def phi_snapshot(ax: Axes, history: AlignmentHistory, position: int, limits: tuple[float, float] | None = None):
+def phi_snapshot(
+    ax: Axes, history: AlignmentHistory, position: int, limits: tuple[float, float] | None = None
+):
     """Off-diagonal Phi after decision `position` (diagonal masked: it is near 1 and would swamp the
     colour scale; the title gives its mean). Returns the image."""
     if not 0 <= position < len(history.phi):
@@ -103,12 +110,16 @@ def phi_snapshot(ax: Axes, history: AlignmentHistory, position: int, limits: tup
 
 
 def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
-    """`phi_snapshot` at `count` decisions spread evenly over the run, on one shared colour scale."""
+    """`phi_snapshot` at `count` decisions spread evenly over the run.
+
+    All panels share one colour scale.
+    """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    chosen = np.unique(np.linspace(0, len(history.phi) - 1, count).round().astype(int)) if history.phi else []
-    fig, axes = plt.subplots(1, max(len(chosen), 1), figsize=(2.6 * max(len(chosen), 1), 2.8), squeeze=False,
-                             layout="constrained")
+    chosen = (np.unique(np.linspace(0, len(history.phi) - 1, count).round().astype(int))
+              if history.phi else [])
+    fig, axes = plt.subplots(1, max(len(chosen), 1), figsize=(2.6 * max(len(chosen), 1), 2.8),
+                             squeeze=False, layout="constrained")
     if not len(chosen):
         axes[0, 0].text(0.5, 0.5, "no controller decisions", ha="center", va="center")
         axes[0, 0].axis("off")
@@ -261,13 +272,15 @@ def decision_view(histories: Sequence[AlignmentHistory], run: int = 0, decision:
 
 
 def selected_test_errors(ax: Axes, runs: dict[str, list[StudentRun]]) -> list:
-    """One dot per seed (test error at the validation-selected epoch) and a bar for the mean, per method."""
+    """One dot per seed (test error at the validation-selected epoch) and a bar for the mean,
+    per method."""
     drawn = []
     names = [name for name, group in runs.items() if group]
     for position, name in enumerate(names):
         errors = 100 * np.array([run.selected_test_error for run in runs[name]])
         drawn.append(ax.scatter(np.full(len(errors), position), errors, color="black", zorder=3))
-        drawn.append(ax.hlines(errors.mean(), position - 0.25, position + 0.25, color="tab:red", lw=2))
+        drawn.append(ax.hlines(errors.mean(), position - 0.25, position + 0.25, color="tab:red",
+                               lw=2))
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names)
     ax.set_xlim(-0.5, max(len(names), 1) - 0.5)

@@ -71,7 +71,9 @@ def weight_curves(
 def data_extent(inputs: Tensor, margin: float = 0.5) -> Extent:
     """(x min, x max, y min, y max) of 2-D `inputs`, widened by `margin` on every side."""
     if inputs.ndim != 2 or inputs.shape[1] != 2 or len(inputs) == 0:
-        raise ValueError(f"inputs must be a non-empty [N, 2] tensor, got shape {tuple(inputs.shape)}")
+        raise ValueError(
+            f"inputs must be a non-empty [N, 2] tensor, got shape {tuple(inputs.shape)}"
+        )
     low, high = inputs.min(0).values - margin, inputs.max(0).values + margin
     return float(low[0]), float(high[0]), float(low[1]), float(high[1])
 
@@ -99,7 +101,8 @@ def selection_scatter(
     ax: Axes, inputs: Tensor, targets: Tensor, weights: Tensor, highlight: Tensor | None = None,
     size: float = 4.0,
 ) -> list:
-    """Points coloured by class; selected (weight > 0) solid, unselected faded; `highlight` ringed."""
+    """Points coloured by class; selected (weight > 0) solid, unselected faded; `highlight`
+    ringed."""
     if len(targets) and int(targets.max()) >= len(CLASS_COLORS):
         raise ValueError(f"targets must lie in [0, {len(CLASS_COLORS)}) to get a class colour")
     rgba = np.array([to_rgba(color) for color in CLASS_COLORS])[targets.numpy()]
@@ -201,7 +204,9 @@ def final_boundary_and_selection(
 
 
 def accuracy_bars(ax: Axes, summaries: dict[str, dict[str, dict]]) -> list:
-    """Grouped bars of mean test accuracy (min-max whiskers): one group per setting, one bar per method.
+    """Grouped bars of mean test accuracy (min-max whiskers).
+
+    One group per setting, one bar per method.
 
     `summaries` maps a setting name to `spl_experiment.summarise(rows)`.
     """

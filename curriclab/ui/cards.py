@@ -119,20 +119,22 @@ CARDS: tuple[Card, ...] = (
          "proportional (Pearson r = {pearson:.3f})."),
     Card("05_data_parameters", "05 · data parameters",
          "Ridge plot of sigma for clean and corrupted labels over training",
-         "With 40 % of {train_size:,} MNIST training labels wrong, each sample's learned temperature "
-         "separates the corrupted labels (mean sigma {sigma_corrupted:.1f}) from the clean ones "
-         "({sigma_clean:.2f}): a noise detector with ROC AUC {sigma_auc:.3f}. Trained to the last "
-         "epoch, instance parameters gain {gain_last_epoch:+.1f} points [{gain_last_epoch_low:+.1f}, "
-         "{gain_last_epoch_high:+.1f}] of clean test accuracy over plain training; against plain "
-         "training early-stopped on the same noisy validation split, {gain_early_stopped:+.1f} "
-         "[{gain_early_stopped_low:+.1f}, {gain_early_stopped_high:+.1f}] ({seeds} seeds)."),
+         "With 40 % of {train_size:,} MNIST training labels wrong, each sample's learned "
+         "temperature separates the corrupted labels (mean sigma {sigma_corrupted:.1f}) from the "
+         "clean ones ({sigma_clean:.2f}): a noise detector with ROC AUC {sigma_auc:.3f}. Trained "
+         "to the last epoch, instance parameters gain {gain_last_epoch:+.1f} points "
+         "[{gain_last_epoch_low:+.1f}, {gain_last_epoch_high:+.1f}] of clean test accuracy over "
+         "plain training; against plain training early-stopped on the same noisy validation "
+         "split, {gain_early_stopped:+.1f} [{gain_early_stopped_low:+.1f}, "
+         "{gain_early_stopped_high:+.1f}] ({seeds} seeds)."),
     Card("09_data_pruning", "09 · data pruning",
          "Test accuracy against the fraction kept, per score, hard and easy, against random",
-         "In short MLP runs on {train_size:,} training images, {never_forgotten_mnist:.1%} of MNIST "
-         "and {never_forgotten_fashion:.1%} of Fashion-MNIST samples are never forgotten (Toneva "
-         "et al.: 91.7 % of MNIST). On Fashion-MNIST, of {compared} subsets kept by forgetting, "
-         "EL2N or GraNd (hardest or easiest, 10-90 % kept), {beat_random} beat a random subset of "
-         "the same size and {lost_to_random} lost to it (95 % paired intervals over 3 seeds).",
+         "In short MLP runs on {train_size:,} training images, {never_forgotten_mnist:.1%} of "
+         "MNIST and {never_forgotten_fashion:.1%} of Fashion-MNIST samples are never forgotten "
+         "(Toneva et al.: 91.7 % of MNIST). On Fashion-MNIST, of {compared} subsets kept by "
+         "forgetting, EL2N or GraNd (hardest or easiest, 10-90 % kept), {beat_random} beat a "
+         "random subset of the same size and {lost_to_random} lost to it (95 % paired intervals "
+         "over 3 seeds).",
          _pruning_verdicts),
     Card("04_sgd_s_resampling", "04 · SGD-S and InfoBatch",
          "InfoBatch minus uniform SGD in test accuracy per seed, at the same epochs and the same samples",

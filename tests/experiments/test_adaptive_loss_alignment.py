@@ -1,4 +1,5 @@
-"""Notebook 07's runner: the ALA agent and the teacher rule in the student loop, selection and summary."""
+"""Notebook 07's runner: the ALA agent and the teacher rule in the student loop, selection and
+summary."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def test_agent_decides_every_interval_and_keeps_phi_valid(toy_setup):
     assert len(history.rewards) == len(history.advantages) == 3
     # each reward belongs to its action: the sign of the fall in the discounted validation error
     # from the decision that took the action to the next one
-    expected = [math.copysign(1.0, a - b) if a != b else 0.0 for a, b in zip(history.metric, history.metric[1:])]
+    expected = [math.copysign(1.0, a - b) if a != b else 0.0
+                for a, b in zip(history.metric, history.metric[1:])]
     assert history.rewards == expected
     for phi in history.phi:
         assert torch.equal(phi, phi.T)
@@ -52,7 +54,8 @@ def test_agent_state_dict_round_trip_resumes_identically(toy_setup):
 
 
 def test_teacher_rule_applies_the_teachers_phi_and_feeds_it_the_student_state(toy_setup):
-    teacher = LossTeacher(num_classes=2)  # directions start at zero: Phi = I, bias 0, whatever the state
+    # directions start at zero: Phi = I, bias 0, whatever the state
+    teacher = LossTeacher(num_classes=2)
     model = torch.nn.Linear(2, 2)
     rule = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, model, 0)
     logits, target, index = torch.randn(5, 2), torch.tensor([0, 1, 1, 0, 1]), torch.arange(5)

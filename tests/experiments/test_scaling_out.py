@@ -20,13 +20,16 @@ def test_ddp_demo_under_torchrun_prints_identical_digests(mnist_train, tmp_path)
     """The CLI under torchrun (2 processes): one line per rank, the same digest, and the samples
     drawn add up to the plan (400 in epoch 0; 400 - 40 pruned + 4 back in epoch 1). The JSON
     reports agree with the lines, and epoch 0's drawn indices are `demo_sampler`'s shards."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "curriclab", "ddp-demo", "--method", "sgds", "--epochs", "2", "--samples", "400",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2",
+               "-m", "curriclab", "ddp-demo", "--method", "sgds", "--epochs", "2",
+               "--samples", "400",
                "--report-json", str(tmp_path / "rank{rank}.json")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=JOIN_SECONDS)
     causes = [line for line in done.stderr.splitlines() if "Error" in line or "what()" in line]
     assert done.returncode == 0, "\n".join(causes[:20])
-    lines = sorted(re.findall(r"^rank (\d): state sha256 ([0-9a-f]{64}) samples (\d+)$", done.stdout, re.M))
+    pattern = r"^rank (\d): state sha256 ([0-9a-f]{64}) samples (\d+)$"
+    lines = sorted(re.findall(pattern, done.stdout, re.M))
     assert [rank for rank, _, _ in lines] == ["0", "1"], done.stdout
     assert lines[0][1] == lines[1][1]
     assert sum(int(count) for _, _, count in lines) == 400 + 364
@@ -50,7 +53,11 @@ def test_ddp_demo_report_json_in_one_process(mnist_train, tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     report = json.loads(path.read_text())
     assert line == f"rank 0: state sha256 {report['digest']} samples {report['samples']}"
-    assert report["world_size"] == 1 and report["epoch_plan"] == report["epoch_samples"] == [120, 120]
-    assert report["samples"] == 240 and report["samples_per_second"] == pytest.approx(240 / report["seconds"])
+    assert report["world_size"] == 1
+    assert report["epoch_plan"] == report["epoch_samples"] == [120, 120]
+    assert report["samples"] == 240
+    assert report["samples_per_second"] == pytest.approx(240 / report["seconds"])
     assert len(set(report["epoch_indices"])) == 2  # reshuffled every epoch
-    assert padded_plan(37, 2) == 38 and padded_plan(37, 2, drop_last=True) == 36 and padded_plan(36, 2) == 36
+    assert padded_plan(37, 2) == 38
+    assert padded_plan(37, 2, drop_last=True) == 36
+    assert padded_plan(36, 2) == 36

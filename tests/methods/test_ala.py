@@ -37,7 +37,8 @@ def test_confusion_statistics_matches_a_loop_over_samples():
 
 
 def test_confusion_statistics_on_constructed_predictions():
-    # class 0: both samples put p = (0.5, 0.25, 0.25); class 1: p = (0.1, 0.8, 0.1) and (0.3, 0.6, 0.1)
+    # class 0: both samples put p = (0.5, 0.25, 0.25);
+    # class 1: p = (0.1, 0.8, 0.1) and (0.3, 0.6, 0.1)
     probs = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1]])
     targets = torch.tensor([0, 0, 1, 1])
     result = confusion_statistics(probs.log(), targets)
@@ -82,8 +83,8 @@ def test_pair_features_rows_follow_the_class_pairs():
     for row, (i, j) in enumerate(pairs.T.tolist()):
         assert i <= j
         assert features[row].tolist() == pytest.approx(
-            [float(confusion[i, j]) / math.log(3), float(confusion[j, i]) / math.log(3), float(phi[i, j]), 0.25,
-             float(i == j)]
+            [float(confusion[i, j]) / math.log(3), float(confusion[j, i]) / math.log(3),
+             float(phi[i, j]), 0.25, float(i == j)]
         )
 
 
@@ -105,7 +106,9 @@ def test_pair_features_reject_bad_input():
 
 
 def test_discounted_metric_weighs_the_newest_value_most():
-    assert discounted_metric([0.3, 0.2, 0.1], gamma=0.5) == pytest.approx(0.25 * 0.3 + 0.5 * 0.2 + 0.1)
+    assert discounted_metric([0.3, 0.2, 0.1], gamma=0.5) == pytest.approx(
+        0.25 * 0.3 + 0.5 * 0.2 + 0.1
+    )
     assert discounted_metric([0.3, 0.2, 0.1], gamma=1.0) == pytest.approx(0.6)
     assert discounted_metric(torch.tensor([0.7]), gamma=0.9) == pytest.approx(0.7)
 
@@ -130,7 +133,8 @@ def test_reward_sign_logic():
     assert alignment_reward(previous=0.30, current=0.20) == 1.0  # error went down: good
     assert alignment_reward(previous=0.20, current=0.30) == -1.0
     assert alignment_reward(previous=0.25, current=0.25) == 0.0
-    assert alignment_reward(previous=0.80, current=0.90, higher_is_better=True) == 1.0  # accuracy up
+    # accuracy up
+    assert alignment_reward(previous=0.80, current=0.90, higher_is_better=True) == 1.0
     assert alignment_reward(previous=0.90, current=0.80, higher_is_better=True) == -1.0
     with pytest.raises(ValueError, match="previous"):
         alignment_reward(math.nan, 0.1)
@@ -149,7 +153,8 @@ def test_phi_stays_symmetric_and_bounded_under_any_actions(classes, beta, action
     matrix = LossMatrix(classes, beta, diagonal_range=(0.5, 1.5), off_diagonal_range=(-0.2, 0.3))
     off = ~torch.eye(classes, dtype=torch.bool)
     for seed in action_seeds:
-        actions = torch.randint(0, 3, (matrix.num_pairs,), generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        actions = torch.randint(0, 3, (matrix.num_pairs,), generator=generator)
         phi = matrix.apply(actions)
         assert torch.equal(phi, phi.T)
         assert phi.diagonal().min() >= 0.5 and phi.diagonal().max() <= 1.5
@@ -181,7 +186,8 @@ def test_phi_is_clamped_at_its_bounds():
 
 def test_phi_state_dict_round_trip():
     matrix = LossMatrix(4, beta=0.05)
-    matrix.apply(torch.randint(0, 3, (matrix.num_pairs,), generator=torch.Generator().manual_seed(1)))
+    generator = torch.Generator().manual_seed(1)
+    matrix.apply(torch.randint(0, 3, (matrix.num_pairs,), generator=generator))
     other = LossMatrix(4, beta=0.2)
     other.load_state_dict(matrix.state_dict())
     assert torch.equal(other.phi, matrix.phi) and other.beta == matrix.beta
@@ -223,9 +229,11 @@ def _bandit_estimates(baseline: float, batches: int, batch_size: int, seed: int)
     estimates = []
     for _ in range(batches):
         log_pi = torch.log_softmax(logits, dim=0)
-        actions = torch.multinomial(log_pi.exp().detach(), batch_size, replacement=True, generator=generator)
+        actions = torch.multinomial(log_pi.exp().detach(), batch_size, replacement=True,
+                                    generator=generator)
         rewards = (torch.rand(batch_size, generator=generator) < success[actions]).float()
-        (gradient,) = torch.autograd.grad(policy_gradient_loss(log_pi[actions], rewards - baseline), logits)
+        loss = policy_gradient_loss(log_pi[actions], rewards - baseline)
+        (gradient,) = torch.autograd.grad(loss, logits)
         estimates.append(-gradient)
     return torch.stack(estimates)
 

@@ -45,4 +45,5 @@ def test_animation_has_one_frame_per_epoch(tmp_path):
     assert Image.open(path).n_frames == 3
     plt.close(plot_histories(runs, len(data)))
     with pytest.raises(ValueError, match="same number"):
-        animate_spl({"a": runs["a"], "c": runs["a"][:2]}, data.inputs, data.targets, tmp_path / "x.gif")
+        animate_spl({"a": runs["a"], "c": runs["a"][:2]}, data.inputs, data.targets,
+                    tmp_path / "x.gif")

@@ -45,7 +45,8 @@ def test_the_rho_loss_view_draws_the_chosen_method_against_uniform():
     grid = selection_grid_study(base, (2,), k=8, steps=4)
     name = grid_arm_name("rho_loss", 2)
     curves = [{"arm": arm, "seed": 0, "step": step, "seconds": step / 10.0, "samples": 8 * step,
-               "forwarded": 8 * step, "validation_accuracy": 0.5} for arm in ("uniform", name) for step in (0, 4)]
+               "forwarded": 8 * step, "validation_accuracy": 0.5}
+              for arm in ("uniform", name) for step in (0, 4)]
     history = {"mislabelled_per_step": torch.tensor([0.1, 0.0, 0.2, 0.1], dtype=torch.float64)}
     record = Results(grid, curves, [], {("uniform", 0): history, (name, 0): history})
     figure = rho_loss_explore_view({0.2: record}, 0.2, 2, "rho_loss")

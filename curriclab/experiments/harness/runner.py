@@ -135,7 +135,8 @@ class _Run:
         row: dict[str, Any] = {
             "arm": self.arm.name, "seed": self.seed, "epoch": self.epoch,
             "step": self.tracker.steps, "samples": self.tracker.samples,
-            "forwarded": self.tracker.forwarded, "seconds": self.clock.wall, "cpu_seconds": self.clock.cpu,
+            "forwarded": self.tracker.forwarded, "seconds": self.clock.wall,
+            "cpu_seconds": self.clock.cpu,
             "lr": self.optimizer.param_groups[0]["lr"],
         }
         for split in self.study.track:
@@ -167,8 +168,8 @@ class _Run:
                 self.setup.sampler.set_epoch(epoch)
             batches = (self.loader if budget == math.inf
                        else itertools.islice(self.loader, int(budget - self.tracker.steps)))
-            train_epoch(self.model, self.tracker.counted(batches), optimizers, methods=methods, progress=progress,
-                        desc=f"{self.arm.name} seed {self.seed} epoch {epoch}")
+            train_epoch(self.model, self.tracker.counted(batches), optimizers, methods=methods,
+                        progress=progress, desc=f"{self.arm.name} seed {self.seed} epoch {epoch}")
             if epoch_schedule is not None:
                 epoch_schedule.step()
             for method in self.setup.methods:
