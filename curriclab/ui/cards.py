@@ -92,7 +92,8 @@ def _rho_loss_costs(headlines: dict[str, Any]) -> dict[str, Any]:
         fields.update(_interval_fields(f"{short}_steps", steps))
         fields.update(_interval_fields(f"{short}_seconds", seconds))
         fields[f"{short}_seconds_verdict"] = _compared(seconds, "slower", "faster")
-        fields[f"{short}_top_loss_reached"] = headlines[f"{source}_{level}_top-loss_steps"]["reached"]
+        top_loss = headlines[f"{source}_{level}_top-loss_steps"]
+        fields[f"{short}_top_loss_reached"] = top_loss["reached"]
         fields["seeds"] = headlines[f"{source}_{level}_uniform_steps"]["reached"]
     return fields
 
@@ -137,17 +138,20 @@ CARDS: tuple[Card, ...] = (
          "over 3 seeds).",
          _pruning_verdicts),
     Card("04_sgd_s_resampling", "04 · SGD-S and InfoBatch",
-         "InfoBatch minus uniform SGD in test accuracy per seed, at the same epochs and the same samples",
+         "InfoBatch minus uniform SGD in test accuracy per seed, at the same epochs and the same "
+         "samples",
          "Given as many back-propagated samples as uniform SGD on an MNIST subset, SGD-S with the "
          "plain mean differs by {sgds_gap_same_samples_points:+.1f} points of test accuracy "
          "[{sgds_gap_same_samples_low:+.1f}, {sgds_gap_same_samples_high:+.1f}] and its unbiased "
          "variant {unbiased_gap_same_samples_points:+.1f} [{unbiased_gap_same_samples_low:+.1f}, "
          "{unbiased_gap_same_samples_high:+.1f}] ({short_seeds} seeds). InfoBatch back-propagates "
-         "{long_infobatch_samples_share:.0%} of uniform SGD's samples; at the same epochs it differs "
+         "{long_infobatch_samples_share:.0%} of uniform SGD's samples; at the same epochs it "
+         "differs "
          "by {long_infobatch_gap_points:+.2f} points [{long_infobatch_gap_low:+.2f}, "
          "{long_infobatch_gap_high:+.2f}], and against uniform SGD on a {long_budget_epochs}-epoch "
          "cosine with the same samples by {long_infobatch_gap_same_samples_points:+.2f} "
-         "[{long_infobatch_gap_same_samples_low:+.2f}, {long_infobatch_gap_same_samples_high:+.2f}] "
+         "[{long_infobatch_gap_same_samples_low:+.2f}, "
+         "{long_infobatch_gap_same_samples_high:+.2f}] "
          "({long_seeds} seeds)."),
     Card("07_adaptive_loss_alignment", "07 · adaptive loss alignment",
          "Test error per arm with its interval, and validation curves",
@@ -158,21 +162,27 @@ CARDS: tuple[Card, ...] = (
          "{ala_revised_relative:+.0%}, where the paper reports {paper_relative:+.0%}."),
     Card("10_rho_loss", "10 · RHO-LOSS",
          "Steps and seconds to the validation target, selection arm minus uniform, per noise level",
-         "With {noise:.0%} of training labels wrong, RHO-LOSS reaches uniform training's validation "
-         "target in {mnist_steps_ratio:.2f}x uniform's steps on MNIST ({mnist_steps_difference:+.0f} "
-         "steps [{mnist_steps_low:+.0f}, {mnist_steps_high:+.0f}]) and {fashion_steps_ratio:.2f}x on "
+         "With {noise:.0%} of training labels wrong, RHO-LOSS reaches uniform training's "
+         "validation "
+         "target in {mnist_steps_ratio:.2f}x uniform's steps on MNIST "
+         "({mnist_steps_difference:+.0f} "
+         "steps [{mnist_steps_low:+.0f}, {mnist_steps_high:+.0f}]) and "
+         "{fashion_steps_ratio:.2f}x on "
          "Fashion-MNIST ({fashion_steps_difference:+.0f} [{fashion_steps_low:+.0f}, "
          "{fashion_steps_high:+.0f}]). In seconds, with the candidate forwards and the "
          "irreducible-loss model paid for, it is {mnist_seconds_verdict} on MNIST "
-         "({mnist_seconds_difference:+.1f} s [{mnist_seconds_low:+.1f}, {mnist_seconds_high:+.1f}]) "
+         "({mnist_seconds_difference:+.1f} s [{mnist_seconds_low:+.1f}, "
+         "{mnist_seconds_high:+.1f}]) "
          "and {fashion_seconds_verdict} on Fashion-MNIST ({fashion_seconds_difference:+.1f} s "
-         "[{fashion_seconds_low:+.1f}, {fashion_seconds_high:+.1f}]). Top-loss selection reached the "
+         "[{fashion_seconds_low:+.1f}, {fashion_seconds_high:+.1f}]). Top-loss selection reached "
+         "the "
          "target in {mnist_top_loss_reached} of {seeds} seeds on MNIST and "
          "{fashion_top_loss_reached} of {seeds} on Fashion-MNIST.",
          _rho_loss_costs),
     Card("11_curricula", "11 · curricula",
          "Paired test-accuracy differences from standard training per ordering and condition",
-         "Over {curriculum_settings} settings (MNIST and Fashion-MNIST; a standard budget, a limited "
+         "Over {curriculum_settings} settings (MNIST and Fashion-MNIST; a standard budget, a "
+         "limited "
          "budget, 20 % wrong labels), easy-first curricula beat standard training by their whole "
          "95 % interval in {curriculum_above} and lost in {curriculum_below}; anti-curricula "
          "{anti_curriculum_above} and {anti_curriculum_below}; random orderings "
