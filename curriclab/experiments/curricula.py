@@ -109,8 +109,8 @@ def reference_model(data: DataSpec, model: ModelSpec, train: TrainSpec, steps: i
     Args:
         data: the study's data spec (the model trains on its training split).
         model: the study's model spec.
-        train: the study's train spec; its optimizer, learning rate and batch size are used,
-            its `steps`, `epochs` and `schedule` are not.
+        train: the study's train spec; its optimizer settings and batch size are used, its
+            `steps`, `epochs` and `schedule` are not (the learning rate stays constant).
         steps: optimizer steps >= 1.
         seed: the reference model's seed.
 

@@ -223,7 +223,7 @@ def time_methods(
     The methods are interleaved, so machine load affects them alike; compare them as ratios.
 
     Args:
-        model: the network measured (its .grad is left untouched by "floor").
+        model: the network measured.
         x: one input batch.
         y: its targets.
         methods: names from `TIMED`: "floor" (mean-loss forward and backward), "loop", "vmap",

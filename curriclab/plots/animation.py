@@ -26,8 +26,8 @@ def write_gif(
     added since the previous snap).
 
     Args:
-        fig: the figure whose axes `draw_frame` draws on; closed on return (also when `frames`
-            is empty).
+        fig: the figure whose axes `draw_frame` draws on; closed once the frames are drawn
+            (also when `frames` is empty, not when `fps` is rejected).
         draw_frame: called once per frame with that frame; its return value is ignored.
         frames: the frames, consumed once (a generator is fine).
         path: where to write the GIF; missing parent folders are created.

@@ -85,7 +85,8 @@ def spl_explore_view(threshold: float, growing_factor: float, regularizer: str,
     Args:
         threshold: SPL's starting loss threshold.
         growing_factor: the threshold's factor per epoch.
-        regularizer: one of `curriclab.methods.spl.REGULARIZERS`.
+        regularizer: one of `curriclab.methods.spl.REGULARIZERS` ("hard", "linear",
+            "logarithmic", "mixture").
         noise_share: share of the blobs' labels flipped (structured noise).
         epochs: training epochs.
 
@@ -93,7 +94,8 @@ def spl_explore_view(threshold: float, growing_factor: float, regularizer: str,
         The figure.
 
     Raises:
-        ValueError: as `SPLLoss` for an unknown regularizer or out-of-range knobs.
+        ValueError: an unknown regularizer or an out-of-range knob (checked by
+            `curriclab.methods.spl`).
     """
     data, flipped, history = explore(threshold, growing_factor, regularizer, noise_share, epochs)
     return final_boundary_and_selection(history, data.inputs, data.targets, highlight=flipped)
