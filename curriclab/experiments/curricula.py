@@ -107,7 +107,10 @@ def reference_model(data: DataSpec, model: ModelSpec, train: TrainSpec, steps: i
     RNG, so asking for it never moves the caller's random numbers.
 
     Args:
-        data, model, train: the study's specs (`train.steps`, `epochs` and `schedule` unused).
+        data: the study's data spec (the model trains on its training split).
+        model: the study's model spec.
+        train: the study's train spec; its optimizer settings and batch size are used, its
+            `steps`, `epochs` and `schedule` are not (the learning rate stays constant).
         steps: optimizer steps >= 1.
         seed: the reference model's seed.
 
@@ -127,6 +130,14 @@ def reference_scores(data: DataSpec, model: ModelSpec, train: TrainSpec, steps: 
                      measure: str = "loss", seed: int = REFERENCE_SEED) -> Tensor:
     """Every training sample's score under `reference_model(...)` (lower = easier), keyed by
     training-split index: "loss" (cross-entropy) or "el2n" (||softmax - onehot||).
+
+    Args:
+        data: the study's data spec.
+        model: the study's model spec.
+        train: the study's train spec (as in `reference_model`).
+        steps: the reference model's optimizer steps (>= 1).
+        measure: "loss" or "el2n".
+        seed: the reference model's seed.
 
     Returns:
         float64 scores [len(train split)].
@@ -183,6 +194,9 @@ class SelectionTrace(SampleMethod):
     Args:
         spl: the self-paced loss to watch.
 
+    Raises:
+        TypeError: `spl` is not an `SPLLoss`.
+
     Attributes:
         fractions: one selected share per finished epoch.
         thresholds: the threshold of each finished epoch.
@@ -196,9 +210,23 @@ class SelectionTrace(SampleMethod):
         self.thresholds: list[float] = []
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
+        """Observe nothing per step: the trace reads the `SPLLoss` at the end of each epoch.
+
+        Args:
+            index: [B] training-split indices of the step's samples (unused).
+            losses: [B] their losses (unused).
+
+        Returns:
+            None: the trace adds nothing to the loss.
+        """
         return None
 
     def after_epoch(self, epoch: int) -> None:
+        """Append the `SPLLoss`'s current selected share and threshold.
+
+        Args:
+            epoch: the finished epoch's number (unused: entries are appended in order).
+        """
         self.fractions.append(selected_fraction(self.spl.sample_losses, self.spl.threshold))
         self.thresholds.append(self.spl.threshold)
 
@@ -207,7 +235,15 @@ class SelectionTrace(SampleMethod):
         return {"fractions": list(self.fractions), "thresholds": list(self.thresholds)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict()`'s output (ValueError naming a missing key or a bad value)."""
+        """Restore `state_dict()`'s output.
+
+        Args:
+            state: {"fractions": floats in [0, 1], "thresholds": floats, one per fraction}.
+
+        Raises:
+            ValueError: a missing or extra key, a fraction that is not a float in [0, 1], or
+                thresholds that are not floats or not one per fraction.
+        """
         if not isinstance(state, dict) or set(state) != {"fractions", "thresholds"}:
             raise ValueError("state must have the keys ['fractions', 'thresholds']")
         fractions, thresholds = list(state["fractions"]), list(state["thresholds"])
@@ -242,7 +278,9 @@ def curricula_arms(pacing: str = "linear", start: float = 0.2, full_at: float = 
     "self-paced curriculum" (the same pacing, ordered by the current loss) if `self_paced`.
 
     Args:
-        pacing, start, full_at: the pacing function shared by every ordered arm.
+        pacing: one of `PACINGS`, shared by every ordered arm.
+        start: b of `pacing_fraction`, the fraction available at step 0.
+        full_at: a of `pacing_fraction`, the share of the budget after which all is available.
         reference_steps: the reference model's training steps.
         self_paced: add the current-loss curriculum.
         extra_standard_steps: if given, add "standard + scoring budget", standard training
@@ -280,7 +318,14 @@ def curricula_study(name: str, source: str = "mnist", *, steps: int, label_noise
         source: "mnist" or "fashion_mnist".
         steps: the budget in optimizer steps (>= 1).
         label_noise: the share of wrong training labels (validation and test stay clean).
-        train_size, validation_size, test_size: the split sizes (`DataSpec`).
+        train_size: training samples.
+        validation_size: validation samples carved from the official training split.
+        test_size: test samples (None: the whole official test split).
+        hidden: the MLP's hidden widths.
+        lr: the learning rate before tuning.
+        batch_size: samples per step.
+        seeds: the seeds every arm runs.
+        eval_every: steps between validation evaluations.
         arms: the arms (default `curricula_arms()`).
 
     Returns:
@@ -304,7 +349,9 @@ def condition_studies(sources: Sequence[str], *, steps: int, limited_steps: int,
 
     Args:
         sources: data sets ("mnist", "fashion_mnist").
-        steps, limited_steps, reference_steps: the budgets and the reference model's steps.
+        steps: the budget of the standard and noisy conditions.
+        limited_steps: the budget of the limited condition.
+        reference_steps: the reference model's training steps.
         label_noise: the noisy condition's share of wrong training labels.
         **sizes: further `curricula_study` arguments (split sizes, seeds, lr, ...).
 
@@ -329,8 +376,16 @@ def gap_table(results: Mapping[str, Results], metric: str = "test_accuracy",
               scale: float = 100.0) -> pd.DataFrame:
     """Every condition's `paired_table` against "standard", stacked with a "condition" column.
 
+    Args:
+        results: condition name -> its record (each with a "standard" arm).
+        metric: a column of the final rows.
+        scale: multiplies means and differences (100 gives percentage points).
+
     Returns:
         Columns condition, arm, seeds, mean, difference, low, high, lower, higher.
+
+    Raises:
+        ValueError: a record without a "standard" arm (as `paired_table`).
     """
     frames = [paired_table(record, metric, "standard", scale=scale).assign(condition=name)
               for name, record in results.items()]
@@ -341,6 +396,14 @@ def gap_table(results: Mapping[str, Results], metric: str = "test_accuracy",
 def gap_text(gaps: pd.DataFrame, condition: str, arm: str) -> str:
     """`arm`'s paired difference from standard training in `condition`, with its interval, as
     text ("+0.55 points [+0.43, +0.66]").
+
+    Args:
+        gaps: the `gap_table`.
+        condition: the condition's name.
+        arm: an arm other than "standard".
+
+    Returns:
+        `report.interval` of the row's difference, low and high.
 
     Raises:
         ValueError: no such row in `gaps`, or it is the baseline's (no difference).
@@ -356,6 +419,14 @@ def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
                   arms: Sequence[str] = tuple(ARM_LABELS.values())) -> str:
     """Markdown bullets, one per condition: each arm's paired difference from standard training
     with its interval (`report.interval`), in test-accuracy points.
+
+    Args:
+        gaps: the `gap_table` (scaled to points).
+        conditions: the conditions, one bullet each, in order.
+        arms: the arms named in each bullet, in order.
+
+    Returns:
+        The bullets, one per line, each with the standard arm's mean.
 
     Raises:
         ValueError: a condition or arm without a row in `gaps`.
@@ -378,7 +449,14 @@ def _slug(text: str) -> str:
 def headline_numbers(gaps: pd.DataFrame) -> dict[str, float]:
     """Flat headline keys from `gap_table`'s rows: `<condition>__<arm>__mean` for every arm and
     `__difference`, `__low`, `__high` for every arm but the baseline (names lower-cased, other
-    characters as "_"), e.g. "mnist_noisy__curriculum__difference"."""
+    characters as "_"), e.g. "mnist_noisy__curriculum__difference".
+
+    Args:
+        gaps: the `gap_table`.
+
+    Returns:
+        A flat dict of plain floats.
+    """
     numbers = {}
     for _, row in gaps.iterrows():
         key = f"{_slug(row['condition'])}__{_slug(row['arm'])}"
@@ -396,6 +474,7 @@ def chosen_rates(tuning: Mapping[str, Sequence[Mapping[str, Any]]],
     Args:
         tuning: per condition, the rows `tune` returned (arm, `field`, validation_accuracy,
             chosen).
+        field: the tuned knob's key in those rows.
 
     Returns:
         A frame indexed by condition with one column per arm.

@@ -85,7 +85,9 @@ def noisy_label_study(*, train_size: int, validation_size: int, epochs: int,
     display), keeping the best-on-validation model (`select="best"`).
 
     Args:
-        train_size, validation_size, test_size: the splits (validation carved from training).
+        train_size: training samples.
+        validation_size: validation samples carved from the official training split.
+        test_size: test samples (None: the whole official test split).
         epochs: passes over the training split.
         seeds: one run per arm and seed.
         noise: share of wrong labels (uniform), or within each of `noise_classes`.
@@ -268,8 +270,16 @@ def protocol_table(results: Results, baseline: str = "baseline") -> pd.DataFrame
     interval over seeds) under two protocols: the model early-stopped on validation (what the
     runs selected) and the model at the last step (`at_last_step`).
 
+    Args:
+        results: the record; its curves must track "test".
+        baseline: the arm the others are paired with.
+
     Returns:
-        The two `paired_table`s stacked, with a first column "protocol".
+        The two `paired_table`s stacked, with a first column "protocol" ("early-stopped on
+        validation" or "last epoch").
+
+    Raises:
+        ValueError: as `at_last_step` and `paired_table` (no test curves, `baseline` absent).
     """
     tables = {"early-stopped on validation": results, "last epoch": at_last_step(results)}
     return pd.concat([paired_table(record, "test_accuracy", baseline, scale=100)
@@ -281,6 +291,16 @@ def gain_verdict(table: pd.DataFrame, protocol: str, arm: str = "instance",
                  baseline: str = "baseline") -> str:
     """One sentence on `arm` minus `baseline` under `protocol` (a row of `protocol_table`),
     worded by its 95 % interval: a win or a loss only when the interval excludes zero.
+
+    Args:
+        table: the `protocol_table` (columns protocol, arm, difference, low, high, higher,
+            seeds).
+        protocol: "early-stopped on validation" or "last epoch".
+        arm: the arm compared.
+        baseline: the baseline's name, as written in the sentence.
+
+    Returns:
+        The sentence, with the gap in points, its interval and the seeds where `arm` was higher.
 
     Raises:
         KeyError: no such (protocol, arm) row.
@@ -300,8 +320,13 @@ def headline_numbers(results: Results, class_results: Results) -> dict[str, Any]
     gains (points, 95 % interval) under both protocols, the instance run's mean final sigma of
     clean / corrupted samples and its detector AUC (means over seeds), the class-noise gain.
 
+    Args:
+        results: the uniform-noise study's record, with arms "baseline" and "instance".
+        class_results: the class-noise study's record, with arms "baseline" and "class".
+
     Returns:
-        A flat dict of plain numbers.
+        A flat dict of plain numbers, also every arm's learning rates ("<arm>_lr*"), the
+        training-split size and the seed count.
     """
     values: dict[str, Any] = {}
     for key, record, arm in (("", results, "instance"), ("class_noise_", class_results, "class")):
@@ -333,6 +358,12 @@ def detector_auc_history(results: Results, seed: int, method: str = "instance",
     """ROC AUC after each epoch of one seed's detectors: `method`'s sigma, the plain loss of
     `plain`'s model and of `method`'s model (corrupted labels are the positives).
 
+    Args:
+        results: the record, with the in-memory artifacts of both runs of `seed`.
+        seed: the seed whose runs are read.
+        method: a data-parameters arm (its artifacts hold "sample_sigma").
+        plain: the arm whose plain loss is the reference detector.
+
     Returns:
         {detector name: AUC after epoch 1, 2, ...}.
     """
@@ -344,7 +375,14 @@ def detector_auc_history(results: Results, seed: int, method: str = "instance",
 
 
 def corrupted_mask(results: Results) -> Tensor:
-    """Which training samples of `results`' study carry a wrong label (boolean, by index)."""
+    """Which training samples of `results`' study carry a wrong label.
+
+    Args:
+        results: the record; its data spec is reloaded (cached by `load_splits`).
+
+    Returns:
+        bool [N], by training-split index.
+    """
     return load_splits(results.study.data).corrupted
 
 
@@ -352,6 +390,13 @@ def detector_table(results: Results, method: str = "instance",
                    plain: str = "baseline") -> pd.DataFrame:
     """Label-noise detectors compared by ROC AUC, paired over seeds against `method`'s sigma:
     the plain loss of `plain`'s final and selected models and of `method`'s final model.
+
+    Args:
+        results: the record; the final rows of both arms need "sigma_auc" / "loss_auc" and
+            "selected_loss_auc" (collected when some, not all, labels are wrong), on the same
+            seeds.
+        method: the data-parameters arm.
+        plain: the plain-training arm.
 
     Returns:
         One row per detector: detector, mean AUC, and for the others the paired difference
@@ -382,6 +427,16 @@ def widget_results(noise: float, lr_instance: float, weight_decay: float, *, tra
                    epochs: int, seed: int = 0) -> Results:
     """The widget's two runs (baseline and instance with these settings), one seed, cached.
 
+    Both runs use 500 validation and 2000 test samples and `noisy_label_study`'s other defaults.
+
+    Args:
+        noise: share of wrong training labels.
+        lr_instance: the instance arm's sigma learning rate.
+        weight_decay: the instance arm's weight decay on its sigmas.
+        train_size: training samples.
+        epochs: training epochs.
+        seed: the runs' seed.
+
     Returns:
         A result record with arms "baseline" and "instance" (artifacts included).
     """
@@ -400,8 +455,15 @@ def momentum_steps(optimizer_class: type[torch.optim.Optimizer],
     """A parameter (zeros) after one momentum step per gradient in `grads`: with a zero gradient
     standing for "not in the minibatch", it shows whether absent entries keep moving.
 
+    Args:
+        optimizer_class: an optimizer class taking `lr` and `momentum`, e.g. `torch.optim.SGD`
+            or `SparseSGD`.
+        grads: one gradient per step, all of the parameter's length (non-empty).
+        lr: the learning rate.
+        momentum: the momentum factor.
+
     Returns:
-        The parameter's values after the steps.
+        The parameter's values after the steps, shape [len(grads[0])].
     """
     param = torch.zeros(len(grads[0]), requires_grad=True)
     optimizer = optimizer_class([param], lr=lr, momentum=momentum)

@@ -120,7 +120,7 @@ class Scoring:
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
 
     def seeds(self, count: int) -> tuple[int, ...]:
-        """The first `count` scoring seeds."""
+        """The first `count` scoring seeds: seed, seed + 1, ..., seed + count - 1."""
         return tuple(range(self.seed, self.seed + count))
 
 
@@ -211,6 +211,12 @@ def forgetting_runs(data: DataSpec, model: ModelSpec, train: TrainSpec,
     """Full training runs (`train.epochs` epochs) with a `ForgettingEvents` observer, one per
     seed, on the training split of `data` (cached per arguments; test is never read).
 
+    Args:
+        data: the data spec.
+        model: the model spec.
+        train: the train spec; `train.epochs` sets each run's length.
+        seeds: one run per seed (a tuple, so the arguments can be cached).
+
     Returns:
         A result record whose final rows hold `never_forgotten` and `never_learned` (shares of
         the training split) and whose artifacts hold each run's `forgetting_scores`.
@@ -252,8 +258,10 @@ def training_scores(data: DataSpec, model: ModelSpec, train: TrainSpec, score: s
     """Score every sample of the training split of `data` (cached per arguments).
 
     Args:
-        data, model, train: the study's specs; the scoring runs train like the study (its
-            optimizer, lr, batch size), for the epochs `scoring` gives.
+        data: the study's data spec (its training split is scored).
+        model: the study's model spec.
+        train: the study's train spec; the scoring runs train like the study (its optimizer,
+            lr, batch size), for the epochs `scoring` gives.
         score: a key of `SCORES`.
         scoring: how many runs, epochs and initialisations.
 
@@ -307,7 +315,16 @@ def _initialised_models(model: ModelSpec, splits: Any, seeds: Sequence[int]):
 
 
 def arm_label(score: str, keep: str, fraction: float) -> str:
-    """The arm name of a pruned run, e.g. "EL2N hard 30%" or "random 30%"."""
+    """The arm name of a pruned run, e.g. "EL2N hard 30%" or "random 30%".
+
+    Args:
+        score: a key of `SCORES` (shown by its label in `SCORE_LABELS`, if it has one).
+        keep: "hard" or "easy" (left out for "random").
+        fraction: the kept fraction, shown as a whole percentage.
+
+    Returns:
+        The name.
+    """
     percent = f"{100 * fraction:.0f}%"
     if score == "random":
         return f"random {percent}"
@@ -326,9 +343,25 @@ def pruning_study(name: str, data: DataSpec, model: ModelSpec, train: TrainSpec,
     same number of epochs on the same number of samples, so arms of one fraction have equal
     budgets (in epochs, steps and samples).
 
+    Args:
+        name: the study's label.
+        data: the data spec (validation_size > 0: choices are made on validation).
+        model: the model spec.
+        train: the train spec of every arm (by epochs: `train.epochs` sets the equal-steps
+            budgets).
+        fractions: the kept fractions, each in (0, 1).
+        scores: keys of `SCORES` to prune by ("random" always runs).
+        keeps: which ends to keep, among `KEEP`.
+        seeds: the seeds every arm runs.
+        scoring: how the scores are computed (passed to each pruned arm).
+        equal_steps: add the all-data arms at a pruned run's step count.
+
+    Returns:
+        The `Study`; "all data" is its first arm.
+
     Raises:
-        ValueError: a fraction outside (0, 1), an unknown score or keep, or a study with no
-            validation split.
+        ValueError: no fractions, a fraction outside (0, 1), an unknown score or keep, or a
+            spec with no validation split.
     """
     if not fractions:
         raise ValueError("fractions must not be empty")
@@ -380,6 +413,12 @@ def pruning_frame(results: Results, metric: str = "test_accuracy", scale: float 
     """Every pruned (and equal-steps) arm against random at the same kept fraction, paired by
     seed.
 
+    Args:
+        results: a `pruning_study` record.
+        metric: a column of the final rows.
+        scale: multiplies means and differences (100 gives percentage points).
+        confidence: of the two-sided Student-t interval.
+
     Returns:
         One row per arm: score, keep ("hard", "easy", "-"), fraction, arm, seeds, mean (times
         `scale`), and for arms other than random: difference from random, low, high (the paired
@@ -412,6 +451,10 @@ def pruning_frame(results: Results, metric: str = "test_accuracy", scale: float 
 def cost_frame(results: Results, baseline: str = "all data") -> pd.DataFrame:
     """What each score cost beside the training it saved, per score and kept fraction (means
     over seeds; samples are forwarded or back-propagated samples).
+
+    Args:
+        results: a `pruning_study` record.
+        baseline: the arm whose mean training cost the savings are measured against.
 
     Returns:
         One row per (score, fraction) of the pruned arms (keep-hard and keep-easy pooled, as
@@ -448,6 +491,16 @@ def keep_contrast(results: Results, score: str, fraction: float, metric: str = "
                   confidence: float = 0.95) -> PairedComparison:
     """Keeping the easy samples minus keeping the hard ones, by `score` at `fraction`, paired by
     seed (positive: keeping easy is better).
+
+    Args:
+        results: a `pruning_study` record.
+        score: a key of `SCORES` other than "random".
+        fraction: the kept fraction (as in the arm names).
+        metric: a column of the final rows.
+        confidence: of the two-sided Student-t interval.
+
+    Returns:
+        The paired comparison (easy minus hard), in `metric`'s units.
 
     Raises:
         ValueError: the study has no such pair of arms.

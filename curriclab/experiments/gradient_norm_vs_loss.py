@@ -1,4 +1,5 @@
-"""Notebook 02's runner: record every sample's loss and exact gradient norm over an epoch, rank statistics, and the cost of each norm method."""
+"""Notebook 02's runner: record every sample's loss and exact gradient norm over an epoch, rank
+statistics, and the cost of each norm method."""
 
 from __future__ import annotations
 
@@ -56,7 +57,23 @@ def record_epoch(
     sample's loss, exact gradient norm and output-gradient norm under the weights of its step.
 
     For Linear/Conv2d models the norms come from the backward pass that trains
-    (`TrainingStepRecorder`); other models are measured by a separate pass per batch."""
+    (`TrainingStepRecorder`); other models are measured by a separate pass per batch.
+
+    Args:
+        model: the network, trained in place for one epoch.
+        loader: a DataLoader over an `IndexedDataset` (see `make_loader`); its order is the
+            epoch's.
+        optimizer: steps `model`'s parameters once per batch.
+        loss_fn: per-sample loss (output, target, index) -> [B]; its mean is trained.
+        progress: show a progress bar.
+
+    Returns:
+        The epoch's records, each [N] by dataset index (N = len(loader.dataset)); a sample
+        visited twice keeps its last visit.
+
+    Raises:
+        TypeError: `loader`'s dataset is not an `IndexedDataset`.
+    """
     dataset = getattr(loader, "dataset", None)
     if not isinstance(dataset, IndexedDataset):
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
@@ -119,7 +136,20 @@ def spearman_by_chunk(a: Tensor, b: Tensor, chunks: int) -> Tensor:
     """Spearman correlation within each of `chunks` consecutive, near-equal slices of a and b.
 
     In an unshuffled epoch recorded by dataset index, consecutive slices are consecutive stretches
-    of training, so this shows how the relation changes as the network learns."""
+    of training, so this shows how the relation changes as the network learns.
+
+    Args:
+        a: [n] finite values.
+        b: [n] finite values paired with `a`.
+        chunks: number of slices, in [1, n // 2] (each slice holds 2+ pairs).
+
+    Returns:
+        float [chunks], the correlation of each slice in order.
+
+    Raises:
+        ValueError: `a` and `b` not 1-D of equal length, fewer than 2 pairs, a non-finite
+            value, `chunks` out of range, or a slice that is constant in `a` or `b`.
+    """
     a, b = paired_samples(a, b)
     if not 1 <= chunks <= len(a) // 2:
         raise ValueError(f"chunks must lie in [1, {len(a) // 2}] (2+ pairs each), got {chunks}")
@@ -132,8 +162,20 @@ def rolling_by_rank(
     sort_key: Tensor, values: Tensor, window: int = 50
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Zakka's (2018) view: sort `values` by `sort_key` and take the rolling mean and standard
-    deviation (ddof=1, like pandas) over `window` consecutive ranks. Returns (rank at each window's
-    end, mean, std), each of length n - window + 1 (empty when n < window)."""
+    deviation (ddof=1, like pandas) over `window` consecutive ranks.
+
+    Args:
+        sort_key: [n] the key the values are ranked by (ties keep their order).
+        values: [n] the values averaged.
+        window: consecutive ranks per window (>= 2).
+
+    Returns:
+        (rank at each window's end (int64), mean, std (float64)), each of length
+        n - window + 1 (empty when n < window).
+
+    Raises:
+        ValueError: `sort_key` and `values` not 1-D of equal length, or `window` < 2.
+    """
     sort_key, values = torch.as_tensor(sort_key), torch.as_tensor(values, dtype=torch.float64)
     if sort_key.shape != values.shape or values.ndim != 1:
         raise ValueError("sort_key and values must be 1-D of equal length")
@@ -179,8 +221,24 @@ def time_methods(
     with `torch.utils.benchmark.Timer` at the current torch thread count.
 
     The methods are interleaved, so machine load affects them alike; compare them as ratios.
-    clock="cpu" counts this process's CPU seconds instead of wall seconds, which waiting for a
-    core on a busy machine does not inflate."""
+
+    Args:
+        model: the network measured.
+        x: one input batch.
+        y: its targets.
+        methods: names from `TIMED`: "floor" (mean-loss forward and backward), "loop", "vmap",
+            "hooks", "hooks (outer)", "hooks (gram)", "proxy".
+        repeats: timed rounds after the warm-up (>= 1); the median is reported.
+        loss_fn: the per-sample loss every method uses.
+        clock: "wall" (wall seconds) or "cpu" (this process's CPU seconds, which waiting for a
+            core on a busy machine does not inflate).
+
+    Returns:
+        {method name: median seconds per batch}.
+
+    Raises:
+        ValueError: an unknown method or clock, or `repeats` < 1.
+    """
     unknown = [name for name in methods if name not in TIMED]
     if unknown:
         raise ValueError(f"methods must be among {tuple(TIMED)}; unknown: {unknown}")
@@ -210,7 +268,19 @@ def time_methods(
 
 
 def timing_table(seconds: dict[str, float], baseline: str = "floor") -> pd.DataFrame:
-    """Milliseconds per batch and the ratio to `baseline` of each timed method, one row each."""
+    """Milliseconds per batch and the ratio to `baseline` of each timed method, one row each.
+
+    Args:
+        seconds: {method name: seconds per batch}, as `time_methods` returns.
+        baseline: the method whose time is 1x.
+
+    Returns:
+        A frame indexed by "method" with columns "ms / batch" and "x <baseline>", rounded to
+        2 decimals.
+
+    Raises:
+        ValueError: `baseline` is not a key of `seconds`.
+    """
     if baseline not in seconds:
         raise ValueError(f"baseline {baseline!r} is not among the timed methods {tuple(seconds)}")
     table = pd.DataFrame({"ms / batch": {name: 1000 * value for name, value in seconds.items()}})

@@ -94,6 +94,13 @@ class MislabelledShare(SampleMethod):
     def objective(self, index: Tensor, losses: Tensor) -> None:
         """Record the step's trained and mislabelled counts.
 
+        Args:
+            index: [B] training-split indices of the step's trained samples (repeats count).
+            losses: [B] their losses (unused).
+
+        Returns:
+            None: the observer adds nothing to the loss.
+
         Raises:
             ValueError: an index outside [0, N).
         """
@@ -161,13 +168,16 @@ def irreducible_model(data: DataSpec, seed: int, hidden: tuple[int, ...] = (256,
     Args:
         data: the study's data spec; `holdout_size` must be > 0.
         seed: seeds the model's initialisation and the holdout shuffling.
-        hidden, epochs, lr, batch_size: the MLP's hidden widths and its training.
+        hidden: the MLP's hidden widths (non-empty, each >= 1).
+        epochs: passes over the holdout split.
+        lr: AdamW's learning rate.
+        batch_size: the holdout batch size.
 
     Returns:
         `IrreducibleLosses` (losses by training-split index, steps, samples, seconds).
 
     Raises:
-        ValueError: the spec has no holdout split.
+        ValueError: the spec has no holdout split, or `hidden` is empty or holds a width < 1.
     """
     splits = load_splits(data)
     if len(splits.holdout) == 0:
@@ -233,6 +243,14 @@ def selection_cost(k: int, candidates: int, forward_cost: float = FORWARD_COST) 
     """Sample-passes of one selection step: k forward+backward passes plus `candidates` forwards
     without gradients (the candidate batch n_B).
 
+    Args:
+        k: samples selected and back-propagated per step.
+        candidates: the candidate batch n_B, forwarded without gradients.
+        forward_cost: a gradient-free forward's cost, in forward+backward passes.
+
+    Returns:
+        k + forward_cost * candidates.
+
     Raises:
         ValueError: k or candidates < 1, k > candidates, or forward_cost outside [0, 1].
     """
@@ -247,6 +265,15 @@ def equal_compute_steps(steps: int, k: int, candidates: int,
                         forward_cost: float = FORWARD_COST) -> int:
     """Steps of batch k that cost what `steps` selection steps (k of `candidates`) cost:
     round(steps * (k + forward_cost * candidates) / k).
+
+    Args:
+        steps: selection steps (>= 1).
+        k: samples selected per selection step, and the uniform run's batch size.
+        candidates: the candidate batch n_B.
+        forward_cost: a gradient-free forward's cost, in forward+backward passes.
+
+    Returns:
+        The uniform run's step budget.
 
     Raises:
         ValueError: steps < 1, or as `selection_cost`.
@@ -270,17 +297,29 @@ def rho_loss_study(source: str = "mnist", noise: float = 0.0, *, train_size: int
         source: "mnist" or "fashion_mnist".
         noise: share of training labels moved to another class; validation, holdout and test
             stay clean.
-        train_size, validation_size, holdout_size, test_size: the splits (`DataSpec`).
-        k, candidates: selected samples per step and the candidate batch n_B.
+        train_size: training samples (`DataSpec.train_size`).
+        validation_size: validation samples carved from the official training split.
+        holdout_size: holdout samples for the irreducible-loss model (> 0 for RHO-LOSS).
+        test_size: test samples (None: the whole official test split).
+        k: selected samples per step (and uniform's batch size).
+        candidates: the candidate batch n_B of the selection arms.
         steps: optimizer steps of uniform, top-loss and RHO-LOSS.
         hidden: the trained MLP's hidden widths.
         lrs: per arm name, its learning rate (e.g. from `tune`); 1e-3 otherwise.
-        seeds, eval_every: as in `Study`.
-        il_epochs, il_hidden: the irreducible-loss model's training epochs and widths.
-        forward_cost, equal_compute: the equal-compute uniform arm (and whether to include it).
+        seeds: the seeds every arm runs.
+        eval_every: steps between evaluations (as in `Study`).
+        il_epochs: the irreducible-loss model's training epochs.
+        il_hidden: the irreducible-loss model's hidden widths.
+        forward_cost: a gradient-free forward's cost, which sets the equal-compute arm's steps
+            (`equal_compute_steps`).
+        equal_compute: include the "uniform, equal compute" arm.
 
     Returns:
         The `Study` (its arms: "uniform", ["uniform, equal compute"], "top-loss", "RHO-LOSS").
+
+    Raises:
+        ValueError: as `equal_compute_steps` for steps, k, candidates and forward_cost (the
+            specs check the rest when built).
     """
     lrs = dict(lrs or {})
     long = equal_compute_steps(steps, k, candidates, forward_cost)
@@ -307,6 +346,12 @@ def passes_to_target(results: Results, target: float,
     the irreducible-loss model's bill (its back-propagated samples and `forward_cost` per other
     forward). inf when the run never reaches it.
 
+    Args:
+        results: the record; its final rows may hold "selects", "il_backpropagated" and
+            "il_forwarded" (the arms of this module collect them).
+        target: the validation accuracy to reach.
+        forward_cost: a gradient-free forward's cost, in forward+backward passes.
+
     Returns:
         Columns arm, seed, cost, reached (the frame `paired_costs` takes).
     """
@@ -332,8 +377,17 @@ def cost_tables(results: Results, target: float, baseline: str = "uniform",
     (steps; samples forwarded; sample-passes with the irreducible-loss bill; training seconds
     plus the irreducible-loss model's seconds).
 
+    Args:
+        results: the record.
+        target: the validation accuracy to reach.
+        baseline: the arm the others are paired with.
+        forward_cost: a gradient-free forward's cost (for the "passes" measure).
+
     Returns:
         `paired_costs` rows with a `cost` column naming the measure.
+
+    Raises:
+        ValueError: `baseline` has no runs.
     """
     frames = []
     for measure in COSTS:
@@ -348,6 +402,15 @@ def cost_tables(results: Results, target: float, baseline: str = "uniform",
 def mislabelled_curve(results: Results, arm: str, window: int = 20) -> Tensor:
     """The share of `arm`'s trained samples that are mislabelled, step by step, averaged over
     its seeds (truncated to the shortest run) and smoothed by a trailing mean of `window` steps.
+
+    Args:
+        results: the record, with its in-memory artifacts ("mislabelled_per_step").
+        arm: the arm's name.
+        window: the trailing mean's length in steps (>= 1); the first steps average what
+            there is.
+
+    Returns:
+        float64 [S], S the shortest run's steps; entry s is the mean over steps s-window+1..s.
 
     Raises:
         ValueError: the arm has no recorded history, or window < 1.
@@ -371,7 +434,15 @@ GRID_METHODS = ("top_loss", "rho_loss", "uniform_selection")
 
 
 def grid_arm_name(method: str, ratio: int) -> str:
-    """The explorer grid's arm name of `method` at n_B / k = `ratio`, e.g. "rho_loss n_B/k=10"."""
+    """The explorer grid's arm name of `method` at n_B / k = `ratio`.
+
+    Args:
+        method: the arm method, e.g. one of `GRID_METHODS`.
+        ratio: the candidate batch over the selected samples, n_B / k.
+
+    Returns:
+        e.g. "rho_loss n_B/k=10".
+    """
     return f"{method} n_B/k={ratio}"
 
 
@@ -380,6 +451,18 @@ def selection_grid_study(base: Study, ratios: Sequence[int], k: int, steps: int,
     """A small study on `base`'s data and model: uniform (batch k) and every method of
     `GRID_METHODS` at every n_B / k of `ratios`, all for `steps` steps with the lr of `base`'s
     first arm of the same method (uniform's for uniform selection).
+
+    Args:
+        base: a study of `rho_loss_study` (it must hold a "uniform_observed" arm); its
+            RHO-LOSS arm's irreducible-loss settings (il_*) carry over.
+        ratios: the n_B / k values (each >= 1).
+        k: selected samples per step (uniform's batch size).
+        steps: optimizer steps of every arm.
+        seeds: the seeds every arm runs.
+
+    Returns:
+        The study named "<base name>/grid": "uniform" then, per ratio, one arm per method,
+        named by `grid_arm_name`.
 
     Raises:
         ValueError: an empty `ratios` or a ratio < 1.
@@ -407,6 +490,11 @@ def per_seed_costs(results: Results, target: float,
     """One row per (arm, seed): steps, samples forwarded, sample-passes and seconds to `target`
     (inf when never reached; seconds and passes include the irreducible-loss model's bill), the
     final test accuracy and the share of trained samples that were mislabelled.
+
+    Args:
+        results: the record.
+        target: the validation accuracy to reach.
+        forward_cost: a gradient-free forward's cost (for the passes column).
 
     Returns:
         Columns arm, seed, steps, forwarded, passes, seconds, test_accuracy, mislabelled.

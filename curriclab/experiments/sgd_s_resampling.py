@@ -87,6 +87,15 @@ class EpochCounts(SampleMethod):
         self._count = 0
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
+        """Count the step's samples and mark them drawn this epoch.
+
+        Args:
+            index: [B] training-split indices of the step's samples (repeats count).
+            losses: [B] their losses (unused).
+
+        Returns:
+            None: the observer adds nothing to the loss.
+        """
         self.seen[index] = True
         self._count += len(index)
 
@@ -142,6 +151,16 @@ def short_study(train_size: int, validation_size: int, test_size: int, epochs: i
     SGD-S unbiased (1 / (N p) loss weights, draws mixed with `unbiased_uniform_mix` uniform, which
     caps the weights at 1 / mix) and InfoBatch (r = 0.5, delta = 0.875).
 
+    Args:
+        train_size: training samples (a stratified subset of MNIST's training split).
+        validation_size: validation samples carved from MNIST's training split.
+        test_size: test samples (from MNIST's test split).
+        epochs: training epochs of every arm.
+        seeds: the seeds every arm runs.
+        eval_every: steps between validation evaluations.
+        lr: the constant learning rate (`run_fair` tunes it per arm).
+        unbiased_uniform_mix: the uniform share mixed into unbiased SGD-S's draws, in (0, 1].
+
     Returns:
         The study (validation every `eval_every` steps; the final model is kept).
     """
@@ -161,6 +180,15 @@ def long_study(train_size: int | None, validation_size: int, test_size: int | No
     """Section 6, InfoBatch's regime: a 784-256-10 MLP, SGD (momentum 0.9, weight decay 5e-4,
     batch 128) with a cosine learning rate over `epochs` stepped once per epoch (InfoBatch's
     epochs differ in length); arms uniform and InfoBatch (r = 0.5, delta = 0.875).
+
+    Args:
+        train_size: training samples (None: all that is left after validation).
+        validation_size: validation samples carved from MNIST's training split.
+        test_size: test samples (None: the whole test split).
+        epochs: training epochs, the cosine's length.
+        seeds: the seeds every arm runs.
+        eval_every: steps between validation evaluations.
+        lr: the cosine's starting learning rate (`run_fair` tunes it per arm).
 
     Returns:
         The study (validation every `eval_every` steps; the final model is kept).
@@ -187,6 +215,16 @@ def equal_budget_arm(results: Results, method: str, baseline: str = "uniform",
     schedule cut short; whole epochs, each ceil(n / batch) steps with a short last batch, then
     the nearest number of batches); `by="epochs"`: the nearest whole number of epochs (for an
     epoch-stepped cosine, a cosine over fewer epochs).
+
+    Args:
+        results: the record holding runs of `method` and `baseline`.
+        method: the arm whose mean samples set the budget.
+        baseline: the arm copied (its per-epoch samples convert the budget).
+        by: "steps" or "epochs", as above.
+
+    Returns:
+        The copy, named `budget_arm_name(method)`, with a train override of at least 1 step or
+        epoch.
 
     Raises:
         ValueError: an unknown `by`, or an arm without runs.
@@ -220,8 +258,20 @@ def run_fair(study: Study, grid: Sequence[float], budget_for: Sequence[str], *, 
     Tuning evaluates once per epoch (only the final validation accuracy chooses) and never reads
     the test split.
 
+    Args:
+        study: the study whose arms are tuned and run.
+        grid: the learning rates every arm tries.
+        budget_for: the methods (arm names) that get an equal-budget uniform arm; may be empty.
+        by: how the budget arms are cut short, "steps" or "epochs" (`equal_budget_arm`).
+        tune_seeds: the seeds tuning runs (default: the study's first seed).
+        progress: show progress bars.
+
     Returns:
         (the merged result record, the tuning table: arm, lr, validation accuracy, chosen).
+
+    Raises:
+        ValueError: as `harness.tune` (an empty grid, no validation split) and
+            `equal_budget_arm`.
     """
     coarse = study.replace(eval_every=0)
     tuned, rows = tune(coarse, grid, seeds=tune_seeds, progress=progress)
@@ -244,6 +294,12 @@ def fair_comparisons(results: Results, methods: Sequence[str], metric: str = "te
     seeds, times `scale`, with its t interval and how many seeds were lower / higher.
 
     Args:
+        results: the record (with the budget arms `run_fair` adds, where run).
+        methods: the arms compared with uniform SGD.
+        metric: a column of the final rows.
+        baseline: the uniform arm of the same epochs.
+        scale: multiplies the differences and intervals (100 gives percentage points).
+        confidence: of the two-sided Student-t interval.
         budget_of: a method whose samples equal another's (SGD-S unbiased and SGD-S) is compared
             with that method's budget arm: {"SGD-S unbiased": "SGD-S"}.
 
@@ -274,8 +330,16 @@ def costs_to_target(results: Results, target: float, baseline: str = "uniform") 
     it, the mean cost, the speed-up (the baseline's mean cost over the arm's, on the seeds where
     both reached it) and the paired difference (arm − baseline) with its 95 % interval.
 
+    Args:
+        results: the record.
+        target: the validation accuracy to reach.
+        baseline: the arm the others are paired with.
+
     Returns:
         One row per (cost, arm); the `paired_costs` columns plus cost and speed-up.
+
+    Raises:
+        ValueError: `baseline` has no runs.
     """
     frames = []
     for cost in ("samples", "seconds"):
@@ -300,7 +364,14 @@ def _cached(spec: str) -> Results:
 
 def cached_run(study: Study) -> Results:
     """`harness.run(study)`, memoised on the spec (for widgets: going back to a setting is
-    instant)."""
+    instant).
+
+    Args:
+        study: the study to run; specs equal as JSON share one cached record.
+
+    Returns:
+        The (shared, so do not change it) result record, run without progress bars.
+    """
     return _cached(json.dumps(study.to_dict(), sort_keys=True))
 
 
@@ -325,7 +396,17 @@ class PositionBugDemo:
 
     def draw_share_of_heaviest(self, fraction: float = 0.1) -> float:
         """The share of the buggy draws (their expected number) that go to the `fraction` of
-        drawable samples with the largest received weights."""
+        drawable samples with the largest received weights.
+
+        Args:
+            fraction: share of the drawable samples counted, in (0, 1]; at least one sample.
+
+        Returns:
+            A share in (0, 1], or NaN when no sample is drawable.
+
+        Raises:
+            ValueError: `fraction` outside (0, 1].
+        """
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
         weights = self.received[self.drawable].sort(descending=True).values
@@ -341,8 +422,21 @@ def position_keyed_weights(
 ) -> PositionBugDemo:
     """Re-enact the SGD-S step of Zakka's mini_batch.py: keep samples by loss, sort the kept ids,
     take their losses as weights and hand them to a weighted sampler whose positions 0..K-1 the
-    DataLoader then used as dataset indices. Returns both the intended and the received weight of
-    every sample."""
+    DataLoader then used as dataset indices.
+
+    Args:
+        losses: [N] per-sample losses (checked by `check_losses`).
+        prune_fraction: share of the samples pruned, the lowest-loss ones.
+        reintroduce_fraction: the number of pruned samples brought back at random, as a share
+            of the active count.
+        generator: the random source of the reintroduction (None: torch's global one).
+
+    Returns:
+        The intended and the received weight of every sample.
+
+    Raises:
+        ValueError: as `check_losses` and `prune_and_reintroduce` for bad losses or fractions.
+    """
     losses = check_losses(losses)
     active = prune_and_reintroduce(losses, torch.ones(len(losses), dtype=torch.bool),
                                    prune_fraction, reintroduce_fraction, generator)
@@ -379,6 +473,12 @@ def short_headlines(short: Results, verdicts: pd.DataFrame, costs: pd.DataFrame
     unbiased SGD-S's speed-up to the validation target in samples and seconds with the paired
     difference (`unbiased_<cost>_*`).
 
+    Args:
+        short: the short study's record (arms uniform, SGD-S, SGD-S unbiased, InfoBatch).
+        verdicts: its `fair_comparisons` table, with "same epochs" and "same samples" rows of
+            every method.
+        costs: its `costs_to_target` table.
+
     Returns:
         A flat dict of plain numbers (`save_headlines` writes it).
     """
@@ -407,6 +507,11 @@ def long_headlines(long: Results, verdicts: pd.DataFrame, costs: pd.DataFrame
     the equal-budget baseline's epochs, InfoBatch's final test gap at the same epochs and at the
     same samples (`long_infobatch_gap_*`, `long_infobatch_gap_same_samples_*`), and its cost to
     the validation target in samples (`long_infobatch_samples_*`).
+
+    Args:
+        long: the long study's record, with InfoBatch's equal-budget arm.
+        verdicts: its `fair_comparisons` table, with InfoBatch's two rows.
+        costs: its `costs_to_target` table.
 
     Returns:
         A flat dict of plain numbers.

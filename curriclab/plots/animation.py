@@ -23,7 +23,21 @@ def write_gif(
     """Call `draw_frame(frame)` for each frame on `fig`'s axes, snap it, save a GIF, close `fig`.
 
     `draw_frame` draws onto the existing axes without clearing them (celluloid records the artists
-    added since the previous snap). Returns the GIF's path; raises ValueError when there are no frames.
+    added since the previous snap).
+
+    Args:
+        fig: the figure whose axes `draw_frame` draws on; closed once the frames are drawn
+            (also when `frames` is empty, not when `fps` is rejected).
+        draw_frame: called once per frame with that frame; its return value is ignored.
+        frames: the frames, consumed once (a generator is fine).
+        path: where to write the GIF; missing parent folders are created.
+        fps: frames per second of the GIF (> 0).
+
+    Returns:
+        `path` as a `Path`.
+
+    Raises:
+        ValueError: `fps` <= 0, or `frames` yields nothing (no file is written then).
     """
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")

@@ -16,7 +16,20 @@ def image_grid(
     images: Tensor, labels: Sequence[int] | Tensor | None = None, columns: int = 8,
     titles: Sequence[str] | None = None,
 ) -> Figure:
-    """A grid of single-channel images [N, 1, H, W] (or [N, H, W]) with optional labels as titles."""
+    """A grid of single-channel images, one per cell, drawn dark on light (`gray_r`).
+
+    Args:
+        images: [N, 1, H, W] or [N, H, W]; any device (copied to the CPU).
+        labels: N class labels shown as each image's title; ignored when `titles` is given.
+        columns: images per row (>= 1); the last row is padded with blank cells.
+        titles: N strings shown as titles instead of `labels`.
+
+    Returns:
+        The new figure (ceil(N / columns) rows of `columns` axes, all axes switched off).
+
+    Raises:
+        ValueError: `images` is empty.
+    """
     images = images.detach().cpu()
     if images.ndim == 4:
         images = images[:, 0]
@@ -39,8 +52,15 @@ def image_grid(
 
 
 def label_axes(ax: Axes, xlabel: str, ylabel: str, legend: bool = True) -> None:
-    """The finish every line plot here shares: axis labels, a legend when there is something to
-    name (an empty selection draws none, and no warning), and a light grid."""
+    """The finish every line plot here shares: axis labels, an optional legend, a light grid.
+
+    Args:
+        ax: the axes to finish.
+        xlabel: the x-axis label.
+        ylabel: the y-axis label.
+        legend: draw a legend of the labelled artists; pass False when nothing is labelled, so
+            matplotlib neither draws an empty box nor warns.
+    """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if legend:
@@ -52,7 +72,19 @@ def learning_curves(
     ax: Axes, curves: dict[str, Sequence[float]], ylabel: str, xlabel: str = "epoch",
     start: int = 1,
 ) -> list:
-    """One line per named curve against epoch number (first point at `start`); returns the lines."""
+    """One line with markers per named curve against epoch number, finished by `label_axes`.
+
+    Args:
+        ax: the axes to draw on.
+        curves: curve name -> values per epoch (the name is the legend label); may be empty,
+            and then no legend is drawn.
+        ylabel: the y-axis label.
+        xlabel: the x-axis label.
+        start: the epoch number of each curve's first value.
+
+    Returns:
+        The drawn `Line2D`s, in the order of `curves`.
+    """
     lines = []
     for name, values in curves.items():
         (line,) = ax.plot(range(start, start + len(values)), list(values), marker="o", label=name)

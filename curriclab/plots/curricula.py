@@ -38,7 +38,8 @@ def pacing_curves(ax: Axes, total_steps: int, *, start: float = 0.2, full_at: fl
     Args:
         ax: where to draw.
         total_steps: the budget T >= 1.
-        start, full_at: b and a of `pacing_fraction`.
+        start: b of `pacing_fraction`, the fraction available at step 0.
+        full_at: a of `pacing_fraction`, the share of T after which all data is available.
         pacings: the families to draw.
         highlight: one of them drawn bold (the others faint); None: all alike.
         extra: further curves by label, as (steps, fractions), drawn dashed (e.g. SPL's).
@@ -72,15 +73,20 @@ def noisy_share_curves(ax: Axes, scores: Tensor, corrupted: Tensor, total_steps:
         ax: where to draw.
         scores: [N] finite scores (lower = easier) ordering "easy" and "hard".
         corrupted: [N] bool, True where the training label is wrong.
-        total_steps, pacing, start, full_at: the pacing (`pacing_fraction`).
+        total_steps: the budget T of the pacing.
+        pacing: one of `PACINGS`.
+        start: b of `pacing_fraction`.
+        full_at: a of `pacing_fraction`.
         seed: the random order's seed.
-        points: steps drawn (evenly spaced from 0 to total_steps).
+        points: steps drawn (evenly spaced from 0 to total_steps, duplicates merged).
 
     Returns:
-        The drawn shares by order, and "step" the steps.
+        The drawn shares by order name (NaN at a step where nothing is available), and "step"
+        the steps.
 
     Raises:
-        ValueError: `corrupted` does not match `scores` in length.
+        ValueError: `corrupted` does not match `scores` in length (and as `pacing_fraction`
+            and `curriculum_order` for the pacing and the scores).
     """
     corrupted = torch.as_tensor(corrupted, dtype=torch.bool).reshape(-1)
     if len(corrupted) != len(scores):
@@ -117,7 +123,8 @@ def curriculum_view(pacing: str, start: float, score: str, *, scores: Mapping[st
         score: a key of `scores`.
         scores: per-sample scores by name.
         corrupted: [N] bool, the wrong labels.
-        total_steps, full_at: T and a.
+        total_steps: the budget T.
+        full_at: a of `pacing_fraction`.
 
     Returns:
         The figure (not shown; `checked_interact` and Jupyter display it).
@@ -147,7 +154,9 @@ def paired_gaps(ax: Axes, table: pd.DataFrame, *, conditions: Sequence[str] | No
         ax: where to draw.
         table: rows with columns condition, arm, difference, low, high (the baseline's rows,
             without a difference, are skipped).
-        conditions, arms: which to draw and in which order (default: as in `table`).
+        conditions: the conditions to draw, top to bottom (default: in the order of `table`).
+        arms: the arms to draw within each condition, in order (default: as in `table`); a
+            missing (condition, arm) row is skipped.
 
     Returns:
         The rows drawn, top to bottom.

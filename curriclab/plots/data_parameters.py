@@ -37,7 +37,16 @@ def _integer_epochs(ax: Axes) -> None:
 
 def gradient_vs_sigma(ax: Axes, sigmas: Tensor, norms: dict[str, Tensor]) -> list:
     """One line per named sample: gradient norm of its loss w.r.t. the logits against sigma
-    (log-log)."""
+    (log-log), with a dotted line at sigma = 1.
+
+    Args:
+        ax: the axes to draw on.
+        sigmas: [S] temperatures (> 0, for the log axis), the x values.
+        norms: sample name -> [S] gradient norms at `sigmas`; may be empty (no legend then).
+
+    Returns:
+        The drawn `Line2D`s, in the order of `norms`.
+    """
     lines = []
     for name, values in norms.items():
         (line,) = ax.plot(sigmas.numpy(), values.numpy(), label=name)
@@ -58,8 +67,16 @@ def accuracy_curves(ax: Axes, results: Results, metric: str = "test_accuracy",
     left out), a band spanning the seeds, and (with `mark_selected`) a star at each run's
     selected evaluation (the early-stopped model, chosen on validation).
 
+    Args:
+        ax: the axes to draw on (the legend goes outside, to its right).
+        results: the study's results; each drawn run needs its entry in `results.finals`.
+        metric: a column of `results.curve_frame()` to draw, e.g. "test_accuracy".
+        arms: the arms to draw, in order (default: every arm of the study); an arm without
+            curve rows is skipped.
+        mark_selected: star each seed's early-stopped evaluation.
+
     Returns:
-        {arm name: its mean line}.
+        {arm name: its mean line}, for the arms drawn.
     """
     curves = results.curve_frame()
     finals = {(r["arm"], r["seed"]): r for r in results.finals}
@@ -96,7 +113,16 @@ def accuracy_curves(ax: Axes, results: Results, metric: str = "test_accuracy",
 
 
 def auc_curves(ax: Axes, curves: dict[str, Sequence[float]]) -> list:
-    """One line per named detector: its ROC AUC after each epoch (first point: epoch 1)."""
+    """One line per named detector: its ROC AUC after each epoch (first point: epoch 1), and a
+    dotted line at chance (0.5).
+
+    Args:
+        ax: the axes to draw on (the legend goes outside, to its right).
+        curves: detector name -> its AUC per epoch; may be empty.
+
+    Returns:
+        The detectors' `Line2D`s, in the order of `curves`.
+    """
     lines = []
     for name, values in curves.items():
         (line,) = ax.plot(range(1, len(values) + 1), list(values), marker="o", markersize=3,
@@ -114,7 +140,19 @@ def sigma_ridges(
     ax: Axes, sigma_history: Tensor, corrupted: Tensor, epochs: Sequence[int], bins: int = 40
 ) -> list:
     """Ridge plot: one row per epoch (row 0 = start), histograms of log10 sigma for clean (blue)
-    and corrupted (red) samples, each normalised to its own peak so both shapes stay visible."""
+    and corrupted (red) samples, each normalised to its own peak so both shapes stay visible.
+
+    Args:
+        ax: the axes to draw on; switched off when there is nothing to draw.
+        sigma_history: [E, N] positive sigma of each of N samples, row e after epoch e
+            (row 0 = before training).
+        corrupted: [N] bool, True where the sample's label was corrupted.
+        epochs: the rows of `sigma_history` to draw, bottom to top.
+        bins: histogram bins, shared by every row.
+
+    Returns:
+        The filled histograms drawn (empty when `sigma_history` or `epochs` is empty).
+    """
     drawn = []
     if sigma_history.numel() == 0 or not len(epochs):
         ax.set_axis_off()
@@ -142,8 +180,15 @@ def sigma_ridges(
 
 
 def roc_curves(ax: Axes, curves: dict[str, tuple[Tensor, Tensor, float]]) -> list:
-    """ROC curves `{name: (false-positive rate, true-positive rate, AUC)}` and the chance
-    diagonal."""
+    """ROC curves, one per named detector, and the chance diagonal.
+
+    Args:
+        ax: the axes to draw on.
+        curves: detector name -> (false-positive rates [K], true-positive rates [K], AUC).
+
+    Returns:
+        The `Line2D`s: the chance diagonal first, then one per detector.
+    """
     lines = [ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance (AUC 0.5)")[0]]
     for name, (fpr, tpr, auc) in curves.items():
         lines.append(ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC {auc:.3f})")[0])
@@ -155,8 +200,17 @@ def roc_curves(ax: Axes, curves: dict[str, tuple[Tensor, Tensor, float]]) -> lis
 
 
 def class_sigma_lines(ax: Axes, class_sigma: Tensor, highlighted: Sequence[int]) -> list:
-    """Each class's sigma over epochs (row 0 = start); highlighted classes drawn thick and
-    red."""
+    """Each class's sigma over epochs (row 0 = start), labelled at its end; highlighted classes
+    drawn thick and red.
+
+    Args:
+        ax: the axes to draw on; switched off when `class_sigma` is empty.
+        class_sigma: [E, C] sigma of each of C classes, row e after epoch e.
+        highlighted: the class numbers to draw thick and red.
+
+    Returns:
+        One `Line2D` per class (empty when `class_sigma` is empty).
+    """
     lines = []
     if class_sigma.numel() == 0:
         ax.set_axis_off()

@@ -74,9 +74,14 @@ def extremes_grid(images: Tensor, labels: Tensor, scores: Mapping[str, Tensor], 
     with its class (ties broken by the lower index).
 
     Args:
-        images: [N, 1, H, W] or [N, H, W]; labels: [N]; scores: name -> [N].
+        images: [N, 1, H, W] or [N, H, W].
+        labels: [N] class numbers, shown as titles.
+        scores: score name -> [N] scores (higher = harder), one pair of rows each.
         count: images per row (>= 1).
-        class_names: names of the classes, else the class numbers.
+        class_names: names of the classes indexed by class number, else the class numbers.
+
+    Returns:
+        The new figure (2 * len(scores) rows of `count` axes).
 
     Raises:
         ValueError: no scores, count < 1, or a score's length differs from the images'.
@@ -113,6 +118,13 @@ def extremes_grid(images: Tensor, labels: Tensor, scores: Mapping[str, Tensor], 
 def agreement_heatmap(ax: Axes, table: pd.DataFrame) -> object:
     """The names x names table of rank correlations as a heatmap with the values written in.
 
+    Args:
+        ax: the axes to draw on (a colour bar is added beside it).
+        table: a square table of correlations in [-1, 1] whose index equals its columns.
+
+    Returns:
+        The `AxesImage` drawn.
+
     Raises:
         ValueError: the table is empty or not square.
     """
@@ -138,9 +150,11 @@ def pruning_curves(ax: Axes, frame: pd.DataFrame, keep: str,
     "easy"), random, and all the data for the same steps; a dashed line for all the data.
 
     Args:
-        frame: the table `pruning_frame` returns.
-        keep: which end the scores keep.
-        all_data: the all-data mean (same scale as the frame), drawn as a horizontal line.
+        ax: the axes to draw on.
+        frame: the table `pruning_frame` returns (columns score, keep, fraction, mean).
+        keep: which end the scores keep, "hard" or "easy".
+        all_data: the all-data mean (same scale as the frame), drawn as a dashed horizontal
+            line; None draws none.
 
     Returns:
         The lines drawn.
@@ -172,6 +186,14 @@ def pruning_differences(ax: Axes, frame: pd.DataFrame, keep: str) -> list:
     """Paired difference from random (mean over seeds with its interval) against the kept
     fraction, for every score keeping `keep` and for all the data at the same steps.
 
+    Args:
+        ax: the axes to draw on.
+        frame: the table `pruning_frame` returns, with its columns difference, low and high.
+        keep: which end the scores keep, "hard" or "easy".
+
+    Returns:
+        The error-bar containers drawn.
+
     Raises:
         ValueError: the frame holds no arm keeping `keep`, or has no difference column.
     """
@@ -200,6 +222,13 @@ def kept_class_shares(scores: Tensor, targets: Tensor, fraction: float, keep: st
                       num_classes: int) -> Tensor:
     """Share of each class among the samples `prune_by_score(scores, fraction, keep)` keeps.
 
+    Args:
+        scores: [N] training-split scores.
+        targets: [N] class numbers in 0..num_classes - 1.
+        fraction: share kept, in [0, 1].
+        keep: "hard" or "easy".
+        num_classes: the number of classes (the length of the result).
+
     Returns:
         float64 [num_classes] summing to 1 (all zeros when nothing is kept).
 
@@ -222,9 +251,16 @@ def pruning_explorer(frame: pd.DataFrame, scores: Mapping[str, Tensor], targets:
 
     Args:
         frame: the table `pruning_frame` returns (scores named by their labels).
-        scores: label -> training-split scores; targets: the training labels.
-        score, fraction, keep: the chosen arm.
+        scores: score label -> [N] training-split scores.
+        targets: [N] the training labels (class numbers; the class count is max + 1).
+        score: the chosen score, a key of `scores`.
+        fraction: the chosen kept fraction, matched against the frame's fractions with
+            `np.isclose`.
+        keep: the chosen end, "hard" or "easy".
         class_names: names of the classes, else numbers.
+
+    Returns:
+        The new two-panel figure.
 
     Raises:
         ValueError: `score` is not in `scores`, or the frame has no row for the chosen arm.

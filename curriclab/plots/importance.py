@@ -16,7 +16,19 @@ def density_loglog(
     """Hexagonal-bin density of (x, y) pairs on log-log axes, colour = log count per bin.
 
     Pairs with a non-positive or non-finite value cannot be shown on log axes: they are left out
-    and counted in a note in the corner. Returns the hexbin, or None when nothing is left."""
+    and counted in a note in the corner.
+
+    Args:
+        ax: the axes to draw on (a colour bar is added beside it).
+        x: [N] values on the x axis.
+        y: [N] values on the y axis, paired with `x`.
+        xlabel: the x-axis label.
+        ylabel: the y-axis label.
+        gridsize: hexagons across the x axis.
+
+    Returns:
+        The hexbin collection, or None when no pair is left to show.
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     ax.set_xlabel(xlabel)
@@ -37,7 +49,21 @@ def rolling_band(
     label: str | None = None, color: str = "C0",
 ) -> tuple:
     """Zakka's (2018) figure: a rolling mean (line) +- one rolling standard deviation (band) against
-    the rank of the sort key. Returns (line, band); both are empty artists for empty input."""
+    the rank of the sort key.
+
+    Args:
+        ax: the axes to draw on.
+        ranks: [M] x positions (ranks of the sort key).
+        mean: [M] rolling mean at each rank.
+        std: [M] rolling standard deviation at each rank.
+        xlabel: the x-axis label.
+        ylabel: the y-axis label.
+        label: legend label of the line; None leaves it unlabelled.
+        color: matplotlib colour of the line and the band.
+
+    Returns:
+        (line, band): the `Line2D` and the filled band; both are empty artists for M = 0.
+    """
     ranks, mean, std = (np.asarray(v, dtype=float) for v in (ranks, mean, std))
     (line,) = ax.plot(ranks, mean, color=color, lw=1, label=label)
     band = ax.fill_between(ranks, mean - std, mean + std, color=color, alpha=0.25, lw=0)
@@ -48,7 +74,17 @@ def rolling_band(
 
 
 def chunk_correlations(ax: Axes, values: Tensor, *, label: str, xlabel: str) -> list:
-    """One point per consecutive chunk (e.g. Spearman correlation per stretch of an epoch)."""
+    """One point per consecutive chunk (e.g. Spearman correlation per stretch of an epoch).
+
+    Args:
+        ax: the axes to draw on; its y axis is labelled "Spearman correlation".
+        values: [C] one value per chunk, drawn at x = 1..C.
+        label: legend label of the line.
+        xlabel: the x-axis label.
+
+    Returns:
+        The drawn `Line2D`s (one).
+    """
     values = np.asarray(values, dtype=float)
     lines = ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
     ax.set_xlabel(xlabel)
@@ -58,7 +94,19 @@ def chunk_correlations(ax: Axes, values: Tensor, *, label: str, xlabel: str) -> 
 
 
 def timing_bars(ax: Axes, seconds: dict[str, float], baseline: str = "floor") -> list:
-    """Horizontal bars of each method's time as a multiple of `baseline` (log axis); returns them."""
+    """Horizontal bars of each method's time as a multiple of `baseline`, on a log axis.
+
+    Args:
+        ax: the axes to draw on.
+        seconds: method name -> time per batch in seconds (> 0), one bar each, top to bottom.
+        baseline: the method whose time is 1x.
+
+    Returns:
+        The bar patches, in the order of `seconds`.
+
+    Raises:
+        ValueError: `baseline` is not a key of `seconds`.
+    """
     if baseline not in seconds:
         raise ValueError(f"baseline {baseline!r} is not among the timed methods {tuple(seconds)}")
     names = list(seconds)

@@ -27,9 +27,17 @@ X_LABELS = {"step": "optimizer steps", "seconds": "training seconds",
 def accuracy_curves(ax: Axes, results: Results, x: str = "step",
                     arms: Sequence[str] | None = None, target: float | None = None
                     ) -> dict[str, Line2D]:
-    """Mean validation accuracy over seeds against `x` ("step", "seconds", "forwarded" or
-    "samples"; the x of an evaluation is averaged over seeds too), one line per arm, and a dashed
-    line at `target` when given.
+    """Mean validation accuracy over seeds against `x`, one line per arm, and a dashed line at
+    `target` when given.
+
+    Args:
+        ax: the axes to draw on.
+        results: the study's results; its `curve_frame()` supplies the evaluations.
+        x: the x axis: "step", "seconds", "forwarded" or "samples" (the x of an evaluation is
+            averaged over seeds too).
+        arms: the arms to draw, in order (default: every arm of the study).
+        target: a validation accuracy (same scale as the curves) drawn as a dashed line; None
+            draws none.
 
     Returns:
         The line of each arm drawn, by arm name.
@@ -62,8 +70,10 @@ def paired_differences(ax: Axes, frame: pd.DataFrame, unit: str = "") -> list:
     gets an "x" at the top labelled "not reached".
 
     Args:
-        frame: columns noise, arm, difference, low, high (rows of `paired_costs` with `noise`).
-        unit: the y label's unit.
+        ax: the axes to draw on.
+        frame: columns noise, arm, difference, low, high (rows of `paired_costs` with `noise`);
+            a non-finite difference marks a "not reached" row.
+        unit: the y label's unit ("" for none).
 
     Returns:
         The error-bar containers drawn, one per arm.
@@ -101,6 +111,11 @@ def _spacing(values: pd.Series) -> float:
 def mislabelled_lines(ax: Axes, curves: Mapping[str, Tensor], noise: float) -> dict[str, Line2D]:
     """The share of mislabelled samples among those each arm trained on, step by step (`curves`
     from `mislabelled_curve`), with a dashed line at the noise rate (what uniform draws expect).
+
+    Args:
+        ax: the axes to draw on.
+        curves: arm name -> [S] share of mislabelled samples after each of S optimizer steps.
+        noise: the share of corrupted training labels, in [0, 1].
 
     Returns:
         The line of each arm, by name.

@@ -57,7 +57,19 @@ def _style(arms: Sequence[str]) -> dict[str, tuple[str, str]]:
 def weight_vs_own_loss(ax: Axes, own_loss: torch.Tensor, weight: torch.Tensor, title: str,
                        max_points: int = 4000):
     """Scatter of the sampling weight each sample received against its own loss, with Pearson r
-    in the title; at most `max_points` evenly spaced samples are drawn. Returns the scatter."""
+    (over all samples) in the title.
+
+    Args:
+        ax: the axes to draw on.
+        own_loss: [N] each sample's own loss.
+        weight: [N] the sampling weight each sample received.
+        title: the first title line; the second shows r ("r undefined" for fewer than two
+            samples or a constant).
+        max_points: draw every k-th sample, k = max(1, N // max_points), so about this many.
+
+    Returns:
+        The scatter's `PathCollection`.
+    """
     step = max(1, len(own_loss) // max_points)
     points = ax.scatter(own_loss[::step], weight[::step], s=3, alpha=0.4)
     try:
@@ -73,7 +85,16 @@ def weight_vs_own_loss(ax: Axes, own_loss: torch.Tensor, weight: torch.Tensor, t
 
 def received_weight_by_index(ax: Axes, received: torch.Tensor, num_kept: int):
     """The buggy weight against dataset index: a band that stops dead at `num_kept`, where the
-    sampler's positions run out (the grey tail can never be drawn)."""
+    sampler's positions run out (the grey tail can never be drawn).
+
+    Args:
+        ax: the axes to draw on.
+        received: [N] the weight each dataset index received from the original script.
+        num_kept: how many leading indices the sampler can reach; the rest is shaded grey.
+
+    Returns:
+        The scatter's `PathCollection` (about 4000 evenly spaced samples).
+    """
     step = max(1, len(received) // 4000)
     index = torch.arange(len(received))
     points = ax.scatter(index[::step], received[::step], s=3, alpha=0.4, color="tab:red")
@@ -90,7 +111,16 @@ def received_weight_by_index(ax: Axes, received: torch.Tensor, num_kept: int):
 
 def draw_counts(ax: Axes, observed: torch.Tensor, probabilities: torch.Tensor):
     """Observed draws per category (bars) against the counts `probabilities` predict (black
-    markers, with +-2 standard deviations of a binomial count). Returns (bars, markers)."""
+    markers, with +-2 standard deviations of a binomial count).
+
+    Args:
+        ax: the axes to draw on; categories are numbered 1..K on the x axis.
+        observed: [K] draws per category; their sum is the number of draws.
+        probabilities: [K] each category's probability per draw, in [0, 1].
+
+    Returns:
+        (bars, markers): the bar container and the error-bar container.
+    """
     total = float(observed.sum())
     expected = probabilities.double() * total
     spread = 2 * (expected * (1 - probabilities.double())).clamp(min=0).sqrt()
@@ -108,10 +138,25 @@ def draw_counts(ax: Axes, observed: torch.Tensor, probabilities: torch.Tensor):
 
 def error_vs_cost(ax: Axes, results: Results, cost: str = "samples",
                   arms: Sequence[str] | None = None, target: float | None = None) -> list:
-    """Validation error (%) against cumulative cost ("samples", "step", "seconds" or
-    "cpu_seconds"), one thin line per (arm, seed), one colour per arm; a dashed line marks the
-    error of a validation `target` accuracy. The error axis is logarithmic: accuracies crowd near
-    1, and half-point gaps would vanish on a linear accuracy axis. Returns the lines."""
+    """Validation error (%) against cumulative cost, one thin line per (arm, seed), one colour
+    per arm; a dashed line marks the error of a validation `target` accuracy.
+
+    The error axis is logarithmic: accuracies crowd near 1, and half-point gaps would vanish on a
+    linear accuracy axis.
+
+    Args:
+        ax: the axes to draw on.
+        results: the study's results; `results.curves` supplies the evaluations.
+        cost: the x axis: "samples", "step", "seconds" or "cpu_seconds".
+        arms: the arms to draw (default: every arm of the study).
+        target: a validation accuracy in (0, 1) whose error is drawn dashed; None draws none.
+
+    Returns:
+        The lines, one per (arm, seed) with curves.
+
+    Raises:
+        ValueError: `cost` is not one of the above.
+    """
     if cost not in COST_LABELS:
         raise ValueError(f"cost must be one of {sorted(COST_LABELS)}, got {cost!r}")
     chosen = list(arms) if arms is not None else [a.name for a in results.study.arms]
@@ -144,7 +189,17 @@ def error_vs_cost(ax: Axes, results: Results, cost: str = "samples",
 
 def distinct_share(ax: Axes, results: Results, arms: Sequence[str] | None = None) -> list:
     """Mean (over seeds) share of distinct training samples drawn in each epoch, per arm, from
-    the artifacts of the "counted" arms (arms without them are skipped). Returns the lines."""
+    the artifacts of the "counted" arms (arms without them are skipped).
+
+    Args:
+        ax: the axes to draw on.
+        results: the study's results; an arm is drawn from its runs' "epoch_distinct_share"
+            artifacts (equal lengths across seeds).
+        arms: the arms to consider (default: every arm of the study).
+
+    Returns:
+        The lines, one per arm drawn.
+    """
     chosen = list(arms) if arms is not None else [a.name for a in results.study.arms]
     style, lines = _style(chosen), []
     for arm in chosen:
@@ -171,7 +226,21 @@ def paired_differences(ax: Axes, results: Results, method: str, baseline: str = 
                        "difference (points)") -> list:
     """`metric` of `method` minus `baseline` (times `scale`), one dot per seed (paired by seed),
     with the mean difference and its `confidence` t interval (a band; with at least two seeds)
-    and a dashed zero line. Returns the dots."""
+    and a dashed zero line.
+
+    Args:
+        ax: the axes to draw on.
+        results: the study's results; `results.finals` supplies one row per (arm, seed).
+        method: the arm whose metric is the minuend.
+        baseline: the arm subtracted; only seeds both arms ran are drawn (none: no dots).
+        metric: a column of the final rows, e.g. "test_accuracy".
+        scale: factor applied to each difference (100 turns accuracies into points).
+        confidence: the interval's confidence level, in (0, 1).
+        ylabel: the y-axis label.
+
+    Returns:
+        A one-item list: the dots' `PathCollection`.
+    """
     finals: dict[str, dict[int, float]] = {}
     for row in results.finals:
         finals.setdefault(row["arm"], {})[row["seed"]] = float(row[metric])
@@ -196,9 +265,20 @@ def paired_differences(ax: Axes, results: Results, method: str, baseline: str = 
 
 def interval_bars(ax: Axes, labels: Sequence[str], differences: Sequence[float],
                   lows: Sequence[float], highs: Sequence[float], xlabel: str) -> list:
-    """One horizontal 95 % interval per comparison (top to bottom in the given order), a dot at
-    its mean difference, and a dashed zero line: the paired verdicts of a table at a glance.
-    Comparisons without an interval (NaN) show their dot only. Returns the dots' containers."""
+    """One horizontal interval per comparison (top to bottom in the given order), a dot at its
+    mean difference, and a dashed zero line: the paired verdicts of a table at a glance.
+
+    Args:
+        ax: the axes to draw on.
+        labels: one y tick label per comparison.
+        differences: the mean difference of each comparison (NaN: nothing visible is drawn).
+        lows: each interval's lower end (NaN: the dot only).
+        highs: each interval's upper end (NaN: the dot only).
+        xlabel: the x-axis label (name the interval's confidence here).
+
+    Returns:
+        The error-bar containers, one per comparison.
+    """
     drawn = []
     positions = range(len(labels), 0, -1)
     for y, difference, low, high in zip(positions, differences, lows, highs):
@@ -216,8 +296,16 @@ def interval_bars(ax: Axes, labels: Sequence[str], differences: Sequence[float],
 
 def comparison_intervals(ax: Axes, table, xlabel: str = "final test accuracy difference "
                          "(points), 95 % paired interval") -> list:
-    """The rows of `fair_comparisons` as `interval_bars`, labelled "method − reference (budget)".
-    Returns the dots' containers."""
+    """The rows of `fair_comparisons` as `interval_bars`, labelled "method − against".
+
+    Args:
+        ax: the axes to draw on.
+        table: the `fair_comparisons` table (columns method, against, difference, low, high).
+        xlabel: the x-axis label.
+
+    Returns:
+        The error-bar containers, one per row.
+    """
     labels = [f"{m} − {a}" for m, a in zip(table["method"], table["against"])]
     drawn = interval_bars(ax, labels, list(table["difference"]), list(table["low"]),
                           list(table["high"]), xlabel)
@@ -227,9 +315,20 @@ def comparison_intervals(ax: Axes, table, xlabel: str = "final test accuracy dif
 
 def cost_intervals(ax: Axes, costs, cost: str = "samples", baseline: str = "uniform") -> list:
     """The paired differences (arm − baseline) in `cost` to the target from `costs_to_target`,
-    as `interval_bars`, for every arm but the baseline; an arm that reached the target on fewer
-    than two of the baseline's seeds is labelled so and drawn without a dot. Returns the dots'
-    containers."""
+    as `interval_bars`, for every arm but the baseline; an arm without a difference (it reached
+    the target on fewer than two of the baseline's seeds) is labelled "(not reached)" and drawn
+    without a dot.
+
+    Args:
+        ax: the axes to draw on.
+        costs: the `costs_to_target` table (columns cost, arm, and difference, low, high where
+            known).
+        cost: which cost's rows to draw, e.g. "samples" or "seconds".
+        baseline: the arm the others are compared against (its own rows are skipped).
+
+    Returns:
+        The error-bar containers, one per arm.
+    """
     rows = costs[(costs["cost"] == cost) & (costs["arm"] != baseline)]
     labels, values, lows, highs = [], [], [], []
     for row in rows.to_dict("records"):
@@ -250,7 +349,13 @@ def cost_intervals(ax: Axes, costs, cost: str = "samples", baseline: str = "unif
 def position_bug_panels(axes: Sequence[Axes], losses: torch.Tensor, demo) -> None:
     """The three panels of the original script's index bug, from a `PositionBugDemo`: the
     intended weight (own loss) of the kept samples, the weight each drawable sample received
-    against its own loss, and the received weight by dataset index."""
+    against its own loss, and the received weight by dataset index.
+
+    Args:
+        axes: three axes, drawn left to right.
+        losses: [N] each training sample's own loss.
+        demo: a `PositionBugDemo` (its `intended`, `received`, `drawable` and `num_kept`).
+    """
     kept, drawable = demo.intended > 0, demo.drawable
     weight_vs_own_loss(axes[0], losses[kept], demo.intended[kept], "intended (curriclab)")
     weight_vs_own_loss(axes[1], losses[drawable], demo.received[drawable], "original script")

@@ -15,7 +15,15 @@ __all__ = ["rank_samples", "shard_positions", "throughput_bars"]
 
 def shard_positions(ax: Axes, shards: Sequence[Tensor], plan: Tensor, shown: int = 24) -> None:
     """The first `shown` plan positions: the plan's dataset indices (grey line) and the rank
-    that draws each position (one colour per rank)."""
+    that draws each position (one colour per rank).
+
+    Args:
+        ax: the axes to draw on.
+        shards: per rank, the dataset indices it draws; rank r draws plan positions r, r + world,
+            r + 2 * world, ... (world = len(shards)).
+        plan: [P] the epoch's dataset indices in order, before sharding.
+        shown: how many leading plan positions to show; each rank shows shown // world points.
+    """
     world = len(shards)
     for rank, shard in enumerate(shards):
         positions = torch.arange(rank, len(plan), world)[: shown // world]
@@ -27,7 +35,15 @@ def shard_positions(ax: Axes, shards: Sequence[Tensor], plan: Tensor, shown: int
 
 
 def rank_samples(ax: Axes, reports: Sequence[Mapping[str, Any]], title: str) -> None:
-    """Per epoch, the samples each rank drew (stacked bars) against the epoch's plan (a tick)."""
+    """Per epoch, the samples each rank drew (stacked bars) against the epoch's plan (a tick).
+
+    Args:
+        ax: the axes to draw on.
+        reports: one non-empty sequence of rank reports, each with keys "rank" (int), "digest"
+            (str, its first 10 characters go in the legend), "epoch_samples" (samples drawn per
+            epoch) and "epoch_plan" (the plan's size per epoch; read from the first report).
+        title: the axes title.
+    """
     epochs = len(reports[0]["epoch_samples"])
     bottom = torch.zeros(epochs)
     for report in reports:
@@ -44,7 +60,15 @@ def rank_samples(ax: Axes, reports: Sequence[Mapping[str, Any]], title: str) -> 
 
 def throughput_bars(ax: Axes, speed: Mapping[tuple[str, int], float], methods: Sequence[str],
                     world: int) -> None:
-    """Samples per second with 1 and with `world` processes, per method, labelled."""
+    """Samples per second with 1 and with `world` processes, per method, labelled.
+
+    Args:
+        ax: the axes to draw on.
+        speed: (method, processes) -> training samples per second; must hold (method, 1) and
+            (method, world) for every method in `methods`.
+        methods: the methods to show, in order along the x axis.
+        world: the process count of the second bar of each method (> 1 for distinct bars).
+    """
     width = 0.38
     for offset, processes in ((-width / 2, 1), (width / 2, world)):
         values = [speed[method, processes] for method in methods]

@@ -229,8 +229,14 @@ def card_figure(notebook: Path) -> bytes:
 def update_readme(root: Path, cards: tuple[Card, ...] = CARDS) -> None:
     """Rewrite the card block of `root/README.md` and every card's `docs/<stem>.png`.
 
+    Args:
+        root: the repository's root (holding README.md, notebooks/ and docs/).
+        cards: the cards to render, in order.
+
     Raises:
-        ValueError: the README has no card markers.
+        ValueError: the README has no card markers, or a card's notebook has no tagged figure
+            (as `card_figure`).
+        FileNotFoundError: a card's headline file is missing (as `render_cards`).
     """
     readme = root / "README.md"
     text = readme.read_text()

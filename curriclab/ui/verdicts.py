@@ -19,6 +19,16 @@ def verdict_text(table: pd.DataFrame, method: str, budget: str = "same epochs",
     inside (-margin, margin), else "not distinguishable from 0"; then the difference, its
     interval and the seeds it was lower in.
 
+    Args:
+        table: the `fair_comparisons` table.
+        method: the row's method.
+        budget: the row's budget, "same epochs" or "same samples".
+        margin: the equivalence margin, in the table's units; None: never "equal".
+        unit: appended to the numbers, e.g. " points".
+
+    Returns:
+        The sentence.
+
     Raises:
         KeyError: the table has no such row.
     """
@@ -37,7 +47,19 @@ def verdict_text(table: pd.DataFrame, method: str, budget: str = "same epochs",
 
 def cost_text(costs: pd.DataFrame, arm: str, cost: str = "samples") -> str:
     """One row of `costs_to_target` in words: the mean cost and speed-up, the paired difference
-    from the baseline with its interval, and how many seeds reached the target."""
+    from the baseline with its interval, and how many seeds reached the target.
+
+    Args:
+        costs: the `costs_to_target` table.
+        arm: the row's arm.
+        cost: the row's cost, "samples" (whole numbers) or "seconds" (one decimal).
+
+    Returns:
+        The text; "never reached the target (...)" when no seed reached it.
+
+    Raises:
+        KeyError: the table has no such row.
+    """
     row = costs.set_index(["cost", "arm"]).loc[(cost, arm)]
     unit = " samples" if cost == "samples" else " s"
     digits = 0 if cost == "samples" else 1
@@ -56,7 +78,16 @@ def texts(verdicts: pd.DataFrame, costs: pd.DataFrame | None = None,
     """Every row of a `fair_comparisons` table as `verdict_text`, keyed by the method ("same
     epochs") and "<method>/same samples"; and, given `costs_to_target`'s table, every arm's
     `cost_text`, keyed "<arm>/samples" and "<arm>/seconds". For templates such as
-    "{v[SGD-S]}" in `curriclab.ui.report.show`."""
+    "{v[SGD-S]}" in `curriclab.ui.report.show`.
+
+    Args:
+        verdicts: the `fair_comparisons` table.
+        costs: the `costs_to_target` table, or None for verdicts only.
+        margin: the equivalence margin passed to every `verdict_text`.
+
+    Returns:
+        {key: text}.
+    """
     values = {}
     for method, budget in zip(verdicts["method"], verdicts["budget"]):
         key = method if budget == "same epochs" else f"{method}/{budget}"

@@ -37,11 +37,19 @@ def sgds_settings_view(prune_fraction: float, reintroduce_fraction: float, trans
     against samples back-propagated for `study`'s arm `arm` (an SGD-S arm) with these knobs,
     next to the study's first arm (runs cached by spec, see `cached_run`).
 
+    Args:
+        prune_fraction: SGD-S's share of active samples pruned per epoch.
+        reintroduce_fraction: SGD-S's share brought back per epoch.
+        transient_epochs: SGD-S's full epochs before pruning starts.
+        study: the study run with these knobs on `arm` (its data.train_size must be set).
+        arm: the SGD-S arm whose knobs change.
+
     Returns:
         The figure (the widget shows it; nothing is trained twice for one setting).
 
     Raises:
-        ValueError: `arm` is not an arm of `study`, or a knob is out of range.
+        ValueError: `arm` is not an arm of `study`, a knob is out of range, or the study has
+            no fixed `data.train_size`.
     """
     chosen = study.arm(arm)
     knobs = {"prune_fraction": prune_fraction, "reintroduce_fraction": reintroduce_fraction,
@@ -72,7 +80,23 @@ def spl_explore_view(threshold: float, growing_factor: float, regularizer: str,
                      noise_share: float, *, epochs: int) -> Figure:
     """Widget view of notebook 01: self-paced learning on the blobs with structured label noise
     (`explore`, cached) for these knobs; the final boundary and selection beside the selected share
-    per epoch, flipped labels highlighted."""
+    per epoch, flipped labels highlighted.
+
+    Args:
+        threshold: SPL's starting loss threshold.
+        growing_factor: the threshold's factor per epoch.
+        regularizer: one of `curriclab.methods.spl.REGULARIZERS` ("hard", "linear",
+            "logarithmic", "mixture").
+        noise_share: share of the blobs' labels flipped (structured noise).
+        epochs: training epochs.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: an unknown regularizer or an out-of-range knob (checked by
+            `curriclab.methods.spl`).
+    """
     data, flipped, history = explore(threshold, growing_factor, regularizer, noise_share, epochs)
     return final_boundary_and_selection(history, data.inputs, data.targets, highlight=flipped)
 
@@ -83,8 +107,19 @@ def rolling_loss_view(sort_by: str, window: int, log_loss: bool, *, keys: Mappin
     mean ± std over `window` ranks, on a linear or log loss axis; the title gives Spearman's rho
     of the key with the loss. Nothing is trained.
 
+    Args:
+        sort_by: the key to rank by, a key of `keys`.
+        window: ranks per rolling window (>= 2).
+        log_loss: draw the loss axis on a log scale.
+        keys: name -> [N] per-sample sort keys.
+        losses: [N] the recorded losses.
+
+    Returns:
+        The figure.
+
     Raises:
-        ValueError: `sort_by` is not a key of `keys`.
+        ValueError: `sort_by` is not a key of `keys` (and as `rolling_by_rank` and
+            `spearman` for a bad window or mismatched lengths).
     """
     if sort_by not in keys:
         raise ValueError(f"sort_by must be one of {sorted(keys)}, got {sort_by!r}")
@@ -101,7 +136,18 @@ def data_parameters_view(noise: float, lr_instance: float, weight_decay: float, 
     """Widget view of notebook 05: clean test accuracy of plain training and of instance data
     parameters with these settings (left), and the instance run's sigma of clean vs corrupted
     samples at the start, middle and end, with the detection AUC (right). Runs are cached
-    (`curriclab.experiments.data_parameters.widget_results`)."""
+    (`curriclab.experiments.data_parameters.widget_results`).
+
+    Args:
+        noise: share of wrong training labels (in (0, 1): the AUC needs both kinds).
+        lr_instance: the instance arm's sigma learning rate.
+        weight_decay: the instance arm's weight decay on its sigmas.
+        train_size: training samples.
+        epochs: training epochs (the ridges show epochs 0, epochs // 2 and epochs).
+
+    Returns:
+        The figure.
+    """
     results = widget_results(noise, lr_instance, weight_decay, train_size=train_size,
                              epochs=epochs)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4), width_ratios=(1.25, 1))
@@ -123,7 +169,9 @@ def rho_loss_explore_view(grid: Mapping[float, Results], noise: float, ratio: in
 
     Args:
         grid: per noise level, the record of `selection_grid_study` runs.
-        noise, ratio, method: which runs to show (`method` one of `GRID_METHODS`).
+        noise: the noise level, a key of `grid`.
+        ratio: the n_B / k of the runs.
+        method: one of `GRID_METHODS`.
 
     Returns:
         The figure (it only draws the record: nothing is trained).

@@ -77,7 +77,15 @@ def save_headlines(name: str, headlines: Mapping[str, Any], records: Mapping[str
 def load_headlines(name: str, directory: str | Path = RESULTS_DIR) -> dict[str, Any]:
     """The headline numbers `save_headlines` wrote for `name` (without the records).
 
+    Args:
+        name: the notebook's file stem, e.g. "09_data_pruning".
+        directory: the folder holding `<name>.json` (default: the notebooks' results folder).
+
+    Returns:
+        The file's "headlines" mapping, as JSON values.
+
     Raises:
+        ValueError: `name` is empty, holds a "/" or starts with ".".
         FileNotFoundError: no such file (the notebook has not been run at full scale).
     """
     path = Path(directory) / f"{_check_name(name)}.json"

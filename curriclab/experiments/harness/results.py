@@ -2,8 +2,9 @@
 
 `Results` holds the spec, one *curve* row per evaluation (arm, seed, epoch, step, samples
 back-propagated, samples forwarded, seconds, cpu_seconds, lr, `<split>_accuracy`, `<split>_loss`)
-and one *final* row per run (arm, seed, steps, chosen_step, samples, forwarded, seconds, cpu_seconds, extra_samples, extra_seconds,
-test_accuracy, test_loss, validation_accuracy, validation_loss, and any scalar the arm collected).
+and one *final* row per run (arm, seed, steps, chosen_step, samples, forwarded, seconds,
+cpu_seconds, extra_samples, extra_seconds, test_accuracy, test_loss, validation_accuracy,
+validation_loss, and any scalar the arm collected).
 It saves to and loads from JSON with its spec; per-run tensors (`artifacts`) stay in memory.
 
 The comparisons: `paired_table` (every arm against a baseline, paired by seed, on
@@ -58,6 +59,12 @@ class Results:
     def final_values(self, metric: str) -> dict[str, list[float]]:
         """`metric` of every arm's final rows, in seed order (ready for `paired_comparison`).
 
+        Args:
+            metric: a key of every final row, e.g. "test_accuracy" or "samples".
+
+        Returns:
+            {arm name: [the metric per seed, seeds ascending]} (empty without final rows).
+
         Raises:
             ValueError: the metric is unknown, or the arms were not run on the same seeds.
         """
@@ -73,7 +80,18 @@ class Results:
         return {arm: [values[s] for s in sorted(values)] for arm, values in by_arm.items()}
 
     def merge(self, other: Results) -> Results:
-        """This record with `other`'s runs added (same study name; `other`'s arms appended)."""
+        """This record with `other`'s runs added; neither record is changed.
+
+        Args:
+            other: a record of the same study name; its arms not already in this study are
+                appended, and its artifacts win on a shared (arm, seed) key.
+
+        Returns:
+            A new `Results` with both records' curves, finals and artifacts.
+
+        Raises:
+            ValueError: `other` belongs to a study of another name.
+        """
         if other.study.name != self.study.name:
             raise ValueError(f"cannot merge study {other.study.name!r} into {self.study.name!r}")
         known = {arm.name for arm in self.study.arms}
@@ -87,7 +105,14 @@ class Results:
                 "curves": _finite(self.curves), "finals": _finite(self.finals)}
 
     def save(self, path: str | Path) -> Path:
-        """Write `to_dict()` as JSON to `path` (via a temporary file, then a rename)."""
+        """Write `to_dict()` as JSON to `path` (via a temporary file, then a rename).
+
+        Args:
+            path: the JSON file; missing parent folders are created, an old file is replaced.
+
+        Returns:
+            `path` as a `Path`.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
@@ -97,7 +122,13 @@ class Results:
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
-        """A record `save` wrote (without artifacts).
+        """A record `save` wrote (without artifacts; None values become NaN again).
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The record, with empty `artifacts`.
 
         Raises:
             ValueError: the file is not a curriclab result record of this format.
@@ -131,8 +162,11 @@ def paired_table(results: Results, metric: str = "test_accuracy", baseline: str 
         scale: multiplies values and differences (100 gives percentage points).
 
     Returns:
-        One row per arm: arm, seeds, mean, and (for arms other than the baseline)
-        difference, low, high and how many seeds the arm was lower / higher.
+        One row per arm: arm, seeds, mean, and (for arms other than the baseline, with at
+        least 2 seeds) difference, low, high and how many seeds the arm was lower / higher.
+
+    Raises:
+        ValueError: `baseline` has no runs (and as `Results.final_values`).
     """
     values = results.final_values(metric)
     baseline = baseline if baseline is not None else results.study.arms[0].name
@@ -155,6 +189,14 @@ def validation_target(results: Results, arm: str | None = None, fraction: float 
     """A target validation accuracy that every seed of `arm` (default: the first arm) reaches:
     `fraction` times the lowest, over its seeds, of each run's best validation accuracy.
 
+    Args:
+        results: the record; its curve rows need "validation_accuracy".
+        arm: the arm whose seeds must all reach the target (default: the study's first arm).
+        fraction: multiplies that accuracy (1.0: the weakest seed's best; below 1: easier).
+
+    Returns:
+        The target, on the curves' accuracy scale.
+
     Raises:
         ValueError: the arm has no validation curve.
     """
@@ -170,13 +212,22 @@ def validation_target(results: Results, arm: str | None = None, fraction: float 
 
 def cost_to_target(results: Results, target: float, cost: str = "samples",
                    include_extra: bool = True) -> pd.DataFrame:
-    """Per (arm, seed): `cost` ("samples", "forwarded", "steps", "seconds" or "cpu_seconds")
-    at the first evaluation whose
-    validation accuracy reaches `target` (inf when it never does), plus the arm's extra cost
-    (e.g. scoring or a reference model) when `include_extra` is set.
+    """Per (arm, seed): `cost` at the first evaluation whose validation accuracy reaches
+    `target` (inf when it never does), plus the arm's extra cost when `include_extra` is set.
+
+    Args:
+        results: the record.
+        target: the validation accuracy to reach (>=), on the curves' scale.
+        cost: "samples", "forwarded", "steps", "seconds" or "cpu_seconds".
+        include_extra: add the run's final-row `extra_samples` (for samples and forwarded) or
+            `extra_seconds` (for seconds), e.g. scoring or a reference model; steps and
+            cpu_seconds have no extra.
 
     Returns:
-        Columns arm, seed, cost, reached.
+        Columns arm, seed, cost, reached; one row per final row, in their order.
+
+    Raises:
+        ValueError: `cost` is not one of the above.
     """
     if cost not in ("samples", "forwarded", "steps", "seconds", "cpu_seconds"):
         raise ValueError(f"cost must be samples, forwarded, steps, seconds or cpu_seconds, "
@@ -201,13 +252,24 @@ def cost_to_target(results: Results, target: float, cost: str = "samples",
 
 def paired_costs(costs: pd.DataFrame, baseline: str, confidence: float = 0.95,
                  arms: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per arm: seeds that reached the target, the mean cost, the mean ratio to the baseline's
-    cost, and the paired difference (arm − baseline) with its interval, over the seeds where
-    both reached it (NaN with fewer than 2 such seeds).
+    """Per arm: seeds that reached the target, and over the seeds where both the arm and the
+    baseline reached it, the mean cost, the mean ratio to the baseline's cost and the paired
+    difference (arm − baseline) with its interval.
 
     Args:
-        costs: the frame `cost_to_target` returns.
+        costs: the frame `cost_to_target` returns (columns arm, seed, cost; inf = not reached).
         baseline: the arm the others are compared with.
+        confidence: of the two-sided Student-t interval of the mean paired difference.
+        arms: the arms to report, in order (default: every arm of `costs`); each must be in
+            `costs`.
+
+    Returns:
+        One row per arm: arm, seeds, reached, mean cost, ratio to baseline (both NaN when no
+        seed is shared), and for arms other than the baseline with at least 2 shared seeds:
+        difference, low, high, paired seeds.
+
+    Raises:
+        ValueError: `baseline` has no rows in `costs`.
     """
     by_arm = {arm: dict(zip(group["seed"], group["cost"])) for arm, group in costs.groupby(
         "arm", sort=False)}

@@ -211,7 +211,17 @@ class Study:
             raise ValueError("select='best' needs 'validation' in track")
 
     def arm(self, name: str) -> Arm:
-        """The arm called `name` (ValueError naming the known arms otherwise)."""
+        """The arm called `name`.
+
+        Args:
+            name: an arm's name.
+
+        Returns:
+            The first arm of `arms` with that name.
+
+        Raises:
+            ValueError: no arm has that name (the message lists the known arms).
+        """
         for arm in self.arms:
             if arm.name == name:
                 return arm

@@ -39,7 +39,17 @@ class Splits:
         return self.test.num_classes
 
     def named(self, split: str) -> IndexedDataset:
-        """The split called `split` ("train", "validation", "holdout" or "test")."""
+        """The split called `split`.
+
+        Args:
+            split: "train", "validation", "holdout" or "test".
+
+        Returns:
+            That data set.
+
+        Raises:
+            ValueError: any other name.
+        """
         if split not in ("train", "validation", "holdout", "test"):
             raise ValueError(f"split must be train, validation, holdout or test, got {split!r}")
         return getattr(self, split)
