@@ -437,6 +437,8 @@ def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
         for arm in arms:
             parts.append(f"{arm} {gap_text(gaps, condition, arm)}")
         base = gaps[(gaps["condition"] == condition) & (gaps["arm"] == "standard")]
+        if base.empty:
+            raise ValueError(f"condition {condition!r} has no 'standard' row in gaps")
         lines.append(f"- **{condition}** (standard {float(base['mean'].iloc[0]):.2f} %): "
                      + "; ".join(parts))
     return "\n".join(lines)

@@ -350,7 +350,8 @@ def costs_to_target(results: Results, target: float, baseline: str = "uniform") 
         speedups = []
         for arm in table["arm"]:
             mine, theirs = by_arm[arm], by_arm[baseline]
-            both = [s for s in mine if math.isfinite(mine[s]) and math.isfinite(theirs[s])]
+            both = [s for s in mine
+                    if s in theirs and math.isfinite(mine[s]) and math.isfinite(theirs[s])]
             speedups.append(sum(theirs[s] for s in both) / sum(mine[s] for s in both)
                             if both else math.nan)
         frames.append(table.assign(cost=cost, **{"speed-up": speedups}))

@@ -28,7 +28,8 @@ def image_grid(
         The new figure (ceil(N / columns) rows of `columns` axes, all axes switched off).
 
     Raises:
-        ValueError: `images` is empty.
+        ValueError: `images` is empty, `columns` < 1, or `labels`/`titles` do not have one
+            entry per image.
     """
     images = images.detach().cpu()
     if images.ndim == 4:
@@ -36,6 +37,11 @@ def image_grid(
     count = len(images)
     if count == 0:
         raise ValueError("images must not be empty")
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
+    for name, entries in (("labels", labels), ("titles", titles)):
+        if entries is not None and len(entries) != count:
+            raise ValueError(f"{name} must have one entry per image ({count}), got {len(entries)}")
     rows = (count + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.35), squeeze=False)
     for position, ax in enumerate(axes.flat):

@@ -234,6 +234,8 @@ def test_gap_table_description_and_headlines_match_a_paired_t_interval_by_hand()
     assert "random curriculum +0.00 points" in text
     with pytest.raises(ValueError, match="no difference"):
         describe_gaps(gaps, ["toy"], arms=["self-paced curriculum"])
+    with pytest.raises(ValueError, match="'standard' row"):
+        describe_gaps(gaps[gaps["arm"] != "standard"], ["toy"], arms=["curriculum"])
     assert gap_text(gaps, "toy", "curriculum") == text.split("curriculum ")[1].split(";")[0]
     with pytest.raises(ValueError, match="no difference"):
         gap_text(gaps, "toy", "standard")

@@ -154,6 +154,12 @@ def test_costs_to_target_read_the_first_evaluation_reaching_it():
     never = costs_to_target(record, 0.99).set_index(["cost", "arm"])
     assert never.loc[("samples", "fast"), "reached"] == 0
     assert math.isnan(never.loc[("samples", "fast"), "speed-up"])
+    # a seed the baseline did not run is left out of the speed-up, not a KeyError
+    extra = [dict(row, seed=3) for row in curves if row["arm"] == "fast" and row["seed"] == 0]
+    longer = _record(_finals("uniform", [0.9] * 3, [200] * 3)
+                     + _finals("fast", [0.9] * 4, [120] * 4), curves + extra)
+    table = costs_to_target(longer, 0.85).set_index(["cost", "arm"])
+    assert table.loc[("samples", "fast"), "speed-up"] == pytest.approx(600 / 183)
 
 
 # --- runs on MNIST (skipped without it) ----------------------------------------------------------
