@@ -18,12 +18,22 @@ the largest batch and trimmed by the counts. The header arrives before any loss 
 a rank with bad input (an index out of range, a NaN loss) makes *every* rank raise the same
 ValueError instead of leaving the others waiting in a collective.
 Without a process group (a single process) every collective here is a no-op.
+
+Timeouts: every collective here waits at most `collective_timeout()` seconds
+(`$CURRICLAB_DIST_TIMEOUT`, default 30) for the other ranks. When a peer does not answer (it
+crashed, hangs, or was stopped), a gloo group then asks every rank to pass a
+`monitored_barrier` (at most 5 s more) and raises a `PeerTimeoutError` naming the rank that did
+not answer, instead of waiting for torch's default of 30 minutes. `init_from_environment` gives
+the whole process group the same timeout, so DDP's own all-reduces fail as fast (with gloo's
+message, which names no rank).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,13 +53,19 @@ from curriclab.core.protocol import (
 from curriclab.core.training import LossFn, cross_entropy_per_sample, per_sample_losses
 
 __all__ = [
+    "DIST_TIMEOUT_ENV",
     "Gathered",
+    "PeerTimeoutError",
     "Synchronized",
+    "check_distinct_ranks",
     "check_identical",
+    "check_num_replicas",
+    "collective_timeout",
     "digest",
     "gather_observations",
     "gathered_per_sample_losses",
     "init_from_environment",
+    "method_settings",
     "rank_and_world",
     "state_digest",
     "synchronize_sparse_gradients",
@@ -69,6 +85,17 @@ PROBLEMS = {
 """Why a rank rejects its own observations, by the status code it sends in the header."""
 
 
+DIST_TIMEOUT_ENV = "CURRICLAB_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+PROBE_SECONDS = 5.0
+"""How long the `monitored_barrier` that finds a silent rank waits, at most."""
+
+
+class PeerTimeoutError(RuntimeError):
+    """A collective got no answer from a peer within `collective_timeout()`; the message names
+    the rank(s) that did not answer, as far as a gloo `monitored_barrier` could tell."""
+
+
 def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
     """`(rank, world size)` in `group` (default: the default group); `(0, 1)` without a process group."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -76,18 +103,131 @@ def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
-def init_from_environment(timeout: timedelta = timedelta(minutes=5)) -> bool:
+def collective_timeout() -> timedelta:
+    """How long a collective here waits for the other ranks: `$CURRICLAB_DIST_TIMEOUT` seconds
+    (a finite number > 0), else 30 s.
+
+    Raises:
+        ValueError: the variable is set to anything else; the message names it.
+    """
+    text = os.environ.get(DIST_TIMEOUT_ENV, "").strip()
+    if not text:
+        return timedelta(seconds=DEFAULT_TIMEOUT_SECONDS)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{DIST_TIMEOUT_ENV} must be a finite number of seconds > 0, got {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def init_from_environment(timeout: timedelta | None = None) -> bool:
     """Join the process group torchrun describes (`WORLD_SIZE`, `RANK`, `MASTER_ADDR`, ... in the
-    environment): NCCL when CUDA is available, else gloo, with `timeout` on every collective, so
-    a lost rank raises instead of hanging. Returns False (and does nothing) outside torchrun or
-    when a group already exists."""
+    environment): NCCL when CUDA is available, else gloo.
+
+    Args:
+        timeout: how long any collective of the group (DDP's all-reduces included) may wait for
+            a peer before it raises; default `collective_timeout()` ($CURRICLAB_DIST_TIMEOUT).
+
+    Returns:
+        True if it joined a group; False (doing nothing) outside torchrun or when a group
+        already exists.
+
+    Raises:
+        ValueError: a bad `$CURRICLAB_DIST_TIMEOUT`, or a `timeout` that is not positive.
+    """
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return False
+    timeout = collective_timeout() if timeout is None else timeout
+    if not isinstance(timeout, timedelta) or timeout.total_seconds() <= 0:
+        raise ValueError(f"timeout must be a positive datetime.timedelta, got {timeout!r}")
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=timeout)
     return True
+
+
+def _wait(work: dist.Work, what: str, group: dist.ProcessGroup | None) -> None:
+    """Wait for an asynchronous collective at most `collective_timeout()`; if a peer does not
+    answer, raise a PeerTimeoutError naming it (see `_raise_silent_peer`)."""
+    timeout = collective_timeout()
+    try:
+        work.wait(timeout=timeout)
+    except RuntimeError as error:
+        _raise_silent_peer(what, group, timeout, error)
+
+
+def _raise_silent_peer(what: str, group: dist.ProcessGroup | None, timeout: timedelta,
+                       error: RuntimeError) -> None:
+    """Find which rank stopped answering with a gloo `monitored_barrier` (rank 0 waits at most
+    PROBE_SECONDS for each other rank; the others wait for rank 0) and raise a PeerTimeoutError
+    naming it, chained to the collective's own error."""
+    rank, world = rank_and_world(group)
+    seconds = f"{timeout.total_seconds():g} s (${DIST_TIMEOUT_ENV})"
+    head = f"{what}: rank {rank} got no answer within {seconds}"
+    if dist.get_backend(group) != dist.Backend.GLOO:
+        raise PeerTimeoutError(f"{head}; a peer crashed, hangs or is stopped") from error
+    probe = timedelta(seconds=min(PROBE_SECONDS, timeout.total_seconds()))
+    try:
+        dist.monitored_barrier(group, timeout=probe, wait_all_ranks=True)
+    except RuntimeError as barrier_error:
+        found = re.search(r"Ranks? ([\d, ]+) failed to pass", str(barrier_error))
+        if found:
+            silent = found.group(1).strip()
+            label = "rank" if "," not in silent else "ranks"
+            raise PeerTimeoutError(f"{head}: {label} {silent} did not answer (crashed, hung or "
+                                   "stopped)") from error
+        if rank != 0:
+            suspect = "rank 0" if world == 2 else "rank 0, or a rank that rank 0 reports,"
+            raise PeerTimeoutError(f"{head}: {suspect} did not answer (crashed, hung or "
+                                   "stopped)") from error
+        raise PeerTimeoutError(f"{head}; {barrier_error}") from error
+    raise PeerTimeoutError(f"{head}, yet every rank then passed a barrier: the ranks issued "
+                           "different collectives (did one rank skip a step or an epoch?)") from error
+
+
+def _all_gather(parts: list[Tensor], tensor: Tensor, what: str,
+                group: dist.ProcessGroup | None) -> None:
+    """`dist.all_gather` that waits at most `collective_timeout()` (PeerTimeoutError naming the
+    silent rank after that)."""
+    _wait(dist.all_gather(parts, tensor, group=group, async_op=True), what, group)
+
+
+def check_num_replicas(num_replicas: int, group: dist.ProcessGroup | None = None) -> None:
+    """Under an initialised process group, `num_replicas` must equal its world size (a sampler
+    sharding over more or fewer ranks leaves part of each plan undrawn, or draws it twice).
+
+    Raises:
+        ValueError: naming `num_replicas` and the group's world size. Nothing without a group.
+    """
+    _, world = rank_and_world(group)
+    if dist.is_available() and dist.is_initialized() and num_replicas != world:
+        raise ValueError(f"num_replicas must equal the process group's world size {world}, got "
+                         f"{num_replicas} (leave it None to take the group's)")
+
+
+def check_distinct_ranks(rank: int, what: str, group: dist.ProcessGroup | None = None) -> None:
+    """Collective: every rank of `group` must pass a different `rank` in [0, world size) (for a
+    sampler: the shard it yields), so the shards are disjoint and cover the plan. One
+    all-gather of one int64, with the timeout of `collective_timeout()`.
+
+    Raises:
+        ValueError: on every rank, naming `rank` and which ranks passed which value.
+        PeerTimeoutError: a peer did not answer in time. Nothing without a process group.
+    """
+    own, world = rank_and_world(group)
+    if world == 1:
+        return
+    mine = torch.tensor([rank], dtype=torch.long, device=_device(group))
+    everyone = [torch.empty_like(mine) for _ in range(world)]
+    _all_gather(everyone, mine, f"{what}: the check of every rank's `rank`", group)
+    values = [int(t.item()) for t in everyone]
+    if sorted(values) != list(range(world)):
+        given = ", ".join(f"process {r}: rank={v}" for r, v in enumerate(values))
+        raise ValueError(f"{what}: rank must be different on every process, one of 0..{world - 1} "
+                         f"(seen on process {own}; {given}); leave it None to take the group's")
 
 
 def _device(group: dist.ProcessGroup | None) -> torch.device:
@@ -171,7 +311,7 @@ def gather_observations(
     if count <= capacity:  # count is 0 for a bad rank: nothing of its input is sent
         first[3 : 3 + count] = index[:count].to(device=device, dtype=torch.long)
     parts = [torch.empty_like(first) for _ in range(world)]
-    dist.all_gather(parts, first, group=group)
+    _all_gather(parts, first, "gather_observations", group)
     table = torch.stack(parts)[:, :3].cpu().tolist()
     _raise_on_bad_ranks(table, rank, num_samples)
     counts = [row[0] for row in table]
@@ -190,7 +330,7 @@ def gather_observations(
     if largest:
         works.append(dist.all_gather(values, padded_losses, group=group, async_op=True))
     for work in works:
-        work.wait()
+        _wait(work, "gather_observations", group)
     return Gathered(
         torch.cat([part[:n] for part, n in zip(indices, counts)]).to(index.device),
         torch.cat([part[:n] for part, n in zip(values, counts)]).to(losses.device),
@@ -257,12 +397,17 @@ class Synchronized(SampleMethod):
         self.num_samples = num_samples
         self.group = group
         self.capacity = 0
+        self._settings_checked = False
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor | None:
         return combined_losses(self.methods, output, target, index)
 
     def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
-        """Gather once, let every wrapped method see the global batch, scale its objective."""
+        """Gather once, let every wrapped method see the global batch, scale its objective.
+        The first call under a process group also checks that every rank wraps the same methods
+        with the same settings (`check_settings`)."""
+        if not self._settings_checked:
+            self.check_settings()
         gathered = gather_observations(index, losses, num_samples=self.num_samples, group=self.group,
                                        capacity=self.capacity)
         self.capacity = gathered.capacity
@@ -274,6 +419,38 @@ class Synchronized(SampleMethod):
         objective = combined_objective(self.methods, gathered.index, global_losses)
         return None if objective is None else objective * world
 
+    def check_settings(self) -> None:
+        """Collective: raise the same ValueError on every rank unless all ranks hold the same
+        `capacity`, `num_samples` and wrapped methods with the same settings (`method_settings`).
+        One all-gather of four int64 of fixed size, so even a mismatch of `capacity` (which
+        sizes the exchange) is reported instead of crashing gloo. `objective` calls it once.
+
+        Raises:
+            ValueError: naming the setting that differs, with every rank's value.
+            PeerTimeoutError: a peer did not answer within `collective_timeout()`.
+        """
+        rank, world = rank_and_world(self.group)
+        self._settings_checked = True
+        if world == 1:
+            return
+        settings = "; ".join(method_settings(method) for method in self.methods)
+        fields = {"capacity": self.capacity,
+                  "num_samples": -1 if self.num_samples is None else self.num_samples,
+                  "number of methods": len(self.methods),
+                  "methods' settings": int(hashlib.sha256(settings.encode()).hexdigest()[:15], 16)}
+        mine = torch.tensor(list(fields.values()), dtype=torch.long, device=_device(self.group))
+        everyone = [torch.empty_like(mine) for _ in range(world)]
+        _all_gather(everyone, mine, "Synchronized's check of every rank's settings", self.group)
+        table = torch.stack(everyone).cpu().tolist()
+        for column, name in enumerate(fields):
+            values = [row[column] for row in table]
+            if len(set(values)) > 1:
+                shown = ", ".join(f"rank {r}: {v if column < 3 else f'{v:015x}'}"
+                                  for r, v in enumerate(values))
+                detail = f" (this rank's: {settings})" if column == 3 else ""
+                raise ValueError(f"Synchronized (on rank {rank}): {name} must be equal on every "
+                                 f"rank, got {shown}{detail}")
+
     def after_step(self) -> None:
         for method in self.methods:
             method.after_step()
@@ -281,6 +458,16 @@ class Synchronized(SampleMethod):
     def after_epoch(self, epoch: int) -> None:
         for method in self.methods:
             method.after_epoch(epoch)
+
+
+def method_settings(method: object) -> str:
+    """A method's class and public scalar attributes (bool, int, float, str, None), e.g.
+    `SGDSSampler(num_samples=37, prune_fraction=0.2, ...)`: what every rank must agree on.
+    `rank` is left out (it differs by design)."""
+    scalars = {name: value for name, value in sorted(vars(method).items())
+               if not name.startswith("_") and name != "rank"
+               and (value is None or isinstance(value, (bool, int, float, str)))}
+    return f"{type(method).__qualname__}(" + ", ".join(f"{k}={v!r}" for k, v in scalars.items()) + ")"
 
 
 def digest(*tensors: Tensor) -> str:
@@ -325,7 +512,7 @@ def check_identical(what: str, *tensors: Tensor, group: dist.ProcessGroup | None
     value = int(digest(*tensors)[:15], 16)  # 60 bits: fits an int64
     mine = torch.tensor([value], dtype=torch.long, device=_device(group))
     everyone = [torch.empty_like(mine) for _ in range(world)]
-    dist.all_gather(everyone, mine, group=group)
+    _all_gather(everyone, mine, f"check_identical ({what})", group)
     values = [int(t.item()) for t in everyone]
     if len(set(values)) > 1:
         groups = ", ".join(f"rank {r}: {v:015x}" for r, v in enumerate(values))
@@ -388,7 +575,8 @@ def synchronize_sparse_gradients(
                 elif exchange == "dense":
                     grad = grad.clone()  # .grad itself must not be reduced in place
                 if exchange == "dense":
-                    dist.all_reduce(grad, group=group)
+                    _wait(dist.all_reduce(grad, group=group, async_op=True),
+                          "synchronize_sparse_gradients", group)
                     param.grad = grad / world
                     continue
                 flat = grad.reshape(-1)
