@@ -19,22 +19,24 @@ a rank with bad input (an index out of range, a NaN loss) makes *every* rank rai
 ValueError instead of leaving the others waiting in a collective.
 Without a process group (a single process) every collective here is a no-op.
 
-Timeouts: every collective here waits at most `collective_timeout()` seconds
-(`$CURRICLAB_DIST_TIMEOUT`, default 30) for the other ranks. When a peer does not answer (it
-crashed, hangs, or was stopped), a gloo group then asks every rank to pass a
-`monitored_barrier` (at most 5 s more) and raises a `PeerTimeoutError` naming the rank that did
-not answer, instead of waiting for torch's default of 30 minutes. `init_from_environment` gives
-the whole process group the same timeout, so DDP's own all-reduces fail as fast (with gloo's
-message, which names no rank).
+Timeouts: every collective here waits at most `collective_timeout()` (`$CURRICLAB_DIST_TIMEOUT`
+seconds, default 30) for the other ranks. When a peer does not answer (it crashed, hangs, or was
+stopped), the rank asks every rank to pass a gloo `monitored_barrier` (at most 5 s more) and
+raises a `PeerTimeoutError` naming the rank that did not answer, instead of waiting for torch's
+default of 30 minutes. `init_from_environment` gives the process group itself the same timeout,
+so DDP's own all-reduces fail as soon, and `naming_silent_peers` turns their gloo errors (which
+name no rank) into the same named error. Either way a stalled peer fails the group after at
+most `timeout + min(timeout, 5 s)`: 35 s by default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -66,6 +68,7 @@ __all__ = [
     "gathered_per_sample_losses",
     "init_from_environment",
     "method_settings",
+    "naming_silent_peers",
     "rank_and_world",
     "state_digest",
     "synchronize_sparse_gradients",
@@ -122,13 +125,25 @@ def collective_timeout() -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _probe_length(timeout: timedelta) -> timedelta:
+    return timedelta(seconds=min(PROBE_SECONDS, timeout.total_seconds()))
+
+
+_PROBE_GROUPS: dict[object, dist.ProcessGroup] = {}
+"""A gloo group of the same ranks beside each default group `init_from_environment` made, keyed
+by that group (a group made later is a new key, so a destroyed one is never used): after a collective of the main group failed, its connections may be
+closed, and `monitored_barrier` (gloo only) must run on fresh ones."""
+
+
 def init_from_environment(timeout: timedelta | None = None) -> bool:
     """Join the process group torchrun describes (`WORLD_SIZE`, `RANK`, `MASTER_ADDR`, ... in the
-    environment): NCCL when CUDA is available, else gloo.
+    environment): NCCL when CUDA is available, else gloo; and beside it a small gloo group that
+    `naming_silent_peers` uses to find a rank that stopped answering.
 
     Args:
-        timeout: how long any collective of the group (DDP's all-reduces included) may wait for
-            a peer before it raises; default `collective_timeout()` ($CURRICLAB_DIST_TIMEOUT).
+        timeout: how long any collective of the group (DDP's all-reduces included) waits for a
+            peer; default `collective_timeout()` ($CURRICLAB_DIST_TIMEOUT, else 30 s), the
+            timeout of curriclab's own collectives.
 
     Returns:
         True if it joined a group; False (doing nothing) outside torchrun or when a group
@@ -146,6 +161,7 @@ def init_from_environment(timeout: timedelta | None = None) -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=timeout)
+    _PROBE_GROUPS[dist.group.WORLD] = dist.new_group(backend="gloo", timeout=timeout)
     return True
 
 
@@ -156,22 +172,49 @@ def _wait(work: dist.Work, what: str, group: dist.ProcessGroup | None) -> None:
     try:
         work.wait(timeout=timeout)
     except RuntimeError as error:
-        _raise_silent_peer(what, group, timeout, error)
+        _raise_silent_peer(f"{what}: rank {rank_and_world(group)[0]} got no answer within "
+                           f"{timeout.total_seconds():g} s (${DIST_TIMEOUT_ENV})", group, error)
 
 
-def _raise_silent_peer(what: str, group: dist.ProcessGroup | None, timeout: timedelta,
-                       error: RuntimeError) -> None:
+SILENT_PEER = re.compile(r"timed out waiting|operation timed out|connection (closed|reset) by peer"
+                         r"|pair closure", re.IGNORECASE)
+"""What the errors of a collective that lost a peer say (gloo's wording), as opposed to a bug."""
+
+
+@contextlib.contextmanager
+def naming_silent_peers(what: str = "a collective", group: dist.ProcessGroup | None = None
+                        ) -> Iterator[None]:
+    """Within the block, an error of a torch.distributed collective that lost a peer (gloo's
+    "Timed out waiting ... for recv operation", a closed connection), e.g. from DDP's
+    all-reduce, becomes a PeerTimeoutError that names the rank that no longer answers, as far
+    as a `monitored_barrier` can tell. Other errors pass unchanged; a no-op without a group.
+
+    Args:
+        what: names the work in the message (e.g. "training").
+        group: the process group (default: the default group).
+    """
+    try:
+        yield
+    except PeerTimeoutError:
+        raise
+    except RuntimeError as error:
+        if rank_and_world(group)[1] == 1 or not SILENT_PEER.search(str(error)):
+            raise
+        _raise_silent_peer(f"{what}: rank {rank_and_world(group)[0]} lost a peer "
+                           f"({str(error).splitlines()[0][:200]})", group, error)
+
+
+def _raise_silent_peer(head: str, group: dist.ProcessGroup | None, error: Exception) -> None:
     """Find which rank stopped answering with a gloo `monitored_barrier` (rank 0 waits at most
     PROBE_SECONDS for each other rank; the others wait for rank 0) and raise a PeerTimeoutError
     naming it, chained to the collective's own error."""
     rank, world = rank_and_world(group)
-    seconds = f"{timeout.total_seconds():g} s (${DIST_TIMEOUT_ENV})"
-    head = f"{what}: rank {rank} got no answer within {seconds}"
-    if dist.get_backend(group) != dist.Backend.GLOO:
+    probe_group = _PROBE_GROUPS.get(dist.group.WORLD if group is None else group)
+    if probe_group is None and dist.get_backend(group) != dist.Backend.GLOO:
         raise PeerTimeoutError(f"{head}; a peer crashed, hangs or is stopped") from error
-    probe = timedelta(seconds=min(PROBE_SECONDS, timeout.total_seconds()))
     try:
-        dist.monitored_barrier(group, timeout=probe, wait_all_ranks=True)
+        dist.monitored_barrier(probe_group if probe_group is not None else group,
+                               timeout=_probe_length(collective_timeout()), wait_all_ranks=True)
     except RuntimeError as barrier_error:
         found = re.search(r"Ranks? ([\d, ]+) failed to pass", str(barrier_error))
         if found:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from curriclab.core.data import spl_toy_data
-from curriclab.core.distributed import DIST_TIMEOUT_ENV, init_from_environment
+from curriclab.core.distributed import DIST_TIMEOUT_ENV, init_from_environment, naming_silent_peers
 from curriclab.experiments.scaling_out import DEMO_METHODS, run_demo
 from curriclab.experiments.self_paced_learning import demo_runs
 from curriclab.plots.spl import animate_spl
@@ -129,16 +129,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[DIST_TIMEOUT_ENV] = repr(args.timeout)
         joined = init_from_environment()
         try:
-            result = run_demo(args.method, args.epochs, samples=args.samples,
-                              batch_size=args.batch_size, seed=args.seed)
-            if args.report_json:
-                write_report(args.report_json, result.report())
-            # one write of the whole line: with unbuffered output print() would write the text
-            # and its newline separately, and two ranks sharing a pipe could interleave them
-            sys.stdout.write(result.line() + "\n")
-            sys.stdout.flush()
-            if joined:
-                dist.barrier()  # no rank tears gloo down while a peer still uses it
+            with naming_silent_peers("ddp-demo"):  # a stalled or lost rank is named
+                result = run_demo(args.method, args.epochs, samples=args.samples,
+                                  batch_size=args.batch_size, seed=args.seed)
+                if args.report_json:
+                    write_report(args.report_json, result.report())
+                # one write of the whole line: with unbuffered output print() would write the
+                # text and its newline separately, and two ranks sharing a pipe could interleave
+                sys.stdout.write(result.line() + "\n")
+                sys.stdout.flush()
+                if joined:
+                    dist.barrier()  # no rank tears gloo down while a peer still uses it
         finally:
             if joined:
                 dist.destroy_process_group()
