@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -299,21 +301,30 @@ def test_constructors_refuse_bad_arguments_by_name(case):
 # ---------------------------------------------------------------- a real two-rank group
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory) -> tuple[list[dict], tuple[str, str, float]]:
-    """Every scenario's outcome on both ranks, and rank 0's outcome when rank 1 is stopped."""
+def two_ranks(tmp_path_factory) -> tuple[list[dict], list[dict]]:
+    """Every scenario's outcome on both ranks, and each rank's outcomes while the other one
+    was stopped (`group_worker`)."""
     directory = tmp_path_factory.mktemp("two_ranks")
+    with socket.socket() as probe:  # a free port for the group's TCP store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=group_worker, args=(rank, str(directory)))
+    processes = [context.Process(target=group_worker, args=(rank, port, str(directory)))
                  for rank in range(2)]
     for process in processes:
         process.start()
-    processes[0].join(120)
-    for process in processes:  # rank 1 is stopped (or, on a failure, either may hang)
-        if process.is_alive():
-            process.kill()
+    results = [directory / f"stalled{rank}.pt" for rank in range(2)]
+    deadline = time.monotonic() + 240  # a hung group fails the test instead of blocking the run
+    while not all(path.exists() for path in results) and time.monotonic() < deadline:
+        if not any(process.is_alive() for process in processes):
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the last torch.save finish
+    for process in processes:  # both end stopped (or, on a failure, hung)
+        process.kill()
         process.join()
     scenarios = [torch.load(directory / f"scenarios{rank}.pt") for rank in range(2)]
-    return scenarios, torch.load(directory / "stalled0.pt")
+    return scenarios, [torch.load(path) for path in results]
 
 
 TWO_RANK_CASES = {
@@ -344,9 +355,19 @@ def test_a_well_configured_group_passes_the_checks(two_ranks):
     assert [s["a well-configured group"][:2] for s in scenarios] == [("", "")] * 2
 
 
-def test_a_stopped_rank_fails_its_peer_within_the_timeout_naming_it(two_ranks):
-    _, (kind, message, seconds) = two_ranks
-    assert kind == "PeerTimeoutError"
-    assert "rank 1 did not answer" in message and DIST_TIMEOUT_ENV in message
-    # the wait, then the monitored_barrier that finds the silent rank (also STALL_TIMEOUT here)
-    assert STALL_TIMEOUT <= seconds < 2 * STALL_TIMEOUT + 3
+STALLS = {  # (the rank that waits, what it tried): the rank its error must name
+    (0, "all-reduce"): "rank 1 did not answer",
+    (0, "exchange"): "rank 1 did not answer",
+    (1, "exchange"): "rank 0 did not answer",
+}
+
+
+@pytest.mark.parametrize("waiting, action", STALLS)
+def test_a_stopped_rank_fails_its_peer_within_the_timeout_naming_it(two_ranks, waiting, action):
+    _, stalled = two_ranks
+    kind, message, seconds = stalled[waiting][action]
+    assert kind == "PeerTimeoutError" and STALLS[waiting, action] in message, (kind, message)
+    # the wait, then at most as long for the monitored_barrier that finds the silent rank
+    assert seconds < 2 * STALL_TIMEOUT + 3
+    if action == "exchange":
+        assert f"no answer within {STALL_TIMEOUT:g} s ($CURRICLAB_DIST_TIMEOUT)" in message

@@ -21,12 +21,13 @@ Without a process group (a single process) every collective here is a no-op.
 
 Timeouts: every collective here waits at most `collective_timeout()` (`$CURRICLAB_DIST_TIMEOUT`
 seconds, default 30) for the other ranks. When a peer does not answer (it crashed, hangs, or was
-stopped), the rank asks every rank to pass a gloo `monitored_barrier` (at most 5 s more) and
-raises a `PeerTimeoutError` naming the rank that did not answer, instead of waiting for torch's
+stopped), the rank pings every rank (at most min(timeout, 5 s) more; 2 x that on ranks other
+than 0) and raises a `PeerTimeoutError` naming the rank that did not answer, instead of waiting for torch's
 default of 30 minutes. `init_from_environment` gives the process group itself the same timeout,
 so DDP's own all-reduces fail as soon, and `naming_silent_peers` turns their gloo errors (which
-name no rank) into the same named error. Either way a stalled peer fails the group after at
-most `timeout + min(timeout, 5 s)`: 35 s by default.
+name no rank) into the same named error. Either way a stalled peer fails rank 0 after at most
+`timeout + min(timeout, 5 s)` (35 s by default) and the other ranks after at most
+`timeout + 2 min(timeout, 5 s)` (40 s).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import hashlib
 import math
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -91,12 +93,12 @@ PROBLEMS = {
 DIST_TIMEOUT_ENV = "CURRICLAB_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 PROBE_SECONDS = 5.0
-"""How long the `monitored_barrier` that finds a silent rank waits, at most."""
+"""How long rank 0 waits for the other ranks' pings when it looks for a silent rank, at most."""
 
 
 class PeerTimeoutError(RuntimeError):
     """A collective got no answer from a peer within `collective_timeout()`; the message names
-    the rank(s) that did not answer, as far as a gloo `monitored_barrier` could tell."""
+    the rank(s) that did not answer, as far as a ping of every rank could tell."""
 
 
 def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
@@ -132,7 +134,7 @@ def _probe_length(timeout: timedelta) -> timedelta:
 _PROBE_GROUPS: dict[object, dist.ProcessGroup] = {}
 """A gloo group of the same ranks beside each default group `init_from_environment` made, keyed
 by that group (a group made later is a new key, so a destroyed one is never used): after a collective of the main group failed, its connections may be
-closed, and `monitored_barrier` (gloo only) must run on fresh ones."""
+closed, and the ping that finds the silent rank must run on fresh ones."""
 
 
 def init_from_environment(timeout: timedelta | None = None) -> bool:
@@ -187,7 +189,7 @@ def naming_silent_peers(what: str = "a collective", group: dist.ProcessGroup | N
     """Within the block, an error of a torch.distributed collective that lost a peer (gloo's
     "Timed out waiting ... for recv operation", a closed connection), e.g. from DDP's
     all-reduce, becomes a PeerTimeoutError that names the rank that no longer answers, as far
-    as a `monitored_barrier` can tell. Other errors pass unchanged; a no-op without a group.
+    as a ping of every rank can tell. Other errors pass unchanged; a no-op without a group.
 
     Args:
         what: names the work in the message (e.g. "training").
@@ -205,30 +207,72 @@ def naming_silent_peers(what: str = "a collective", group: dist.ProcessGroup | N
 
 
 def _raise_silent_peer(head: str, group: dist.ProcessGroup | None, error: Exception) -> None:
-    """Find which rank stopped answering with a gloo `monitored_barrier` (rank 0 waits at most
-    PROBE_SECONDS for each other rank; the others wait for rank 0) and raise a PeerTimeoutError
-    naming it, chained to the collective's own error."""
-    rank, world = rank_and_world(group)
+    """Find which ranks stopped answering (`_silent_ranks`, at most 2 x min(timeout, 5 s)) and
+    raise a PeerTimeoutError naming them, chained to the collective's own error."""
     probe_group = _PROBE_GROUPS.get(dist.group.WORLD if group is None else group)
-    if probe_group is None and dist.get_backend(group) != dist.Backend.GLOO:
+    probe_group = group if probe_group is None else probe_group
+    if dist.get_backend(probe_group) != dist.Backend.GLOO:
         raise PeerTimeoutError(f"{head}; a peer crashed, hangs or is stopped") from error
     try:
-        dist.monitored_barrier(probe_group if probe_group is not None else group,
-                               timeout=_probe_length(collective_timeout()), wait_all_ranks=True)
-    except RuntimeError as barrier_error:
-        found = re.search(r"Ranks? ([\d, ]+) failed to pass", str(barrier_error))
-        if found:
-            silent = found.group(1).strip()
-            label = "rank" if "," not in silent else "ranks"
-            raise PeerTimeoutError(f"{head}: {label} {silent} did not answer (crashed, hung or "
-                                   "stopped)") from error
-        if rank != 0:
-            suspect = "rank 0" if world == 2 else "rank 0, or a rank that rank 0 reports,"
-            raise PeerTimeoutError(f"{head}: {suspect} did not answer (crashed, hung or "
-                                   "stopped)") from error
-        raise PeerTimeoutError(f"{head}; {barrier_error}") from error
-    raise PeerTimeoutError(f"{head}, yet every rank then passed a barrier: the ranks issued "
-                           "different collectives (did one rank skip a step or an epoch?)") from error
+        silent = _silent_ranks(probe_group, _probe_length(collective_timeout()))
+    except RuntimeError as probe_error:  # gloo closed the connection to a silent rank before
+        silent = _FOUND_SILENT.get(probe_group)
+        if silent is None:
+            raise PeerTimeoutError(f"{head}; no rank could be asked ({probe_error})") from error
+    _FOUND_SILENT[probe_group] = silent = [0] if silent is None else silent
+    if silent:
+        label = "rank" if len(silent) == 1 else "ranks"
+        raise PeerTimeoutError(f"{head}: {label} {', '.join(map(str, silent))} did not answer "
+                               "(crashed, hung or stopped)") from error
+    raise PeerTimeoutError(f"{head}, yet every rank then answered: the ranks issued different "
+                           "collectives (did one rank skip a step or an epoch?)") from error
+
+
+PROBE_TAG = 0x5C1E
+"""The point-to-point tag of `_silent_ranks`' messages."""
+_FOUND_SILENT: dict[object, list[int]] = {}
+"""What the last probe of each probe group found (asking again may find the connections closed)."""
+_UNFINISHED: list[dist.Work] = []
+"""Sends to ranks that stopped answering: kept alive, since gloo needs their buffers."""
+
+
+def _silent_ranks(group: dist.ProcessGroup | None, timeout: timedelta) -> list[int] | None:
+    """Collective of the ranks still running: which ranks of `group` do not answer.
+
+    Every rank but 0 sends rank 0 a ping; rank 0 waits at most `timeout` for them, then sends
+    each rank that answered the list of those that did not. Like `monitored_barrier`, but every
+    wait is bounded (a rank other than 0 waits at most 2 x `timeout` for rank 0's reply, where
+    gloo's barrier would wait for the group's whole timeout), and every answering rank learns
+    the same list. Returns that list, or None on a rank that got no reply from rank 0.
+    """
+    rank, world = rank_and_world(group)
+
+    def peer(r: int) -> int:
+        return r if group is None else dist.get_global_rank(group, r)
+
+    if rank != 0:
+        _UNFINISHED.append(dist.isend(torch.ones(1, dtype=torch.long), peer(0), group, PROBE_TAG))
+        verdict = torch.zeros(world, dtype=torch.long)
+        try:
+            dist.irecv(verdict, peer(0), group, PROBE_TAG).wait(timeout=2 * timeout)
+        except RuntimeError:
+            return None
+        return torch.nonzero(verdict).flatten().tolist()
+    pings = {r: dist.irecv(torch.zeros(1, dtype=torch.long), peer(r), group, PROBE_TAG)
+             for r in range(1, world)}
+    deadline = time.monotonic() + timeout.total_seconds()
+    silent = []
+    for r, ping in pings.items():
+        try:
+            ping.wait(timeout=timedelta(seconds=max(deadline - time.monotonic(), 1e-3)))
+        except RuntimeError:
+            silent.append(r)
+    verdict = torch.zeros(world, dtype=torch.long)
+    verdict[silent] = 1
+    for r in range(1, world):
+        if r not in silent:
+            _UNFINISHED.append(dist.isend(verdict.clone(), peer(r), group, PROBE_TAG))
+    return silent
 
 
 def _all_gather(parts: list[Tensor], tensor: Tensor, what: str,

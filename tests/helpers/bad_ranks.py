@@ -8,17 +8,25 @@ import signal
 import time
 import traceback
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from curriclab.core.distributed import DIST_TIMEOUT_ENV, Synchronized, gather_observations
+from curriclab.core.distributed import (
+    DIST_TIMEOUT_ENV,
+    Synchronized,
+    gather_observations,
+    init_from_environment,
+    naming_silent_peers,
+)
 from curriclab.core.tracking import LossTracker
 from curriclab.methods.curriculum import CurriculumSampler
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
 
-STALL_TIMEOUT = 3.0  # $CURRICLAB_DIST_TIMEOUT inside the group: seconds a collective waits
+SETUP_TIMEOUT = 60.0  # $CURRICLAB_DIST_TIMEOUT while the group meets and runs the scenarios
+STALL_TIMEOUT = 2.0  # ... and while one rank is stopped: seconds a collective waits
 
 
 def _attempt(action) -> tuple[str, str, float]:
@@ -65,17 +73,40 @@ def _with(synchronized: Synchronized, capacity: int) -> Synchronized:
     return synchronized
 
 
-def group_worker(rank: int, directory: str) -> None:
-    os.environ[DIST_TIMEOUT_ENV] = str(STALL_TIMEOUT)
+def group_worker(rank: int, port: int, directory: str) -> None:
+    """Join a two-rank group as torchrun would describe it, run every misconfiguration
+    scenario, then stall each rank in turn: rank 1 stops itself (rank 0 tries a plain
+    all-reduce inside `naming_silent_peers` and an exchange), then rank 0 resumes rank 1 and
+    stops itself (rank 1 tries an exchange in a second group, whose connections are fresh)."""
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+                       "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       DIST_TIMEOUT_ENV: str(SETUP_TIMEOUT)})
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{directory}/store", rank=rank,
-                            world_size=2, timeout=timedelta(seconds=60))
+    out = Path(directory)
+    assert init_from_environment()
+    second = dist.new_group(backend="gloo", timeout=timedelta(seconds=SETUP_TIMEOUT))
     try:
         results = _scenarios(rank)
     except Exception:  # noqa: BLE001 - hand the traceback to the test process
         results = {"crash": ("crash", traceback.format_exc(), 0.0)}
-    torch.save(results, f"{directory}/scenarios{rank}.pt")
-    if rank == 1:  # freeze: rank 0's next collective gets no answer
-        os.kill(os.getpid(), signal.SIGSTOP)
-    stalled = _attempt(lambda: gather_observations(torch.arange(2), torch.ones(2), num_samples=10))
-    torch.save(stalled, f"{directory}/stalled{rank}.pt")
+    torch.save(results, out / f"scenarios{rank}.pt")
+    dist.barrier()
+    os.environ[DIST_TIMEOUT_ENV] = str(STALL_TIMEOUT)
+    if rank == 1:
+        (out / "pid1").write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)  # until rank 0 sends SIGCONT
+        stalled = {"exchange": _attempt(lambda: gather_observations(
+            torch.arange(2), torch.ones(2), num_samples=10, group=second))}
+    else:
+        def all_reduce() -> None:
+            with naming_silent_peers("an all-reduce"):
+                dist.all_reduce(torch.ones(1), async_op=True).wait(
+                    timeout=timedelta(seconds=STALL_TIMEOUT))
+
+        stalled = {"all-reduce": _attempt(all_reduce),
+                   "exchange": _attempt(lambda: gather_observations(
+                       torch.arange(2), torch.ones(2), num_samples=10))}
+    torch.save(stalled, out / f"stalled{rank}.pt")
+    if rank == 0:
+        os.kill(int((out / "pid1").read_text()), signal.SIGCONT)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the test process ends both ranks
