@@ -80,7 +80,7 @@ def test_cli_refuses_a_bad_flag_value_by_name(argv, flag, capsys):
 # ---------------------------------------------------------------- environment variables
 
 @pytest.mark.parametrize("value", ["2", "-1", "11", "maybe", "1.0", "tru", "quick", "yes please"])
-def test_a_bad_quick_value_is_refused_naming_the_variable_and_the_allowed_values(monkeypatch, value):
+def test_a_bad_quick_value_is_refused_naming_the_variable_and_allowed_values(monkeypatch, value):
     monkeypatch.setenv(QUICK_ENV, value)
     with pytest.raises(ValueError) as error:
         is_quick()

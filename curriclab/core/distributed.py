@@ -22,12 +22,13 @@ Without a process group (a single process) every collective here is a no-op.
 Timeouts: every collective here waits at most `collective_timeout()` (`$CURRICLAB_DIST_TIMEOUT`
 seconds, default 30) for the other ranks. When a peer does not answer (it crashed, hangs, or was
 stopped), the rank pings every rank (at most min(timeout, 5 s) more; 2 x that on ranks other
-than 0) and raises a `PeerTimeoutError` naming the rank that did not answer, instead of waiting for torch's
-default of 30 minutes. `init_from_environment` gives the process group itself the same timeout,
-so DDP's own all-reduces fail as soon, and `naming_silent_peers` turns their gloo errors (which
-name no rank) into the same named error. Either way a stalled peer fails rank 0 after at most
-`timeout + min(timeout, 5 s)` (35 s by default) and the other ranks after at most
-`timeout + 2 min(timeout, 5 s)` (40 s).
+than 0) and raises a `PeerTimeoutError` naming the rank that did not answer, instead of waiting
+for torch's default of 30 minutes. `init_from_environment` gives the process group itself the
+same timeout, so DDP's own all-reduces fail as soon, and `naming_silent_peers` turns their gloo
+errors (which name no rank) into the same named error. Either way a stalled peer fails rank 0
+after at most `timeout + min(timeout, 5 s)` (35 s by default) and the other ranks after at most
+`timeout + 2 min(timeout, 5 s)` (40 s). (A gloo group made by hand has its own timeout for DDP's
+all-reduces; curriclab's collectives still wait only `collective_timeout()`.)
 """
 
 from __future__ import annotations
@@ -133,8 +134,9 @@ def _probe_length(timeout: timedelta) -> timedelta:
 
 _PROBE_GROUPS: dict[object, dist.ProcessGroup] = {}
 """A gloo group of the same ranks beside each default group `init_from_environment` made, keyed
-by that group (a group made later is a new key, so a destroyed one is never used): after a collective of the main group failed, its connections may be
-closed, and the ping that finds the silent rank must run on fresh ones."""
+by that group (a group made later is a new key, so a destroyed one is never used): after a
+collective of the main group failed, its connections may be closed, and the ping that finds the
+silent rank must run on fresh ones."""
 
 
 def init_from_environment(timeout: timedelta | None = None) -> bool:
@@ -554,7 +556,8 @@ def method_settings(method: object) -> str:
     scalars = {name: value for name, value in sorted(vars(method).items())
                if not name.startswith("_") and name != "rank"
                and (value is None or isinstance(value, (bool, int, float, str)))}
-    return f"{type(method).__qualname__}(" + ", ".join(f"{k}={v!r}" for k, v in scalars.items()) + ")"
+    shown = ", ".join(f"{name}={value!r}" for name, value in scalars.items())
+    return f"{type(method).__qualname__}({shown})"
 
 
 def digest(*tensors: Tensor) -> str:

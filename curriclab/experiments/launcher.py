@@ -62,7 +62,8 @@ def demo_command(method: str, processes: int, *, samples: int, epochs: int, seed
         raise ValueError(f"processes must be >= 1, got {processes}")
     if peer_timeout is not None and not (isinstance(peer_timeout, (int, float))
                                          and math.isfinite(peer_timeout) and peer_timeout > 0):
-        raise ValueError(f"peer_timeout must be a finite number of seconds > 0, got {peer_timeout!r}")
+        raise ValueError("peer_timeout must be a finite number of seconds > 0, got "
+                         f"{peer_timeout!r}")
     demo = ["-m", "curriclab", "ddp-demo", "--method", method, "--epochs", str(epochs),
             "--samples", str(samples), "--seed", str(seed)]
     if report is not None:

@@ -32,7 +32,9 @@ from typing import Any
 from curriclab.core.config import QUICK_ENV
 from curriclab.core.training import PROGRESS_ENV
 
-__all__ = ["METADATA_KEY", "code_fingerprint", "execute_notebook", "stale_reasons", "write_atomically"]
+__all__ = [
+    "METADATA_KEY", "code_fingerprint", "execute_notebook", "stale_reasons", "write_atomically",
+]
 
 METADATA_KEY = "curriclab"
 

@@ -28,7 +28,8 @@ def test_commands_use_torchrun_only_for_several_processes():
 
 def test_the_peer_timeout_becomes_the_demo_timeout_flag():
     assert "--timeout" not in demo_command("sgds", 2, samples=100, epochs=2)
-    assert demo_command("sgds", 2, samples=100, epochs=2, peer_timeout=5)[-2:] == ["--timeout", "5.0"]
+    command = demo_command("sgds", 2, samples=100, epochs=2, peer_timeout=5)
+    assert command[-2:] == ["--timeout", "5.0"]
     for bad in (0, -1.0, float("nan"), float("inf"), "5"):
         with pytest.raises(ValueError, match="peer_timeout"):
             demo_command("sgds", 2, samples=100, epochs=2, peer_timeout=bad)
