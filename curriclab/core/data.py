@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 __all__ = [
+    "check_idx_files",
     "corrupt_labels",
     "DATA_ENV",
     "default_data_root",
@@ -50,6 +51,12 @@ MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+IDX_LAYOUT = {"images": (0x0803, (28, 28)), "labels": (0x0801, ())}
+"""Each IDX file kind's magic number (unsigned bytes, 3 or 1 dimensions) and per-item shape."""
+SPLIT_SIZES = {True: 60000, False: 10000}
+"""Items in the training and the test split of MNIST and Fashion-MNIST."""
+NUM_LABELS = 10
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
@@ -184,6 +191,73 @@ def _source(name: str) -> ImageSource:
     return IMAGE_SOURCES[name]
 
 
+def check_idx_files(root: str | Path, train: bool, name: str = "mnist") -> None:
+    """Check the two raw IDX files of a split before torchvision reads them: each must hold
+    the IDX header of its kind (magic number 0x0803 for images, 0x0801 for labels), the split's
+    item count (60 000 or 10 000), 28 x 28 images, exactly as many bytes as the header promises,
+    and labels in 0..9.
+
+    Args:
+        root: the data root (the files are in `<root>/<folder>/raw/`).
+        train: the training split or the test split.
+        name: a key of `IMAGE_SOURCES`.
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: a file is damaged; the message names the file, what was expected and what
+            it holds, and how to replace it.
+    """
+    source = _source(name)
+    raw = Path(root) / source.folder / "raw"
+    images, labels = MNIST_FILES[train]
+    count = SPLIT_SIZES[train]
+    _check_idx_file(raw / images, "images", count, source)
+    label_bytes = _check_idx_file(raw / labels, "labels", count, source)
+    if label_bytes.numel() and int(label_bytes.max()) >= NUM_LABELS:
+        position = int(torch.argmax((label_bytes >= NUM_LABELS).int()))
+        _refuse(raw / labels, f"labels in 0..{NUM_LABELS - 1}",
+                f"label {int(label_bytes[position])} at item {position}", source)
+
+
+def _check_idx_file(path: Path, kind: str, count: int, source: ImageSource) -> Tensor:
+    """Check one IDX file's header and size; return its payload for a labels file (else empty)."""
+    magic, item_shape = IDX_LAYOUT[kind]
+    dims = (count, *item_shape)
+    header_size = 4 + 4 * len(dims)
+    expected = f"an IDX {kind} file of {header_size + math.prod(dims)} bytes: magic number " \
+               f"0x{magic:08x}, dimensions {list(dims)}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: expected {expected}. {_supply(path, source)}")
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        header = file.read(header_size)
+        payload = file.read() if kind == "labels" else b""
+    if len(header) < header_size:
+        _refuse(path, expected, f"only {size} bytes (no complete header)", source)
+    found_magic = int.from_bytes(header[:4], "big")
+    if found_magic != magic:
+        _refuse(path, expected, f"magic number 0x{found_magic:08x}", source)
+    found_dims = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(len(dims))]
+    if found_dims != list(dims):
+        _refuse(path, expected, f"dimensions {found_dims}", source)
+    if size != header_size + math.prod(dims):
+        _refuse(path, expected, f"{size} bytes (truncated or with extra bytes)", source)
+    return torch.frombuffer(bytearray(payload), dtype=torch.uint8) if payload else torch.empty(0)
+
+
+def _supply(path: Path, source: ImageSource) -> str:
+    """How to supply a good copy of `path`."""
+    mirror = getattr(source.torchvision_class(), "mirrors", [""])[0]
+    return (f"Replace it with the official uncompressed file ({mirror}{path.name}.gz, gunzipped), "
+            f"or delete it and load with download allowed; set {DATA_ENV} to the root that holds "
+            f"{source.folder}/raw/.")
+
+
+def _refuse(path: Path, expected: str, found: str, source: ImageSource) -> None:
+    raise ValueError(f"{path} is damaged: expected {expected}; it holds {found}. "
+                     f"{_supply(path, source)}")
+
+
 def load_images(
     name: str, train: bool = True, root: str | Path | None = None, download: bool | None = None
 ) -> IndexedDataset:
@@ -202,7 +276,8 @@ def load_images(
         The data set, indexed 0..N-1 in file order.
 
     Raises:
-        ValueError: an unknown `name`.
+        ValueError: an unknown `name`, or a damaged file (`check_idx_files`: the message names
+            the file, what was expected and how to replace it).
         FileNotFoundError: files are missing and could not be fetched; the message names the
             missing files, the directory searched and `CURRICLAB_DATA`.
     """
@@ -225,6 +300,7 @@ def load_images(
                 f"<root>/{source.folder}/raw/ and set {DATA_ENV}=<root>, or pass root=..., or "
                 f"allow the download."
             )
+    check_idx_files(root, train, name)
     data = reader(str(root), train=train, download=False)
     images = data.data.unsqueeze(1).float().div_(255.0).sub_(source.mean).div_(source.std)
     return IndexedDataset(images, data.targets.long())

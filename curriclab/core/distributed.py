@@ -18,13 +18,28 @@ the largest batch and trimmed by the counts. The header arrives before any loss 
 a rank with bad input (an index out of range, a NaN loss) makes *every* rank raise the same
 ValueError instead of leaving the others waiting in a collective.
 Without a process group (a single process) every collective here is a no-op.
+
+Timeouts: every collective here waits at most `collective_timeout()` (`$CURRICLAB_DIST_TIMEOUT`
+seconds, default 30) for the other ranks. When a peer does not answer (it crashed, hangs, or was
+stopped), the rank pings every rank (at most min(timeout, 5 s) more; 2 x that on ranks other
+than 0) and raises a `PeerTimeoutError` naming the rank that did not answer, instead of waiting
+for torch's default of 30 minutes. `init_from_environment` gives the process group itself the
+same timeout, so DDP's own all-reduces fail as soon, and `naming_silent_peers` turns their gloo
+errors (which name no rank) into the same named error. Either way a stalled peer fails rank 0
+after at most `timeout + min(timeout, 5 s)` (35 s by default) and the other ranks after at most
+`timeout + 2 min(timeout, 5 s)` (40 s). (A gloo group made by hand has its own timeout for DDP's
+all-reduces; curriclab's collectives still wait only `collective_timeout()`.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -43,13 +58,20 @@ from curriclab.core.protocol import (
 from curriclab.core.training import LossFn, cross_entropy_per_sample, per_sample_losses
 
 __all__ = [
+    "DIST_TIMEOUT_ENV",
     "Gathered",
+    "PeerTimeoutError",
     "Synchronized",
+    "check_distinct_ranks",
     "check_identical",
+    "check_num_replicas",
+    "collective_timeout",
     "digest",
     "gather_observations",
     "gathered_per_sample_losses",
     "init_from_environment",
+    "method_settings",
+    "naming_silent_peers",
     "rank_and_world",
     "state_digest",
     "synchronize_sparse_gradients",
@@ -69,6 +91,17 @@ PROBLEMS = {
 """Why a rank rejects its own observations, by the status code it sends in the header."""
 
 
+DIST_TIMEOUT_ENV = "CURRICLAB_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+PROBE_SECONDS = 5.0
+"""How long rank 0 waits for the other ranks' pings when it looks for a silent rank, at most."""
+
+
+class PeerTimeoutError(RuntimeError):
+    """A collective got no answer from a peer within `collective_timeout()`; the message names
+    the rank(s) that did not answer, as far as a ping of every rank could tell."""
+
+
 def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
     """`(rank, world size)` in `group` (default: the default group); `(0, 1)` without a process group."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -76,18 +109,214 @@ def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
-def init_from_environment(timeout: timedelta = timedelta(minutes=5)) -> bool:
+def collective_timeout() -> timedelta:
+    """How long a collective here waits for the other ranks: `$CURRICLAB_DIST_TIMEOUT` seconds
+    (a finite number > 0), else 30 s.
+
+    Raises:
+        ValueError: the variable is set to anything else; the message names it.
+    """
+    text = os.environ.get(DIST_TIMEOUT_ENV, "").strip()
+    if not text:
+        return timedelta(seconds=DEFAULT_TIMEOUT_SECONDS)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{DIST_TIMEOUT_ENV} must be a finite number of seconds > 0, got {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def _probe_length(timeout: timedelta) -> timedelta:
+    return timedelta(seconds=min(PROBE_SECONDS, timeout.total_seconds()))
+
+
+_PROBE_GROUPS: dict[object, dist.ProcessGroup] = {}
+"""A gloo group of the same ranks beside each default group `init_from_environment` made, keyed
+by that group (a group made later is a new key, so a destroyed one is never used): after a
+collective of the main group failed, its connections may be closed, and the ping that finds the
+silent rank must run on fresh ones."""
+
+
+def init_from_environment(timeout: timedelta | None = None) -> bool:
     """Join the process group torchrun describes (`WORLD_SIZE`, `RANK`, `MASTER_ADDR`, ... in the
-    environment): NCCL when CUDA is available, else gloo, with `timeout` on every collective, so
-    a lost rank raises instead of hanging. Returns False (and does nothing) outside torchrun or
-    when a group already exists."""
+    environment): NCCL when CUDA is available, else gloo; and beside it a small gloo group that
+    `naming_silent_peers` uses to find a rank that stopped answering.
+
+    Args:
+        timeout: how long any collective of the group (DDP's all-reduces included) waits for a
+            peer; default `collective_timeout()` ($CURRICLAB_DIST_TIMEOUT, else 30 s), the
+            timeout of curriclab's own collectives.
+
+    Returns:
+        True if it joined a group; False (doing nothing) outside torchrun or when a group
+        already exists.
+
+    Raises:
+        ValueError: a bad `$CURRICLAB_DIST_TIMEOUT`, or a `timeout` that is not positive.
+    """
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return False
+    timeout = collective_timeout() if timeout is None else timeout
+    if not isinstance(timeout, timedelta) or timeout.total_seconds() <= 0:
+        raise ValueError(f"timeout must be a positive datetime.timedelta, got {timeout!r}")
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=timeout)
+    _PROBE_GROUPS[dist.group.WORLD] = dist.new_group(backend="gloo", timeout=timeout)
     return True
+
+
+def _wait(work: dist.Work, what: str, group: dist.ProcessGroup | None) -> None:
+    """Wait for an asynchronous collective at most `collective_timeout()`; if a peer does not
+    answer, raise a PeerTimeoutError naming it (see `_raise_silent_peer`)."""
+    timeout = collective_timeout()
+    try:
+        work.wait(timeout=timeout)
+    except RuntimeError as error:
+        _raise_silent_peer(f"{what}: rank {rank_and_world(group)[0]} got no answer within "
+                           f"{timeout.total_seconds():g} s (${DIST_TIMEOUT_ENV})", group, error)
+
+
+SILENT_PEER = re.compile(r"timed out waiting|operation timed out|connection (closed|reset) by peer"
+                         r"|pair closure", re.IGNORECASE)
+"""What the errors of a collective that lost a peer say (gloo's wording), as opposed to a bug."""
+
+
+@contextlib.contextmanager
+def naming_silent_peers(what: str = "a collective", group: dist.ProcessGroup | None = None
+                        ) -> Iterator[None]:
+    """Within the block, an error of a torch.distributed collective that lost a peer (gloo's
+    "Timed out waiting ... for recv operation", a closed connection), e.g. from DDP's
+    all-reduce, becomes a PeerTimeoutError that names the rank that no longer answers, as far
+    as a ping of every rank can tell. Other errors pass unchanged; a no-op without a group.
+
+    Args:
+        what: names the work in the message (e.g. "training").
+        group: the process group (default: the default group).
+    """
+    try:
+        yield
+    except PeerTimeoutError:
+        raise
+    except RuntimeError as error:
+        if rank_and_world(group)[1] == 1 or not SILENT_PEER.search(str(error)):
+            raise
+        _raise_silent_peer(f"{what}: rank {rank_and_world(group)[0]} lost a peer "
+                           f"({str(error).splitlines()[0][:200]})", group, error)
+
+
+def _raise_silent_peer(head: str, group: dist.ProcessGroup | None, error: Exception) -> None:
+    """Find which ranks stopped answering (`_silent_ranks`, at most 2 x min(timeout, 5 s)) and
+    raise a PeerTimeoutError naming them, chained to the collective's own error."""
+    probe_group = _PROBE_GROUPS.get(dist.group.WORLD if group is None else group)
+    probe_group = group if probe_group is None else probe_group
+    if dist.get_backend(probe_group) != dist.Backend.GLOO:
+        raise PeerTimeoutError(f"{head}; a peer crashed, hangs or is stopped") from error
+    try:
+        silent = _silent_ranks(probe_group, _probe_length(collective_timeout()))
+    except RuntimeError as probe_error:  # gloo closed the connection to a silent rank before
+        silent = _FOUND_SILENT.get(probe_group)
+        if silent is None:
+            raise PeerTimeoutError(f"{head}; no rank could be asked ({probe_error})") from error
+    _FOUND_SILENT[probe_group] = silent = [0] if silent is None else silent
+    if silent:
+        label = "rank" if len(silent) == 1 else "ranks"
+        raise PeerTimeoutError(f"{head}: {label} {', '.join(map(str, silent))} did not answer "
+                               "(crashed, hung or stopped)") from error
+    raise PeerTimeoutError(f"{head}, yet every rank then answered: the ranks issued different "
+                           "collectives (did one rank skip a step or an epoch?)") from error
+
+
+PROBE_TAG = 0x5C1E
+"""The point-to-point tag of `_silent_ranks`' messages."""
+_FOUND_SILENT: dict[object, list[int]] = {}
+"""What the last probe of each probe group found (asking again may find the connections closed)."""
+_UNFINISHED: list[dist.Work] = []
+"""Sends to ranks that stopped answering: kept alive, since gloo needs their buffers."""
+
+
+def _silent_ranks(group: dist.ProcessGroup | None, timeout: timedelta) -> list[int] | None:
+    """Collective of the ranks still running: which ranks of `group` do not answer.
+
+    Every rank but 0 sends rank 0 a ping; rank 0 waits at most `timeout` for them, then sends
+    each rank that answered the list of those that did not. Like `monitored_barrier`, but every
+    wait is bounded (a rank other than 0 waits at most 2 x `timeout` for rank 0's reply, where
+    gloo's barrier would wait for the group's whole timeout), and every answering rank learns
+    the same list. Returns that list, or None on a rank that got no reply from rank 0.
+    """
+    rank, world = rank_and_world(group)
+
+    def peer(r: int) -> int:
+        return r if group is None else dist.get_global_rank(group, r)
+
+    if rank != 0:
+        _UNFINISHED.append(dist.isend(torch.ones(1, dtype=torch.long), peer(0), group, PROBE_TAG))
+        verdict = torch.zeros(world, dtype=torch.long)
+        try:
+            dist.irecv(verdict, peer(0), group, PROBE_TAG).wait(timeout=2 * timeout)
+        except RuntimeError:
+            return None
+        return torch.nonzero(verdict).flatten().tolist()
+    pings = {r: dist.irecv(torch.zeros(1, dtype=torch.long), peer(r), group, PROBE_TAG)
+             for r in range(1, world)}
+    deadline = time.monotonic() + timeout.total_seconds()
+    silent = []
+    for r, ping in pings.items():
+        try:
+            ping.wait(timeout=timedelta(seconds=max(deadline - time.monotonic(), 1e-3)))
+        except RuntimeError:
+            silent.append(r)
+    verdict = torch.zeros(world, dtype=torch.long)
+    verdict[silent] = 1
+    for r in range(1, world):
+        if r not in silent:
+            _UNFINISHED.append(dist.isend(verdict.clone(), peer(r), group, PROBE_TAG))
+    return silent
+
+
+def _all_gather(parts: list[Tensor], tensor: Tensor, what: str,
+                group: dist.ProcessGroup | None) -> None:
+    """`dist.all_gather` that waits at most `collective_timeout()` (PeerTimeoutError naming the
+    silent rank after that)."""
+    _wait(dist.all_gather(parts, tensor, group=group, async_op=True), what, group)
+
+
+def check_num_replicas(num_replicas: int, group: dist.ProcessGroup | None = None) -> None:
+    """Under an initialised process group, `num_replicas` must equal its world size (a sampler
+    sharding over more or fewer ranks leaves part of each plan undrawn, or draws it twice).
+
+    Raises:
+        ValueError: naming `num_replicas` and the group's world size. Nothing without a group.
+    """
+    _, world = rank_and_world(group)
+    if dist.is_available() and dist.is_initialized() and num_replicas != world:
+        raise ValueError(f"num_replicas must equal the process group's world size {world}, got "
+                         f"{num_replicas} (leave it None to take the group's)")
+
+
+def check_distinct_ranks(rank: int, what: str, group: dist.ProcessGroup | None = None) -> None:
+    """Collective: every rank of `group` must pass a different `rank` in [0, world size) (for a
+    sampler: the shard it yields), so the shards are disjoint and cover the plan. One
+    all-gather of one int64, with the timeout of `collective_timeout()`.
+
+    Raises:
+        ValueError: on every rank, naming `rank` and which ranks passed which value.
+        PeerTimeoutError: a peer did not answer in time. Nothing without a process group.
+    """
+    own, world = rank_and_world(group)
+    if world == 1:
+        return
+    mine = torch.tensor([rank], dtype=torch.long, device=_device(group))
+    everyone = [torch.empty_like(mine) for _ in range(world)]
+    _all_gather(everyone, mine, f"{what}: the check of every rank's `rank`", group)
+    values = [int(t.item()) for t in everyone]
+    if sorted(values) != list(range(world)):
+        given = ", ".join(f"process {r}: rank={v}" for r, v in enumerate(values))
+        raise ValueError(f"{what}: rank must be different on every process, one of 0..{world - 1} "
+                         f"(seen on process {own}; {given}); leave it None to take the group's")
 
 
 def _device(group: dist.ProcessGroup | None) -> torch.device:
@@ -171,7 +400,7 @@ def gather_observations(
     if count <= capacity:  # count is 0 for a bad rank: nothing of its input is sent
         first[3 : 3 + count] = index[:count].to(device=device, dtype=torch.long)
     parts = [torch.empty_like(first) for _ in range(world)]
-    dist.all_gather(parts, first, group=group)
+    _all_gather(parts, first, "gather_observations", group)
     table = torch.stack(parts)[:, :3].cpu().tolist()
     _raise_on_bad_ranks(table, rank, num_samples)
     counts = [row[0] for row in table]
@@ -190,7 +419,7 @@ def gather_observations(
     if largest:
         works.append(dist.all_gather(values, padded_losses, group=group, async_op=True))
     for work in works:
-        work.wait()
+        _wait(work, "gather_observations", group)
     return Gathered(
         torch.cat([part[:n] for part, n in zip(indices, counts)]).to(index.device),
         torch.cat([part[:n] for part, n in zip(values, counts)]).to(losses.device),
@@ -257,12 +486,17 @@ class Synchronized(SampleMethod):
         self.num_samples = num_samples
         self.group = group
         self.capacity = 0
+        self._settings_checked = False
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor | None:
         return combined_losses(self.methods, output, target, index)
 
     def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
-        """Gather once, let every wrapped method see the global batch, scale its objective."""
+        """Gather once, let every wrapped method see the global batch, scale its objective.
+        The first call under a process group also checks that every rank wraps the same methods
+        with the same settings (`check_settings`)."""
+        if not self._settings_checked:
+            self.check_settings()
         gathered = gather_observations(index, losses, num_samples=self.num_samples, group=self.group,
                                        capacity=self.capacity)
         self.capacity = gathered.capacity
@@ -274,6 +508,38 @@ class Synchronized(SampleMethod):
         objective = combined_objective(self.methods, gathered.index, global_losses)
         return None if objective is None else objective * world
 
+    def check_settings(self) -> None:
+        """Collective: raise the same ValueError on every rank unless all ranks hold the same
+        `capacity`, `num_samples` and wrapped methods with the same settings (`method_settings`).
+        One all-gather of four int64 of fixed size, so even a mismatch of `capacity` (which
+        sizes the exchange) is reported instead of crashing gloo. `objective` calls it once.
+
+        Raises:
+            ValueError: naming the setting that differs, with every rank's value.
+            PeerTimeoutError: a peer did not answer within `collective_timeout()`.
+        """
+        rank, world = rank_and_world(self.group)
+        self._settings_checked = True
+        if world == 1:
+            return
+        settings = "; ".join(method_settings(method) for method in self.methods)
+        fields = {"capacity": self.capacity,
+                  "num_samples": -1 if self.num_samples is None else self.num_samples,
+                  "number of methods": len(self.methods),
+                  "methods' settings": int(hashlib.sha256(settings.encode()).hexdigest()[:15], 16)}
+        mine = torch.tensor(list(fields.values()), dtype=torch.long, device=_device(self.group))
+        everyone = [torch.empty_like(mine) for _ in range(world)]
+        _all_gather(everyone, mine, "Synchronized's check of every rank's settings", self.group)
+        table = torch.stack(everyone).cpu().tolist()
+        for column, name in enumerate(fields):
+            values = [row[column] for row in table]
+            if len(set(values)) > 1:
+                shown = ", ".join(f"rank {r}: {v if column < 3 else f'{v:015x}'}"
+                                  for r, v in enumerate(values))
+                detail = f" (this rank's: {settings})" if column == 3 else ""
+                raise ValueError(f"Synchronized (on rank {rank}): {name} must be equal on every "
+                                 f"rank, got {shown}{detail}")
+
     def after_step(self) -> None:
         for method in self.methods:
             method.after_step()
@@ -281,6 +547,17 @@ class Synchronized(SampleMethod):
     def after_epoch(self, epoch: int) -> None:
         for method in self.methods:
             method.after_epoch(epoch)
+
+
+def method_settings(method: object) -> str:
+    """A method's class and public scalar attributes (bool, int, float, str, None), e.g.
+    `SGDSSampler(num_samples=37, prune_fraction=0.2, ...)`: what every rank must agree on.
+    `rank` is left out (it differs by design)."""
+    scalars = {name: value for name, value in sorted(vars(method).items())
+               if not name.startswith("_") and name != "rank"
+               and (value is None or isinstance(value, (bool, int, float, str)))}
+    shown = ", ".join(f"{name}={value!r}" for name, value in scalars.items())
+    return f"{type(method).__qualname__}({shown})"
 
 
 def digest(*tensors: Tensor) -> str:
@@ -325,7 +602,7 @@ def check_identical(what: str, *tensors: Tensor, group: dist.ProcessGroup | None
     value = int(digest(*tensors)[:15], 16)  # 60 bits: fits an int64
     mine = torch.tensor([value], dtype=torch.long, device=_device(group))
     everyone = [torch.empty_like(mine) for _ in range(world)]
-    dist.all_gather(everyone, mine, group=group)
+    _all_gather(everyone, mine, f"check_identical ({what})", group)
     values = [int(t.item()) for t in everyone]
     if len(set(values)) > 1:
         groups = ", ".join(f"rank {r}: {v:015x}" for r, v in enumerate(values))
@@ -388,7 +665,8 @@ def synchronize_sparse_gradients(
                 elif exchange == "dense":
                     grad = grad.clone()  # .grad itself must not be reduced in place
                 if exchange == "dense":
-                    dist.all_reduce(grad, group=group)
+                    _wait(dist.all_reduce(grad, group=group, async_op=True),
+                          "synchronize_sparse_gradients", group)
                     param.grad = grad / world
                     continue
                 flat = grad.reshape(-1)

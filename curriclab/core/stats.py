@@ -89,11 +89,39 @@ def pool_by_probability(counts: Tensor, probabilities: Tensor, groups: int = 20
     return pooled_counts, pooled_p
 
 
+def _finite_non_negative(name: str, values: Tensor) -> Tensor:
+    """`values` as a 1-D float64 tensor; a ValueError naming `name` if any is NaN, inf or < 0."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(values.shape)}")
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if bool((values < 0).any()):
+        raise ValueError(f"{name} must be >= 0, got a minimum of {float(values.min())}")
+    return values
+
+
 def chi_square_test(observed: Tensor, probabilities: Tensor) -> tuple[float, int, float]:
-    """Pearson's chi-square goodness of fit of draw counts to probabilities: (statistic, degrees of
-    freedom, p-value). Categories with probability 0 are left out (and must have no draws)."""
-    observed = torch.as_tensor(observed, dtype=torch.float64)
-    probabilities = torch.as_tensor(probabilities, dtype=torch.float64)
+    """Pearson's chi-square goodness of fit of draw counts to probabilities.
+
+    Args:
+        observed: 1-D draw counts per category (finite, >= 0).
+        probabilities: 1-D category probabilities (finite, >= 0, any positive total; they are
+            normalised), one per category. Categories with probability 0 are left out and must
+            have no draws.
+
+    Returns:
+        (statistic, degrees of freedom, p-value).
+
+    Raises:
+        ValueError: NaN, inf or negative entries, unequal lengths, draws in a category of
+            probability 0, or fewer than two categories of positive probability.
+    """
+    observed = _finite_non_negative("observed", observed)
+    probabilities = _finite_non_negative("probabilities", probabilities)
+    if observed.shape != probabilities.shape:
+        raise ValueError(f"observed {tuple(observed.shape)} and probabilities "
+                         f"{tuple(probabilities.shape)} must have one entry per category")
     support = probabilities > 0
     if bool((observed[~support] > 0).any()):
         raise ValueError("observed has draws in categories of probability 0")
@@ -111,10 +139,18 @@ def roc_curve(scores: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
     """False- and true-positive rates of the detector "score >= threshold" over all thresholds.
 
     Tied scores move together (one point per distinct score). Both rates start at 0 and end at 1.
+    Scores may be +-inf (they sort first or last); NaN scores have no order and are refused
+    (ValueError naming `scores`), as are `positives` other than booleans or 0/1.
     """
-    scores, positives = torch.as_tensor(scores).double(), torch.as_tensor(positives).bool()
+    scores, positives = torch.as_tensor(scores).double(), torch.as_tensor(positives)
     if scores.shape != positives.shape or scores.ndim != 1:
         raise ValueError("scores and positives must be 1-D of the same length")
+    if bool(torch.isnan(scores).any()):
+        raise ValueError(f"scores must not be NaN (got {int(torch.isnan(scores).sum())} NaN)")
+    if positives.dtype != torch.bool:
+        if not bool(((positives == 0) | (positives == 1)).all()):
+            raise ValueError("positives must be booleans or 0/1")
+        positives = positives.bool()
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError("positives must contain both positive and negative samples")
@@ -130,7 +166,7 @@ def roc_curve(scores: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
 
 def roc_auc(scores: Tensor, positives: Tensor) -> float:
     """Area under the ROC curve: the probability that a random positive outscores a random
-    negative (ties count one half)."""
+    negative (ties count one half). Input as for `roc_curve` (ValueError on NaN scores)."""
     fpr, tpr = roc_curve(scores, positives)
     return float(torch.trapezoid(tpr, fpr))
 

@@ -9,6 +9,7 @@ runs the demo directly, without a process group. Every process gets one torch th
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -45,20 +46,30 @@ class DemoLaunch:
 
 
 def demo_command(method: str, processes: int, *, samples: int, epochs: int, seed: int = 0,
-                 report: str | None = None) -> list[str]:
+                 report: str | None = None, peer_timeout: float | None = None) -> list[str]:
     """The argument list that runs the demo in `processes` processes (torchrun when > 1).
 
+    Args:
+        peer_timeout: the demo's `--timeout`: seconds a rank waits for a silent peer before the
+            group fails naming it; None leaves the flag out ($CURRICLAB_DIST_TIMEOUT or 30 s).
+
     Raises:
-        ValueError: an unknown method or fewer than 1 process.
+        ValueError: an unknown method, fewer than 1 process or a `peer_timeout` that is not > 0.
     """
     if method not in DEMO_METHODS:
         raise ValueError(f"method must be one of {DEMO_METHODS}, got {method!r}")
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
+    if peer_timeout is not None and not (isinstance(peer_timeout, (int, float))
+                                         and math.isfinite(peer_timeout) and peer_timeout > 0):
+        raise ValueError("peer_timeout must be a finite number of seconds > 0, got "
+                         f"{peer_timeout!r}")
     demo = ["-m", "curriclab", "ddp-demo", "--method", method, "--epochs", str(epochs),
             "--samples", str(samples), "--seed", str(seed)]
     if report is not None:
         demo += ["--report-json", report]
+    if peer_timeout is not None:
+        demo += ["--timeout", repr(float(peer_timeout))]
     if processes == 1:
         return [sys.executable, *demo]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
@@ -73,7 +84,8 @@ def _as_typed(command: list[str]) -> str:
 
 
 def launch_demo(method: str, processes: int, *, samples: int, epochs: int, work: Path,
-                seed: int = 0, timeout: float = 900.0) -> DemoLaunch:
+                seed: int = 0, timeout: float = 900.0,
+                peer_timeout: float | None = None) -> DemoLaunch:
     """Run the demo and collect what every rank printed and reported.
 
     Args:
@@ -82,6 +94,7 @@ def launch_demo(method: str, processes: int, *, samples: int, epochs: int, work:
         samples, epochs, seed: the demo's `--samples`, `--epochs`, `--seed`.
         work: a directory for the ranks' JSON reports.
         timeout: seconds before the whole process group is killed.
+        peer_timeout: the demo's `--timeout` (see `demo_command`).
 
     Returns:
         The launch's lines, reports and wall-clock time.
@@ -91,7 +104,7 @@ def launch_demo(method: str, processes: int, *, samples: int, epochs: int, work:
     """
     report = work / f"{method}-{processes}p-rank{{rank}}.json"
     command = demo_command(method, processes, samples=samples, epochs=epochs, seed=seed,
-                           report=str(report))
+                           report=str(report), peer_timeout=peer_timeout)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -51,7 +51,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from curriclab.core.distributed import check_identical, rank_and_world
+from curriclab.core.distributed import (
+    check_distinct_ranks,
+    check_identical,
+    check_num_replicas,
+    rank_and_world,
+)
 from curriclab.core.protocol import SampleMethod
 
 __all__ = [
@@ -343,6 +348,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         if self.batch_size % self.num_replicas:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by num_replicas "
                              f"({self.num_replicas})")
+        check_num_replicas(self.num_replicas)
         self.epoch = 0
         self.order = curriculum_order(self.scores, order, torch.Generator().manual_seed(self.seed))
         self._checked_epoch: int | None = None
@@ -395,6 +401,9 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         if epoch != self.epoch and self.update_scores:
             self.order = curriculum_order(self.scores, self.order_name)
         self.epoch = epoch
+        check_num_replicas(self.num_replicas)
+        if self._checked_epoch is None and self.num_replicas > 1:
+            check_distinct_ranks(self.rank, "CurriculumSampler")
         if self._checked_epoch != epoch and rank_and_world()[1] == self.num_replicas > 1:
             check_identical(f"CurriculumSampler's order and seed for epoch {epoch} (seed every "
                             "rank alike and feed the losses through Synchronized)",

@@ -38,7 +38,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from curriclab.core.distributed import check_identical, rank_and_world
+from curriclab.core.distributed import (
+    check_distinct_ranks,
+    check_identical,
+    check_num_replicas,
+    rank_and_world,
+)
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.tracking import LossTracker
 
@@ -182,8 +187,10 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
     `num_replicas`, `rank` (default: the default process group's world size and rank, or 1 and 0
     without one) and `drop_last` shard the plan across ranks (see the module docstring): `plan`
     is the whole epoch's plan, identical on every rank, and iterating yields this rank's shard.
-    Under a process group of `num_replicas` ranks, `set_epoch` checks (one tiny all-gather) that
-    every rank made the same plan, and raises on every rank if not.
+    Under a process group, `num_replicas` must be its world size (ValueError otherwise), and
+    `set_epoch` checks (one tiny all-gather each, with `collective_timeout()`) that every rank
+    passed a different `rank` (the first time) and made the same plan, and raises on every rank
+    if not.
     """
 
     def __init__(self, num_samples: int, generator: torch.Generator | None = None,
@@ -200,6 +207,7 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         self.rank = check_count("rank", group_rank if rank is None else rank)
         if self.rank >= self.num_replicas:
             raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), got {self.rank}")
+        check_num_replicas(self.num_replicas)
         self.drop_last = bool(drop_last)
         self._checked_epoch: int | None = None
 
@@ -221,6 +229,9 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         self.epoch = epoch
         self.tracker.set_epoch(epoch)
         plan = self._current_plan()
+        check_num_replicas(self.num_replicas)
+        if self._checked_epoch is None and self.num_replicas > 1:
+            check_distinct_ranks(self.rank, type(self).__name__)
         if self._checked_epoch != epoch and rank_and_world()[1] == self.num_replicas > 1:
             check_identical(f"{type(self).__name__}'s plan for epoch {epoch} (seed every rank "
                             "alike and feed the losses through Synchronized)",

@@ -6,21 +6,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Sequence
 
 import torch.distributed as dist
 
 from curriclab.core.data import spl_toy_data
-from curriclab.core.distributed import init_from_environment
+from curriclab.core.distributed import DIST_TIMEOUT_ENV, init_from_environment, naming_silent_peers
 from curriclab.experiments.scaling_out import DEMO_METHODS, run_demo
 from curriclab.experiments.self_paced_learning import demo_runs
 from curriclab.plots.spl import animate_spl
 from curriclab.ui.publish import execute_notebook
 
-__all__ = ["main"]
+__all__ = ["execute_series", "main"]
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type`: an int >= `minimum`; argparse names the flag when it refuses one."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse `type`: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "one.",
     )
     demo.add_argument("--out", required=True, help="path of the GIF to write")
-    demo.add_argument("--epochs", type=int, default=10, help="epochs (frames), default 10")
-    demo.add_argument("--seed", type=int, default=1, help="random seed, default 1")
+    demo.add_argument("--epochs", type=_int_at_least(1), default=10,
+                      help="epochs (frames), default 10")
+    demo.add_argument("--seed", type=_int_at_least(0), default=1, help="random seed, default 1")
     ddp = commands.add_parser(
         "ddp-demo",
         help="train one per-sample method on MNIST under torchrun; print each rank's state digest",
@@ -45,11 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
         "<n>', the digest of its per-sample state and the samples it drew.",
     )
     ddp.add_argument("--method", choices=DEMO_METHODS, required=True)
-    ddp.add_argument("--epochs", type=int, default=2, help="epochs, default 2")
-    ddp.add_argument("--samples", type=int, default=None,
+    ddp.add_argument("--epochs", type=_int_at_least(1), default=2, help="epochs, default 2")
+    ddp.add_argument("--samples", type=_int_at_least(1), default=None,
                      help="train on a stratified subset of this many images (default: all 60 000)")
-    ddp.add_argument("--batch-size", type=int, default=64, help="batch size per rank, default 64")
-    ddp.add_argument("--seed", type=int, default=0, help="random seed (the same on every rank), default 0")
+    ddp.add_argument("--batch-size", type=_int_at_least(1), default=64,
+                     help="batch size per rank, default 64")
+    ddp.add_argument("--seed", type=_int_at_least(0), default=0,
+                     help="random seed (the same on every rank), default 0")
+    ddp.add_argument("--timeout", type=_positive_seconds, default=None,
+                     help=f"seconds a rank waits for its peers in a collective before the group "
+                     f"fails naming the rank that did not answer (sets ${DIST_TIMEOUT_ENV}; "
+                     f"default: ${DIST_TIMEOUT_ENV}, else 30)")
     ddp.add_argument("--report-json", metavar="PATH", default=None,
                      help="also write this rank's report as JSON (rank, world size, digest, samples, "
                      "training seconds, per-epoch plan/samples/index digests); '{rank}' in PATH is "
@@ -64,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     series.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to execute (default: every notebooks/*.ipynb)")
     series.add_argument("--quick", action="store_true", help="quick mode (CURRICLAB_QUICK=1)")
-    series.add_argument("--timeout", type=int, default=3600, help="seconds per cell, default 3600")
+    series.add_argument("--timeout", type=_int_at_least(1), default=3600,
+                        help="seconds per cell, default 3600")
     return parser
 
 
@@ -77,32 +114,33 @@ def write_report(template: str, report: dict) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0, or 1 when `execute-series` had failures).
+    Invalid flag values end in argparse's usage error naming the flag (exit code 2)."""
     args = build_parser().parse_args(argv)
     if args.command == "spl-demo":
-        if args.epochs < 1:
-            raise SystemExit("--epochs must be >= 1")
         data, flipped = spl_toy_data()
         runs = demo_runs(data, epochs=args.epochs, seed=args.seed)
         path = animate_spl(runs, data.inputs, data.targets, args.out, highlight=flipped)
         print(f"wrote {path}")
     elif args.command == "ddp-demo":
-        if args.epochs < 1:
-            raise SystemExit("--epochs must be >= 1")
         if args.report_json and "{rank}" not in args.report_json and int(os.environ.get("WORLD_SIZE", 1)) > 1:
             raise SystemExit("--report-json: put '{rank}' in the path (e.g. report{rank}.json) so that "
                              "each rank writes its own file")
+        if args.timeout is not None:  # the collectives read it too, not only the group's set-up
+            os.environ[DIST_TIMEOUT_ENV] = repr(args.timeout)
         joined = init_from_environment()
         try:
-            result = run_demo(args.method, args.epochs, samples=args.samples,
-                              batch_size=args.batch_size, seed=args.seed)
-            if args.report_json:
-                write_report(args.report_json, result.report())
-            # one write of the whole line: with unbuffered output print() would write the text
-            # and its newline separately, and two ranks sharing a pipe could interleave them
-            sys.stdout.write(result.line() + "\n")
-            sys.stdout.flush()
-            if joined:
-                dist.barrier()  # no rank tears gloo down while a peer still uses it
+            with naming_silent_peers("ddp-demo"):  # a stalled or lost rank is named
+                result = run_demo(args.method, args.epochs, samples=args.samples,
+                                  batch_size=args.batch_size, seed=args.seed)
+                if args.report_json:
+                    write_report(args.report_json, result.report())
+                # one write of the whole line: with unbuffered output print() would write the
+                # text and its newline separately, and two ranks sharing a pipe could interleave
+                sys.stdout.write(result.line() + "\n")
+                sys.stdout.flush()
+                if joined:
+                    dist.barrier()  # no rank tears gloo down while a peer still uses it
         finally:
             if joined:
                 dist.destroy_process_group()
@@ -110,8 +148,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
         if not paths:
             raise SystemExit("no notebooks given and none found in ./notebooks")
-        for path in paths:
-            seconds = execute_notebook(path, quick=args.quick, timeout=args.timeout)
-            print(f"{path}: {seconds:.0f} s", flush=True)
+        return execute_series(paths, quick=args.quick, timeout=args.timeout)
     return 0
+
+
+def execute_series(paths: Sequence[Path], *, quick: bool, timeout: int) -> int:
+    """Execute every notebook in `paths`, also after one fails (a failed notebook's file is left
+    unchanged); print one line per notebook and, if any failed, a summary naming them.
+
+    Returns:
+        0 if every notebook ran, else 1.
+    """
+    failed = []
+    for path in paths:
+        try:
+            seconds = execute_notebook(path, quick=quick, timeout=timeout)
+        except Exception as error:  # noqa: BLE001 - report it, go on with the next notebook
+            failed.append(path)
+            print(f"{path}: FAILED, left unchanged ({type(error).__name__}: "
+                  f"{_summary_line(error)})", flush=True)
+        else:
+            print(f"{path}: {seconds:.0f} s", flush=True)
+    if failed:
+        print(f"{len(failed)} of {len(paths)} notebooks failed: "
+              + ", ".join(str(path) for path in failed), file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _summary_line(error: BaseException) -> str:
+    """The last non-empty line of an error's message (nbclient puts the cell's error there)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,9 @@ from typing import Any
 from curriclab.core.config import QUICK_ENV
 from curriclab.core.training import PROGRESS_ENV
 
-__all__ = ["METADATA_KEY", "code_fingerprint", "execute_notebook", "stale_reasons"]
+__all__ = [
+    "METADATA_KEY", "code_fingerprint", "execute_notebook", "stale_reasons", "write_atomically",
+]
 
 METADATA_KEY = "curriclab"
 
@@ -105,14 +108,56 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def write_atomically(path: str | Path, text: str) -> None:
+    """Replace the file at `path` by `text` (UTF-8) in one step: the text goes to a temporary file
+    in the same directory, which `os.replace` then renames over `path`. A crash or an interrupt
+    leaves either the old file or the new one, never a half-written mix; the file keeps its
+    permission bits."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
 def execute_notebook(path: str | Path, *, quick: bool = False, timeout: int = 3600) -> float:
     """Run every cell of the notebook at `path` in a fresh kernel and write it back with its outputs
-    and the "curriclab" metadata; returns the wall time in seconds. Progress bars run as text and
-    are stored as their final line."""
+    and the "curriclab" metadata.
+
+    The notebook is written only after every cell ran, and atomically (`write_atomically`): a
+    failing cell or an interrupt leaves the file on disk byte-identical. Progress bars run as
+    text and are stored as their final line.
+
+    Args:
+        path: the .ipynb file.
+        quick: run with `CURRICLAB_QUICK=1` (stored as mode "quick", which `stale_reasons` refuses).
+        timeout: seconds each cell may take, >= 1.
+
+    Returns:
+        The wall time in seconds.
+
+    Raises:
+        ValueError: `timeout` < 1.
+        FileNotFoundError: no file at `path`.
+        nbclient.exceptions.CellExecutionError: a cell raised (the file is left unchanged).
+    """
     import nbformat
     from nbclient import NotebookClient
 
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise ValueError(f"timeout must be an int >= 1 (seconds per cell), got {timeout!r}")
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no notebook at {path}")
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     with _environment(**{QUICK_ENV: "1" if quick else "0", PROGRESS_ENV: "text"}):
@@ -127,5 +172,6 @@ def execute_notebook(path: str | Path, *, quick: bool = False, timeout: int = 36
         "mode": "quick" if quick else "full",
         "seconds": round(seconds, 1),
     }
-    nbformat.write(notebook, path)
+    text = nbformat.writes(notebook)
+    write_atomically(path, text if text.endswith("\n") else text + "\n")  # as nbformat.write
     return seconds

@@ -463,3 +463,27 @@ def test_a_rank_that_leaves_makes_the_others_fail_instead_of_hang(tmp_path):
     its process; either way run_group returns, so nothing hangs."""
     first, _ = run_group("lost_peer", tmp_path, timeout_seconds=20.0, check=False)
     assert first is None or first["error"] is not None
+
+
+# ---------------------------------------------------------------- settings and timeouts, alone
+
+def test_method_settings_show_scalar_settings_but_not_the_rank():
+    from curriclab.core.distributed import method_settings
+
+    settings = method_settings(SGDSSampler(10, prune_fraction=0.25, num_replicas=2, rank=1))
+    assert settings.startswith("SGDSSampler(") and "prune_fraction=0.25" in settings
+    assert "num_replicas=2" in settings and "rank=" not in settings.replace("num_replicas", "")
+    other_rank = method_settings(SGDSSampler(10, prune_fraction=0.25, num_replicas=2, rank=0))
+    assert other_rank == settings  # ranks differ by design; their settings must not
+
+
+def test_alone_the_settings_check_and_the_silent_peer_naming_do_nothing():
+    from curriclab.core.distributed import check_distinct_ranks, naming_silent_peers
+
+    synchronized = Synchronized([LossTracker(3)], num_samples=3)
+    synchronized.capacity = 7
+    synchronized.check_settings()  # nothing to compare with
+    check_distinct_ranks(5, "alone")
+    with pytest.raises(RuntimeError, match="Timed out waiting"):  # passed on unchanged
+        with naming_silent_peers("alone"):
+            raise RuntimeError("Timed out waiting 5000ms for recv operation to complete")

@@ -26,6 +26,15 @@ def test_commands_use_torchrun_only_for_several_processes():
         demo_command("sgds", 0, samples=1, epochs=1)
 
 
+def test_the_peer_timeout_becomes_the_demo_timeout_flag():
+    assert "--timeout" not in demo_command("sgds", 2, samples=100, epochs=2)
+    command = demo_command("sgds", 2, samples=100, epochs=2, peer_timeout=5)
+    assert command[-2:] == ["--timeout", "5.0"]
+    for bad in (0, -1.0, float("nan"), float("inf"), "5"):
+        with pytest.raises(ValueError, match="peer_timeout"):
+            demo_command("sgds", 2, samples=100, epochs=2, peer_timeout=bad)
+
+
 @pytest.mark.parametrize("method", ["sgds", "infobatch"])
 def test_shards_interleave_back_into_the_padded_plan(method):
     losses = torch.distributions.Exponential(1.0).sample((101,))

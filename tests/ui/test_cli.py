@@ -31,3 +31,43 @@ def test_the_cli_executes_the_notebooks_it_is_given(tmp_path, capsys):
     assert main(["execute-series", "--quick", str(path)]) == 0
     assert str(path) in capsys.readouterr().out
     assert nbformat.read(path, as_version=4).cells[2].outputs[0]["text"] == "42\n"
+
+
+def test_execute_series_runs_every_notebook_and_names_the_failures(tmp_path, capsys):
+    """The failing notebook (first) neither stops the series nor changes on disk; the exit code
+    is 1 and the summary names it and only it."""
+    bad, good, missing = tmp_path / "a_bad.ipynb", tmp_path / "b_good.ipynb", tmp_path / "c.ipynb"
+    nbformat.write(_notebook("raise RuntimeError('broken on purpose')"), bad)
+    nbformat.write(_notebook("print(6 * 7)"), good)
+    before = bad.read_bytes()
+    assert main(["execute-series", "--quick", str(bad), str(good), str(missing)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{bad}: FAILED, left unchanged" in out and "broken on purpose" in out
+    assert f"{missing}: FAILED" in out and "FileNotFoundError" in out
+    assert f"2 of 3 notebooks failed: {bad}, {missing}" in err
+    assert bad.read_bytes() == before
+    assert nbformat.read(good, as_version=4).cells[1].outputs[0]["text"] == "42\n"
+
+
+def test_the_ddp_demo_timeout_flag_sets_the_collective_timeout(monkeypatch, capsys):
+    from datetime import timedelta
+
+    from curriclab.core.distributed import DIST_TIMEOUT_ENV, collective_timeout
+    from curriclab.ui import cli
+
+    seen = {}
+
+    class Result:
+        def line(self) -> str:
+            return "rank 0: state sha256 0 samples 0"
+
+    def run_demo(*args, **kwargs):
+        seen["timeout"] = collective_timeout()
+        return Result()
+
+    monkeypatch.setattr(cli, "run_demo", run_demo)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv(DIST_TIMEOUT_ENV, "30")  # main() sets it; monkeypatch restores it after
+    assert main(["ddp-demo", "--method", "sgds", "--timeout", "7.5"]) == 0
+    assert seen["timeout"] == timedelta(seconds=7.5)
+    assert "rank 0: state sha256" in capsys.readouterr().out

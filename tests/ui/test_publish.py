@@ -1,11 +1,19 @@
 """The freshness check of stored notebook outputs, and execution into a notebook's metadata."""
 
 import copy
+import os
+import stat
 
 import nbformat
 import pytest
 
-from curriclab.ui.publish import METADATA_KEY, code_fingerprint, execute_notebook, stale_reasons
+from curriclab.ui.publish import (
+    METADATA_KEY,
+    code_fingerprint,
+    execute_notebook,
+    stale_reasons,
+    write_atomically,
+)
 from tests.helpers.notebooks import _notebook
 
 
@@ -80,3 +88,49 @@ def test_execute_notebook_runs_in_a_kernel_and_records_mode_and_fingerprint(tmp_
     with pytest.raises(Exception, match="ZeroDivisionError"):
         nbformat.write(_notebook("1 / 0"), path)
         execute_notebook(path, timeout=120)
+
+
+def test_an_atomic_write_replaces_the_file_and_keeps_its_permissions(tmp_path):
+    path = tmp_path / "a.ipynb"
+    path.write_text("old")
+    path.chmod(0o640)
+    write_atomically(path, "new text\n")
+    assert path.read_text() == "new text\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ipynb"]  # no temporary file left
+
+
+def test_an_interrupted_write_leaves_the_old_file_byte_identical(tmp_path, monkeypatch):
+    path = tmp_path / "a.ipynb"
+    path.write_bytes(b"old bytes")
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, "new")
+    assert path.read_bytes() == b"old bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ipynb"]
+
+
+def test_a_failing_notebook_is_left_byte_identical(tmp_path):
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(_notebook("x = 1", "1 / 0"), path)
+    before = path.read_bytes()
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        execute_notebook(path, quick=True, timeout=120)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 1.5, True])
+def test_execute_notebook_refuses_a_bad_timeout_by_name(tmp_path, timeout):
+    path = tmp_path / "a.ipynb"
+    nbformat.write(_notebook("x = 1"), path)
+    with pytest.raises(ValueError, match="timeout"):
+        execute_notebook(path, timeout=timeout)
+
+
+def test_execute_notebook_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.ipynb"):
+        execute_notebook(tmp_path / "nothere.ipynb")
