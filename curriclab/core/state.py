@@ -29,6 +29,7 @@ __all__ = [
     "check_int",
     "check_keys",
     "check_tensor",
+    "check_tensor_value",
     "finite_or_raise",
     "nested",
 ]
@@ -106,8 +107,25 @@ def check_tensor(
     Raises:
         ValueError: naming the key, when the value is no tensor or breaks a requirement.
     """
-    where = _where(owner, name or key)
-    value = state[key]
+    return check_tensor_value(state[key], name or key, owner, shape=shape, dtype=dtype, low=low,
+                              high=high, allow_nan=allow_nan, allow_inf=allow_inf)
+
+
+def check_tensor_value(
+    value: object,
+    name: str,
+    owner: str,
+    *,
+    shape: tuple[int | None, ...] | None = None,
+    dtype: torch.dtype | tuple[torch.dtype, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    allow_nan: bool = False,
+    allow_inf: bool = False,
+) -> Tensor:
+    """`check_tensor` for a value that sits in a list (e.g. entry 3 of a saved window), named
+    `name` in the message."""
+    where = _where(owner, name)
     if not isinstance(value, Tensor):
         raise ValueError(f"{where} must be a tensor, got {type(value).__name__}")
     if value.is_sparse or value.layout != torch.strided:
