@@ -261,3 +261,11 @@ def test_resume_is_bitwise_on_two_gloo_ranks(tmp_path):
             assert outcome["differences"] == [], (scenario, rank)
         # DDP keeps the model identical on both ranks: the runs really were one distributed run
         assert _differences(results[0][scenario]["model"], results[1][scenario]["model"]) == []
+
+
+def test_a_checkpoint_in_a_missing_folder_is_refused_before_training(tmp_path):
+    run = _build("loss_tracker", seed=0)
+    before = _snapshot(run, [])
+    with pytest.raises(ValueError, match="checkpoint"):
+        _fit(run, EPOCHS, tmp_path / "absent" / "run.pt")
+    assert _differences(before, _snapshot(run, [])) == []

@@ -334,12 +334,15 @@ def fit(
     ranks check that they resume at the same epoch.
 
     Raises:
-        ValueError: `epochs` < 0, or a checkpoint that does not fit this run (more epochs done
-            than `epochs`, other methods or optimizers, a state a method refuses; nothing is
-            restored then), or ranks that would resume at different epochs.
+        ValueError: `epochs` < 0, a checkpoint path in a folder that does not exist, a
+            checkpoint that does not fit this run (more epochs done than `epochs`, other
+            methods or optimizers, a state a method refuses; nothing is restored then), or
+            ranks that would resume at different epochs.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if checkpoint is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+        raise ValueError(f"checkpoint: the folder of {os.fspath(checkpoint)!r} does not exist")
     optimizers = _as_list(optimizer)
     generators = generators_of(loader)
     history: list[EpochRecord] = []

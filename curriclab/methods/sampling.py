@@ -279,9 +279,10 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
                 broadcast against the weights to [B, B]), or is NaN, infinite or negative, or
                 an index is out of range; nothing is recorded then.
         """
-        if torch.as_tensor(losses).ndim != 1 or len(losses) != torch.as_tensor(indices).numel():
-            raise ValueError(f"losses must be 1-D with one loss per index ([{len(indices)}]), "
-                             f"got shape {tuple(torch.as_tensor(losses).shape)}")
+        shape, count = torch.as_tensor(losses).shape, torch.as_tensor(indices).numel()
+        if len(shape) != 1 or shape[0] != count:
+            raise ValueError(f"losses must be 1-D with one loss per index ([{count}]), got "
+                             f"shape {tuple(shape)}")
         self.update(indices, losses)
         if losses.numel() == 0:
             return losses.sum()
