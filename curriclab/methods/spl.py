@@ -248,7 +248,8 @@ class SPLLoss(SampleMethod):
         if not isinstance(index, Tensor) or not isinstance(losses, Tensor):
             raise TypeError("SPLLoss.objective: index and losses must be tensors")
         if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
-            raise TypeError(f"SPLLoss.objective: index must be an integer tensor, got {index.dtype}")
+            raise TypeError("SPLLoss.objective: index must be an integer tensor, got "
+                            f"{index.dtype}")
         if losses.ndim != 1 or index.shape != losses.shape:
             raise ValueError("SPLLoss.objective: losses and index must be 1-D of equal length, got "
                              f"{tuple(losses.shape)} and {tuple(index.shape)}")

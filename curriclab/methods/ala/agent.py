@@ -222,7 +222,8 @@ class AlignmentAgent(SampleMethod):
             "controller": self.controller.state_dict(),
             "steps": self.steps,
             "window": [value.clone() for value in self.window],
-            "previous_metric": None if self.previous_metric is None else self.previous_metric.clone(),
+            "previous_metric": (None if self.previous_metric is None
+                                else self.previous_metric.clone()),
             "pending": None if self.pending is None else [t.clone() for t in self.pending],
             "history": {name: [copy.deepcopy(v) for v in getattr(self.history, name)]
                         for name in _HISTORY_FIELDS},
