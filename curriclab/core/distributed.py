@@ -548,6 +548,35 @@ class Synchronized(SampleMethod):
         for method in self.methods:
             method.after_epoch(epoch)
 
+    def state_dict(self) -> dict:
+        """`{"methods": [each wrapped method's state_dict(), in order]}`."""
+        return {"methods": [method.state_dict() for method in self.methods]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Load every wrapped method's state, in order; all or nothing.
+
+        Raises:
+            TypeError/ValueError: from the state's layout (naming `methods`) or from the wrapped
+                method that refuses its entry (the message names `methods.<position>`); the
+                methods loaded before it are then restored, so nothing changes.
+        """
+        from curriclab.core.state import check_keys
+
+        check_keys(state, ("methods",), "Synchronized")
+        states = state["methods"]
+        if not isinstance(states, (list, tuple)) or len(states) != len(self.methods):
+            raise ValueError(f"Synchronized.load_state_dict: state key 'methods' must list "
+                             f"{len(self.methods)} state(s), one per wrapped method")
+        before = [method.state_dict() for method in self.methods]
+        for position, (method, entry) in enumerate(zip(self.methods, states)):
+            try:
+                method.load_state_dict(entry)
+            except (TypeError, ValueError) as error:
+                for loaded, saved in zip(self.methods[:position], before):
+                    loaded.load_state_dict(saved)
+                raise type(error)(f"Synchronized.load_state_dict: state key 'methods.{position}' "
+                                  f"({type(method).__name__}): {error}") from None
+
 
 def method_settings(method: object) -> str:
     """A method's class and public scalar attributes (bool, int, float, str, None), e.g.

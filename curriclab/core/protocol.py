@@ -11,6 +11,9 @@ index, and calls each plugged-in method at up to five points of a step:
 | the optimizer has stepped | `after_step()`                          | nothing: react to the updated model   |
 | the epoch has ended       | `after_epoch(epoch)`                    | nothing: move schedules and plans on  |
 
+Every method also has `state_dict()` / `load_state_dict(state)` (the default: `{}`, and a
+non-empty state is refused), so `fit(..., checkpoint=path)` can save and resume a run.
+
 Who uses what: dynamic losses, ALA, the teacher and data parameters define `compute_losses`; SPL, the
 SGD-S and InfoBatch samplers and data parameters' decay return an `objective`; loss recorders and
 trackers return None from `objective` (they only observe); ALA's agent and data parameters' clamp
@@ -37,6 +40,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from torch import Tensor
+
+from curriclab.core.state import check_keys
 
 __all__ = [
     "AfterEpoch",
@@ -70,6 +75,23 @@ class SampleMethod:
 
     def after_epoch(self, epoch: int) -> None:
         """Called after epoch `epoch` (0-based) has ended."""
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume this method at an epoch boundary, as plain values
+        (tensors, numbers, strings, lists, dicts) that `torch.load(..., weights_only=True)`
+        restores. A stateless method (this default) returns `{}`; a method that keeps state
+        overrides both this and `load_state_dict`."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned, validated before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: for this stateless default, a non-empty state (naming its keys): a
+                method that keeps state must override both methods.
+        """
+        check_keys(state, (), type(self).__name__)
 
 
 class AfterEpoch(SampleMethod):

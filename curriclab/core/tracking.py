@@ -10,6 +10,14 @@ import torch
 from torch import Tensor
 
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import (
+    check_float,
+    check_int,
+    check_keys,
+    check_tensor,
+    finite_or_raise,
+    nested,
+)
 
 __all__ = ["LossTracker"]
 
@@ -21,6 +29,10 @@ class LossTracker(SampleMethod):
     a real loss), `average = unseen_value` and `last_epoch = -1`. The moving average starts at
     the first observed loss and then follows `average = momentum * average + (1 - momentum) * loss`
     (momentum 0 makes it equal to the latest loss).
+
+    Non-finite losses are refused: `update` raises a ValueError and records nothing, so a NaN
+    or inf can never stand in for a sample's loss (a diverged step should stop the run, not
+    hide among the records).
     """
 
     def __init__(self, num_samples: int, momentum: float = 0.0, unseen_value: float = float("nan")):
@@ -45,6 +57,10 @@ class LossTracker(SampleMethod):
         """Record per-sample `losses` (any shape [B]) for dataset `indices` in the current epoch.
 
         If an index occurs several times in one call, the last occurrence wins.
+
+        Raises:
+            ValueError: the counts differ, an index lies outside [0, num_samples) or a loss is
+                NaN or infinite (nothing is recorded then).
         """
         indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         losses = torch.as_tensor(losses).detach().reshape(-1).to(self.latest.dtype).cpu()
@@ -54,6 +70,7 @@ class LossTracker(SampleMethod):
             )
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_samples):
             raise ValueError(f"indices must lie in [0, {self.num_samples})")
+        finite_or_raise("losses", losses, "LossTracker.update")
         new = ~self.seen[indices]
         previous = torch.where(new, losses, self.average[indices])
         self.average[indices] = self.momentum * previous + (1.0 - self.momentum) * losses
@@ -82,14 +99,46 @@ class LossTracker(SampleMethod):
             "epoch": self.epoch,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        if state["latest"].shape != (self.num_samples,):
-            raise ValueError(
-                f"state is for {state['latest'].numel()} samples, this tracker has {self.num_samples}"
-            )
-        self.momentum = state["momentum"]
-        self.unseen_value = state["unseen_value"]
-        self.latest = state["latest"].clone()
-        self.average = state["average"].clone()
-        self.last_epoch = state["last_epoch"].clone()
-        self.epoch = state["epoch"]
+    def load_state_dict(self, state: dict, prefix: str = "") -> None:
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict` returned.
+            prefix: this tracker's dotted key inside an outer state (for messages only).
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, of the wrong type, shape or
+                dtype, or out of range (momentum outside [0, 1), an infinite loss, a recorded
+                sample without a loss, a last_epoch below -1).
+        """
+        owner = "LossTracker"
+        check_keys(state, ("momentum", "unseen_value", "latest", "average", "last_epoch", "epoch"),
+                   owner, prefix)
+
+        def key(name: str) -> str:
+            return nested(prefix, name)
+
+        momentum = check_float(state, "momentum", owner, low=0.0, high=1.0, high_open=True,
+                               name=key("momentum"))
+        unseen = check_float(state, "unseen_value", owner, allow_nan=True, allow_inf=True,
+                             name=key("unseen_value"))
+        epoch = check_int(state, "epoch", owner, low=0, name=key("epoch"))
+        shape = (self.num_samples,)
+        last_epoch = check_tensor(state, "last_epoch", owner, shape=shape, dtype=torch.long,
+                                  low=-1, name=key("last_epoch"))
+        seen = last_epoch >= 0
+        tables = {}
+        for name in ("latest", "average"):
+            table = check_tensor(state, name, owner, shape=shape, dtype=self.latest.dtype,
+                                 allow_nan=True, allow_inf=True, name=key(name))
+            if not bool(torch.isfinite(table[seen]).all()):
+                raise ValueError(f"{owner}.load_state_dict: state key '{key(name)}' must be "
+                                 "finite for every recorded sample (last_epoch >= 0)")
+            tables[name] = table
+        self.momentum = momentum
+        self.unseen_value = unseen
+        self.latest = tables["latest"].clone()
+        self.average = tables["average"].clone()
+        self.last_epoch = last_epoch.clone()
+        self.epoch = epoch

@@ -7,6 +7,7 @@ protocol the methods speak is `curriclab.core.protocol.SampleMethod`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -21,6 +22,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm as _text_tqdm
 from tqdm.auto import tqdm as _tqdm
 
+from curriclab.core.checkpoint import (
+    agree_on_epoch,
+    generators_of,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+)
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import (
     SampleMethod,
@@ -308,23 +317,65 @@ def fit(
     test_data: IndexedDataset | DataLoader | None = None,
     methods: Sequence[SampleMethod] = (),
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
 ) -> list[EpochRecord]:
     """Train for `epochs` epochs, evaluating on `test_data` after each; returns one record per epoch.
 
     Before each epoch the loader's sampler gets `set_epoch(epoch)` (as DistributedSampler expects);
     after it every method's `after_epoch(epoch)` runs (SPL's threshold, a sampler's next plan, ...).
+
+    Checkpoints (`curriclab.core.checkpoint`): with `checkpoint=path`, the run is saved to `path`
+    after every epoch (model, optimizers, every method's `state_dict()`, the torch, NumPy and
+    Python random states, the loader's generators, the epochs done and the history; written
+    atomically). If `path` already exists when `fit` starts, the run resumes from it: pass the
+    same kind of objects, freshly built, and the resumed run is bitwise the one that never
+    stopped; the returned history then covers every epoch, the earlier ones from the file.
+    Under torch.distributed give every rank its own path (e.g. with the rank in the name); the
+    ranks check that they resume at the same epoch.
+
+    Raises:
+        ValueError: `epochs` < 0, a checkpoint path in a folder that does not exist, a
+            checkpoint that does not fit this run (more epochs done than `epochs`, other
+            methods or optimizers, a state a method refuses; nothing is restored then), or
+            ranks that would resume at different epochs.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
-    history = []
-    for epoch in progress_bar(range(epochs), "epochs", progress):
+    if checkpoint is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+        raise ValueError(f"checkpoint: the folder of {os.fspath(checkpoint)!r} does not exist")
+    optimizers = _as_list(optimizer)
+    generators = generators_of(loader)
+    history: list[EpochRecord] = []
+    start = 0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        start, saved = restore_training_state(
+            load_checkpoint(checkpoint), epochs=epochs, model=model, optimizers=optimizers,
+            methods=methods, generators=generators)
+        history = [_record_from_plain(record) for record in saved]
+    if checkpoint is not None:
+        agree_on_epoch(start)
+    for epoch in progress_bar(range(start, epochs), "epochs", progress):
         if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         result = train_epoch(
-            model, loader, optimizer, methods=methods, progress=progress, desc=f"epoch {epoch}"
+            model, loader, optimizers, methods=methods, progress=progress, desc=f"epoch {epoch}"
         )
         test = evaluate(model, test_data) if test_data is not None else None
         history.append(EpochRecord(epoch, result, test))
         for method in methods:
             method.after_epoch(epoch)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, training_state(
+                epoch=epoch + 1, model=model, optimizers=optimizers, methods=methods,
+                generators=generators, history=[dataclasses.asdict(r) for r in history]))
     return history
+
+
+def _record_from_plain(record: dict) -> EpochRecord:
+    """An EpochRecord back from `dataclasses.asdict` (as a checkpoint stores it)."""
+    try:
+        test = None if record["test"] is None else Evaluation(**record["test"])
+        return EpochRecord(record["epoch"], EpochResult(**record["train"]), test)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"checkpoint: state key 'history' holds a malformed record: {error}"
+                         ) from None

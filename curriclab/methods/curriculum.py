@@ -58,6 +58,7 @@ from curriclab.core.distributed import (
     rank_and_world,
 )
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import check_keys
 
 __all__ = [
     "available_count",
@@ -453,13 +454,12 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         """Restore `state_dict()`'s output (e.g. from `torch.load(..., weights_only=True)`).
 
         Raises:
-            ValueError naming the key that is missing, unexpected, of the wrong shape, dtype or
-            range (the sampler is unchanged then).
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, of the wrong shape, dtype or
+                range (the sampler is unchanged then).
         """
-        expected = {"num_samples", "seed", "epoch", "scores", "order"}
-        if not isinstance(state, dict) or set(state) != expected:
-            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"state must have the keys {sorted(expected)}, got {keys}")
+        check_keys(state, ("num_samples", "seed", "epoch", "scores", "order"),
+                   "CurriculumSampler")
         if state["num_samples"] != self.num_samples:
             raise ValueError(f"num_samples: state is for {state['num_samples']} samples, this "
                              f"sampler has {self.num_samples}")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import check_keys, check_tensor, finite_or_raise
 from curriclab.methods.sparse_sgd import SparseSGD
 
 __all__ = ["DataParameters", "logit_gradient_norm"]
@@ -151,6 +152,12 @@ class DataParameters(nn.Module, SampleMethod):
     rows (as with `nn.Embedding(sparse=True)`), so a step never scans the whole table: step it with
     `make_optimizer()` (SparseSGD), `torch.optim.SGD` or `torch.optim.SparseAdam`; `.to_dense()`
     shows it whole. The composition `forward` + a loss gives dense gradients.
+
+    Non-finite input is refused: `forward` and `compute_losses` raise a ValueError naming
+    `logits` when a logit is NaN or infinite, before anything is computed, so no NaN gradient
+    can reach a temperature (the optimizer of `make_optimizer` also skips any step with a
+    non-finite gradient). `load_state_dict` refuses (ValueError naming the key) tables of the
+    wrong shape or dtype, with NaN or inf, or outside the log of `clamp`.
     """
 
     def __init__(
@@ -262,8 +269,14 @@ class DataParameters(nn.Module, SampleMethod):
         return class_entries.exp() + instance_entries.exp()
 
     def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`."""
+        """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`.
+
+        Raises:
+            ValueError: shapes disagree, a label or index is out of range, or a logit is NaN or
+                infinite (nothing is remembered then).
+        """
         self._check_shapes(logits, target, index)
+        finite_or_raise("logits", logits.detach(), "DataParameters.forward")
         self._check_ranges(target, index)
         entries = self._gathered(target, index)
         self._batch = (index, self._decay(*entries) if self.decays else None)
@@ -274,8 +287,14 @@ class DataParameters(nn.Module, SampleMethod):
 
         Computed by one fused autograd node, which also yields the batch's weight decay for
         `objective`.
+
+        Raises:
+            ValueError: shapes disagree, a label or index is out of range, or a logit is NaN or
+                infinite (nothing is remembered then).
+            TypeError: `target` or `index` is not an int64 tensor.
         """
         self._check_shapes(logits, target, index)
+        finite_or_raise("logits", logits.detach(), "DataParameters.compute_losses")
         try:
             losses, decay = _TemperedCrossEntropy.apply(
                 logits, self.class_log_sigma if self.learn_class else None,
@@ -356,6 +375,26 @@ class DataParameters(nn.Module, SampleMethod):
         if targets.shape != (self.num_samples,) and self.learn_instance:
             raise ValueError(f"targets must have shape [{self.num_samples}], got {tuple(targets.shape)}")
         return self.sigma(targets, torch.arange(len(targets)))
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+        """`nn.Module.load_state_dict`, after checking the whole state first.
+
+        Both tables must be present (`strict` or not), float32 of this object's sizes, finite,
+        and inside the log of `clamp` (compared in float32, as the clamp stores them).
+
+        Raises:
+            TypeError: the state is not a dict.
+            ValueError: naming the key that is missing, unexpected, mis-shaped, of another
+                dtype, not finite or outside the clamp (nothing changes then).
+        """
+        owner = "DataParameters"
+        check_keys(state_dict, ("class_log_sigma", "instance_log_sigma"), owner)
+        low, high = (float(torch.tensor(math.log(b), dtype=torch.float32)) for b in self.clamp)
+        for key, size in (("class_log_sigma", self.num_classes),
+                          ("instance_log_sigma", self.num_samples)):
+            check_tensor(state_dict, key, owner, shape=(size,), dtype=torch.float32, low=low,
+                         high=high)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, num_classes={self.num_classes}, num_samples={self.num_samples}"

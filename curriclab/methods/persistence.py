@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import check_keys, check_tensor
 from curriclab.core.tracking import LossTracker
 
 __all__ = [
@@ -195,11 +196,17 @@ class LossRecorder(SampleMethod):
         return {"tracker": self.tracker.state_dict(), "losses": self.by_epoch.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        losses = state["losses"]
-        if losses.ndim != 2 or losses.shape[1] != self.tracker.num_samples:
-            raise ValueError(
-                f"state holds losses of shape {tuple(losses.shape)}, this recorder has "
-                f"{self.tracker.num_samples} samples"
-            )
-        self.tracker.load_state_dict(state["tracker"])
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, mis-shaped, of another dtype
+                or not finite (`losses` must be float32 [epochs, num_samples]; `tracker` as
+                `LossTracker.load_state_dict` checks it).
+        """
+        owner = "LossRecorder"
+        check_keys(state, ("tracker", "losses"), owner)
+        losses = check_tensor(state, "losses", owner, shape=(None, self.tracker.num_samples),
+                              dtype=torch.float32)
+        self.tracker.load_state_dict(state["tracker"], prefix="tracker")
         self.rows = [row.clone() for row in losses]

@@ -45,6 +45,13 @@ from curriclab.core.distributed import (
     rank_and_world,
 )
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import (
+    check_equal,
+    check_generator_state,
+    check_int,
+    check_keys,
+    check_tensor,
+)
 from curriclab.core.tracking import LossTracker
 
 __all__ = [
@@ -276,7 +283,17 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         return self._current_plan().weights[indices]
 
     def objective(self, indices: Tensor, losses: Tensor) -> Tensor:
-        """Record the batch's losses, return their weighted mean to minimise."""
+        """Record the batch's losses, return their weighted mean to minimise.
+
+        Raises:
+            ValueError: `losses` is not 1-D with one loss per index (a [B, 1] tensor would
+                broadcast against the weights to [B, B]), or is NaN, infinite or negative, or
+                an index is out of range; nothing is recorded then.
+        """
+        shape, count = torch.as_tensor(losses).shape, torch.as_tensor(indices).numel()
+        if len(shape) != 1 or shape[0] != count:
+            raise ValueError(f"losses must be 1-D with one loss per index ([{count}]), got "
+                             f"shape {tuple(shape)}")
         self.update(indices, losses)
         if losses.numel() == 0:
             return losses.sum()
@@ -296,16 +313,47 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
             "plan": {"indices": plan.indices.clone(), "weights": plan.weights.clone()},
         }
 
+    def _state_keys(self) -> set[str]:
+        return {"num_samples", "tracker", "generator", "epoch", "plan"}
+
     def load_state_dict(self, state: dict) -> None:
-        if state["num_samples"] != self.num_samples:
-            raise ValueError(
-                f"state is for {state['num_samples']} samples, this sampler has {self.num_samples}"
-            )
-        self.tracker.load_state_dict(state["tracker"])
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, of the wrong type, shape or
+                dtype, or out of range (plan indices outside [0, num_samples), negative or
+                non-finite weights, a tracker state that `LossTracker` refuses, ...).
+        """
+        self._check_state(state)
+        self.tracker.load_state_dict(state["tracker"], prefix="tracker")
         self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
         self.plan = EpochPlan(state["plan"]["indices"].clone(), state["plan"]["weights"].clone())
         self._checked_epoch = None
+        self._restore_own_state(state)
+
+    def _check_state(self, state: dict) -> None:
+        """Every check of `load_state_dict` (the tracker's too), without changing anything."""
+        owner = type(self).__name__
+        check_keys(state, self._state_keys(), owner)
+        check_equal(state, "num_samples", owner, self.num_samples)
+        check_generator_state(state, "generator", owner)
+        check_int(state, "epoch", owner, low=0)
+        check_keys(state["plan"], ("indices", "weights"), owner, "plan")
+        check_tensor(state["plan"], "indices", owner, shape=(None,), dtype=torch.long, low=0,
+                     high=self.num_samples - 1, name="plan.indices")
+        check_tensor(state["plan"], "weights", owner, shape=(self.num_samples,),
+                     dtype=torch.float32, low=0.0, name="plan.weights")
+        probe = LossTracker(self.num_samples)  # the tracker's own checks, on a throw-away copy
+        probe.load_state_dict(state["tracker"], prefix="tracker")
+        self._check_own_state(state)
+
+    def _check_own_state(self, state: dict) -> None:
+        """A subclass checks the entries it adds to the state here (before anything changes)."""
+
+    def _restore_own_state(self, state: dict) -> None:
+        """A subclass restores the entries it adds to the state here (already checked)."""
 
 
 class SGDSSampler(LossDrivenSampler):
@@ -394,6 +442,12 @@ class SGDSSampler(LossDrivenSampler):
         state["active"] = self.active.clone()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def _state_keys(self) -> set[str]:
+        return super()._state_keys() | {"active"}
+
+    def _check_own_state(self, state: dict) -> None:
+        check_tensor(state, "active", type(self).__name__, shape=(self.num_samples,),
+                     dtype=torch.bool)
+
+    def _restore_own_state(self, state: dict) -> None:
         self.active = state["active"].clone()

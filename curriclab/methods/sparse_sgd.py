@@ -17,11 +17,14 @@ that clamps whole tables.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from curriclab.core.state import check_float, check_int, check_keys, check_tensor
 
 __all__ = ["SparseSGD"]
 
@@ -43,6 +46,17 @@ class SparseSGD(torch.optim.Optimizer):
     `DataParameters.weight_decay`), since an optimizer-level decay would shrink absent entries too.
     `clamp`: None, or (low, high) bounds every updated entry is clamped into after its update
     (entries without a gradient do not move, so they stay wherever they were).
+
+    Non-finite gradients: like `torch.amp.GradScaler`, a step in which any gradient entry is NaN
+    or infinite changes nothing (no value, no momentum buffer moves) and is counted in
+    `skipped_steps`; a NaN would otherwise pass through the clamp and an inf pin an entry at
+    its bound with an inf momentum for good.
+
+    `load_state_dict` keeps the constructor's safeguards: it refuses (ValueError naming the key)
+    a state whose groups lack or change the constructor's `clamp` (a state may add bounds to a
+    group built without them), have `lr` < 0, `momentum` outside [0, 1) or a
+    non-zero `weight_decay`, or whose momentum buffers are mis-shaped or not finite; a plain
+    `torch.optim.SGD` state is refused for its missing `clamp` and its extra keys.
     """
 
     def __init__(
@@ -55,16 +69,22 @@ class SparseSGD(torch.optim.Optimizer):
     ):
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "clamp": clamp}
         super().__init__(params, defaults)
+        self.skipped_steps = 0
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Validate a group's settings (lr >= 0, momentum in [0, 1), weight_decay 0, clamp None or
-        (low, high) with low <= high) and add it."""
+        """Validate a group's settings (lr finite and >= 0, momentum in [0, 1), weight_decay 0,
+        clamp None or finite (low, high) with low <= high) and add it."""
         settings = {**self.defaults, **param_group}
         bounds = settings["clamp"]
-        if bounds is not None and not (len(bounds) == 2 and bounds[0] <= bounds[1]):
-            raise ValueError(f"clamp must be None or (low, high) with low <= high, got {bounds!r}")
-        if not (isinstance(settings["lr"], (int, float)) and settings["lr"] >= 0):
-            raise ValueError(f"lr must be a number >= 0, got {settings['lr']!r}")
+        if bounds is not None and not (
+            len(bounds) == 2 and all(math.isfinite(b) for b in bounds) and bounds[0] <= bounds[1]
+        ):
+            raise ValueError(f"clamp must be None or finite (low, high) with low <= high, got "
+                             f"{bounds!r}")
+        lr = settings["lr"]
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr)
+                                        and lr >= 0):
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
         if not 0.0 <= settings["momentum"] < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {settings['momentum']!r}")
         if settings["weight_decay"] != 0:
@@ -89,17 +109,100 @@ class SparseSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        """Update the entries with a non-zero gradient; leave all others (and their momentum) alone."""
+        """Update the entries with a non-zero gradient; leave all others (and their momentum) alone.
+
+        If any gradient entry is NaN or infinite, nothing is updated and `skipped_steps` grows
+        by one (see the class docstring)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if not self._gradients_finite():
+            self.skipped_steps += 1
+            return loss
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 self._update(param, group["lr"], group["momentum"], group.get("clamp"))
         return loss
+
+    def _gradients_finite(self) -> bool:
+        for group in self.param_groups:
+            for param in group["params"]:
+                grad = param.grad
+                if grad is None:
+                    continue
+                values = grad._values() if grad.is_sparse else grad
+                if not bool(torch.isfinite(values).all()):
+                    return False
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """`torch.optim.Optimizer.state_dict()` plus `skipped_steps`."""
+        state = super().state_dict()
+        state["skipped_steps"] = self.skipped_steps
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: the state is not a dict.
+            ValueError: naming the key that is missing, unexpected or out of range (see the
+                class docstring: the constructor's safeguards always hold after a load).
+        """
+        owner = "SparseSGD"
+        check_keys(state_dict, ("state", "param_groups", "skipped_steps"), owner)
+        skipped = check_int(state_dict, "skipped_steps", owner, low=0)
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(
+                self.param_groups):
+            raise ValueError(f"{owner}.load_state_dict: state key 'param_groups' must list "
+                             f"{len(self.param_groups)} group(s)")
+        params = []
+        for number, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            prefix = f"param_groups.{number}"
+            check_keys(saved, set(group), owner, prefix)
+            check_float(saved, "lr", owner, low=0.0, name=f"{prefix}.lr")
+            check_float(saved, "momentum", owner, low=0.0, high=1.0, high_open=True,
+                        name=f"{prefix}.momentum")
+            check_float(saved, "weight_decay", owner, low=0.0, high=0.0,
+                        name=f"{prefix}.weight_decay")
+            self._check_saved_clamp(group["clamp"], saved["clamp"], f"{prefix}.clamp")
+            if not isinstance(saved["params"], (list, tuple)) or len(saved["params"]) != len(
+                    group["params"]):
+                raise ValueError(f"{owner}.load_state_dict: state key '{prefix}.params' must "
+                                 f"list {len(group['params'])} parameter(s)")
+            params.extend(zip(saved["params"], group["params"]))
+        per_param = state_dict["state"]
+        if not isinstance(per_param, dict):
+            raise ValueError(f"{owner}.load_state_dict: state key 'state' must be a dict")
+        by_id = dict(params)
+        for key, entry in per_param.items():
+            if key not in by_id:
+                raise ValueError(f"{owner}.load_state_dict: state key 'state.{key}' names no "
+                                 "parameter of the groups")
+            param = by_id[key]
+            check_keys(entry, ("momentum_buffer",), owner, f"state.{key}")
+            check_tensor(entry, "momentum_buffer", owner, shape=tuple(param.shape),
+                         dtype=param.dtype, name=f"state.{key}.momentum_buffer")
+        super().load_state_dict({"state": per_param, "param_groups": saved_groups})
+        self.skipped_steps = skipped
+
+    @staticmethod
+    def _check_saved_clamp(own: tuple | None, theirs: object, key: str) -> None:
+        """A saved clamp may add bounds to a group without any, never drop or change bounds."""
+        where = f"SparseSGD.load_state_dict: state key '{key}'"
+        if theirs is not None:
+            if not (isinstance(theirs, (list, tuple)) and len(theirs) == 2 and all(
+                    isinstance(b, (int, float)) and math.isfinite(b) for b in theirs)
+                    and theirs[0] <= theirs[1]):
+                raise ValueError(f"{where} must be None or finite (low, high) with low <= high, "
+                                 f"got {theirs!r}")
+        if own is not None and (theirs is None or tuple(theirs) != tuple(own)):
+            raise ValueError(f"{where} is {theirs!r}, but this optimizer clamps to {own!r}: a "
+                             "loaded state may not remove or change the constructor's bounds")
 
     def _update(
         self, param: Tensor, lr: float, momentum: float, bounds: tuple[float, float] | None

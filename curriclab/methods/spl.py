@@ -18,6 +18,14 @@ from torch import Tensor, nn
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.distributed import gathered_per_sample_losses
+from curriclab.core.state import (
+    check_equal,
+    check_float,
+    check_int,
+    check_keys,
+    check_tensor,
+    finite_or_raise,
+)
 
 __all__ = [
     "linear_pace",
@@ -219,7 +227,14 @@ class SPLLoss(SampleMethod):
         self.weights[seen] = self.weigh(self.sample_losses[seen]).float()
 
     def objective(self, index: Tensor, losses: Tensor) -> Tensor:
-        """Weigh a batch's per-sample `losses`, record loss and weight by `index`, return the loss."""
+        """Weigh a batch's per-sample `losses`, record loss and weight by `index`, return the loss.
+
+        Raises:
+            TypeError: `index` is not an integer tensor.
+            ValueError: `losses` is not 1-D with one loss per index, a loss is NaN, infinite or
+                negative, or an index lies outside [0, num_samples); nothing is recorded then.
+        """
+        self._check_batch(index, losses)
         weights = self.weigh(losses)
         self.sample_losses[index] = losses.detach().float().cpu()
         self.weights[index] = weights.float().cpu()
@@ -229,15 +244,36 @@ class SPLLoss(SampleMethod):
         mass = weights.sum()
         return weighted / mass if mass > 0 else weighted  # nothing selected: a zero loss
 
+    def _check_batch(self, index: Tensor, losses: Tensor) -> None:
+        if not isinstance(index, Tensor) or not isinstance(losses, Tensor):
+            raise TypeError("SPLLoss.objective: index and losses must be tensors")
+        if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
+            raise TypeError("SPLLoss.objective: index must be an integer tensor, got "
+                            f"{index.dtype}")
+        if losses.ndim != 1 or index.shape != losses.shape:
+            raise ValueError("SPLLoss.objective: losses and index must be 1-D of equal length, got "
+                             f"{tuple(losses.shape)} and {tuple(index.shape)}")
+        finite_or_raise("losses", losses.detach(), "SPLLoss.objective")
+        size = len(self.sample_losses)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise ValueError(f"SPLLoss.objective: index must lie in [0, {size}), got "
+                             f"{int(index.min())}..{int(index.max())}")
+
     @torch.no_grad()
     def refresh(self, model: nn.Module, data: IndexedDataset) -> Tensor:
         """Record every sample's loss under `model` (so no weight is stale); returns the weights.
 
         Under torch.distributed each rank measures a share of the samples and the losses are
-        gathered, so every rank gets the same losses (a collective: call it on every rank)."""
+        gathered, so every rank gets the same losses (a collective: call it on every rank).
+
+        Raises:
+            ValueError: `data` has another size, or a loss is NaN or infinite (nothing changes).
+        """
         if len(data) != len(self.sample_losses):
             raise ValueError(f"data has {len(data)} samples, this SPLLoss has {len(self.sample_losses)}")
-        self.sample_losses = gathered_per_sample_losses(model, data).float()
+        losses = gathered_per_sample_losses(model, data).float()
+        finite_or_raise("the model's losses on data", losses, "SPLLoss.refresh")
+        self.sample_losses = losses
         self._set_threshold(self.threshold)
         return self.weights
 
@@ -270,15 +306,27 @@ class SPLLoss(SampleMethod):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["regularizer"] != self.regularizer:
-            raise ValueError(
-                f"state is for the {state['regularizer']!r} regularizer, this SPLLoss uses "
-                f"{self.regularizer!r}"
-            )
-        if state["losses"].shape != self.sample_losses.shape:
-            raise ValueError(
-                f"state is for {state['losses'].numel()} samples, this SPLLoss has {self.sample_losses.numel()}"
-            )
-        self.epoch = state["epoch"]
-        self.sample_losses = state["losses"].clone()
-        self._set_threshold(state["threshold"])
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, of the wrong type, shape or
+                dtype, or out of range (another regularizer, a threshold this SPLLoss could not
+                take, a negative or infinite loss).
+        """
+        owner = "SPLLoss"
+        check_keys(state, ("regularizer", "threshold", "epoch", "losses"), owner)
+        check_equal(state, "regularizer", owner, self.regularizer)
+        threshold = check_float(state, "threshold", owner, low=0.0, low_open=True,
+                                allow_inf=True)
+        capped = min(threshold, self.max_threshold)
+        try:
+            _check_lambda(self.regularizer, capped, self.low_fraction * capped)
+        except ValueError as error:
+            raise ValueError(f"{owner}.load_state_dict: state key 'threshold': {error}") from None
+        epoch = check_int(state, "epoch", owner, low=0)
+        losses = check_tensor(state, "losses", owner, shape=tuple(self.sample_losses.shape),
+                              dtype=self.sample_losses.dtype, low=0.0, allow_nan=True)
+        self.epoch = epoch
+        self.sample_losses = losses.clone()
+        self._set_threshold(threshold)

@@ -17,6 +17,13 @@ import math
 import torch
 from torch import Tensor, nn
 
+from curriclab.core.state import (
+    check_float,
+    check_int,
+    check_keys,
+    finite_or_raise,
+    nested,
+)
 from curriclab.core.training import error_rate
 
 __all__ = ["LossTeacher", "StudentObserver", "without_off_diagonal"]
@@ -44,7 +51,13 @@ class StudentObserver:
 
     @torch.no_grad()
     def record_train(self, logits: Tensor, target: Tensor) -> None:
-        """Count one training step and fold its minibatch cross-entropy and error into the averages."""
+        """Count one training step and fold its minibatch cross-entropy and error into the averages.
+
+        Raises:
+            ValueError: a logit is NaN or infinite (nothing is counted then: a NaN average would
+                read as "not measured yet" and silently restart).
+        """
+        finite_or_raise("logits", logits, "StudentObserver.record_train")
         if len(target):
             loss = float(nn.functional.cross_entropy(logits, target))
             error = error_rate(logits, target)
@@ -66,10 +79,28 @@ class StudentObserver:
     def state_dict(self) -> dict:
         return dict(vars(self))
 
-    def load_state_dict(self, state: dict) -> None:
-        unknown = set(state) - set(vars(self))
-        if unknown:
-            raise ValueError(f"unknown StudentObserver state keys: {sorted(unknown)}")
+    def load_state_dict(self, state: dict, prefix: str = "") -> None:
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected or out of range
+                (`total_steps` >= 1, `momentum` in [0, 1), `step` >= 0, the
+                averages finite or NaN for "not measured yet", the errors in [0, 1]).
+        """
+        owner = "StudentObserver"
+
+        def key(name: str) -> str:
+            return nested(prefix, name)
+
+        check_keys(state, vars(self), owner, prefix)
+        check_int(state, "total_steps", owner, low=1, name=key("total_steps"))
+        check_float(state, "momentum", owner, low=0.0, high=1.0, high_open=True,
+                    name=key("momentum"))
+        check_int(state, "step", owner, low=0, name=key("step"))
+        check_float(state, "train_loss", owner, allow_nan=True, name=key("train_loss"))
+        for name in ("train_error", "dev_error"):
+            check_float(state, name, owner, low=0.0, high=1.0, allow_nan=True, name=key(name))
         vars(self).update(state)
 
 

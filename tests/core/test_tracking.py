@@ -33,6 +33,6 @@ def test_round_trip_and_errors():
         tracker.update(torch.tensor([0, 1]), torch.tensor([1.0]))
     with pytest.raises(ValueError, match="momentum"):
         LossTracker(3, momentum=1.0)
-    with pytest.raises(ValueError, match="samples"):
+    with pytest.raises(ValueError, match="shape"):
         LossTracker(3).load_state_dict(tracker.state_dict())
     tracker.update(torch.tensor([], dtype=torch.long), torch.tensor([]))  # an empty batch is fine

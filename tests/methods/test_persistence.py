@@ -200,5 +200,5 @@ def test_recorder_state_dict_round_trip_resumes_the_same_record():
         copy.objective(torch.arange(len(data)), last)
         copy.after_epoch(2)
     assert torch.equal(restored.by_epoch, recorder.by_epoch) and restored.by_epoch.shape == (3, len(data))
-    with pytest.raises(ValueError, match="samples"):
+    with pytest.raises(ValueError, match="'losses'"):
         LossRecorder(5).load_state_dict(recorder.state_dict())

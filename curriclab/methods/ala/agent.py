@@ -6,6 +6,7 @@ Each rule is a `SampleMethod`: it defines the per-sample losses, and may act aft
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,14 @@ from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import (
+    check_generator_state,
+    check_int,
+    check_keys,
+    check_tensor,
+    check_tensor_value,
+    finite_or_raise,
+)
 from curriclab.core.training import error_rate, eval_outputs
 from curriclab.methods.ala.controller import LossController
 from curriclab.methods.ala.statistics import (
@@ -175,7 +184,13 @@ class AlignmentAgent(SampleMethod):
             self.decide(log_probs)
 
     def decide(self, log_probs: Tensor) -> None:
-        """Close the current window: reward the pending action, then take a new one."""
+        """Close the current window: reward the pending action, then take a new one.
+
+        Raises:
+            ValueError: the validation log-probabilities hold NaN or inf (the student diverged);
+                checked before anything changes, so the agent's state is as it was.
+        """
+        finite_or_raise("log_probs", log_probs, "AlignmentAgent.decide")
         window = torch.stack(self.window).reshape(len(self.window), -1)
         metric = torch.tensor([discounted_metric(column, self.gamma) for column in window.T])
         self.window = []
@@ -200,24 +215,70 @@ class AlignmentAgent(SampleMethod):
         self.history.actions.append(actions.clone())
 
     def state_dict(self) -> dict:
+        """Matrix, controller, step count, open window, pending decision and the history (as a
+        dict of lists): plain values that `torch.load(..., weights_only=True)` restores."""
         return {
             "matrix": self.matrix.state_dict(),
             "controller": self.controller.state_dict(),
             "steps": self.steps,
             "window": [value.clone() for value in self.window],
-            "previous_metric": self.previous_metric,
-            "pending": copy.deepcopy(self.pending),
-            "history": copy.deepcopy(self.history),
+            "previous_metric": (None if self.previous_metric is None
+                                else self.previous_metric.clone()),
+            "pending": None if self.pending is None else [t.clone() for t in self.pending],
+            "history": {name: [copy.deepcopy(v) for v in getattr(self.history, name)]
+                        for name in _HISTORY_FIELDS},
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, of the wrong type or shape,
+                or not finite (the matrix's and controller's own checks included).
+        """
+        owner = "AlignmentAgent"
+        check_keys(state, ("matrix", "controller", "steps", "window", "previous_metric",
+                           "pending", "history"), owner)
+        check_int(state, "steps", owner, low=0)
+        window = state["window"]
+        if not isinstance(window, (list, tuple)) or len(window) >= self.interval:
+            raise ValueError(f"{owner}.load_state_dict: state key 'window' must be a list of "
+                             f"fewer than interval={self.interval} tensors")
+        for position in range(len(window)):
+            check_tensor_value(window[position], f"window.{position}", owner, low=0.0,
+                               high=1.0)
+        if state["previous_metric"] is not None:
+            check_tensor(state, "previous_metric", owner, shape=(None,))
+        pending = state["pending"]
+        if pending is not None:
+            if not isinstance(pending, (list, tuple)) or len(pending) != 2:
+                raise ValueError(f"{owner}.load_state_dict: state key 'pending' must be None or "
+                                 "(features, actions)")
+            check_tensor_value(pending[0], "pending.0 (features)", owner,
+                               shape=(self.matrix.num_pairs, None))
+            check_tensor_value(pending[1], "pending.1 (actions)", owner,
+                               shape=(self.matrix.num_pairs,), dtype=torch.long, low=0, high=2)
+        history = state["history"]
+        check_keys(history, _HISTORY_FIELDS, owner, "history")
+        for name in _HISTORY_FIELDS:
+            if not isinstance(history[name], list):
+                raise ValueError(f"{owner}.load_state_dict: state key 'history.{name}' must be "
+                                 "a list")
+        self.matrix.check_state(state["matrix"], prefix="matrix")
+        self.controller.check_state(state["controller"], prefix="controller")
         self.matrix.load_state_dict(state["matrix"])
         self.controller.load_state_dict(state["controller"])
-        self.steps = int(state["steps"])
-        self.window = [value.clone() for value in state["window"]]
-        self.previous_metric = state["previous_metric"]
-        self.pending = copy.deepcopy(state["pending"])
-        self.history = copy.deepcopy(state["history"])
+        self.steps = state["steps"]
+        self.window = [value.clone() for value in window]
+        previous = state["previous_metric"]
+        self.previous_metric = None if previous is None else previous.clone()
+        self.pending = None if pending is None else (pending[0].clone(), pending[1].clone())
+        self.history = AlignmentHistory(**{name: copy.deepcopy(list(history[name]))
+                                           for name in _HISTORY_FIELDS})
+
+
+_HISTORY_FIELDS = tuple(field.name for field in dataclasses.fields(AlignmentHistory))
 
 
 class TeacherRule(SampleMethod):
@@ -267,5 +328,14 @@ class TeacherRule(SampleMethod):
         return {"observer": self.observer.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.observer.load_state_dict(state["observer"])
+        """Restore a `state_dict()`, validated completely before anything changes.
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected or out of range (the
+                observer's checks, a generator state of the wrong size or dtype).
+        """
+        check_keys(state, ("observer", "generator"), "TeacherRule")
+        check_generator_state(state, "generator", "TeacherRule")
+        self.observer.load_state_dict(state["observer"], prefix="observer")
         self.generator.set_state(state["generator"])

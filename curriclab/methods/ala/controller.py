@@ -35,6 +35,15 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
+from curriclab.core.state import (
+    check_float,
+    check_generator_state,
+    check_keys,
+    check_tensor,
+    check_tensor_value,
+    finite_or_raise,
+    nested,
+)
 from curriclab.methods.ala.statistics import ACTION_STEPS, NUM_PAIR_FEATURES
 
 __all__ = ["LossController", "OPTIMIZERS", "policy_gradient_loss"]
@@ -147,8 +156,13 @@ class LossController:
 
     @torch.no_grad()
     def act(self, features: Tensor) -> Tensor:
-        """Sample one action index per row (0 = -beta, 1 = keep, 2 = +beta) from the policy."""
+        """Sample one action index per row (0 = -beta, 1 = keep, 2 = +beta) from the policy.
+
+        Raises:
+            ValueError: features are mis-shaped or not finite (nothing is drawn then).
+        """
         self._check_features(features)
+        finite_or_raise("features", features, "LossController.act")
         if features.shape[0] == 0:
             return torch.empty(0, dtype=torch.long)
         probs = self.distribution(features).probs
@@ -167,9 +181,11 @@ class LossController:
             The advantage, (reward - baseline) / std when `normalize`, shaped like the reward.
 
         Raises:
-            ValueError: shapes disagree, or a reward is not finite (the state is left unchanged).
+            ValueError: shapes disagree, or a reward or feature is not finite (the state is left
+                unchanged).
         """
         self._check_features(features)
+        finite_or_raise("features", features, "LossController.observe")
         if actions.shape != features.shape[:1]:
             raise ValueError(
                 f"actions must have shape ({features.shape[0]},), got {tuple(actions.shape)}"
@@ -235,23 +251,69 @@ class LossController:
             "generator": self.generator.get_state(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` saved.
+    def check_state(self, state: dict, prefix: str = "") -> None:
+        """Every check of `load_state_dict`, changing nothing (`prefix`: this controller's dotted
+        key inside an outer state, for messages).
 
         Raises:
-            ValueError: a key is missing, or the baseline and variance disagree in shape.
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing, unexpected, mis-shaped, of another
+                dtype, not finite or out of range (a policy tensor, the optimizer's groups, the
+                baseline and a positive reward variance of one shape, a replay memory longer
+                than `memory_size` or with actions outside ACTION_STEPS, the generator).
         """
-        keys = {"policy", "optimizer", "baseline", "reward_variance", "memory", "generator"}
-        missing = keys - set(state)
-        if missing:
-            raise ValueError(f"state is missing keys {sorted(missing)}")
-        baseline = torch.as_tensor(state["baseline"], dtype=torch.float32)
-        variance = torch.as_tensor(state["reward_variance"], dtype=torch.float32)
-        if baseline.shape != variance.shape or not (variance > 0).all():
-            raise ValueError("state['reward_variance'] must be positive and shaped like the baseline")
-        self.policy.load_state_dict(state["policy"])
+        owner = "LossController"
+
+        def key(name: str) -> str:
+            return nested(prefix, name)
+
+        check_keys(state, ("policy", "optimizer", "baseline", "reward_variance", "memory",
+                           "generator"), owner, prefix)
+        own_policy = self.policy.state_dict()
+        check_keys(state["policy"], own_policy, owner, key("policy"))
+        for name, tensor in own_policy.items():
+            check_tensor(state["policy"], name, owner, shape=tuple(tensor.shape),
+                         dtype=tensor.dtype, name=key(f"policy.{name}"))
+        optimizer = state["optimizer"]
+        check_keys(optimizer, ("state", "param_groups"), owner, key("optimizer"))
+        groups = optimizer["param_groups"]
+        if not isinstance(groups, list) or len(groups) != len(self.optimizer.param_groups):
+            raise ValueError(f"{owner}.load_state_dict: state key '{key('optimizer.param_groups')}'"
+                             f" must list {len(self.optimizer.param_groups)} group(s)")
+        for number, (own, saved) in enumerate(zip(self.optimizer.param_groups, groups)):
+            group = key(f"optimizer.param_groups.{number}")
+            check_keys(saved, set(own), owner, group)
+            check_float(saved, "lr", owner, low=0.0, low_open=True, name=f"{group}.lr")
+        baseline = check_tensor(state, "baseline", owner, dtype=torch.float32,
+                                name=key("baseline"))
+        variance = check_tensor(state, "reward_variance", owner, dtype=torch.float32,
+                                name=key("reward_variance"))
+        if baseline.ndim > 1 or variance.shape != baseline.shape or not bool((variance > 0).all()):
+            raise ValueError(f"{owner}.load_state_dict: state key '{key('reward_variance')}' "
+                             "must be positive and shaped like the baseline (a number or [P])")
+        memory = state["memory"]
+        if not isinstance(memory, list) or len(memory) > self.memory_size:
+            raise ValueError(f"{owner}.load_state_dict: state key '{key('memory')}' must be a "
+                             f"list of at most memory_size={self.memory_size} transitions")
+        for position, transition in enumerate(memory):
+            where = key(f"memory.{position}")
+            if not isinstance(transition, (list, tuple)) or len(transition) != 3:
+                raise ValueError(f"{owner}.load_state_dict: state key '{where}' must be "
+                                 "(features, actions, advantage)")
+            features, actions, advantage = transition
+            check_tensor_value(features, f"{where}.features", owner,
+                               shape=(None, self.num_features))
+            check_tensor_value(actions, f"{where}.actions", owner, shape=(len(features),),
+                               dtype=torch.long, low=0, high=len(ACTION_STEPS) - 1)
+            check_tensor_value(advantage, f"{where}.advantage", owner)
+        check_generator_state(state, "generator", owner, name=key("generator"))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved, validated by `check_state` before anything changes."""
+        self.check_state(state)
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.baseline, self.reward_variance = baseline.clone(), variance.clone()
-        self.memory = [(f.clone(), a.clone(), torch.as_tensor(adv, dtype=torch.float32).clone())
-                       for f, a, adv in state["memory"]]
+        self.policy.load_state_dict(state["policy"])
+        self.baseline = state["baseline"].clone()
+        self.reward_variance = state["reward_variance"].clone()
+        self.memory = [(f.clone(), a.clone(), adv.clone()) for f, a, adv in state["memory"]]
         self.generator.set_state(state["generator"])

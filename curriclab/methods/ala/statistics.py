@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from curriclab.core.state import check_float, check_keys, check_tensor, nested
+
 __all__ = [
     "ACTION_STEPS",
     "alignment_reward",
@@ -204,10 +206,38 @@ class LossMatrix:
     def state_dict(self) -> dict:
         return {"phi": self.phi.clone(), "beta": self.beta, "lower": self.lower.clone(), "upper": self.upper.clone()}
 
+    def check_state(self, state: dict, prefix: str = "") -> None:
+        """Every check of `load_state_dict`, changing nothing (`prefix`: this matrix's dotted key
+        inside an outer state, for messages).
+
+        Raises:
+            TypeError: `state` is not a dict.
+            ValueError: naming the key that is missing or unexpected; `beta` not a finite
+                number > 0; `lower`/`upper` not this matrix's bounds (a state may not widen
+                them); `phi` mis-shaped, not symmetric or outside the bounds.
+        """
+        owner = "LossMatrix"
+
+        def key(name: str) -> str:
+            return nested(prefix, name)
+
+        check_keys(state, ("phi", "beta", "lower", "upper"), owner, prefix)
+        check_float(state, "beta", owner, low=0.0, low_open=True, name=key("beta"))
+        shape = (self.num_classes, self.num_classes)
+        for name, bound in (("lower", self.lower), ("upper", self.upper)):
+            value = check_tensor(state, name, owner, shape=shape, dtype=bound.dtype,
+                                 name=key(name))
+            if not torch.equal(value, bound):
+                raise ValueError(f"{owner}.load_state_dict: state key '{key(name)}' differs from "
+                                 "this matrix's bounds (a loaded state may not change them)")
+        phi = check_tensor(state, "phi", owner, shape=shape, dtype=self.phi.dtype, name=key("phi"))
+        try:
+            self._checked(phi, f"'{key('phi')}'")
+        except ValueError as error:
+            raise ValueError(f"{owner}.load_state_dict: state key {error}") from None
+
     def load_state_dict(self, state: dict) -> None:
-        if state["phi"].shape != self.phi.shape:
-            raise ValueError(f"state is for Phi of shape {tuple(state['phi'].shape)}, this one is {tuple(self.phi.shape)}")
+        """Restore a `state_dict()`, validated by `check_state` before anything changes."""
+        self.check_state(state)
         self.beta = float(state["beta"])
-        self.lower = state["lower"].clone()
-        self.upper = state["upper"].clone()
-        self.phi = self._checked(state["phi"], "state['phi']")
+        self.phi = state["phi"].clone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from curriclab.core.state import finite_or_raise
 from curriclab.methods.importance.batches import check_samples_independent
 from curriclab.methods.importance.calls import Call, CallRecorder, sq_norms_from_calls
 from curriclab.methods.importance.kernels import check_strategy
@@ -117,12 +118,18 @@ class TrainingStepRecorder:
 
         Raises:
             RuntimeError: the recorder is not active (`with recorder:`).
-            ValueError: a registered function broke its contract (see `sq_norms_from_calls`).
+            ValueError: `losses` is not 1-D or holds NaN or inf (checked before anything
+                changes: the batch's record stays as it was), or a registered function broke
+                its contract (see `sq_norms_from_calls`).
         """
         if self._recorder is None:
             raise RuntimeError(
                 "step() needs an active recorder: use `with recorder:` around training"
             )
+        if not isinstance(losses, Tensor) or losses.ndim != 1:
+            raise ValueError("TrainingStepRecorder.step: losses must be a 1-D tensor [B], got "
+                             f"{tuple(losses.shape) if isinstance(losses, Tensor) else losses!r}")
+        finite_or_raise("losses", losses.detach(), "TrainingStepRecorder.step")
         output, self._output, self._pending = self._output, None, None
         try:
             calls = self._recorder.checked_calls(len(losses))

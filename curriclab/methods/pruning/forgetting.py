@@ -37,6 +37,7 @@ from torch import Tensor
 
 from curriclab.core.distributed import gather_observations
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.state import check_equal, check_keys, check_tensor
 
 __all__ = ["ForgettingEvents"]
 
@@ -230,28 +231,15 @@ class ForgettingEvents(SampleMethod):
         """Restore a `state_dict()`, validated completely before anything changes.
 
         Raises:
+            TypeError: `state` is not a dict.
             ValueError: a key is missing or unexpected, or a value has the wrong type, shape,
                 dtype or range (the message names the key).
         """
-        if not isinstance(state, dict):
-            raise ValueError(f"state must be a dict, got {type(state).__name__}")
-        expected = {"num_samples", *_STATE_DTYPES}
-        if set(state) != expected:
-            raise ValueError(
-                f"state keys must be {sorted(expected)}; missing {sorted(expected - set(state))}, "
-                f"unexpected {sorted(set(state) - expected, key=repr)}"
-            )
-        if state["num_samples"] != self.num_samples or isinstance(state["num_samples"], bool):
-            raise ValueError(f"num_samples: the state holds {state['num_samples']!r}, this "
-                             f"observer {self.num_samples}")
+        owner = "ForgettingEvents"
+        check_keys(state, ("num_samples", *_STATE_DTYPES), owner)
+        check_equal(state, "num_samples", owner, self.num_samples)
         for name, dtype in _STATE_DTYPES.items():
-            value = state[name]
-            if not isinstance(value, Tensor) or value.dtype != dtype:
-                got = value.dtype if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"{name} must be a {dtype} tensor, got {got}")
-            if value.shape != (self.num_samples,):
-                raise ValueError(f"{name} must have shape ({self.num_samples},), got "
-                                 f"{tuple(value.shape)}")
+            check_tensor(state, name, owner, shape=(self.num_samples,), dtype=dtype)
         presentations, events = state["presentations"], state["forgetting_events"]
         if bool((presentations < 0).any()):
             raise ValueError("presentations must be >= 0")
