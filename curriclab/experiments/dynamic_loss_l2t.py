@@ -1,97 +1,449 @@
-"""Notebook 06's runner: train L2T-DLF teachers per arm (horizon, warm start, NLL mix, dev metric),
-evaluate each frozen teacher on fresh student seeds next to cross-entropy, and follow Phi over training."""
+"""Notebook 06's study: L2T-DLF teachers against cross-entropy and the static Phi family.
+
+Everything a student does is a harness arm (`curriclab.experiments.harness`), trained by the one
+`run` and tuned by the one `tune`:
+
+- "dlf_static": the loss -sigmoid(Phi[y] . log p + b_y) with a static Phi = a I + c (1 - I) and
+  bias b, after a cross-entropy warm start;
+- "dlf_teacher": a frozen teacher registered with `register_teacher`, after the same warm start.
+
+Only the teacher's own training needs a loop of its own (the unrolled student runs of Algorithm 1,
+or the online variant): `train_teacher_arm` runs it on the study's splits. The teacher's dev data
+is the holdout split; every choice (student lr, teacher optimiser and lr, the static member) is
+made on the validation split, which no arm trains on; test is read once per final model.
+
+`teacher_comparison` forms the intervals over independently trained teachers x student seeds.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import torch
-from torch import nn
 
-from curriclab.core.data import IndexedDataset
-from curriclab.core.training import evaluate, seed_everything
-from curriclab.methods.l2t import TeachingConfig, TeachingLog, teach, train_teacher
-from curriclab.methods.teacher import LossTeacher
+from curriclab.core.models import MLP
+from curriclab.core.stats import paired_comparison
+from curriclab.experiments.harness import (
+    Arm,
+    ArmContext,
+    ArmSetup,
+    DataSpec,
+    ModelSpec,
+    Results,
+    Study,
+    TrainSpec,
+    arm_method,
+    load_splits,
+    run_arm,
+)
+from curriclab.methods.l2t import (
+    Algorithm1Config,
+    Algorithm1Log,
+    TaughtLoss,
+    TeachingConfig,
+    train_teacher,
+    train_teacher_algorithm1,
+)
+from curriclab.methods.teacher import LossTeacher, phi_summary
 
-__all__ = ["ArmResult", "errors_by_arm", "evaluate_arms", "phi_trajectory", "train_teachers"]
+__all__ = [
+    "TEACHERS",
+    "StudentProtocol",
+    "TeacherArm",
+    "l2t_study",
+    "online_log",
+    "register_teacher",
+    "static_phi",
+    "static_phi_arms",
+    "TeacherTuning",
+    "teacher_comparison",
+    "chosen_values",
+    "diagnostics_table",
+    "teacher_arms",
+    "train_final_teachers",
+    "train_teacher_arm",
+    "tune_teachers",
+    "validation_scores",
+]
+
+TEACHERS: dict[str, LossTeacher] = {}
+"""Frozen teachers the "dlf_teacher" arm can name (filled by `register_teacher`)."""
+
+
+def register_teacher(name: str, teacher: LossTeacher) -> None:
+    """Make `teacher` available to the "dlf_teacher" arm as `teacher=name` (replacing any
+    teacher of that name).
+
+    Raises:
+        TypeError: teacher is not a `LossTeacher`.
+    """
+    if not isinstance(teacher, LossTeacher):
+        raise TypeError(f"teacher must be a LossTeacher, got {type(teacher).__name__}")
+    TEACHERS[name] = teacher
+
+
+def static_phi(num_classes: int, diagonal: float = 1.0, off_diagonal: float = 0.0,
+               bias: float = 0.0) -> LossTeacher:
+    """A teacher that ignores the state: Phi = diagonal * I + off_diagonal * (1 - I), bias b.
+
+    Raises:
+        ValueError: num_classes < 2 or a non-finite value.
+    """
+    if not all(math.isfinite(v) for v in (diagonal, off_diagonal, bias)):
+        raise ValueError(f"diagonal, off_diagonal and bias must be finite, got "
+                         f"{diagonal}, {off_diagonal}, {bias}")
+    teacher = LossTeacher(num_classes, hidden=0)
+    eye = torch.eye(num_classes)
+    with torch.no_grad():
+        teacher.base.copy_(diagonal * eye + off_diagonal * (1 - eye))
+        teacher.bias.fill_(bias)
+    return teacher.requires_grad_(False)
+
+
+def _steps(context: ArmContext) -> int:
+    if context.train_spec.steps is None:
+        raise ValueError("the L2T arms need a step budget (TrainSpec.steps)")
+    return context.train_spec.steps
+
+
+def _taught_setup(context: ArmContext, teacher: LossTeacher | None, warmup_steps: int,
+                  warmup_lr: float | None, interval: int, dev_batch: int) -> ArmSetup:
+    """A `TaughtLoss` on the holdout split (the teacher's dev data), its warm-up at `warmup_lr`
+    (None: the arm's lr); collects the share of saturated minibatch samples over the taught steps
+    and Phi's last summary."""
+    spec = context.train_spec
+    if spec.optimizer != "sgd" or spec.momentum or spec.weight_decay or spec.schedule != "constant":
+        raise ValueError("the L2T arms need plain SGD: no momentum, weight decay or schedule")
+    scale = 1.0 if warmup_lr is None else warmup_lr / spec.lr
+    rule = TaughtLoss(teacher, context.splits.holdout, _steps(context), warmup_steps, interval,
+                      dev_batch, seed=context.seed, model=context.model, warmup_scale=scale)
+
+    def collect() -> dict[str, Any]:
+        summary = phi_summary(rule.last_phi) if rule.last_phi is not None else {}
+        saturated = sum(rule.saturated) / len(rule.saturated) if rule.saturated else math.nan
+        return {"saturated": saturated, **summary}
+    return ArmSetup(methods=[rule], collect=collect)
+
+
+@arm_method("dlf_cross_entropy")
+def _dlf_cross_entropy(context: ArmContext, warmup_steps: int = 0,
+                       warmup_lr: float | None = None) -> ArmSetup:
+    """Cross-entropy throughout: the shared warm-up (at `warmup_lr`), then at the arm's lr."""
+    return _taught_setup(context, None, warmup_steps, warmup_lr, 20, 500)
+
+
+@arm_method("dlf_static")
+def _dlf_static(context: ArmContext, diagonal: float = 1.0, off_diagonal: float = 0.0,
+                bias: float = 0.0, warmup_steps: int = 0, warmup_lr: float | None = None,
+                interval: int = 20, dev_batch: int = 500) -> ArmSetup:
+    """Cross-entropy for `warmup_steps` (at `warmup_lr`), then the static loss of `static_phi`."""
+    teacher = static_phi(context.splits.num_classes, diagonal, off_diagonal, bias)
+    return _taught_setup(context, teacher, warmup_steps, warmup_lr, interval, dev_batch)
+
+
+@arm_method("dlf_teacher")
+def _dlf_teacher(context: ArmContext, teacher: str = "", warmup_steps: int = 0,
+                 warmup_lr: float | None = None, interval: int = 20,
+                 dev_batch: int = 500) -> ArmSetup:
+    """Cross-entropy for `warmup_steps` (at `warmup_lr`), then the frozen teacher `teacher`'s
+    loss."""
+    if teacher not in TEACHERS:
+        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {teacher!r}")
+    return _taught_setup(context, TEACHERS[teacher], warmup_steps, warmup_lr, interval,
+                         dev_batch)
+
+
+@dataclass(frozen=True)
+class StudentProtocol:
+    """One student run, the same for every arm and for every run a teacher is trained on.
+
+    Attributes:
+        hidden: the MLP's hidden layer sizes (784-hidden-10).
+        warmup_steps: cross-entropy steps at `warmup_lr`, shared by every arm.
+        horizon: the taught steps after them (T: Algorithm 1 unrolls all of them).
+        warmup_lr: the warm-up's lr (each arm tunes only its taught-phase lr).
+    """
+
+    hidden: tuple[int, ...] = (100,)
+    warmup_steps: int = 100
+    horizon: int = 200
+    warmup_lr: float = 0.4
+
+    @property
+    def steps(self) -> int:
+        return self.warmup_steps + self.horizon
+
+    def arm(self, name: str, method: str, **params: Any) -> Arm:
+        """An arm of `method` with this protocol's warm-up."""
+        return Arm(name, method, {**params, "warmup_steps": self.warmup_steps,
+                                  "warmup_lr": self.warmup_lr})
+
+    def teacher_config(self, lr: float, **changes: Any) -> Algorithm1Config:
+        """Algorithm 1's config for this run with student lr `lr` in the taught steps."""
+        return Algorithm1Config(horizon=self.horizon, warmup_steps=self.warmup_steps, lr=lr,
+                                warmup_lr=self.warmup_lr, **changes)
+
+
+def l2t_study(data: DataSpec, protocol: StudentProtocol, seeds: Sequence[int],
+              arms: Sequence[Arm] = (), eval_every: int = 25) -> Study:
+    """Notebook 06's study: an MLP student trained by plain SGD (no momentum, constant lr, batch
+    128) for `protocol.steps` steps; arm 0 is cross-entropy (with the same warm-up), then `arms`.
+    The final model is kept (no early stopping): every arm gets exactly the run its teacher was
+    trained for.
+
+    Raises:
+        ValueError: through the spec classes (bad sizes, duplicate arm names, empty seeds).
+    """
+    return Study("06_dynamic_loss_l2t", data, ModelSpec("mlp", tuple(protocol.hidden)),
+                 TrainSpec(optimizer="sgd", lr=protocol.warmup_lr, momentum=0.0,
+                           batch_size=128, steps=protocol.steps),
+                 arms=(protocol.arm("cross-entropy", "dlf_cross_entropy"), *arms),
+                 seeds=tuple(seeds), eval_every=eval_every)
+
+
+def static_phi_arms(protocol: StudentProtocol, diagonals: Sequence[float],
+                    off_diagonals: Sequence[float], biases: Sequence[float]) -> list[Arm]:
+    """One "dlf_static" arm per (a, c, b) of the grid, named "static a=.. c=.. b=..";
+    Phi = I (a=1, c=0, b=0) is named "Phi = I"."""
+    def name(a: float, c: float, b: float) -> str:
+        return "Phi = I" if (a, c, b) == (1, 0, 0) else f"static a={a:g} c={c:g} b={b:g}"
+    return [protocol.arm(name(a, c, b), "dlf_static", diagonal=a, off_diagonal=c, bias=b)
+            for a in diagonals for c in off_diagonals for b in biases]
+
+
+@dataclass(frozen=True)
+class TeacherArm:
+    """How one kind of teacher is trained.
+
+    Attributes:
+        name: its label ("Algorithm 1", "Algorithm 1, diagonal Phi", "online ...").
+        protocol: "algorithm1" (`train_teacher_algorithm1`) or "online" (`train_teacher`).
+        diagonal_only: constrain Phi_t to its diagonal.
+        hidden: the teacher's state-gated directions (0: a static learned Phi).
+        episode: the online variant's episode length (its T).
+        runs: the online variant's student runs.
+    """
+
+    name: str
+    protocol: str = "algorithm1"
+    diagonal_only: bool = False
+    hidden: int = 2
+    episode: int = 20
+    runs: int = 3
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("algorithm1", "online"):
+            raise ValueError(f"protocol must be 'algorithm1' or 'online', got {self.protocol!r}")
+
+
+def online_log(logs: Sequence, seconds: float = math.nan) -> Algorithm1Log:
+    """The online variant's per-update diagnostics (`TeachingLog`s of its runs, taught episodes
+    only) in the shape of Algorithm 1's log: metric and 0-1 error on the dev minibatch at each
+    episode's end, the saturated share of its last minibatch, Phi's summary and mean bias."""
+    log = Algorithm1Log(phi={key: [] for key in ("diagonal", "off_diagonal", "row_sum",
+                                                 "off_diagonal_mass")}, seconds=seconds)
+    for run in logs:
+        taught = len(run.phi)
+        log.metric += run.metric[-taught:] if taught else []
+        log.dev_error += run.dev_error[-taught:] if taught else []
+        log.saturated += run.saturated
+        log.bias += [float(b.mean()) for b in run.bias]
+        log.matrices += list(run.phi)
+        for phi in run.phi:
+            for key, value in phi_summary(phi).items():
+                log.phi[key].append(value)
+    return log
+
+
+def train_teacher_arm(kind: TeacherArm, study: Study, config: Algorithm1Config, seed: int,
+                      progress: bool = False) -> tuple[LossTeacher, Algorithm1Log]:
+    """Train one teacher of `kind` on `study`'s splits (train: the training split; dev: the
+    holdout split), with `config`'s sizes and rates (the online variant takes the same student
+    run, warm start, student lr, teacher optimiser and lr, and `kind.episode` steps per update).
+
+    Returns:
+        The teacher and its per-update diagnostics (`Algorithm1Log`).
+    """
+    splits = load_splits(study.data)
+    if len(splits.holdout) == 0:
+        raise ValueError("the study needs a holdout split (the teacher's dev data)")
+    classes, features = splits.num_classes, splits.train.inputs[0].numel()
+    hidden = study.model.hidden
+
+    def make_student() -> MLP:
+        return MLP(features, hidden, classes)
+
+    torch.manual_seed(seed)
+    teacher = LossTeacher(classes, hidden=kind.hidden, diagonal_only=kind.diagonal_only)
+    if kind.protocol == "algorithm1":
+        return train_teacher_algorithm1(make_student, splits.train, splits.holdout, config,
+                                        seed=seed, teacher=teacher, progress=progress)
+    online = TeachingConfig(steps=config.horizon, warmup_steps=config.warmup_steps, lr=config.lr,
+                            batch_size=config.batch_size, episode=kind.episode,
+                            dev_batch=config.dev_batch, teacher_lr=config.teacher_lr,
+                            metric=config.metric, warmup_lr=config.warmup_lr)
+    started = time.perf_counter()
+    teacher, logs = train_teacher(make_student, splits.train, splits.holdout, online,
+                                  runs=kind.runs, seed=seed, teacher=teacher,
+                                  optimizer=config.teacher_optimizer)
+    return teacher, online_log(logs, time.perf_counter() - started)
+
+
+def validation_scores(study: Study, arms: Sequence[Arm], seeds: Sequence[int]) -> pd.DataFrame:
+    """Mean final validation accuracy of each arm over `seeds` (test never read): the score every
+    choice in the notebook is made on.
+
+    Returns:
+        One row per arm: arm, validation_accuracy, lr.
+    """
+    rows = []
+    for arm in arms:
+        scores = [run_arm(study, arm, seed, read_test=False)[1]["validation_accuracy"]
+                  for seed in seeds]
+        rows.append({"arm": arm.name, "validation_accuracy": sum(scores) / len(scores),
+                     "lr": study.train_spec(arm).lr})
+    return pd.DataFrame(rows)
+
+
+def teacher_comparison(results: Results, groups: Mapping[str, Sequence[str]],
+                       baseline: str = "cross-entropy", metric: str = "test_accuracy",
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Every group of arms (one arm per independently trained teacher) against `baseline`, in
+    error points (100 x (baseline accuracy - arm accuracy), positive: the arm errs more).
+
+    The interval is formed in two levels: for each teacher, the mean over student seeds of its
+    paired difference from the baseline (same seed: same initialisation and minibatches); then a
+    Student-t interval over the teachers' means. It so covers teacher-training variance and
+    student variance. A group of one arm gets the plain paired interval over seeds.
+
+    Returns:
+        One row per group: arm, teachers, seeds, mean error %, difference, low, high, and the
+        per-teacher mean differences.
+    """
+    values = results.final_values(metric)
+    if baseline not in values:
+        raise ValueError(f"baseline {baseline!r} has no runs; arms are {sorted(values)}")
+    base = values[baseline]
+    rows = []
+    for group, arms in groups.items():
+        unknown = [arm for arm in arms if arm not in values]
+        if unknown:
+            raise ValueError(f"group {group!r} names arms without runs: {unknown}")
+        per_teacher = [[100 * (b - a) for a, b in zip(values[arm], base)] for arm in arms]
+        means = [sum(d) / len(d) for d in per_teacher]
+        if len(arms) == 1:
+            comparison = paired_comparison(per_teacher[0], [0.0] * len(base), confidence)
+        else:
+            comparison = paired_comparison(means, [0.0] * len(means), confidence)
+        errors = [100 * (1 - a) for arm in arms for a in values[arm]]
+        rows.append({"arm": group, "teachers": len(arms), "seeds": len(base),
+                     "mean error %": sum(errors) / len(errors),
+                     "difference": comparison.difference, "low": comparison.low,
+                     "high": comparison.high, "per teacher": [round(m, 3) for m in means]})
+    return pd.DataFrame(rows).set_index("arm")
+
+
+def chosen_values(rows: Sequence[Mapping[str, Any]], field: str = "lr") -> dict[str, float]:
+    """{arm: chosen value} from the rows `harness.tune` returns."""
+    return {row["arm"]: row[field] for row in rows if row["chosen"]}
+
+
+TeacherGrid = Sequence[tuple[str, float]]
+"""(teacher optimiser, teacher lr) pairs, e.g. (("sgd", 0.01), ("adam", 0.001))."""
 
 
 @dataclass
-class ArmResult:
-    """The final errors of one student trained one way (an "arm") with one seed."""
+class TeacherTuning:
+    """What `tune_teachers` found: one row per (kind, optimiser, lr) with the validation accuracy
+    of students taught by that teacher; the chosen (optimiser, lr) per kind; every log."""
 
-    arm: str
-    seed: int
-    dev_error: float
-    test_error: float
-    log: TeachingLog
+    rows: pd.DataFrame
+    chosen: dict[str, tuple[str, float]]
+    logs: dict[tuple[str, str, float], Algorithm1Log]
 
 
-def evaluate_arms(
-    make_student: Callable[[], nn.Module],
-    arms: dict[str, LossTeacher | None],
-    train: IndexedDataset,
-    dev: IndexedDataset,
-    test: IndexedDataset,
-    config: TeachingConfig,
-    seed: int,
-    configs: Mapping[str, TeachingConfig] | None = None,
-) -> list[ArmResult]:
-    """Train one student per arm (same initial weights and minibatches) with a frozen teacher or
-    cross-entropy (None); report its dev and test error.
+def tune_teachers(kinds: Sequence[TeacherArm], grid: TeacherGrid, study: Study,
+                  protocol: StudentProtocol, student_lr: float, teacher_steps: int, seed: int,
+                  seeds: Sequence[int], progress: bool = False) -> TeacherTuning:
+    """Choose each kind's teacher optimiser and lr on validation: for every (optimiser, lr) of
+    `grid`, train one teacher (seed `seed`, student lr `student_lr` in its runs), then train
+    students with it (at `student_lr`, seeds `seeds`) and score their validation accuracy. The
+    test split is never read.
 
-    `configs` may give an arm its own TeachingConfig (e.g. the horizon, warm-up or NLL mix its
-    teacher was trained with); arms not named there use `config`.
+    Raises:
+        ValueError: an empty grid.
     """
-    unknown = set(configs or {}) - set(arms)
-    if unknown:
-        raise ValueError(f"configs names arms that do not exist: {sorted(unknown)}")
-    results = []
-    for name, teacher in arms.items():
-        seed_everything(seed)
-        student = make_student()
-        log = teach(student, train, dev, (configs or {}).get(name, config), teacher, seed=seed)
-        results.append(ArmResult(
-            name, seed, evaluate(student, dev).error, evaluate(student, test).error, log
-        ))
-    return results
+    if not grid:
+        raise ValueError("grid must not be empty")
+    rows, logs, chosen = [], {}, {}
+    for kind in kinds:
+        scores = {}
+        for optimizer, lr in grid:
+            config = protocol.teacher_config(student_lr, teacher_steps=teacher_steps,
+                                             teacher_optimizer=optimizer, teacher_lr=lr)
+            teacher, log = train_teacher_arm(kind, study, config, seed, progress)
+            name = f"{kind.name} | {optimizer} {lr:g}"
+            register_teacher(name, teacher)
+            arm = protocol.arm(name, "dlf_teacher", teacher=name).with_train(lr=student_lr)
+            score = validation_scores(study, [arm], seeds)["validation_accuracy"].iloc[0]
+            scores[optimizer, lr] = score
+            logs[kind.name, optimizer, lr] = log
+            rows.append({"teacher": kind.name, "optimizer": optimizer, "teacher lr": lr,
+                         "validation error %": 100 * (1 - score),
+                         "dev metric, last": log.metric[-1], "seconds": log.seconds})
+        chosen[kind.name] = max(scores, key=scores.__getitem__)
+    frame = pd.DataFrame(rows)
+    frame["chosen"] = [chosen[r.teacher] == (r.optimizer, r["teacher lr"])
+                       for _, r in frame.iterrows()]
+    return TeacherTuning(frame, chosen, logs)
 
 
-def errors_by_arm(results: list[ArmResult], split: str = "test") -> dict[str, list[float]]:
-    """{arm: [error of each seed]} for split 'test' or 'dev', arms in first-seen order."""
-    if split not in ("test", "dev"):
-        raise ValueError(f"split must be 'test' or 'dev', got {split!r}")
-    table: dict[str, list[float]] = {}
-    for result in results:
-        table.setdefault(result.arm, []).append(getattr(result, f"{split}_error"))
-    return table
+def train_final_teachers(kinds: Sequence[TeacherArm], chosen: Mapping[str, tuple[str, float]],
+                         study: Study, protocol: StudentProtocol, student_lr: float,
+                         teacher_steps: int, seeds: Sequence[int], progress: bool = False
+                         ) -> dict[str, list[tuple[str, Algorithm1Log]]]:
+    """For each kind, one teacher per seed of `seeds` with its chosen (optimiser, lr), each
+    registered as "<kind> #i".
+
+    Returns:
+        {kind: [(registered name, its log), ...]}.
+    """
+    trained: dict[str, list[tuple[str, Algorithm1Log]]] = {}
+    for kind in kinds:
+        optimizer, lr = chosen[kind.name]
+        config = protocol.teacher_config(student_lr, teacher_steps=teacher_steps,
+                                         teacher_optimizer=optimizer, teacher_lr=lr)
+        for number, seed in enumerate(seeds):
+            teacher, log = train_teacher_arm(kind, study, config, seed, progress)
+            name = f"{kind.name} #{number}"
+            register_teacher(name, teacher)
+            trained.setdefault(kind.name, []).append((name, log))
+    return trained
 
 
-def train_teachers(
-    make_student: Callable[[], nn.Module],
-    train: IndexedDataset,
-    dev: IndexedDataset,
-    configs: Mapping[str, TeachingConfig],
-    runs: int,
-    seed: int = 100,
-    progress: bool = False,
-) -> dict[str, tuple[LossTeacher, list[TeachingLog]]]:
-    """One teacher per named config, each trained along the same `runs` student runs (seeds
-    seed .. seed + runs - 1) from the same initial teacher (Phi = I, bias 0)."""
-    return {name: train_teacher(make_student, train, dev, config, runs=runs, seed=seed, progress=progress)
-            for name, config in configs.items()}
+def teacher_arms(protocol: StudentProtocol, names: Sequence[str]) -> list[Arm]:
+    """A "dlf_teacher" arm for every registered teacher name."""
+    return [protocol.arm(name, "dlf_teacher", teacher=name) for name in names]
 
 
-def phi_trajectory(log: TeachingLog) -> dict[str, list[float]]:
-    """Summaries of the Phi_t a teacher gave along one student run, one entry per taught episode:
-    training progress, mean diagonal, mean off-diagonal entry and mean bias."""
-    if not log.phi:
-        raise ValueError("the log holds no Phi_t (a cross-entropy run, or no taught steps)")
-    eye = torch.eye(log.phi[0].shape[0], dtype=torch.bool)
-    return {
-        "progress": [float(state[0]) for state in log.state],
-        "diagonal": [float(phi[eye].mean()) for phi in log.phi],
-        "off_diagonal": [float(phi[~eye].mean()) for phi in log.phi],
-        "bias": [float(bias.mean()) for bias in log.bias],
-    }
+def diagnostics_table(logs: Mapping[str, Sequence[Algorithm1Log]]) -> pd.DataFrame:
+    """Per teacher kind, mean over its teachers of the first and last teacher step: smoothed dev
+    metric, 0-1 dev error, Phi's row sum and off-diagonal mass, the saturated fraction."""
+    rows = []
+    for kind, kind_logs in logs.items():
+        row: dict[str, Any] = {"teacher": kind}
+        series = {"dev metric": [log.metric for log in kind_logs],
+                  "dev error %": [[100 * e for e in log.dev_error] for log in kind_logs],
+                  "row sum": [log.phi["row_sum"] for log in kind_logs],
+                  "off-diagonal mass": [log.phi["off_diagonal_mass"] for log in kind_logs],
+                  "saturated %": [[100 * v for v in log.saturated] for log in kind_logs]}
+        for label, values in series.items():
+            row[f"{label}, first"] = sum(v[0] for v in values) / len(values)
+            row[f"{label}, last"] = sum(v[-1] for v in values) / len(values)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("teacher")
