@@ -1,6 +1,7 @@
-"""The hypergradient at notebook 06's horizon (T = 200 unrolled steps) in float32 against float64,
-and the memory meter of the unrolled graph."""
+"""The hypergradient at notebook 06's horizon (T = 100 unrolled steps, and twice that) in float32
+against float64, and the memory meter of the unrolled graph."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -10,33 +11,33 @@ from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
 from curriclab.methods.hypergradient import saved_tensor_bytes, sgd_step, unrolled_hypergradient
 from curriclab.methods.teacher import LossTeacher
 
-HORIZON = 200        # notebook 06's T: every taught step of a student run is unrolled
+HORIZONS = (100, 200)  # notebook 06's T (every taught step of a student run is unrolled), and 2T
 TOLERANCE = 1e-4     # relative error of the float32 hypergradient (float64 as the reference)
 
 
-def _problem() -> tuple:
-    """Clustered 64-dimensional inputs in 10 classes, minibatches of 32 for HORIZON steps, a dev
+def _problem(horizon: int) -> tuple:
+    """Clustered 64-dimensional inputs in 10 classes, minibatches of 32 for `horizon` steps, a dev
     batch, the teacher's states, and a 64-32-10 MLP warmed up by 100 cross-entropy steps in
     float64 (as notebook 06's students start their taught steps from a warm start)."""
     generator = torch.Generator().manual_seed(0)
     centres = 2.0 * torch.randn(10, 64, generator=generator, dtype=torch.float64)
-    ys = torch.randint(0, 10, (HORIZON + 1, 32), generator=generator)
-    xs = centres[ys] + torch.randn(HORIZON + 1, 32, 64, generator=generator, dtype=torch.float64)
-    states = torch.rand(HORIZON, 4, generator=generator)
+    ys = torch.randint(0, 10, (horizon + 1, 32), generator=generator)
+    xs = centres[ys] + torch.randn(horizon + 1, 32, 64, generator=generator, dtype=torch.float64)
+    states = torch.rand(horizon, 4, generator=generator)
     torch.manual_seed(1)
     model = MLP(64, (32,), 10).double()
     weights = {name: p.detach().clone().requires_grad_() for name, p in model.named_parameters()}
     for t in range(100):
-        loss = F.cross_entropy(functional_call(model, weights, (xs[t % HORIZON],)), ys[t % HORIZON])
+        loss = F.cross_entropy(functional_call(model, weights, (xs[t % horizon],)), ys[t % horizon])
         weights = sgd_step(weights, loss, 0.4)
         weights = {name: value.requires_grad_() for name, value in weights.items()}
     return model, {n: w.detach() for n, w in weights.items()}, xs, ys, states
 
 
-def _hypergradient(dtype: torch.dtype) -> list[torch.Tensor]:
-    """The hypergradient of the expected dev error through HORIZON plain SGD steps (lr 0.4) of
+def _hypergradient(dtype: torch.dtype, horizon: int) -> list[torch.Tensor]:
+    """The hypergradient of the expected dev error through `horizon` plain SGD steps (lr 0.4) of
     the warmed-up student, for a state-gated teacher, all computed in `dtype`."""
-    model, start, xs, ys, states = _problem()
+    model, start, xs, ys, states = _problem(horizon)
     model, xs = model.to(dtype), xs.to(dtype)
     params = {name: value.to(dtype) for name, value in start.items()}
     teacher = LossTeacher(10, hidden=2)
@@ -52,17 +53,18 @@ def _hypergradient(dtype: torch.dtype) -> list[torch.Tensor]:
     def outer(weights):
         return expected_error(functional_call(model, weights, (xs[-1],)), ys[-1])
 
-    result = unrolled_hypergradient(params, inner, outer, list(teacher.parameters()), HORIZON, 0.4)
+    result = unrolled_hypergradient(params, inner, outer, list(teacher.parameters()), horizon, 0.4)
     return [grad.double() for grad in result.grads]
 
 
-def test_float32_hypergradient_at_the_notebooks_horizon_agrees_with_float64():
-    single, double = _hypergradient(torch.float32), _hypergradient(torch.float64)
+@pytest.mark.parametrize("horizon", HORIZONS)
+def test_float32_hypergradient_at_the_notebooks_horizon_agrees_with_float64(horizon):
+    single, double = _hypergradient(torch.float32, horizon), _hypergradient(torch.float64, horizon)
     flat_single, flat_double = torch.cat([g.reshape(-1) for g in single]), torch.cat(
         [g.reshape(-1) for g in double])
     assert flat_double.norm() > 1e-4  # the reference is not (nearly) zero
     relative = float((flat_single - flat_double).norm() / flat_double.norm())
-    print(f"float32 vs float64 at T = {HORIZON}: relative error {relative:.2e}")
+    print(f"float32 vs float64 at T = {horizon}: relative error {relative:.2e}")
     assert relative < TOLERANCE
     # and entry by entry for the larger entries (those at least 1 % of the largest)
     large = flat_double.abs() > 0.01 * flat_double.abs().max()
