@@ -17,6 +17,7 @@ made on the validation split, which no arm trains on; test is read once per fina
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch.func import functional_call
 
 from curriclab.core.models import MLP
 from curriclab.core.stats import paired_comparison
@@ -40,6 +42,15 @@ from curriclab.experiments.harness import (
     arm_method,
     load_splits,
     run_arm,
+    tune,
+)
+from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
+from curriclab.methods.hypergradient import (
+    Params,
+    finite_difference_gradient,
+    hypergradient,
+    sgd_trajectory,
+    unrolled_hypergradient,
 )
 from curriclab.methods.l2t import (
     Algorithm1Config,
@@ -59,16 +70,25 @@ __all__ = [
     "online_log",
     "register_teacher",
     "static_phi",
+    "static_grid_table",
     "static_phi_arms",
     "TeacherTuning",
     "teacher_comparison",
     "chosen_values",
+    "comparison_summary",
+    "diagnostics_summary",
     "diagnostics_table",
+    "finite_difference_check",
+    "headlines",
+    "takeaways",
+    "final_study",
+    "tune_warmup",
     "teacher_arms",
     "train_final_teachers",
     "train_teacher_arm",
     "tune_teachers",
     "validation_scores",
+    "verdict",
 ]
 
 TEACHERS: dict[str, LossTeacher] = {}
@@ -447,3 +467,212 @@ def diagnostics_table(logs: Mapping[str, Sequence[Algorithm1Log]]) -> pd.DataFra
             row[f"{label}, last"] = sum(v[-1] for v in values) / len(values)
         rows.append(row)
     return pd.DataFrame(rows).set_index("teacher")
+
+
+def static_grid_table(rows: Sequence[Mapping[str, Any]], study: Study) -> pd.DataFrame:
+    """The static-Phi members of `harness.tune`'s rows at their chosen lr: columns arm, a, c, b,
+    lr, "validation error %" (best first)."""
+    params = {arm.name: arm.params for arm in study.arms if arm.method == "dlf_static"}
+    table = pd.DataFrame([
+        {"arm": row["arm"], "a": params[row["arm"]]["diagonal"],
+         "c": params[row["arm"]]["off_diagonal"], "b": params[row["arm"]]["bias"],
+         "lr": row["lr"], "validation error %": 100 * (1 - row["validation_accuracy"])}
+        for row in rows if row["chosen"] and row["arm"] in params])
+    return table.sort_values("validation error %").reset_index(drop=True)
+
+
+def verdict(low: float, high: float) -> str:
+    """How an interval of (arm - cross-entropy) error points reads: "worse than cross-entropy"
+    (above 0), "better than cross-entropy" (below 0) or "not distinguishable from cross-entropy"
+    (it holds 0)."""
+    if low > 0:
+        return "worse than cross-entropy"
+    if high < 0:
+        return "better than cross-entropy"
+    return "not distinguishable from cross-entropy"
+
+
+def tune_warmup(data: DataSpec, protocol: StudentProtocol, grid: Sequence[float],
+                seeds: Sequence[int]) -> tuple[StudentProtocol, list[dict[str, Any]]]:
+    """The warm-up lr every arm shares: the lr of plain cross-entropy SGD over the whole run,
+    chosen from `grid` on validation (`harness.tune`, test unread).
+
+    Returns:
+        The protocol with that `warmup_lr`, and the tuning rows.
+    """
+    study = l2t_study(data, protocol, seeds)
+    _, rows = tune(study.replace(arms=(Arm("cross-entropy"),)), grid, seeds=seeds,
+                   progress=False)
+    return dataclasses.replace(protocol, warmup_lr=chosen_values(rows)["cross-entropy"]), rows
+
+
+def final_study(pool: Sequence[Arm], names: Sequence[str], lrs: Mapping[str, float],
+                data: DataSpec, protocol: StudentProtocol, seeds: Sequence[int]) -> Study:
+    """The comparison read on test: cross-entropy and the arms `names` (taken from `pool`, each
+    once, in order), every one at its chosen lr from `lrs`, on the student seeds `seeds`."""
+    by_name = {arm.name: arm for arm in pool}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"names must be arms of the pool, got unknown {unknown}")
+    study = l2t_study(data, protocol, seeds,
+                      [by_name[name] for name in dict.fromkeys(names) if name != "cross-entropy"])
+    return study.replace(arms=tuple(arm.with_train(lr=lrs[arm.name]) for arm in study.arms))
+
+
+def finite_difference_check(steps: int = 3, lr: float = 0.5, seed: int = 0) -> dict[str, float]:
+    """The hypergradient of the expected dev error with respect to Phi after `steps` SGD steps of
+    a tiny float64 student (4 inputs, 5 hidden units, 3 classes, minibatches of 8), by the reverse
+    pass and by unrolled autograd, each against central finite differences (every entry of Phi
+    perturbed, the steps re-run).
+
+    Returns:
+        {"reverse": relative error, "autograd": relative error}.
+    """
+    torch.manual_seed(seed)
+    tiny = MLP(4, (5,), 3).double()
+    start = {name: p.detach().clone() for name, p in tiny.named_parameters()}
+    xs, ys = torch.randn(steps, 8, 4, dtype=torch.float64), torch.randint(0, 3, (steps, 8))
+    dev_x, dev_y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    phi = (torch.eye(3) + 0.3 * torch.randn(3, 3)).double().requires_grad_()
+
+    def inner(weights: Params, t: int) -> torch.Tensor:
+        return dynamic_loss(functional_call(tiny, weights, (xs[t],)), ys[t], phi)
+
+    def outer(weights: Params) -> torch.Tensor:
+        return expected_error(functional_call(tiny, weights, (dev_x,)), dev_y)
+
+    reference = finite_difference_gradient(
+        lambda: outer(sgd_trajectory(start, inner, steps, lr)[-1]), phi)
+    results = {"reverse": hypergradient(start, inner, outer, [phi], steps, lr).grads[0],
+               "autograd": unrolled_hypergradient(start, inner, outer, [phi], steps, lr).grads[0]}
+    return {name: float((grad - reference).norm() / reference.norm())
+            for name, grad in results.items()}
+
+
+def _kind_sentence(kind: str, row: pd.Series) -> str:
+    proxy_fell = row["dev metric, last"] < row["dev metric, first"]
+    error_fell = row["dev error %, last"] < row["dev error %, first"]
+    if proxy_fell and not error_fell:
+        reading = "it lowered its proxy but not the 0-1 error"
+    elif proxy_fell:
+        reading = "it lowered both its proxy and the 0-1 error"
+    elif error_fell:
+        reading = "its proxy did not fall, the 0-1 error did"
+    else:
+        reading = "neither its proxy nor the 0-1 error fell"
+    return (f"- **{kind}**: smoothed dev metric {row['dev metric, first']:.4f} → "
+            f"{row['dev metric, last']:.4f}, 0-1 dev error {row['dev error %, first']:.2f} → "
+            f"{row['dev error %, last']:.2f} % ({reading}); row sum {row['row sum, first']:.2f} → "
+            f"{row['row sum, last']:.2f}; off-diagonal mass {row['off-diagonal mass, first']:.3f} → "
+            f"{row['off-diagonal mass, last']:.3f}; saturated {row['saturated %, first']:.1f} → "
+            f"{row['saturated %, last']:.1f} %.")
+
+
+def diagnostics_summary(diagnostics: pd.DataFrame) -> str:
+    """Markdown: per teacher kind, its first and last teacher step (mean over its teachers)."""
+    return ("First → last teacher step, mean over each kind's teachers:\n"
+            + "\n".join(_kind_sentence(kind, row) for kind, row in diagnostics.iterrows()))
+
+
+def comparison_summary(table: pd.DataFrame, ce_test: float, lrs: Mapping[str, float],
+                       groups: Mapping[str, Sequence[str]]) -> str:
+    """Markdown: every arm's test error, its difference from cross-entropy with the interval, how
+    the interval was formed, the chosen lrs, and the verdict (`verdict`)."""
+    lines = [f"Cross-entropy: **{ce_test:.2f} %** test error (lr {lrs['cross-entropy']:g}). "
+             f"Differences are arm − cross-entropy in error points, 95 % t intervals:"]
+    for arm, row in table.iterrows():
+        rates = ", ".join(f"{lrs[name]:g}" for name in groups[arm])
+        formed = (f"over {row['teachers']} teachers' means over {row['seeds']} seeds; per teacher "
+                  + ", ".join(f"{m:+.2f}" for m in row["per teacher"])
+                  if row["teachers"] > 1 else f"paired over {row['seeds']} seeds")
+        lines.append(f"- **{arm}** (lr {rates}): {row['mean error %']:.2f} %, "
+                     f"{row['difference']:+.2f} points [{row['low']:+.2f}, {row['high']:+.2f}] "
+                     f"({formed}): "
+                     f"{verdict(row['low'], row['high'])}.")
+    return "\n".join(lines)
+
+
+def headlines(table: pd.DataFrame, ce_test: float, lrs: Mapping[str, float],
+              grid: pd.DataFrame, ce_validation: float, tuning: TeacherTuning,
+              diagnostics: pd.DataFrame, logs: Mapping[str, Sequence[Algorithm1Log]],
+              protocol: StudentProtocol, teacher_steps: int, teachers: int,
+              seeds: int) -> dict[str, Any]:
+    """The numbers notebook 06 reports, as plain data for `save_headlines` and `takeaways`."""
+    best = grid.iloc[0]
+    return {
+        "regime": {"hidden": list(protocol.hidden), "warmup_steps": protocol.warmup_steps,
+                   "horizon": protocol.horizon, "warmup_lr": protocol.warmup_lr,
+                   "teacher_steps": teacher_steps, "teachers_per_kind": teachers,
+                   "student_seeds": seeds},
+        "cross_entropy_test_error": ce_test,
+        "chosen_lr": dict(lrs),
+        "static_ceiling": {
+            "best": best["arm"], "best_validation_error": float(best["validation error %"]),
+            "cross_entropy_validation_error": ce_validation,
+            "members": len(grid),
+            "members_beating_cross_entropy_on_validation": int(
+                (grid["validation error %"] < ce_validation).sum()),
+            "grid": grid.to_dict(orient="records")},
+        "teacher_choice": {kind: {"optimizer": o, "lr": lr}
+                           for kind, (o, lr) in tuning.chosen.items()},
+        "teacher_tuning": tuning.rows.to_dict(orient="records"),
+        "arms": {arm: {"test_error": float(row["mean error %"]),
+                       "difference": float(row["difference"]), "low": float(row["low"]),
+                       "high": float(row["high"]), "teachers": int(row["teachers"]),
+                       "per_teacher": list(row["per teacher"]),
+                       "verdict": verdict(row["low"], row["high"])}
+                 for arm, row in table.iterrows()},
+        "diagnostics": {kind: {k: float(v) for k, v in row.items()}
+                        for kind, row in diagnostics.iterrows()},
+        "graph_mib_per_teacher_step": max(log.graph_bytes for kind_logs in logs.values()
+                                          for log in kind_logs) / 2**20,
+        "teacher_seconds": {kind: sum(log.seconds for log in kind_logs) / len(kind_logs)
+                            for kind, kind_logs in logs.items()},
+        "paper": {"cross_entropy": 1.94, "l2t_dlf": 1.69},
+    }
+
+
+def takeaways(values: Mapping[str, Any]) -> str:
+    """Notebook 06's takeaways as Markdown, every number from `headlines` and each claim's
+    regime named."""
+    regime, ceiling, arms = values["regime"], values["static_ceiling"], values["arms"]
+
+    def gap(arm: str) -> str:
+        row = arms[arm]
+        return f"{row['difference']:+.2f} points [{row['low']:+.2f}, {row['high']:+.2f}]"
+
+    kinds = [arm for arm, row in arms.items() if row["teachers"] > 1]
+    better = [arm for arm, row in arms.items() if row["verdict"] == "better than cross-entropy"]
+    setting = (f"MNIST with {regime['warmup_steps']} cross-entropy warm-up steps and "
+               f"{regime['horizon']} taught steps of a 784-{'-'.join(map(str, regime['hidden']))}"
+               f"-10 MLP (plain SGD, batch 128), every lr and teacher optimiser tuned on "
+               f"validation, {regime['teachers_per_kind']} teachers x "
+               f"{regime['student_seeds']} student seeds")
+    lines = [
+        f"- **The family's ceiling.** With every arm at its own lr, "
+        f"{ceiling['members_beating_cross_entropy_on_validation']} of {ceiling['members']} static "
+        f"members beat cross-entropy on validation (one seed); the best, {ceiling['best']}, had "
+        f"{ceiling['best_validation_error']:.2f} % against {ceiling['cross_entropy_validation_error']:.2f} "
+        f"%. On test over {regime['student_seeds']} seeds it was {gap(ceiling['best'])} against "
+        f"cross-entropy ({arms[ceiling['best']]['verdict']}); Phi = I was {gap('Phi = I')}.",
+    ]
+    for kind in kinds:
+        row, diag = arms[kind], values["diagnostics"][kind]
+        choice = values["teacher_choice"][kind]
+        lines.append(
+            f"- **{kind}** ({choice['optimizer']} lr {choice['lr']:g}, chosen on validation): "
+            f"{row['test_error']:.2f} % test error, {gap(kind)} against cross-entropy, "
+            f"{row['verdict']}. Over its teacher steps the smoothed dev metric went "
+            f"{diag['dev metric, first']:.4f} → {diag['dev metric, last']:.4f}, the 0-1 dev error "
+            f"{diag['dev error %, first']:.2f} → {diag['dev error %, last']:.2f} %, the row sum to "
+            f"{diag['row sum, last']:.2f} and the saturated share to {diag['saturated %, last']:.1f} %.")
+    lines.append(
+        f"- **Regime.** {setting}; Algorithm 1 took {regime['teacher_steps']} teacher steps, each "
+        f"unrolling all {regime['horizon']} taught steps of a fresh student "
+        f"({values['graph_mib_per_teacher_step']:.0f} MiB of autograd graph). "
+        + (f"Better than cross-entropy here: {', '.join(better)}. " if better else
+           "No arm was better than cross-entropy here. ")
+        + f"The paper's {values['paper']['cross_entropy']} → {values['paper']['l2t_dlf']} % "
+        f"(a full-length run of an MLP whose size the sources do not give) is neither reproduced "
+        f"nor refuted outside this regime.")
+    return "\n".join(lines)
