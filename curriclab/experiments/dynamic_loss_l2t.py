@@ -3,16 +3,24 @@
 Everything a student does is a harness arm (`curriclab.experiments.harness`), trained by the one
 `run` and tuned by the one `tune`:
 
+- "dlf_cross_entropy": cross-entropy, with the same warm start as the other arms;
 - "dlf_static": the loss -sigmoid(Phi[y] . log p + b_y) with a static Phi = a I + c (1 - I) and
   bias b, after a cross-entropy warm start;
 - "dlf_teacher": a frozen teacher registered with `register_teacher`, after the same warm start.
+
+Each arm tunes its own lr for the taught steps; the warm start (`StudentProtocol`) is shared, its
+lr chosen for plain cross-entropy (`tune_warmup`).
 
 Only the teacher's own training needs a loop of its own (the unrolled student runs of Algorithm 1,
 or the online variant): `train_teacher_arm` runs it on the study's splits. The teacher's dev data
 is the holdout split; every choice (student lr, teacher optimiser and lr, the static member) is
 made on the validation split, which no arm trains on; test is read once per final model.
 
-`teacher_comparison` forms the intervals over independently trained teachers x student seeds.
+The steps of the notebook: `tune_warmup`; `harness.tune` over cross-entropy, Phi = I and the
+static grid (`static_phi_arms`, `static_grid_table`); `tune_teachers` (each kind's optimiser and
+lr); `train_final_teachers`; `harness.tune` of their students' lr; `harness.run` of
+`final_study`; `teacher_comparison`, which forms the intervals over independently trained
+teachers x student seeds; `diagnostics_table`, `headlines` and the rendered summaries.
 """
 
 from __future__ import annotations
