@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from scipy.stats import t as scipy_t
 from torch.func import functional_call
 
 from curriclab.core.models import MLP
@@ -84,6 +85,7 @@ __all__ = [
     "teacher_comparison",
     "chosen_values",
     "comparison_summary",
+    "crossed_interval",
     "diagnostics_summary",
     "diagnostics_table",
     "finite_difference_check",
@@ -338,16 +340,56 @@ def validation_scores(study: Study, arms: Sequence[Arm], seeds: Sequence[int]) -
     return pd.DataFrame(rows)
 
 
+def crossed_interval(differences: torch.Tensor, confidence: float = 0.95
+                     ) -> tuple[float, float, float]:
+    """The mean of a teachers x student-seeds table of paired differences and its interval, with
+    teacher-training and student variance both counted.
+
+    Every teacher is evaluated on the same seeds (a crossed design), so a t interval over the
+    teachers' means alone would treat those seeds as fixed. Instead the two-way random-effects
+    decomposition D_ij = m + t_i + s_j + e_ij estimates each variance from its mean square
+    (MS_teacher, MS_seed, MS_residual; components truncated at 0) and gives
+    Var(mean) = var_t / n_teachers + var_s / n_seeds + var_e / (n_teachers n_seeds); the
+    Student-t quantile uses min(n_teachers, n_seeds) - 1 degrees of freedom (conservative).
+
+    Args:
+        differences: [n_teachers, n_seeds], n_teachers >= 2 and n_seeds >= 2.
+
+    Returns:
+        (mean, low, high).
+
+    Raises:
+        ValueError: fewer than 2 teachers or seeds, or confidence outside (0, 1).
+    """
+    d = torch.as_tensor(differences, dtype=torch.float64)
+    if d.ndim != 2 or min(d.shape) < 2:
+        raise ValueError(f"differences must be [teachers >= 2, seeds >= 2], got {tuple(d.shape)}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    teachers, seeds = d.shape
+    mean = d.mean()
+    rows, columns = d.mean(dim=1), d.mean(dim=0)
+    ms_teacher = seeds * float(((rows - mean) ** 2).sum()) / (teachers - 1)
+    ms_seed = teachers * float(((columns - mean) ** 2).sum()) / (seeds - 1)
+    residual = d - rows[:, None] - columns[None, :] + mean
+    ms_residual = float((residual ** 2).sum()) / ((teachers - 1) * (seeds - 1))
+    var_teacher = max((ms_teacher - ms_residual) / seeds, 0.0)
+    var_seed = max((ms_seed - ms_residual) / teachers, 0.0)
+    variance = var_teacher / teachers + var_seed / seeds + ms_residual / (teachers * seeds)
+    quantile = float(scipy_t.ppf(0.5 + confidence / 2.0, min(teachers, seeds) - 1))
+    half = quantile * math.sqrt(variance)
+    return float(mean), float(mean) - half, float(mean) + half
+
+
 def teacher_comparison(results: Results, groups: Mapping[str, Sequence[str]],
                        baseline: str = "cross-entropy", metric: str = "test_accuracy",
                        confidence: float = 0.95) -> pd.DataFrame:
     """Every group of arms (one arm per independently trained teacher) against `baseline`, in
     error points (100 x (baseline accuracy - arm accuracy), positive: the arm errs more).
 
-    The interval is formed in two levels: for each teacher, the mean over student seeds of its
-    paired difference from the baseline (same seed: same initialisation and minibatches); then a
-    Student-t interval over the teachers' means. It so covers teacher-training variance and
-    student variance. A group of one arm gets the plain paired interval over seeds.
+    Each difference is paired by seed (same initialisation, warm start and minibatches). A group
+    of several teachers gets `crossed_interval` over its teachers x seeds table, which counts
+    teacher-training and student variance; a group of one arm the paired t interval over seeds.
 
     Returns:
         One row per group: arm, teachers, seeds, mean error %, difference, low, high, and the
@@ -365,14 +407,14 @@ def teacher_comparison(results: Results, groups: Mapping[str, Sequence[str]],
         per_teacher = [[100 * (b - a) for a, b in zip(values[arm], base)] for arm in arms]
         means = [sum(d) / len(d) for d in per_teacher]
         if len(arms) == 1:
-            comparison = paired_comparison(per_teacher[0], [0.0] * len(base), confidence)
+            single = paired_comparison(per_teacher[0], [0.0] * len(base), confidence)
+            difference, low, high = single.difference, single.low, single.high
         else:
-            comparison = paired_comparison(means, [0.0] * len(means), confidence)
+            difference, low, high = crossed_interval(torch.tensor(per_teacher), confidence)
         errors = [100 * (1 - a) for arm in arms for a in values[arm]]
         rows.append({"arm": group, "teachers": len(arms), "seeds": len(base),
-                     "mean error %": sum(errors) / len(errors),
-                     "difference": comparison.difference, "low": comparison.low,
-                     "high": comparison.high, "per teacher": [round(m, 3) for m in means]})
+                     "mean error %": sum(errors) / len(errors), "difference": difference,
+                     "low": low, "high": high, "per teacher": [round(m, 3) for m in means]})
     return pd.DataFrame(rows).set_index("arm")
 
 
@@ -590,7 +632,7 @@ def comparison_summary(table: pd.DataFrame, ce_test: float, lrs: Mapping[str, fl
              f"Differences are arm − cross-entropy in error points, 95 % t intervals:"]
     for arm, row in table.iterrows():
         rates = ", ".join(f"{lrs[name]:g}" for name in groups[arm])
-        formed = (f"over {row['teachers']} teachers' means over {row['seeds']} seeds; per teacher "
+        formed = (f"{row['teachers']} teachers x {row['seeds']} seeds, crossed; per teacher "
                   + ", ".join(f"{m:+.2f}" for m in row["per teacher"])
                   if row["teachers"] > 1 else f"paired over {row['seeds']} seeds")
         lines.append(f"- **{arm}** (lr {rates}): {row['mean error %']:.2f} %, "

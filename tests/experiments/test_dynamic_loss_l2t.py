@@ -78,25 +78,56 @@ def _results(values: dict[str, list[float]]) -> Results:
     return Results(study, [], finals, {})
 
 
-def test_teacher_comparison_is_a_t_interval_over_the_teachers_mean_differences():
+def _crossed_by_loops(d):
+    """The two-way random-effects variance of the grand mean, written out with loops."""
+    n_t, n_s = len(d), len(d[0])
+    m = sum(map(sum, d)) / (n_t * n_s)
+    r = [sum(row) / n_s for row in d]
+    c = [sum(d[i][j] for i in range(n_t)) / n_t for j in range(n_s)]
+    ms_t = n_s * sum((x - m) ** 2 for x in r) / (n_t - 1)
+    ms_s = n_t * sum((x - m) ** 2 for x in c) / (n_s - 1)
+    ms_e = sum((d[i][j] - r[i] - c[j] + m) ** 2 for i in range(n_t) for j in range(n_s)) / (
+        (n_t - 1) * (n_s - 1))
+    var = (max((ms_t - ms_e) / n_s, 0) / n_t + max((ms_s - ms_e) / n_t, 0) / n_s
+           + ms_e / (n_t * n_s))
+    half = scipy.stats.t.ppf(0.975, min(n_t, n_s) - 1) * math.sqrt(var)
+    return m, m - half, m + half
+
+
+def test_teacher_comparison_uses_the_crossed_interval_over_teachers_and_seeds():
     ce = [0.95, 0.94, 0.96]
     teachers = {"t0": [0.93, 0.93, 0.95], "t1": [0.94, 0.92, 0.96], "t2": [0.95, 0.94, 0.93]}
     table = l2t.teacher_comparison(_results({"cross-entropy": ce, **teachers}),
                                    {"teacher": list(teachers), "single": ["t0"]})
-    means = [sum(100 * (c - a) for a, c in zip(column, ce)) / 3 for column in teachers.values()]
-    low, high = scipy.stats.t.interval(0.95, 2, loc=sum(means) / 3,
-                                       scale=scipy.stats.sem(means))
+    d = [[100 * (c - a) for a, c in zip(column, ce)] for column in teachers.values()]
     row = table.loc["teacher"]
-    assert row["difference"] == pytest.approx(sum(means) / 3)
-    assert (row["low"], row["high"]) == (pytest.approx(low), pytest.approx(high))
-    assert row["per teacher"] == [round(m, 3) for m in means] and row["teachers"] == 3
+    assert (row["difference"], row["low"], row["high"]) == pytest.approx(_crossed_by_loops(d))
+    assert row["per teacher"] == [round(sum(x) / 3, 3) for x in d] and row["teachers"] == 3
     assert row["mean error %"] == pytest.approx(100 * (1 - sum(sum(c) for c in teachers.values()) / 9))
-    single = [100 * (c - a) for a, c in zip(teachers["t0"], ce)]
+    single = d[0]
     low, high = scipy.stats.t.interval(0.95, 2, loc=sum(single) / 3, scale=scipy.stats.sem(single))
     assert (table.loc["single", "low"], table.loc["single", "high"]) == (
         pytest.approx(low), pytest.approx(high))
     with pytest.raises(ValueError, match="without runs"):
         l2t.teacher_comparison(_results({"cross-entropy": ce, "t0": ce}), {"g": ["t9"]})
+
+
+def test_crossed_interval_keeps_seed_variance_when_teachers_agree_and_covers_the_mean():
+    # identical teachers: the interval is not zero-width; it carries the seeds' spread
+    seeds = torch.tensor([0.5, -0.3, 0.8, 0.1, -0.2])
+    mean, low, high = l2t.crossed_interval(seeds.repeat(3, 1))
+    assert mean == pytest.approx(float(seeds.mean())) and high - low > 0.5
+    # coverage of the true mean under teacher, seed and residual effects (3 x 5, as the notebook)
+    generator = torch.Generator().manual_seed(0)
+    covered, trials = 0, 2000
+    for _ in range(trials):
+        d = (0.7 * torch.randn(3, 1, generator=generator) + 0.5 * torch.randn(1, 5, generator=generator)
+             + 0.3 * torch.randn(3, 5, generator=generator))
+        _, low, high = l2t.crossed_interval(d)
+        covered += low <= 0.0 <= high
+    assert covered / trials > 0.93  # nominal 95 %; conservative degrees of freedom
+    with pytest.raises(ValueError, match="teachers >= 2"):
+        l2t.crossed_interval(torch.zeros(1, 5))
 
 
 def test_diagnostics_table_averages_first_and_last_teacher_steps():

@@ -18,7 +18,7 @@ def test_plots_draw_and_survive_empty_selections():
         unrolled_diagram,
     )
 
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert len(gradient_factors(ax, scales=(1.0, 2.0))) == 3
     fig, ax = plt.subplots()  # a fresh, linear-scale axes for the diagram
     assert unrolled_diagram(ax, steps=2)
@@ -52,7 +52,7 @@ def test_study_figures_draw_what_they_are_given():
 
     grid = pd.DataFrame([{"a": a, "c": c, "b": b, "validation error %": 5 + a + c + b}
                          for a in (1, 2) for c in (-0.1, 0.0, 0.1) for b in (0, 2)])
-    fig, axes = plt.subplots(1, 2)
+    _, axes = plt.subplots(1, 2)
     images = static_grid(axes, grid, reference=5.5)
     assert len(images) == 2 and images[0].get_array().shape == (2, 3)
     with pytest.raises(ValueError, match="one panel per bias"):
@@ -60,12 +60,12 @@ def test_study_figures_draw_what_they_are_given():
     tuning = pd.DataFrame([{"teacher": k, "optimizer": o, "teacher lr": lr,
                             "validation error %": 6.0, "chosen": o == "sgd"}
                            for k in ("A", "B") for o, lr in (("sgd", 0.1), ("adam", 0.01))])
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert len(teacher_tuning(ax, tuning, {"cross-entropy": 5.0})) == 3
     log = Algorithm1Log(metric=[0.2, 0.1], dev_error=[0.1, 0.1], saturated=[0.0, 0.5],
                         phi={"row_sum": [1.0, 0.9], "off_diagonal_mass": [0.0, 0.1]},
                         matrices=[torch.eye(3), 1.1 * torch.eye(3)])
-    fig, axes = plt.subplots(1, 4)
+    _, axes = plt.subplots(1, 4)
     assert len(teacher_diagnostics(axes, {"k": [log, log]})) == 2 * 5
     with pytest.raises(ValueError, match="4 panels"):
         teacher_diagnostics(axes[:2], {"k": [log]})
