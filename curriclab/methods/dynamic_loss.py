@@ -20,6 +20,7 @@ __all__ = [
     "dynamic_loss_logit_gradient",
     "expected_error",
     "margin_error",
+    "saturated_fraction",
 ]
 
 
@@ -101,3 +102,25 @@ def margin_error(logits: Tensor, target: Tensor, sharpness: float = 50.0) -> Ten
     p = F.softmax(logits, dim=1)
     gap = p.max(dim=1).values - p.gather(1, target[:, None]).squeeze(1)
     return (2.0 * torch.sigmoid(sharpness * gap) - 1.0).mean()
+
+
+def saturated_fraction(
+    logits: Tensor, target: Tensor, phi: Tensor, bias: Tensor | None = None, threshold: float = 0.01
+) -> float:
+    """The share of samples whose dynamic loss sits on a flat part of the sigmoid: sigma'(u) below
+    `threshold`, where u = Phi[y] . log p + bias[y] is the loss's score. Such samples barely move
+    the student (sigma'(u) <= 1/4 multiplies every gradient of the loss).
+
+    Raises:
+        ValueError: bad shapes (as `dynamic_loss`), an empty batch, or threshold outside (0, 1/4].
+    """
+    if not 0.0 < threshold <= 0.25:
+        raise ValueError(f"threshold must lie in (0, 0.25], got {threshold}")
+    _check_batch(logits, target)
+    if not len(target):
+        raise ValueError("logits must hold at least one sample")
+    with torch.no_grad():
+        losses = dynamic_loss(logits, target, phi, bias, reduction="none")
+        sigma = -losses  # the loss is -sigma(u)
+        slope = sigma * (1.0 - sigma)
+    return float((slope < threshold).double().mean())

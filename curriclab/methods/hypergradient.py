@@ -21,8 +21,9 @@ Student weights are dicts `{name: tensor}` as used by `torch.func.functional_cal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -33,6 +34,8 @@ __all__ = [
     "hypergradient",
     "Params",
     "reverse_hypergradient",
+    "SavedTensors",
+    "saved_tensor_bytes",
     "sgd_step",
     "sgd_trajectory",
     "unrolled_hypergradient",
@@ -178,3 +181,37 @@ def finite_difference_gradient(objective: Callable[[], float], tensor: Tensor, e
         flat[i] = original
         grad.view(-1)[i] = (values[0] - values[1]) / (2 * eps)
     return grad
+
+
+@dataclass
+class SavedTensors:
+    """What autograd kept for the backward pass while `saved_tensor_bytes` was open: the bytes of
+    the distinct storages it saved (each counted once, however often it was saved)."""
+
+    bytes: int = 0
+    _seen: set[int] = field(default_factory=set, repr=False)
+
+    @property
+    def mebibytes(self) -> float:
+        return self.bytes / 2**20
+
+
+@contextlib.contextmanager
+def saved_tensor_bytes() -> Iterator[SavedTensors]:
+    """Count the memory the autograd graph holds for its backward pass (e.g. an unrolled
+    hypergradient): every tensor an operation saves inside the block, each storage once.
+
+    Yields:
+        A `SavedTensors` whose `bytes` grows as the block builds its graph.
+    """
+    meter = SavedTensors()
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in meter._seen:
+            meter._seen.add(storage.data_ptr())
+            meter.bytes += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        yield meter

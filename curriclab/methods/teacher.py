@@ -26,7 +26,7 @@ from curriclab.core.state import (
 )
 from curriclab.core.training import error_rate
 
-__all__ = ["LossTeacher", "StudentObserver", "without_off_diagonal"]
+__all__ = ["LossTeacher", "StudentObserver", "phi_summary", "without_off_diagonal"]
 
 FEATURES = ("progress", "train_loss", "train_error", "dev_error")
 
@@ -105,9 +105,18 @@ class StudentObserver:
 
 
 class LossTeacher(nn.Module):
-    """Maps the student state s_t [len(FEATURES)] to (Phi_t [C, C], bias [C]) of the dynamic loss."""
+    """Maps the student state s_t [len(FEATURES)] to (Phi_t [C, C], bias [C]) of the dynamic loss.
 
-    def __init__(self, num_classes: int = 10, hidden: int = 2, scale: float = 1.0):
+    Args:
+        num_classes: C.
+        hidden: how many state-gated directions D_k Phi_t moves along (0: a static Phi and bias).
+        scale: Phi starts at scale * I.
+        diagonal_only: constrain Phi_t to its diagonal (the off-diagonal entries are masked out of
+            the output, so they are always 0 and get no gradient): the constrained ablation.
+    """
+
+    def __init__(self, num_classes: int = 10, hidden: int = 2, scale: float = 1.0,
+                 diagonal_only: bool = False):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -116,6 +125,7 @@ class LossTeacher(nn.Module):
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         self.num_classes = num_classes
+        self.diagonal_only = bool(diagonal_only)
         self.base = nn.Parameter(scale * torch.eye(num_classes))
         self.directions = nn.Parameter(torch.zeros(hidden, num_classes, num_classes))
         self.encoder = nn.Linear(len(FEATURES), hidden) if hidden else None
@@ -124,18 +134,40 @@ class LossTeacher(nn.Module):
     def forward(self, state: Tensor) -> tuple[Tensor, Tensor]:
         if state.shape != (len(FEATURES),):
             raise ValueError(f"state must have shape ({len(FEATURES)},) (features {FEATURES}), got {tuple(state.shape)}")
-        if self.encoder is None:
-            return self.base, self.bias
-        gates = torch.tanh(self.encoder(state.to(self.base.dtype)))
-        return self.base + torch.einsum("k,kij->ij", gates, self.directions), self.bias
+        phi = self.base
+        if self.encoder is not None:
+            gates = torch.tanh(self.encoder(state.to(self.base.dtype)))
+            phi = phi + torch.einsum("k,kij->ij", gates, self.directions)
+        if self.diagonal_only:
+            phi = phi * torch.eye(self.num_classes, dtype=phi.dtype)
+        return phi, self.bias
 
 
 def without_off_diagonal(teacher: LossTeacher) -> LossTeacher:
     """A copy of `teacher` whose Phi_t keeps only its diagonal: an ablation of the cross-class terms."""
-    copy = LossTeacher(teacher.num_classes, hidden=teacher.directions.shape[0])
+    copy = LossTeacher(teacher.num_classes, hidden=teacher.directions.shape[0],
+                       diagonal_only=teacher.diagonal_only)
     copy.load_state_dict(teacher.state_dict())
     diagonal = torch.eye(teacher.num_classes)
     with torch.no_grad():
         copy.base.mul_(diagonal)
         copy.directions.mul_(diagonal)
     return copy
+
+
+def phi_summary(phi: Tensor) -> dict[str, float]:
+    """How far a loss matrix Phi [C, C] is from the identity, in four numbers: the mean diagonal
+    entry, the mean off-diagonal entry, the mean row sum (1 for Phi = I; below 1 when the
+    off-diagonal entries are negative, which rewards confidence beyond the true class's
+    log-probability) and the off-diagonal mass (the mean over rows of sum_j!=y |Phi_yj|).
+
+    Raises:
+        ValueError: phi is not a square matrix of at least 2 x 2.
+    """
+    if phi.ndim != 2 or phi.shape[0] != phi.shape[1] or phi.shape[0] < 2:
+        raise ValueError(f"phi must be a square [C, C] matrix with C >= 2, got {tuple(phi.shape)}")
+    phi = phi.detach()
+    eye = torch.eye(phi.shape[0], dtype=torch.bool)
+    return {"diagonal": float(phi[eye].mean()), "off_diagonal": float(phi[~eye].mean()),
+            "row_sum": float(phi.sum(dim=1).mean()),
+            "off_diagonal_mass": float((phi.abs() * ~eye).sum(dim=1).mean())}

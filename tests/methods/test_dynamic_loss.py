@@ -12,6 +12,7 @@ from curriclab.methods.dynamic_loss import (
     dynamic_loss_logit_gradient,
     expected_error,
     margin_error,
+    saturated_fraction,
 )
 
 
@@ -110,3 +111,21 @@ def test_bad_input_names_the_argument():
 def test_empty_batch_gives_empty_per_sample_losses():
     losses = dynamic_loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.eye(3), reduction="none")
     assert losses.shape == (0,)
+
+
+def test_saturated_fraction_counts_samples_on_the_flat_sigmoid_by_brute_force():
+    generator = torch.Generator().manual_seed(0)
+    logits = 4 * torch.randn(200, 5, generator=generator)
+    target = torch.randint(0, 5, (200,), generator=generator)
+    phi = torch.eye(5) - 0.3 * (1 - torch.eye(5))
+    bias = torch.linspace(-1, 1, 5)
+    flat = 0
+    for row, y in zip(logits, target):
+        log_p = torch.log_softmax(row, 0)
+        u = sum(float(phi[y, j] * log_p[j]) for j in range(5)) + float(bias[y])
+        s = 1 / (1 + math.exp(-u))
+        flat += s * (1 - s) < 0.05
+    fraction = saturated_fraction(logits, target, phi, bias, threshold=0.05)
+    assert fraction == pytest.approx(flat / 200) and 0.0 < fraction < 1.0
+    with pytest.raises(ValueError, match="threshold"):
+        saturated_fraction(logits, target, phi, threshold=0.3)

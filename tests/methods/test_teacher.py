@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curriclab.methods.teacher import FEATURES, LossTeacher, StudentObserver, without_off_diagonal
+from curriclab.methods.teacher import (
+    FEATURES,
+    LossTeacher,
+    StudentObserver,
+    phi_summary,
+    without_off_diagonal,
+)
 
 
 def test_teacher_starts_at_scaled_identity_and_has_the_right_shapes():
@@ -74,3 +80,20 @@ def test_observer_features_and_moving_averages():
         observer.record_dev(1.5)
     with pytest.raises(ValueError, match="total_steps"):
         StudentObserver(0)
+
+
+def test_diagonal_only_teacher_masks_output_and_gradient_and_phi_summary():
+    teacher = LossTeacher(3, hidden=1, diagonal_only=True)
+    with torch.no_grad():
+        teacher.base.add_(0.5)
+        teacher.directions.normal_()
+    phi, _ = teacher(torch.rand(4))
+    assert torch.equal(phi * (1 - torch.eye(3)), torch.zeros(3, 3)) and phi.diagonal().ne(0).all()
+    phi.sum().backward()
+    assert torch.equal(teacher.base.grad, torch.eye(3))  # off-diagonal entries get no gradient
+    assert without_off_diagonal(teacher).diagonal_only
+    summary = phi_summary(torch.tensor([[1.0, -0.2, 0.1], [0.3, 2.0, 0.0], [0.0, -0.4, 0.5]]))
+    assert summary == pytest.approx({"diagonal": 3.5 / 3, "off_diagonal": -0.2 / 6,
+                                     "row_sum": 3.3 / 3, "off_diagonal_mass": 1.0 / 3})
+    with pytest.raises(ValueError, match="square"):
+        phi_summary(torch.ones(2, 3))

@@ -18,7 +18,7 @@ def test_plots_draw_and_survive_empty_selections():
         unrolled_diagram,
     )
 
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     assert len(gradient_factors(ax, scales=(1.0, 2.0))) == 3
     fig, ax = plt.subplots()  # a fresh, linear-scale axes for the diagram
     assert unrolled_diagram(ax, steps=2)
@@ -32,4 +32,45 @@ def test_plots_draw_and_survive_empty_selections():
         phi_heatmaps(plt.figure(), [torch.eye(3)], [])
     with pytest.raises(ValueError, match="steps"):
         unrolled_diagram(ax, steps=0)
+    plt.close("all")
+
+
+def test_study_figures_draw_what_they_are_given():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from curriclab.methods.l2t import Algorithm1Log
+    from curriclab.plots.dynamic_loss import (
+        phi_step_view,
+        static_grid,
+        teacher_diagnostics,
+        teacher_tuning,
+    )
+
+    grid = pd.DataFrame([{"a": a, "c": c, "b": b, "validation error %": 5 + a + c + b}
+                         for a in (1, 2) for c in (-0.1, 0.0, 0.1) for b in (0, 2)])
+    _, axes = plt.subplots(1, 2)
+    images = static_grid(axes, grid, reference=5.5)
+    assert len(images) == 2 and images[0].get_array().shape == (2, 3)
+    with pytest.raises(ValueError, match="one panel per bias"):
+        static_grid(axes[:1], grid, 5.5)
+    tuning = pd.DataFrame([{"teacher": k, "optimizer": o, "teacher lr": lr,
+                            "validation error %": 6.0, "chosen": o == "sgd"}
+                           for k in ("A", "B") for o, lr in (("sgd", 0.1), ("adam", 0.01))])
+    _, ax = plt.subplots()
+    assert len(teacher_tuning(ax, tuning, {"cross-entropy": 5.0})) == 3
+    log = Algorithm1Log(metric=[0.2, 0.1], dev_error=[0.1, 0.1], saturated=[0.0, 0.5],
+                        phi={"row_sum": [1.0, 0.9], "off_diagonal_mass": [0.0, 0.1]},
+                        matrices=[torch.eye(3), 1.1 * torch.eye(3)])
+    _, axes = plt.subplots(1, 4)
+    assert len(teacher_diagnostics(axes, {"k": [log, log]})) == 2 * 5
+    with pytest.raises(ValueError, match="4 panels"):
+        teacher_diagnostics(axes[:2], {"k": [log]})
+    figure = phi_step_view({"t": log}, "t", 1)
+    assert "step 1" in figure.axes[0].get_title()
+    with pytest.raises(ValueError, match="step"):
+        phi_step_view({"t": log}, "t", 2)
     plt.close("all")
