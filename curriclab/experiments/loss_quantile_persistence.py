@@ -11,11 +11,13 @@ sample's training loss per epoch. This module builds that experiment for the har
   two epochs and over all epochs, so `paired_table` compares the arms seed by seed;
 - `persistence_study`, the spec (both arms, several seeds, Zakka's settings by default);
 - helpers that read the record: the loss tables by arm and seed, percent matches per seed,
-  the comparison with Zakka's published figures and the shuffling verdict in words.
+  the comparison with Zakka's published figures, the paired shuffled-vs-fixed comparison and
+  its verdict in words.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,13 +29,14 @@ from torch.utils.data import SequentialSampler
 from curriclab.core.protocol import AfterEpoch
 from curriclab.core.training import per_sample_losses
 from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
-from curriclab.experiments.harness.results import Results
+from curriclab.experiments.harness.results import Results, paired_table
 from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.methods.persistence import LossRecorder, percent_match
 from curriclab.ui.report import interval
 
 __all__ = [
     "KINDS",
+    "SHUFFLE_METRICS",
     "ZAKKA_FIGURES",
     "ZAKKA_SEED",
     "blog_comparison",
@@ -41,6 +44,7 @@ __all__ = [
     "matches_by_seed",
     "persistence_study",
     "persistence_summary",
+    "shuffle_comparison",
     "shuffle_verdict",
 ]
 
@@ -209,12 +213,48 @@ def blog_comparison(matches: Mapping[str, Mapping[str, Tensor]],
     return pd.DataFrame(rows).set_index(["arm", "range", "decile"])
 
 
-def shuffle_verdict(table: pd.DataFrame, arm: str = "not shuffled") -> str:
-    """The shuffling verdict of a `paired_table` row (arm minus the shuffled baseline) in words.
+SHUFFLE_METRICS = {
+    "epochs 4-5, during training": "match_last_two",
+    "epochs 1-5, during training": "match_all",
+    "epochs 4-5, end of epoch": "match_last_two_end",
+    "epochs 1-5, end of epoch": "match_all_end",
+}
+"""The persistence summaries compared between the arms (labels for Zakka's 5 epochs; the
+summaries themselves are over the last two and over all epochs, see `persistence_summary`)."""
+
+
+def shuffle_comparison(results: Results, metrics: Mapping[str, str] = SHUFFLE_METRICS,
+                       arm: str = "not shuffled", baseline: str = "shuffled",
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Mean percent match of both arms and their paired difference, one row per summary.
 
     Args:
-        table: `paired_table` output over a persistence metric (percent, so points).
-        arm: the row to describe.
+        results: the record (its final rows hold the summaries).
+        metrics: row label -> final-row column (see `SHUFFLE_METRICS`).
+        arm, baseline: the difference is `arm` minus `baseline`, paired by seed.
+        confidence: of the Student-t interval (`paired_table`).
+
+    Returns:
+        Indexed by label: columns baseline, arm (means, percent), difference, low, high (points),
+        higher (seeds where `arm` is higher) and seeds.
+    """
+    rows = []
+    for label, metric in metrics.items():
+        table = paired_table(results, metric, baseline, confidence).set_index("arm")
+        row = table.loc[arm]
+        rows.append({"summary": label, baseline: table.loc[baseline, "mean"], arm: row["mean"],
+                     "difference": row.get("difference", math.nan),
+                     "low": row.get("low", math.nan), "high": row.get("high", math.nan),
+                     "higher": row.get("higher", math.nan), "seeds": int(row["seeds"])})
+    return pd.DataFrame(rows).set_index("summary")
+
+
+def shuffle_verdict(comparison: pd.DataFrame, summary: str = "epochs 4-5, during training") -> str:
+    """One row of `shuffle_comparison` (fixed order minus shuffled) in words.
+
+    Args:
+        comparison: `shuffle_comparison` output (percent match, so differences in points).
+        summary: the row to describe.
 
     Returns:
         E.g. "the fixed order persists more: +13.1 points [+8.0, +18.2] (3 of 3 seeds higher)";
@@ -222,11 +262,11 @@ def shuffle_verdict(table: pd.DataFrame, arm: str = "not shuffled") -> str:
         spans zero.
 
     Raises:
-        ValueError: the arm has no paired interval (fewer than two seeds).
+        ValueError: the row has no paired interval (fewer than two seeds).
     """
-    row = table.set_index("arm").loc[arm]
-    if "low" not in row or pd.isna(row["low"]):
-        raise ValueError(f"arm {arm!r} has no paired interval (run at least 2 seeds)")
+    row = comparison.loc[summary]
+    if pd.isna(row["low"]):
+        raise ValueError(f"{summary!r} has no paired interval (run at least 2 seeds)")
     if row["low"] > 0:
         word = "the fixed order persists more"
     elif row["high"] < 0:

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from curriclab.methods.persistence import chance_percent_match, percent_match
 
-__all__ = ["percent_match_bars", "persistence_view", "transition_heatmap"]
+__all__ = ["pair_match_curves", "percent_match_bars", "persistence_view", "seed_match_bars",
+           "transition_heatmap"]
 
 
 def percent_match_bars(
@@ -109,4 +110,54 @@ def persistence_view(num_quantiles: int, epochs: tuple[int, int], kind: str, log
     fig, ax = plt.subplots(figsize=(10, 3.8))
     percent_match_bars(ax, matches, chance, log_scale=log_scale,
                        title=f"{num_quantiles} quantiles, epochs {first}-{last}")
+    plt.close(fig)   # shown once, by whoever displays the returned figure
     return fig
+
+
+def seed_match_bars(ax: Axes, matches: Mapping[str, Tensor], chance: Mapping[str, Tensor],
+                    title: str = "", log_scale: bool = True) -> list:
+    """`percent_match_bars` of the mean over seeds, with the lowest and highest seed as error bars.
+
+    Args:
+        ax: where to draw.
+        matches: per epoch-range name, a [seeds, quantiles] table of percent matches.
+        chance: per range name, the chance level of each quantile.
+        title, log_scale: as in `percent_match_bars`.
+
+    Returns:
+        What `percent_match_bars` drew.
+    """
+    means = {name: table.mean(0) for name, table in matches.items()}
+    spread = {name: (table.min(0).values, table.max(0).values) for name, table in matches.items()}
+    return percent_match_bars(ax, means, chance, title, log_scale, spread)
+
+
+def pair_match_curves(ax: Axes, matches: Mapping[str, Tensor], chance_level: float,
+                      title: str = "") -> dict[str, np.ndarray]:
+    """Percent match of consecutive-epoch pairs: top quantile, bottom quantile and the mean of the
+    others, each the mean over seeds, with a dashed line at the chance level.
+
+    Args:
+        ax: where to draw.
+        matches: per pair name ("1-2", ...; in order), a [seeds, quantiles] table.
+        chance_level: the two-epoch chance level in percent (100 / quantiles).
+        title: the axes' title.
+
+    Returns:
+        The three curves drawn, by label (one value per pair).
+    """
+    tables = list(matches.values())
+    curves = {"top quantile": np.array([float(t[:, 0].mean()) for t in tables]),
+              "bottom quantile": np.array([float(t[:, -1].mean()) for t in tables]),
+              "the others (mean)": np.array([float(t[:, 1:-1].mean()) for t in tables])}
+    x = np.arange(1, len(tables) + 1)
+    for label, values in curves.items():
+        ax.plot(x, values, marker="o", label=label)
+    ax.axhline(chance_level, color="black", ls="--", lw=1, label="chance")
+    ax.set_xticks(x, list(matches))
+    ax.set_xlabel("pair of consecutive epochs")
+    ax.set_ylabel("percent match of the pair")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return curves

@@ -11,11 +11,13 @@ from curriclab.core.data import make_loader
 from curriclab.core.training import cross_entropy_per_sample, seed_everything
 from curriclab.experiments.harness import build_model, build_optimizer, load_splits, paired_table, run
 from curriclab.experiments.loss_quantile_persistence import (
+    SHUFFLE_METRICS,
     blog_comparison,
     loss_tables,
     matches_by_seed,
     persistence_study,
     persistence_summary,
+    shuffle_comparison,
     shuffle_verdict,
 )
 from curriclab.methods.persistence import percent_match
@@ -135,15 +137,28 @@ def test_blog_comparison_reports_mean_and_seed_range():
     assert (bottom["ours"], bottom["lowest seed"], bottom["highest seed"]) == (15, 10, 20)
 
 
+def test_shuffle_comparison_rows_are_the_paired_tables(results):
+    comparison = shuffle_comparison(results)
+    assert list(comparison.index) == list(SHUFFLE_METRICS)
+    for label, metric in SHUFFLE_METRICS.items():
+        values = results.final_values(metric)
+        differences = torch.tensor(values["not shuffled"]) - torch.tensor(values["shuffled"])
+        row = comparison.loc[label]
+        assert row["difference"] == pytest.approx(float(differences.mean()))
+        assert row["low"] < row["difference"] < row["high"]
+        assert row["shuffled"] == pytest.approx(sum(values["shuffled"]) / 2)
+        assert row["higher"] == int((differences > 0).sum()) and row["seeds"] == 2
+
+
 @pytest.mark.parametrize("low, high, word", [(1.0, 5.0, "persists more"),
                                              (-5.0, -1.0, "persists less"),
                                              (-1.0, 5.0, "no clear difference")])
 def test_shuffle_verdict_follows_the_interval(low, high, word):
-    table = pd.DataFrame([{"arm": "shuffled", "seeds": 3, "mean": 50.0},
-                          {"arm": "not shuffled", "seeds": 3, "mean": 52.0, "difference": 2.0,
-                           "low": low, "high": high, "lower": 1, "higher": 2}])
-    text = shuffle_verdict(table)
+    comparison = pd.DataFrame([{"summary": "s", "shuffled": 50.0, "not shuffled": 52.0,
+                                "difference": 2.0, "low": low, "high": high, "higher": 2,
+                                "seeds": 3}]).set_index("summary")
+    text = shuffle_verdict(comparison, "s")
     assert word in text and "(2 of 3 seeds higher)" in text
     assert f"[{low:+.1f}, {high:+.1f}]" in text
     with pytest.raises(ValueError, match="no paired interval"):
-        shuffle_verdict(table.iloc[:1].assign(low=float("nan")), "shuffled")
+        shuffle_verdict(comparison.assign(low=float("nan")), "s")
