@@ -1,15 +1,21 @@
-"""Plots for loss persistence: percent match per quantile against chance, and quantile transitions."""
+"""Plots for loss persistence: percent match per quantile against chance, quantile transitions,
+and the widget view that redraws the percent match for any number of quantiles and epoch range."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from torch import Tensor
 
-__all__ = ["percent_match_bars", "transition_heatmap"]
+from curriclab.methods.persistence import chance_percent_match, percent_match
+
+__all__ = ["pair_match_curves", "percent_match_bars", "persistence_view", "seed_match_bars",
+           "transition_heatmap"]
 
 
 def percent_match_bars(
@@ -18,12 +24,15 @@ def percent_match_bars(
     chance: Mapping[str, Tensor] | None = None,
     title: str = "",
     log_scale: bool = False,
+    spread: Mapping[str, tuple[Tensor, Tensor]] | None = None,
 ) -> list:
     """Grouped bars: percent match of each quantile (x) for each named epoch range (one colour each).
 
     `chance[name]` (optional) is drawn as a black dash across that range's bar, so a bar far above
-    its dash is persistence, not luck. Quantile 1 is the first quantile (highest losses when the
-    bins were made in descending order). Returns the bar containers and dash lines drawn.
+    its dash is persistence, not luck. `spread[name]` (optional) is a (lowest, highest) pair of
+    per-quantile values (e.g. over seeds) drawn as an error bar on each bar. Quantile 1 is the
+    first quantile (highest losses when the bins were made in descending order). Returns the bar
+    containers, error bars and dash lines drawn.
     """
     drawn: list = []
     count = len(matches)
@@ -32,6 +41,10 @@ def percent_match_bars(
         values = np.asarray(values, dtype=float)
         x = np.arange(1, len(values) + 1) + (slot - (count - 1) / 2) * width
         drawn.append(ax.bar(x, values, width=width * 0.95, label=name))
+        if spread is not None and name in spread:
+            low, high = (np.asarray(v, dtype=float) for v in spread[name])
+            drawn.append(ax.errorbar(x, values, yerr=[values - low, high - values], fmt="none",
+                                     ecolor="0.3", elinewidth=1, capsize=2))
         if chance is not None and name in chance:
             level = np.asarray(chance[name], dtype=float)
             drawn.append(ax.hlines(level, x - width / 2, x + width / 2, colors="black", lw=1.5))
@@ -67,3 +80,84 @@ def transition_heatmap(
     ax.set_ylabel(f"quantile in epoch {from_epoch}")
     ax.set_title(f"where epoch-{from_epoch} quantiles go by epoch {to_epoch}")
     return image
+
+
+def persistence_view(num_quantiles: int, epochs: tuple[int, int], kind: str, log_scale: bool,
+                     *, tables: Mapping[str, Mapping[str, Tensor]]) -> Figure:
+    """Widget view: the percent match of every quantile over `epochs` for each run, with chance.
+
+    Args:
+        num_quantiles: quantiles each epoch's ranking is cut into.
+        epochs: (first, last) epoch of the range, 1-based and inclusive.
+        kind: a key of `tables` (e.g. "losses" or "end_of_epoch").
+        log_scale: draw the percent match on a logarithmic axis.
+        tables: tables[kind][run name] is that run's [epochs, N] loss table.
+
+    Returns:
+        The figure (one colour per run; black dashes: the exact chance level).
+
+    Raises:
+        ValueError: an unknown kind, or what `percent_match` rejects (a bad range or count).
+    """
+    if kind not in tables:
+        raise ValueError(f"kind must be one of {sorted(tables)}, got {kind!r}")
+    first, last = epochs
+    runs = tables[kind]
+    matches = {name: percent_match(table, num_quantiles, first, last)
+               for name, table in runs.items()}
+    chance = {name: chance_percent_match(table.shape[1], num_quantiles, last - first + 1)
+              for name, table in runs.items()}
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    percent_match_bars(ax, matches, chance, log_scale=log_scale,
+                       title=f"{num_quantiles} quantiles, epochs {first}-{last}")
+    plt.close(fig)   # shown once, by whoever displays the returned figure
+    return fig
+
+
+def seed_match_bars(ax: Axes, matches: Mapping[str, Tensor], chance: Mapping[str, Tensor],
+                    title: str = "", log_scale: bool = True) -> list:
+    """`percent_match_bars` of the mean over seeds, with the lowest and highest seed as error bars.
+
+    Args:
+        ax: where to draw.
+        matches: per epoch-range name, a [seeds, quantiles] table of percent matches.
+        chance: per range name, the chance level of each quantile.
+        title, log_scale: as in `percent_match_bars`.
+
+    Returns:
+        What `percent_match_bars` drew.
+    """
+    means = {name: table.mean(0) for name, table in matches.items()}
+    spread = {name: (table.min(0).values, table.max(0).values) for name, table in matches.items()}
+    return percent_match_bars(ax, means, chance, title, log_scale, spread)
+
+
+def pair_match_curves(ax: Axes, matches: Mapping[str, Tensor], chance_level: float,
+                      title: str = "") -> dict[str, np.ndarray]:
+    """Percent match of consecutive-epoch pairs: top quantile, bottom quantile and the mean of the
+    others, each the mean over seeds, with a dashed line at the chance level.
+
+    Args:
+        ax: where to draw.
+        matches: per pair name ("1-2", ...; in order), a [seeds, quantiles] table.
+        chance_level: the two-epoch chance level in percent (100 / quantiles).
+        title: the axes' title.
+
+    Returns:
+        The three curves drawn, by label (one value per pair).
+    """
+    tables = list(matches.values())
+    curves = {"top quantile": np.array([float(t[:, 0].mean()) for t in tables]),
+              "bottom quantile": np.array([float(t[:, -1].mean()) for t in tables]),
+              "the others (mean)": np.array([float(t[:, 1:-1].mean()) for t in tables])}
+    x = np.arange(1, len(tables) + 1)
+    for label, values in curves.items():
+        ax.plot(x, values, marker="o", label=label)
+    ax.axhline(chance_level, color="black", ls="--", lw=1, label="chance")
+    ax.set_xticks(x, list(matches))
+    ax.set_xlabel("pair of consecutive epochs")
+    ax.set_ylabel("percent match of the pair")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return curves
