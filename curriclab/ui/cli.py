@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import torch.distributed as dist
 
-from curriclab.core.data import spl_toy_data
 from curriclab.core.distributed import init_from_environment
 from curriclab.experiments.scaling_out import DEMO_METHODS, run_demo
-from curriclab.experiments.self_paced_learning import demo_runs
+from curriclab.experiments.harness import load_splits
+from curriclab.experiments.self_paced_learning import demo_histories, demo_study
 from curriclab.plots.spl import animate_spl
 from curriclab.ui.publish import execute_notebook
 
@@ -81,9 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "spl-demo":
         if args.epochs < 1:
             raise SystemExit("--epochs must be >= 1")
-        data, flipped = spl_toy_data()
-        runs = demo_runs(data, epochs=args.epochs, seed=args.seed)
-        path = animate_spl(runs, data.inputs, data.targets, args.out, highlight=flipped)
+        study = demo_study(epochs=args.epochs, seeds=(args.seed,))
+        runs = demo_histories(study)[args.seed]
+        splits = load_splits(study.data)
+        path = animate_spl(runs, splits.train.inputs, splits.train.targets, args.out,
+                           highlight=splits.corrupted)
         print(f"wrote {path}")
     elif args.command == "ddp-demo":
         if args.epochs < 1:
