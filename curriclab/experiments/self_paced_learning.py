@@ -65,10 +65,10 @@ NOISE_VERDICT = (
     "interval over {seeds} seeds), higher in {higher} of {seeds} seeds. After warm-up the flipped "
     "group has the largest losses, the pace drops it ({kept} of it is still selected at the end), "
     "and the boundary goes back to where the clean data puts it.\n"
-    "- **Uniform flips**: SPL loses: {uniform}, lower in {lower} of {seeds} seeds. With flips "
-    "spread evenly on both sides a linear model trained on all data is already close to the best "
-    "boundary (the noise cancels out); dropping the 20 % hardest samples also drops clean points "
-    "near the boundary, which are the informative ones.")
+    "- **Uniform flips**: SPL does not help: {uniform}, lower in {lower} of {seeds} seeds. "
+    "With flips spread evenly on both sides a linear model trained on all data is already "
+    "close to the best boundary (the noise cancels out); dropping the 20 % hardest samples also "
+    "drops clean points near the boundary, which are the informative ones.")
 """Notebook 01's reading of `noise_table` (its claims are checked by the notebook's asserts);
 fill in with `str.format`: seeds, structured, uniform (intervals), higher, lower, kept."""
 
