@@ -1,8 +1,16 @@
-"""The self-paced learning demo as one function: logistic regression on the 2-D toy blobs.
+"""Notebook 01's studies: self-paced logistic regression on the 2-D toy blobs, on the harness.
 
-`train_spl` runs the wenig/spl demo (or a variant of it) and returns, per epoch, lambda, how
-many samples were selected, how many batches selected nothing, accuracies and a copy of the model,
-which is what the notebook's tables, plots and the GIF need.
+- the arm method "self_paced": `SPLLoss` with the fixes notebook 01 discusses (a warm-up on
+  every sample, a pace, per-epoch refresh of the weights) and, with `trace=True`, one `SPLEpoch`
+  per epoch (lambda, selection, empty batches, training accuracy, a copy of the model), which is
+  what the notebook's tables, curves and animation read;
+- `demo_study`: the wenig/spl demo (hard SPL, lambda 0.1 x 1.35) beside the paced, refreshed
+  schedule, on the blobs with one flipped label;
+- `noise_study`: plain training against SPL with a warm-up when 10 % of the labels are flipped;
+- `explore`: one cached run for the notebook's sliders.
+
+Logistic regression on batches of 32 gains nothing from intra-op threads, and on a shared CPU
+their spinning made it 5-20x slower (measured), so the functions that train run on one thread.
 """
 
 from __future__ import annotations
@@ -13,39 +21,61 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
-from curriclab.core.data import IndexedDataset, corrupt_labels, make_loader, spl_toy_data
-from curriclab.core.models import LogisticRegression
-from curriclab.core.training import evaluate, seed_everything, train_epoch
-from curriclab.methods.spl import Pace, SPLLoss, linear_pace
+from curriclab.core.training import evaluate
+from curriclab.experiments.harness import (
+    Arm,
+    ArmContext,
+    ArmSetup,
+    DataSpec,
+    ModelSpec,
+    Results,
+    Study,
+    TrainSpec,
+    arm_method,
+    load_splits,
+    paired_table,
+    run,
+    tune,
+)
+from curriclab.methods.spl import SPLLoss, linear_pace
 
 __all__ = [
-    "accuracy_by_method",
-    "seed_outcomes",
-    "demo_runs",
-    "explore",
-    "history_table",
-    "noisy_blobs",
-    "noisy_label_runs",
-    "outcome",
-    "paced_options",
-    "SPLEpoch",
-    "summarise",
-    "train_spl",
+    "NOISE_PATTERNS", "NOISE_SPL", "NOISE_VERDICT", "PACED", "SOURCE", "SPLEpoch",
+    "SelfPacedSchedule", "demo_histories", "demo_study", "explore", "headline_numbers",
+    "history_table", "noise_study", "noise_table", "one_thread", "outcome", "run_noise_study",
+    "seed_outcomes", "summarise",
 ]
 
-OPTIMIZERS = ("adam", "sgd")
+SOURCE = "wenig/spl: lambda 0.1 x 1.35"
+PACED = "paced from 20 %, refreshed"
+NOISE_PATTERNS = {"structured": "farthest", "uniform": "uniform"}
+"""Notebook 01's two kinds of flipped labels and the `DataSpec.noise_pattern` of each."""
+NOISE_SPL = "SPL: warm-up 2, keep 80 %"
+"""The SPL arm of `noise_study` (its baseline is "plain")."""
+NOISE_VERDICT = (
+    "- **Structured flips**: SPL wins. SPL minus plain, test accuracy: {structured} (95 % "
+    "interval over {seeds} seeds), higher in {higher} of {seeds} seeds. After warm-up the flipped "
+    "group has the largest losses, the pace drops it ({kept} of it is still selected at the end), "
+    "and the boundary goes back to where the clean data puts it.\n"
+    "- **Uniform flips**: SPL does not help: {uniform}, lower in {lower} of {seeds} seeds. "
+    "With flips spread evenly on both sides a linear model trained on all data is already "
+    "close to the best boundary (the noise cancels out); dropping the 20 % hardest samples also "
+    "drops clean points near the boundary, which are the informative ones.")
+"""Notebook 01's reading of `noise_table` (its claims are checked by the notebook's asserts);
+fill in with `str.format`: seeds, structured, uniform (intervals), higher, lower, kept."""
 
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch on one thread: a 2-class linear model on batches of 32 gains nothing from
-    intra-op threads, and on a shared CPU their spinning made it 5-20x slower (measured)."""
+    """Run torch on one thread inside the block, then restore the previous thread count."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -56,176 +86,252 @@ def one_thread() -> Iterator[None]:
 
 @dataclass
 class SPLEpoch:
-    """One epoch of a self-paced run (after its training steps, before lambda moves on)."""
+    """One epoch of a self-paced run (after its training steps, before lambda moves on).
+
+    Attributes:
+        epoch: the epoch, from 0.
+        threshold: lambda used during this epoch (inf during a warm-up).
+        selected: samples with weight > 0 at the end of the epoch (as last weighed, or
+            refreshed).
+        empty_batches: batches in which no sample was selected (zero loss, zero gradient).
+        batches: batches of the epoch.
+        train_accuracy: on the (possibly noisy) training labels.
+        weights: every training sample's weight at the end of the epoch.
+        model: a copy of the model at the end of the epoch.
+    """
 
     epoch: int
     threshold: float
-    """lambda used during this epoch"""
     selected: int
-    """samples with weight > 0 at the end of the epoch (as last weighed, or refreshed)"""
     empty_batches: int
-    """batches in which no sample was selected (zero loss, zero gradient)"""
     batches: int
     train_accuracy: float
-    """on the (possibly noisy) training labels"""
-    test_accuracy: float
-    """on `test_data` (NaN without it)"""
     weights: Tensor
     model: nn.Module
 
 
-class EmptyBatchCounter(SampleMethod):
-    """Counts the batches in which SPL selected nothing; plug it in after the `SPLLoss`."""
+class SelfPacedSchedule(SampleMethod):
+    """`SPLLoss` with a warm-up, a pace started from fresh losses, refresh and a trace.
 
-    def __init__(self, spl: SPLLoss):
-        self.spl = spl
-        self.count = 0
+    The first `warmup_epochs` epochs train on every sample (no objective: the loop's mean);
+    then the `SPLLoss` takes over, its lambda schedule counted from there. With a pace, every
+    loss is measured (`refresh`) just before SPL's first epoch to set the first lambda. With
+    `refresh`, every weight is re-measured under the model at the end of each SPL epoch.
 
-    def objective(self, index: Tensor, losses: Tensor) -> None:
-        self.count += int(not self.spl.weights[index].any())
+    Args:
+        spl: the self-paced loss.
+        model: the model being trained (read by `refresh` and the trace).
+        data: the training split (indexed like `spl`'s samples).
+        refresh: re-measure every loss after each SPL epoch.
+        warmup_epochs: epochs on every sample before SPL starts (>= 0).
+        trace: record an `SPLEpoch` per epoch in `history`.
 
-
-@one_thread()
-def train_spl(
-    data: IndexedDataset,
-    *,
-    epochs: int = 10,
-    threshold: float = 0.1,
-    growing_factor: float = 1.35,
-    regularizer: str = "hard",
-    reduction: str = "mean",
-    pace: Pace | None = None,
-    refresh: bool = False,
-    warmup_epochs: int = 0,
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    batch_size: int = 32,
-    seed: int = 0,
-    test_data: IndexedDataset | None = None,
-    progress: bool = False,
-) -> list[SPLEpoch]:
-    """Train `LogisticRegression` on `data` with an `SPLLoss`, as the wenig/spl demo does.
-
-    Defaults: hard SPL, lambda 0.1 x 1.35 per epoch, mean over the batch, Adam lr 1e-3, batch 32,
-    shuffled. `threshold=math.inf` is plain training (every weight is 1). `refresh=True` re-measures
-    every sample's loss after each epoch, so the recorded selection is that of the current model;
-    a `pace` also refreshes once before its first epoch to set the first lambda. The first
-    `warmup_epochs` train on every sample (weights 1, lambda reported as inf); SPL, its lambda
-    schedule and its pace start afterwards.
+    Raises:
+        ValueError: a negative `warmup_epochs`, or `data` and `spl` of different sizes.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if not 0 <= warmup_epochs <= epochs:
-        raise ValueError(f"warmup_epochs must lie in [0, epochs={epochs}], got {warmup_epochs}")
-    seed_everything(seed)
-    model = LogisticRegression(data.inputs.shape[1], max(data.num_classes, 2))
-    make_optimizer = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
-    opt = make_optimizer(model.parameters(), lr=lr)
-    loader = make_loader(
-        data, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
-    )
-    spl = SPLLoss(
-        len(data), threshold=threshold, growing_factor=growing_factor, regularizer=regularizer,
-        reduction=reduction, pace=pace,
-    )
-    empty = EmptyBatchCounter(spl)
 
-    history = []
-    for epoch in range(epochs):
-        warming_up = epoch < warmup_epochs
-        if epoch == warmup_epochs and pace is not None:
-            spl.refresh(model, data)
-            spl.follow_pace()
-        empty.count = 0
-        result = train_epoch(
-            model, loader, opt, methods=() if warming_up else (spl, empty), progress=progress,
-            desc=f"epoch {epoch}",
-        )
-        if refresh and not warming_up:
-            spl.refresh(model, data)
-        history.append(
-            SPLEpoch(
-                epoch=epoch,
-                threshold=math.inf if warming_up else spl.threshold,
-                selected=len(data) if warming_up else int(spl.selected.sum()),
-                empty_batches=empty.count,
-                batches=result.steps,
-                train_accuracy=evaluate(model, data).accuracy,
-                test_accuracy=(evaluate(model, test_data).accuracy if test_data is not None
-                               else math.nan),
-                weights=torch.ones(len(data)) if warming_up else spl.weights.clone(),
-                model=copy.deepcopy(model),
-            )
-        )
+    def __init__(self, spl: SPLLoss, model: nn.Module, data: IndexedDataset, *,
+                 refresh: bool = False, warmup_epochs: int = 0, trace: bool = False):
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if len(data) != len(spl.weights):
+            raise ValueError(f"data has {len(data)} samples, spl has {len(spl.weights)}")
+        self.spl, self.model, self.data = spl, model, data
+        self.refresh, self.warmup_epochs, self.trace = refresh, warmup_epochs, trace
+        self.history: list[SPLEpoch] = []
+        self.epoch, self.batches, self.empty_batches = 0, 0, 0
+        if warmup_epochs == 0:
+            self._start()
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether the current epoch is a warm-up epoch."""
+        return self.epoch < self.warmup_epochs
+
+    def _start(self) -> None:
+        if self.spl.pace is not None:
+            self.spl.refresh(self.model, self.data)
+            self.spl.follow_pace()
+
+    def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
+        """The SPL objective of the batch (None, the plain mean, while warming up)."""
+        self.batches += 1
+        if self.warming_up:
+            return None
+        objective = self.spl.objective(index, losses)
+        self.empty_batches += int(not self.spl.weights[index].any())
+        return objective
+
+    def after_epoch(self, epoch: int) -> None:
+        """Refresh and record the epoch, then move SPL's lambda on (or start SPL)."""
+        warming_up = self.warming_up
+        if self.refresh and not warming_up:
+            self.spl.refresh(self.model, self.data)
+        if self.trace:
+            self.history.append(self._record(warming_up))
         if not warming_up:
-            spl.after_epoch(epoch - warmup_epochs)
-    return history
+            self.spl.after_epoch(self.epoch - self.warmup_epochs)
+        self.epoch, self.batches, self.empty_batches = self.epoch + 1, 0, 0
+        if self.epoch == self.warmup_epochs and warming_up:
+            self._start()
+
+    def _record(self, warming_up: bool) -> SPLEpoch:
+        count = len(self.data)
+        return SPLEpoch(
+            epoch=self.epoch, threshold=math.inf if warming_up else self.spl.threshold,
+            selected=count if warming_up else int(self.spl.selected.sum()),
+            empty_batches=self.empty_batches, batches=self.batches,
+            train_accuracy=evaluate(self.model, self.data).accuracy,
+            weights=torch.ones(count) if warming_up else self.spl.weights.clone(),
+            model=copy.deepcopy(self.model))
 
 
-def paced_options(epochs: int = 10, start: float = 0.2) -> dict:
-    """The fixes in one place: a pace from `start` to all data over `epochs`, per-epoch refresh,
-    and the mean over the selected weight mass."""
-    return {"pace": linear_pace(start, 1.0, epochs), "refresh": True, "reduction": "selected"}
+@arm_method("self_paced")
+def _self_paced(context: ArmContext, threshold: float = 0.1, growing_factor: float = 1.35,
+                regularizer: str = "hard", reduction: str = "mean",
+                pace: Sequence[float] | None = None, refresh: bool = False,
+                warmup_epochs: int = 0, trace: bool = False) -> ArmSetup:
+    """Self-paced learning through `SelfPacedSchedule`; `pace` is (start, stop, epochs) of a
+    `linear_pace` or None (lambda grows by `growing_factor`). Collects the final selection,
+    the share of the corrupted and of the clean training samples still selected, the final
+    lambda and, with `trace`, the per-epoch `history`."""
+    spl = SPLLoss(len(context.train), threshold=threshold, growing_factor=growing_factor,
+                  regularizer=regularizer, reduction=reduction,
+                  pace=linear_pace(*pace) if pace is not None else None)
+    schedule = SelfPacedSchedule(spl, context.model, context.train, refresh=refresh,
+                                 warmup_epochs=warmup_epochs, trace=trace)
+    corrupted = context.splits.corrupted
+
+    def collect() -> dict[str, Any]:
+        selected = spl.selected if schedule.epoch > warmup_epochs else torch.ones_like(
+            spl.selected)
+        values: dict[str, Any] = {
+            "selected": selected.clone(), "threshold": spl.threshold,
+            "flipped_selected": float(selected[corrupted].float().mean()) if corrupted.any()
+            else 0.0,
+            "clean_selected": float(selected[~corrupted].float().mean())}
+        if trace:
+            values["history"] = schedule.history
+        return values
+    return ArmSetup(methods=[schedule], collect=collect)
 
 
-def demo_runs(
-    data: IndexedDataset, *, epochs: int = 10, seed: int = 1, **options
-) -> dict[str, list[SPLEpoch]]:
-    """The wenig/spl demo's schedule and the paced, refreshed one, same data and initialisation."""
-    return {
-        "wenig/spl: lambda 0.1 x 1.35": train_spl(data, epochs=epochs, seed=seed, **options),
-        "paced from 20 %, refreshed": train_spl(
-            data, epochs=epochs, seed=seed, **paced_options(epochs), **options
-        ),
-    }
+def _blobs_study(name: str, data: DataSpec, arms: tuple[Arm, ...], seeds: Sequence[int],
+                 epochs: int, batch_size: int, lr: float, track: tuple[str, ...]) -> Study:
+    return Study(name, data, ModelSpec("logistic"),
+                 TrainSpec(optimizer="adam", lr=lr, batch_size=batch_size, epochs=epochs),
+                 arms=arms, seeds=tuple(seeds), eval_every=0, track=track)
 
 
-def noisy_blobs(
-    share: float, structured: bool, n_per_class: int = 5000, seed: int = 0
-) -> tuple[IndexedDataset, Tensor]:
-    """Toy blobs with `share` of the labels flipped; returns (data, flipped mask).
+def demo_study(epochs: int = 10, seeds: Sequence[int] = (0, 1, 2), batch_size: int = 32,
+               lr: float = 1e-3) -> Study:
+    """The wenig/spl demo and its fixed twin: 10 000 blob points, the one farthest from (3, 3)
+    flipped (`spl_toy_data()`), logistic regression with Adam, arms `SOURCE` (hard SPL, lambda
+    0.1 x 1.35, mean over the batch) and `PACED` (a pace from 20 % to all data over `epochs`,
+    refreshed weights, mean over the selected samples), both traced.
 
-    structured=True flips the points farthest from (3, 3), like the wenig/spl demo's single anomaly
-    but many of them (a compact group of class-0 points labelled 1); False flips points chosen
-    uniformly at random (`corrupt_labels`).
+    Returns:
+        The `Study` (no validation split; training accuracy tracked per epoch).
     """
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share must lie in [0, 1], got {share}")
-    count = round(share * 2 * n_per_class)
-    if structured:
-        return spl_toy_data(n_per_class, n_anomalies=count, seed=seed)
-    clean, _ = spl_toy_data(n_per_class, n_anomalies=0, seed=seed)
-    noisy, flipped = corrupt_labels(clean.targets, share, num_classes=2, seed=seed)
-    return clean.with_targets(noisy), flipped
+    data = DataSpec("blobs", train_size=10_000, validation_size=0, label_noise=1e-4,
+                    noise_pattern="farthest")
+    arms = (Arm(SOURCE, "self_paced", {"trace": True}),
+            Arm(PACED, "self_paced", {"pace": (0.2, 1.0, epochs), "refresh": True,
+                                      "reduction": "selected", "trace": True}))
+    return _blobs_study("01 wenig/spl demo", data, arms, seeds, epochs, batch_size, lr,
+                        ("train",))
 
 
-def noisy_label_runs(
-    methods: dict[str, dict], share: float, structured: bool, seeds: Sequence[int],
-    n_per_class: int = 5000, **options,
-) -> list[dict]:
-    """Train each method (train_spl keyword arguments) on noisy blobs for each seed.
+def demo_histories(study: Study) -> dict[int, dict[str, list[SPLEpoch]]]:
+    """Run `study` (on one thread) and return every run's history by seed and arm."""
+    with one_thread():
+        results = run(study, progress=False)
+    return {seed: {arm.name: results.artifacts[(arm.name, seed)]["history"]
+                   for arm in study.arms} for seed in study.seeds}
 
-    Returns one row per (seed, method): the final test accuracy on clean labels (a fresh sample
-    of the blobs, no flips) and the share of the flipped and of the clean samples still selected.
+
+def noise_study(kind: str, seeds: Sequence[int], epochs: int = 10, share: float = 0.1,
+                batch_size: int = 128, lr: float = 4e-3, validation_size: int = 2000) -> Study:
+    """Plain training against SPL (warm-up 2 epochs, then keep the easiest 80 %, refreshed, mean
+    over the selected) with `share` of the training labels flipped.
+
+    Every seed draws its own blobs (`resample_per_seed`) and its own initialisation; validation
+    (for tuning) and test are clean draws of the same distribution.
+
+    Args:
+        kind: "structured" (the farthest points from (3, 3) flipped) or "uniform" (at random).
+        seeds: the run seeds.
+
+    Returns:
+        The `Study`; its first arm, "plain", is the baseline.
+
+    Raises:
+        ValueError: an unknown `kind`.
     """
-    rows = []
-    for seed in seeds:
-        data, flipped = noisy_blobs(share, structured, n_per_class, seed)
-        test, _ = spl_toy_data(n_per_class, n_anomalies=0, seed=10_000 + seed)
-        for name, method in methods.items():
-            final = train_spl(data, seed=seed, test_data=test, **method, **options)[-1]
-            selected = final.weights > 0
-            rows.append({
-                "seed": seed,
-                "method": name,
-                "test_accuracy": final.test_accuracy,
-                "flipped_selected": (float(selected[flipped].float().mean()) if flipped.any()
-                                     else 0.0),
-                "clean_selected": float(selected[~flipped].float().mean()),
-            })
-    return rows
+    if kind not in NOISE_PATTERNS:
+        raise ValueError(f"kind must be one of {sorted(NOISE_PATTERNS)}, got {kind!r}")
+    data = DataSpec("blobs", train_size=10_000, validation_size=validation_size,
+                    label_noise=share, noise_pattern=NOISE_PATTERNS[kind],
+                    resample_per_seed=True)
+    arms = (Arm("plain"),
+            Arm(NOISE_SPL, "self_paced",
+                {"warmup_epochs": 2, "pace": (0.8, 0.8, 1), "refresh": True,
+                 "reduction": "selected"}))
+    return _blobs_study(f"01 {kind} flips", data, arms, seeds, epochs, batch_size, lr,
+                        ("validation",))
+
+
+def run_noise_study(study: Study, grid: Sequence[float]
+                    ) -> tuple[Study, pd.DataFrame, Results]:
+    """Tune every arm's learning rate from `grid` on validation (first seed), then run them all
+    (on one thread).
+
+    Returns:
+        (the tuned study, the tuning table, the result record).
+    """
+    with one_thread():
+        tuned, rows = tune(study, grid, progress=False)
+        return tuned, pd.DataFrame(rows), run(tuned, progress=False)
+
+
+def summarise(results: Results) -> dict[str, dict[str, float]]:
+    """Per arm: mean, min and max test accuracy and the mean share of flipped samples still
+    selected at the end (1 for plain training, which keeps every sample)."""
+    frame = results.final_frame()
+    if "flipped_selected" not in frame:
+        frame = frame.assign(flipped_selected=math.nan)
+    summary = {}
+    for arm, group in frame.groupby("arm", sort=False):
+        flipped = group["flipped_selected"].fillna(1.0)
+        summary[arm] = {"mean_accuracy": float(group["test_accuracy"].mean()),
+                        "min_accuracy": float(group["test_accuracy"].min()),
+                        "max_accuracy": float(group["test_accuracy"].max()),
+                        "flipped_selected": float(flipped.mean())}
+    return summary
+
+
+def noise_table(results: dict[str, Results]) -> pd.DataFrame:
+    """Per kind of flips and arm: its tuned learning rate, mean test accuracy (%), the paired
+    difference from plain training in points with its 95 % interval and the seeds going each
+    way (`paired_table`), and the mean share of flipped samples still selected at the end."""
+    frames = {}
+    for kind, record in results.items():
+        table = paired_table(record, "test_accuracy", scale=100).set_index("arm")
+        summary = summarise(record)
+        table.insert(0, "lr", [record.study.arm(arm).train.get("lr", record.study.train.lr)
+                               for arm in table.index])
+        table["flipped selected"] = [summary[arm]["flipped_selected"] for arm in table.index]
+        frames[kind] = table
+    return pd.concat(frames, names=["flips", "arm"])
+
+
+def headline_numbers(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]],
+                     table: pd.DataFrame) -> dict[str, Any]:
+    """Notebook 01's headlines: every demo run's `outcome` by seed and arm, and `noise_table`'s
+    rows (flips, arm, lr, mean, difference, low, high, lower, higher, flipped selected)."""
+    return {"demo": {str(seed): {arm: outcome(history) for arm, history in runs.items()}
+                     for seed, runs in runs_by_seed.items()},
+            "noise": table.reset_index().to_dict("records")}
 
 
 def history_table(history: list[SPLEpoch]) -> pd.DataFrame:
@@ -241,11 +347,8 @@ def history_table(history: list[SPLEpoch]) -> pd.DataFrame:
     ).round(3)
 
 
-def outcome(history: list[SPLEpoch]) -> dict:
-    """What a run's table says in three numbers.
-
-    They are the epoch-0 selection, the fully empty epochs and the final accuracy.
-    """
+def outcome(history: list[SPLEpoch]) -> dict[str, float]:
+    """A run's table in three numbers: epoch-0 selection, fully empty epochs, final accuracy."""
     return {
         "selected_first_epoch": history[0].selected,
         "empty_epochs": sum(r.empty_batches == r.batches for r in history),
@@ -253,57 +356,38 @@ def outcome(history: list[SPLEpoch]) -> dict:
     }
 
 
-def summarise(rows: list[dict]) -> dict[str, dict]:
-    """Per method: mean, min and max test accuracy and mean share of flipped samples selected."""
-    summary = {}
-    for method in dict.fromkeys(row["method"] for row in rows):
-        accuracies = [row["test_accuracy"] for row in rows if row["method"] == method]
-        flipped = [row["flipped_selected"] for row in rows if row["method"] == method]
-        summary[method] = {
-            "mean_accuracy": sum(accuracies) / len(accuracies),
-            "min_accuracy": min(accuracies),
-            "max_accuracy": max(accuracies),
-            "flipped_selected": sum(flipped) / len(flipped),
-        }
-    return summary
-
-
-def seed_outcomes(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]], source: str,
-                  paced: str) -> pd.DataFrame:
+def seed_outcomes(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]], source: str = SOURCE,
+                  paced: str = PACED) -> pd.DataFrame:
     """One row per seed: the source schedule's first-epoch selection, empty epochs and final
     accuracy beside the paced schedule's first-epoch selection and final accuracy."""
     rows = []
     for seed, runs in runs_by_seed.items():
         ours, fixed = outcome(runs[source]), outcome(runs[paced])
         rows.append({"seed": seed,
-                     f"{source}: selected after epoch 0": ours["selected_first_epoch"],
-                     f"{source}: empty epochs": ours["empty_epochs"],
-                     f"{source}: final accuracy": ours["final_accuracy"],
+                     "source: selected after epoch 0": ours["selected_first_epoch"],
+                     "source: empty epochs": ours["empty_epochs"],
+                     "source: final accuracy": ours["final_accuracy"],
                      "paced: selected after epoch 0": fixed["selected_first_epoch"],
                      "paced: final accuracy": fixed["final_accuracy"]})
     return pd.DataFrame(rows).set_index("seed")
 
 
-def accuracy_by_method(rows: list[dict]) -> dict[str, list[float]]:
-    """Test accuracy per method, in the rows' (seed) order, ready for `paired_comparison`."""
-    methods = dict.fromkeys(row["method"] for row in rows)
-    return {method: [row["test_accuracy"] for row in rows if row["method"] == method]
-            for method in methods}
-
-
 @lru_cache(maxsize=64)
-def explore(
-    threshold: float, growing_factor: float, regularizer: str, noise_share: float,
-    epochs: int = 10, seed: int = 1,
-) -> tuple[IndexedDataset, Tensor, list[SPLEpoch]]:
-    """One cached run for the notebook's sliders: structured label noise, SPL from epoch 0.
+def explore(threshold: float, growing_factor: float, regularizer: str, noise_share: float,
+            epochs: int = 10, seed: int = 1) -> tuple[IndexedDataset, Tensor, list[SPLEpoch]]:
+    """One cached run for the notebook's sliders: the blobs with `noise_share` of the points
+    farthest from (3, 3) flipped (drawn with `seed`), SPL from epoch 0 with refreshed weights,
+    batch 128 and Adam lr 4e-3 (4x fewer steps than the wenig/spl demo, a similar trajectory).
 
-    Uses batch 128 and lr 4e-3 (4x fewer steps than the wenig/spl demo, a similar trajectory).
-    Returns (data, flipped mask, history).
+    Returns:
+        (training data, flipped mask, history).
     """
-    data, flipped = noisy_blobs(noise_share, structured=True, seed=seed)
-    history = train_spl(
-        data, epochs=epochs, threshold=threshold, growing_factor=growing_factor,
-        regularizer=regularizer, refresh=True, batch_size=128, lr=4e-3, seed=seed,
-    )
-    return data, flipped, history
+    data = DataSpec("blobs", train_size=10_000, validation_size=0, test_size=2000,
+                    label_noise=noise_share, noise_pattern="farthest", split_seed=seed)
+    arm = Arm("SPL", "self_paced", {"threshold": threshold, "growing_factor": growing_factor,
+                                    "regularizer": regularizer, "refresh": True, "trace": True})
+    study = _blobs_study("01 explore", data, (arm,), (seed,), epochs, 128, 4e-3, ())
+    with one_thread():
+        history = run(study, progress=False).artifacts[("SPL", seed)]["history"]
+    splits = load_splits(data)
+    return splits.train, splits.corrupted, history

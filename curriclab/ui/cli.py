@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from curriclab.core.data import spl_toy_data
 from curriclab.core.distributed import DIST_TIMEOUT_ENV, init_from_environment, naming_silent_peers
 from curriclab.experiments.scaling_out import DEMO_METHODS, run_demo
-from curriclab.experiments.self_paced_learning import demo_runs
+from curriclab.experiments.harness import load_splits
+from curriclab.experiments.self_paced_learning import demo_histories, demo_study
 from curriclab.plots.spl import animate_spl
 from curriclab.ui.publish import execute_notebook
 
@@ -118,9 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Invalid flag values end in argparse's usage error naming the flag (exit code 2)."""
     args = build_parser().parse_args(argv)
     if args.command == "spl-demo":
-        data, flipped = spl_toy_data()
-        runs = demo_runs(data, epochs=args.epochs, seed=args.seed)
-        path = animate_spl(runs, data.inputs, data.targets, args.out, highlight=flipped)
+        study = demo_study(epochs=args.epochs, seeds=(args.seed,))
+        runs = demo_histories(study)[args.seed]
+        splits = load_splits(study.data)
+        path = animate_spl(runs, splits.train.inputs, splits.train.targets, args.out,
+                           highlight=splits.corrupted)
         print(f"wrote {path}")
     elif args.command == "ddp-demo":
         if args.report_json and "{rank}" not in args.report_json and int(os.environ.get("WORLD_SIZE", 1)) > 1:

@@ -1,92 +1,158 @@
-"""Notebook 01's runner: train_spl, noisy blobs, warm-up and summaries."""
+"""Notebook 01's studies: the "self_paced" arm (warm-up, pace, refresh, trace) checked against
+hand-written loops, the demo and noise studies, their tables, and the one-thread runs."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import math
+import dataclasses  # noqa: E402
+import math  # noqa: E402
 
-import matplotlib.pyplot as plt
-import pytest
-import torch
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-from curriclab.core.data import make_loader, spl_toy_data
-from curriclab.core.models import LogisticRegression
-from curriclab.core.training import seed_everything, train_epoch
-from curriclab.experiments.self_paced_learning import (
-    accuracy_by_method,
-    history_table,
-    noisy_blobs,
-    outcome,
-    summarise,
-    train_spl,
+from curriclab.core.data import make_loader  # noqa: E402
+from curriclab.core.models import LogisticRegression  # noqa: E402
+from curriclab.core.training import (  # noqa: E402
+    evaluate,
+    per_sample_losses,
+    seed_everything,
+    train_epoch,
 )
-from curriclab.plots.spl import accuracy_bars, final_boundary_and_selection
+from curriclab.experiments.harness import Arm, DataSpec, Results, load_splits, run  # noqa: E402
+from curriclab.experiments.harness import runner  # noqa: E402
+from curriclab.experiments import self_paced_learning as sp  # noqa: E402
+from curriclab.methods.spl import SPLLoss, spl_weights, threshold_for_fraction  # noqa: E402
+from curriclab.plots.spl import accuracy_bars, final_boundary_and_selection  # noqa: E402
+
+DATA = DataSpec("blobs", train_size=400, validation_size=0, test_size=200, split_seed=1)
 
 
-def test_train_spl_with_nothing_selected_leaves_the_model_unchanged():
-    data, _ = spl_toy_data(n_per_class=200, seed=0)
-    history = train_spl(data, epochs=1, threshold=1e-6, batch_size=64, seed=5)
+def _history(epochs: int, batch_size: int, seed: int = 0, data: DataSpec = DATA,
+             lr: float = 1e-3, **params) -> list[sp.SPLEpoch]:
+    arm = Arm("spl", "self_paced", {**params, "trace": True})
+    study = sp.demo_study(epochs, (seed,), batch_size, lr).replace(data=data, arms=(arm,))
+    return sp.demo_histories(study)[seed]["spl"]
+
+
+def test_with_nothing_selected_the_model_does_not_move():
+    history = _history(1, 64, seed=5, threshold=1e-6)
     seed_everything(5)
     initial = LogisticRegression()
-    assert history[0].empty_batches == history[0].batches == 7
+    assert history[0].empty_batches == history[0].batches == 7  # 400 samples, batches of 64
     assert history[0].selected == 0
     assert torch.equal(history[0].model.linear.weight, initial.linear.weight)
 
 
-def test_plain_training_is_spl_with_infinite_lambda():
-    data, _ = spl_toy_data(n_per_class=300, seed=1)
-    history = train_spl(data, epochs=3, threshold=math.inf, batch_size=32, lr=3e-2, seed=0)
-    assert all(r.selected == 600 and r.empty_batches == 0 for r in history)
+def test_infinite_lambda_trains_as_the_plain_loop():
+    history = _history(3, 32, lr=3e-2, threshold=math.inf)
+    assert all(r.selected == 400 and r.empty_batches == 0 for r in history)
+    train = load_splits(DATA).train
     seed_everything(0)
     model = LogisticRegression()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-    loader = make_loader(data, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = make_loader(train, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
     for _ in range(3):
         train_epoch(model, loader, optimizer, progress=False)
     assert torch.allclose(model.linear.weight, history[-1].model.linear.weight, atol=1e-6)
-    assert history[-1].train_accuracy > 0.9
+    assert history[-1].train_accuracy == evaluate(model, train).accuracy
 
 
-def test_noisy_blobs_flip_the_requested_share():
-    clean, _ = spl_toy_data(n_per_class=200, n_anomalies=0, seed=6)
-    data, flipped = noisy_blobs(0.1, structured=True, n_per_class=200, seed=6)
-    assert int(flipped.sum()) == 40 and bool((data.targets[flipped] == 1).all())
-    distance = (data.inputs - torch.tensor([3.0, 3.0])).norm(dim=1)
-    assert float(distance[flipped].min()) >= float(distance[~flipped].max())  # the farthest points
-    data, flipped = noisy_blobs(0.1, structured=False, n_per_class=200, seed=6)
-    assert int(flipped.sum()) == 40
-    assert torch.equal(data.targets != clean.targets, flipped)
-    with pytest.raises(ValueError, match="share"):
-        noisy_blobs(1.5, structured=True)
+def test_the_demo_schedule_matches_a_hand_written_spl_loop():
+    history = _history(3, 50, seed=2, threshold=0.3, growing_factor=2.0)
+    train = load_splits(DATA).train
+    seed_everything(2)
+    model = LogisticRegression()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = make_loader(train, 50, shuffle=True, generator=torch.Generator().manual_seed(2))
+    spl = SPLLoss(len(train), threshold=0.3, growing_factor=2.0)
+    for epoch, record in enumerate(history):
+        train_epoch(model, loader, optimizer, methods=[spl], progress=False)
+        assert record.threshold == spl.threshold and record.selected == int(spl.selected.sum())
+        assert torch.equal(record.weights, spl.weights)
+        assert torch.allclose(record.model.linear.weight, model.linear.weight)
+        spl.after_epoch(epoch)
+    assert [r.threshold for r in history] == pytest.approx([0.3, 0.6, 1.2])
 
 
 def test_warm_up_trains_on_everything_before_spl_starts():
-    data, _ = spl_toy_data(n_per_class=100, seed=7)
-    history = train_spl(data, epochs=2, threshold=1e-9, warmup_epochs=1, batch_size=50, seed=0)
-    assert history[0].threshold == math.inf and history[0].selected == 200
+    history = _history(2, 50, threshold=1e-9, warmup_epochs=1)
+    assert history[0].threshold == math.inf and history[0].selected == 400
+    assert history[0].empty_batches == 0 and history[0].batches == 8
     assert history[1].threshold == 1e-9 and history[1].empty_batches == history[1].batches
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        train_spl(data, epochs=2, warmup_epochs=3)
-    with pytest.raises(ValueError, match="optimizer"):
-        train_spl(data, optimizer="lbfgs")
-    table = history_table(history)
-    assert list(table.index) == [r.epoch for r in history]
-    assert table["empty batches"].tolist() == [f"{r.empty_batches}/{r.batches}" for r in history]
-    assert table["selected"].tolist() == [r.selected for r in history]
-    assert outcome(history) == {
-        "selected_first_epoch": 200, "empty_epochs": 1, "final_accuracy": history[1].train_accuracy
+    table = sp.history_table(history)
+    assert list(table.index) == [0, 1]
+    assert table["empty batches"].tolist() == ["0/8", "8/8"]
+    assert table["selected"].tolist() == [400, 0]
+    assert sp.outcome(history) == {
+        "selected_first_epoch": 400, "empty_epochs": 1, "final_accuracy": history[1].train_accuracy
     }
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        sp.SelfPacedSchedule(SPLLoss(4), LogisticRegression(), load_splits(DATA).train,
+                             warmup_epochs=-1)
+
+
+def test_a_pace_starts_from_the_fresh_models_losses_and_refresh_keeps_weights_current():
+    history = _history(3, 50, seed=3, pace=(0.25, 1.0, 3), refresh=True, reduction="selected")
+    train = load_splits(DATA).train
+    seed_everything(3)
+    initial_losses = per_sample_losses(LogisticRegression(), train)
+    assert history[0].threshold == threshold_for_fraction(initial_losses, 0.25)
+    for record in history:  # refreshed: the closed form at the epoch's end model
+        expected = spl_weights(per_sample_losses(record.model, train), record.threshold)
+        assert torch.equal(record.weights, expected.float())
+    assert history[-1].selected == 400  # the pace reaches all data in the last epoch
+
+
+def test_the_arm_collects_the_share_of_flipped_and_clean_samples_still_selected():
+    data = dataclasses.replace(DATA, label_noise=0.1, noise_pattern="farthest")
+    arm = Arm("spl", "self_paced", {"warmup_epochs": 1, "pace": (0.8, 0.8, 1), "refresh": True})
+    study = sp.demo_study(2, (0,), 50, 1e-2).replace(data=data, arms=(arm,))
+    results = run(study, progress=False)
+    selected = results.artifacts[("spl", 0)]["selected"]
+    corrupted = load_splits(data).corrupted
+    final = results.finals[0]
+    assert final["flipped_selected"] == pytest.approx(float(selected[corrupted].float().mean()))
+    assert final["clean_selected"] == pytest.approx(float(selected[~corrupted].float().mean()))
+    assert int(selected.sum()) == 320  # the pace keeps 80 %
+
+
+def test_the_demo_study_reproduces_the_wenig_spl_set_up():
+    study = sp.demo_study()
+    train, flipped = load_splits(study.data).train, load_splits(study.data).corrupted
+    assert len(train) == 10_000 and int(flipped.sum()) == 1
+    assert [arm.name for arm in study.arms] == [sp.SOURCE, sp.PACED]
+    assert study.train.optimizer == "adam" and study.train.batch_size == 32
+
+
+def test_noise_studies_tune_each_arm_and_table_the_paired_gaps():
+    with pytest.raises(ValueError, match="kind"):
+        sp.noise_study("sideways", (0,))
+    study = sp.noise_study("structured", (0, 1), epochs=3)
+    assert study.data.noise_pattern == "farthest" and study.data.resample_per_seed
+    study = study.replace(data=dataclasses.replace(study.data, train_size=400,
+                                                   validation_size=200, test_size=200))
+    tuned, tuning, results = sp.run_noise_study(study, (1e-2, 5e-2))
+    assert len(tuning) == 4 and tuning.groupby("arm")["chosen"].sum().eq(1).all()
+    table = sp.noise_table({"structured": results})
+    accuracy = results.final_values("test_accuracy")
+    spl_row = table.loc[("structured", sp.NOISE_SPL)]
+    gaps = [a - b for a, b in zip(accuracy[sp.NOISE_SPL], accuracy["plain"])]
+    assert spl_row["difference"] == pytest.approx(100 * sum(gaps) / 2)
+    assert spl_row["lr"] == tuned.arm(sp.NOISE_SPL).train["lr"]
+    assert table.loc[("structured", "plain"), "flipped selected"] == 1.0
+    assert set(sp.headline_numbers({}, table)) == {"demo", "noise"}
 
 
 def test_summaries_and_their_bars():
-    rows = [
-        {"method": "plain", "test_accuracy": a, "flipped_selected": 1.0} for a in (0.9, 0.8)
-    ] + [{"method": "spl", "test_accuracy": 0.95, "flipped_selected": 0.0}]
-    summary = summarise(rows)
+    finals = [{"arm": "plain", "seed": s, "test_accuracy": a} for s, a in ((0, 0.9), (1, 0.8))]
+    finals += [{"arm": "spl", "seed": 0, "test_accuracy": 0.95, "flipped_selected": 0.0}]
+    summary = sp.summarise(Results(sp.demo_study(), [], finals, {}))
     assert summary["plain"] == pytest.approx(
         {"mean_accuracy": 0.85, "min_accuracy": 0.8, "max_accuracy": 0.9, "flipped_selected": 1.0}
     )
+    assert summary["spl"]["flipped_selected"] == 0.0
     fig, ax = plt.subplots()
     bars = accuracy_bars(ax, {"a": summary, "b": {"spl": summary["spl"]}})
     assert [bar.get_height() for bar in bars[0]] == pytest.approx([0.85])
@@ -97,7 +163,21 @@ def test_summaries_and_their_bars():
         final_boundary_and_selection([], torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
 
 
-def test_accuracy_by_method_keeps_the_seed_order():
-    rows = [{"method": m, "seed": s, "test_accuracy": 10 * s + i}
-            for s in (0, 1, 2) for i, m in enumerate(("plain", "spl"))]
-    assert accuracy_by_method(rows) == {"plain": [0, 10, 20], "spl": [1, 11, 21]}
+def test_the_studies_train_on_one_thread_and_restore_the_count(monkeypatch):
+    observed = []
+    plain_train_epoch = runner.train_epoch
+
+    def observing_train_epoch(*args, **kwargs):
+        observed.append(torch.get_num_threads())
+        return plain_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_epoch", observing_train_epoch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        history = _history(2, 100)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert len(history) == 2 and observed == [1, 1]
+    assert after == 2

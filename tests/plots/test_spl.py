@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from curriclab.core.data import spl_toy_data
-from curriclab.experiments.self_paced_learning import train_spl
+from curriclab.experiments.harness import Arm, DataSpec
+from curriclab.experiments.self_paced_learning import demo_histories, demo_study
 from curriclab.methods.spl import REGULARIZERS
 from curriclab.plots.spl import (
     CLASS_COLORS,
@@ -36,11 +37,12 @@ def test_scatter_keeps_class_colours_and_survives_an_empty_selection():
 
 
 def test_animation_has_one_frame_per_epoch(tmp_path):
-    data, flipped = spl_toy_data(n_per_class=100, seed=2)
-    runs = {
-        "a": train_spl(data, epochs=3, batch_size=50, seed=0),
-        "b": train_spl(data, epochs=3, threshold=1e-9, batch_size=50, seed=0),  # nothing selected
-    }
+    data, flipped = spl_toy_data(n_per_class=100, n_anomalies=2, seed=2)
+    arms = (Arm("a", "self_paced", {"trace": True}),
+            Arm("b", "self_paced", {"threshold": 1e-9, "trace": True}))  # nothing selected
+    blobs = DataSpec("blobs", train_size=200, validation_size=0, test_size=100, split_seed=2,
+                     label_noise=0.01, noise_pattern="farthest")  # the same 200 points
+    runs = demo_histories(demo_study(3, (0,), 50).replace(data=blobs, arms=arms))[0]
     path = animate_spl(runs, data.inputs, data.targets, tmp_path / "spl.gif", highlight=flipped)
     assert Image.open(path).n_frames == 3
     plt.close(plot_histories(runs, len(data)))

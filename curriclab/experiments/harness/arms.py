@@ -25,6 +25,8 @@ from torch.utils.data import Sampler
 
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.tracking import LossTracker
+from curriclab.core.training import per_sample_losses
 from curriclab.experiments.harness.spec import Arm, Study, TrainSpec
 from curriclab.experiments.harness.splits import Splits
 from curriclab.methods.data_parameters import DataParameters
@@ -125,6 +127,20 @@ def build_arm(context: ArmContext) -> ArmSetup:
 def _uniform(context: ArmContext) -> ArmSetup:
     """Plain training: shuffled epochs, mean cross-entropy."""
     return ArmSetup()
+
+
+@arm_method("tracked")
+def _tracked(context: ArmContext) -> ArmSetup:
+    """Plain training with a `LossTracker` plugged in (it only records each batch's per-sample
+    losses by dataset index); collects the tracker's `seen` mask and `latest` losses, the final
+    model's per-sample losses on the training split (`per_sample_losses`) and the final model."""
+    tracker = LossTracker(len(context.train))
+
+    def collect() -> dict[str, Any]:
+        return {"seen": tracker.seen.clone(), "latest": tracker.latest.clone(),
+                "model": context.model,
+                "losses": per_sample_losses(context.model, context.train)}
+    return ArmSetup(methods=[tracker], collect=collect)
 
 
 @arm_method("sgds")

@@ -246,7 +246,7 @@ def run_arm(study: Study, arm: Arm, seed: int, *, progress: bool = False,
     Returns:
         (curve rows, the final row, the arm's artifacts); see `Results` for the fields.
     """
-    state = _Run(study, arm, seed, load_splits(study.data))
+    state = _Run(study, arm, seed, load_splits(study.data.for_seed(seed)))
     state.train(progress)
     final, artifacts = state.final(read_test)
     return state.curve, final, artifacts

@@ -19,6 +19,9 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine_step", "cosine_epoch")
 MODELS = ("small_conv", "mlp", "logistic")
 SPLITS = ("train", "validation", "holdout", "test")
+BLOBS = "blobs"
+"""The 2-D toy source: two Gaussian blobs (`curriclab.core.data.spl_toy_data`)."""
+NOISE_PATTERNS = ("uniform", "farthest")
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -36,14 +39,18 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The splits of a study, all drawn from one MNIST-format data set.
+    """The splits of a study, all drawn from one MNIST-format data set or from the toy blobs.
 
     Validation and holdout are stratified random parts of the official *training* split (never
     of test); train is a stratified part of what remains (all of it when `train_size` is None);
-    test is the official test split (or a stratified part of it).
+    test is the official test split (or a stratified part of it). For the source "blobs" (two
+    unit-variance Gaussian blobs around (0, 0) and (3, 3), `spl_toy_data`) every split is its
+    own seeded draw of the same distribution, half of each class: train `train_size` points
+    (default 10 000), test `test_size` (default 10 000); every size must be even.
 
     Attributes:
-        source: a key of `curriclab.core.data.IMAGE_SOURCES` ("mnist", "fashion_mnist").
+        source: a key of `curriclab.core.data.IMAGE_SOURCES` ("mnist", "fashion_mnist"), or
+            "blobs".
         train_size: training samples, or None for every sample not in validation/holdout.
         validation_size: samples carved from the training split for every choice a study makes.
         holdout_size: a further carved split for methods that need their own data (RHO-LOSS).
@@ -55,7 +62,12 @@ class DataSpec:
         noise_classes: empty for uniform noise (above); otherwise class-dependent noise
             (`relabel_into_classes`): samples of the other classes are relabelled as one of these
             classes until a share `label_noise` (< 1) of each one's labels is wrong.
+        noise_pattern: "uniform" (labels chosen at random, as above) or, for blobs only,
+            "farthest": the `label_noise` share of points farthest from (3, 3) get the other
+            label (a compact group of wrong labels, like the wenig/spl demo's single anomaly).
         split_seed: seeds the splits and the noise; fixed across the arms and seeds of a study.
+        resample_per_seed: draw the splits anew for every run seed (with split seed
+            `split_seed + seed`), so that the spread over seeds includes the data draw.
     """
 
     source: str = "mnist"
@@ -66,7 +78,9 @@ class DataSpec:
     label_noise: float = 0.0
     noisy_holdout: bool = False
     noise_classes: tuple[int, ...] = ()
+    noise_pattern: str = "uniform"
     split_seed: int = 0
+    resample_per_seed: bool = False
 
     def __post_init__(self) -> None:
         for name in ("validation_size", "holdout_size"):
@@ -83,6 +97,28 @@ class DataSpec:
         if self.noise_classes and self.label_noise >= 1.0:
             raise ValueError("label_noise must be < 1 with noise_classes (a share of wrong labels "
                              f"within each noisy class), got {self.label_noise}")
+        _check_choice("noise_pattern", self.noise_pattern, NOISE_PATTERNS)
+        if self.source == BLOBS:
+            self._check_blobs()
+        elif self.noise_pattern != "uniform":
+            raise ValueError(f"noise_pattern {self.noise_pattern!r} needs source='blobs'")
+
+    def _check_blobs(self) -> None:
+        if self.noise_classes:
+            raise ValueError("noise_classes is not supported for source='blobs' (two classes)")
+        for name in ("train_size", "validation_size", "holdout_size", "test_size"):
+            value = getattr(self, name)
+            if value is not None and value % 2:
+                raise ValueError(f"{name} must be even for source='blobs' (half of each "
+                                 f"class), got {value}")
+
+    def for_seed(self, seed: int) -> DataSpec:
+        """The data of the run with seed `seed`: this spec, or with `resample_per_seed` the
+        same spec drawn with split seed `split_seed + seed`."""
+        if not self.resample_per_seed:
+            return self
+        return dataclasses.replace(self, split_seed=self.split_seed + seed,
+                                   resample_per_seed=False)
 
 
 @dataclass(frozen=True)

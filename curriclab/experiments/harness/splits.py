@@ -1,5 +1,6 @@
 """The named splits of a study's data: train / validation / holdout carved from the official
-training split, test from the official test split; loaded once per `DataSpec` (cached)."""
+training split, test from the official test split (for the toy blobs: one seeded draw each);
+loaded once per `DataSpec` (cached)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from curriclab.core.data import (
     corrupt_labels,
     load_images,
     relabel_into_classes,
+    spl_toy_data,
     stratified_split,
     stratified_subset,
 )
-from curriclab.experiments.harness.spec import DataSpec
+from curriclab.experiments.harness.spec import BLOBS, DataSpec
 
 __all__ = ["Splits", "load_splits"]
 
@@ -78,6 +80,8 @@ def load_splits(spec: DataSpec) -> Splits:
         ValueError: the sizes do not fit in the official splits.
         FileNotFoundError: the data files are missing (see `curriclab.core.data.load_images`).
     """
+    if spec.source == BLOBS:
+        return _blob_splits(spec)
     pool = load_images(spec.source, train=True)
     validation, pool = _carve(pool, spec.validation_size, spec.split_seed)
     holdout, pool = _carve(pool, spec.holdout_size, spec.split_seed + 1)
@@ -98,6 +102,36 @@ def load_splits(spec: DataSpec) -> Splits:
             validation = _noisy(validation, spec, num_classes, spec.split_seed + 5)
             holdout = _noisy(holdout, spec, num_classes, spec.split_seed + 6)
     return Splits(train, validation, holdout, test, corrupted)
+
+
+BLOB_TRAIN_SIZE = 10_000
+"""Training (and test) points of the toy blobs when the spec leaves the size open."""
+
+
+def _blob_splits(spec: DataSpec) -> Splits:
+    """Every split its own draw of the blobs: train with seed `split_seed`, validation, holdout
+    and test with `split_seed` + 1, 2, 3; the label noise only on train (and on validation and
+    holdout with `noisy_holdout`). Train is exactly `spl_toy_data(train_size // 2, count, seed)`
+    with count = round(label_noise * train_size) farthest points flipped (pattern "farthest")."""
+    train, corrupted = _blobs(spec.train_size or BLOB_TRAIN_SIZE, spec, spec.split_seed, True)
+    validation = _blobs(spec.validation_size, spec, spec.split_seed + 1, spec.noisy_holdout)[0]
+    holdout = _blobs(spec.holdout_size, spec, spec.split_seed + 2, spec.noisy_holdout)[0]
+    test = _blobs(spec.test_size or BLOB_TRAIN_SIZE, spec, spec.split_seed + 3, False)[0]
+    return Splits(train, validation, holdout, test, corrupted)
+
+
+def _blobs(size: int, spec: DataSpec, seed: int, noisy: bool) -> tuple[IndexedDataset, Tensor]:
+    """`size` blob points (half per class) drawn with `seed`, with the spec's noise if `noisy`."""
+    if size == 0:
+        return IndexedDataset(torch.empty(0, 2), torch.empty(0, dtype=torch.long)), torch.empty(
+            0, dtype=torch.bool)
+    share = spec.label_noise if noisy else 0.0
+    farthest = round(share * size) if spec.noise_pattern == "farthest" else 0
+    data, flipped = spl_toy_data(size // 2, n_anomalies=farthest, seed=seed)
+    if share > 0 and spec.noise_pattern == "uniform":
+        targets, flipped = corrupt_labels(data.targets, share, num_classes=2, seed=seed + 4)
+        data = data.with_targets(targets)
+    return data, flipped
 
 
 def _noisy_labels(targets: Tensor, spec: DataSpec, num_classes: int,
