@@ -137,6 +137,13 @@ CARDS: tuple[Card, ...] = (
          "random subset of the same size and {lost_to_random} lost to it (95 % paired intervals "
          "over 3 seeds).",
          _pruning_verdicts),
+    Card("03_loss_quantile_persistence", "03 · loss-quantile persistence",
+         "Share of each loss decile still in it after 5 epochs, shuffled and fixed order, per seed",
+         "Over {epochs} SmallConv epochs on all {train_size:,} MNIST images ({seeds} seeds), "
+         "{shuffled_top_1_5:.1f} % of the highest-loss decile stays there in every epoch (chance "
+         "{chance_1_5:.2f} %). Recorded during training, a fixed data order persists more than "
+         "reshuffling: {shuffle_gap:+.1f} points [{shuffle_gap_low:+.1f}, {shuffle_gap_high:+.1f}] "
+         "(epochs 4-5)."),
     Card("04_sgd_s_resampling", "04 · SGD-S and InfoBatch",
          "InfoBatch minus uniform SGD in test accuracy per seed, at the same epochs and the same "
          "samples",
