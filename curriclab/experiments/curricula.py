@@ -27,6 +27,7 @@ import functools
 import itertools
 import math
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -36,8 +37,6 @@ from torch import Tensor, nn
 from curriclab.core.data import make_loader
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import per_sample_losses, seed_everything, train_epoch
-from collections.abc import Mapping, Sequence
-
 from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
 from curriclab.experiments.harness.results import Results, paired_table
 from curriclab.experiments.harness.runner import build_model, build_optimizer
@@ -56,18 +55,28 @@ from curriclab.ui.report import interval
 __all__ = [
     "ARM_LABELS",
     "chosen_rates",
+    "condition_label",
     "condition_studies",
     "curricula_arms",
     "curricula_study",
+    "describe_findings",
     "describe_gaps",
+    "Finding",
     "gap_table",
     "gap_text",
+    "gap_verdicts",
     "headline_numbers",
     "REFERENCE_SEED",
     "reference_model",
     "reference_scores",
     "SCORES",
     "SelectionTrace",
+    "SOURCE_LABELS",
+    "takeaways",
+    "verdict",
+    "verdict_text",
+    "WU_FINDINGS",
+    "wu_findings",
 ]
 
 SCORES = ("reference_loss", "reference_el2n", "current")
@@ -78,6 +87,41 @@ REFERENCE_SEED = 10_000
 
 ARM_LABELS = {"easy": "curriculum", "hard": "anti-curriculum", "random": "random curriculum"}
 """The arm name of each order in `curricula_arms`."""
+
+SOURCE_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+"""How prose names each data set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One of Wu et al.'s findings, as a test on `gap_table`'s verdicts.
+
+    Attributes:
+        condition: the condition kind it is about ("standard", "limited" or "noisy"); it is
+            tested on "<source> <condition>" for every data set.
+        claim: the finding in words.
+        arms: the arms it makes a claim about.
+        expected: the `verdict` against standard training it predicts for every one of `arms`.
+    """
+
+    condition: str
+    claim: str
+    arms: tuple[str, ...]
+    expected: str
+
+
+WU_FINDINGS = (
+    Finding("standard", "at a standard budget, curricula, anti-curricula and random curricula "
+            "perform like standard training", tuple(ARM_LABELS.values()), "alike"),
+    Finding("limited", "under a limited training budget, curricula beat standard training",
+            ("curriculum",), "better"),
+    Finding("noisy", "with noisy labels, curricula beat standard training",
+            ("curriculum",), "better"),
+)
+"""Wu, Dyer & Neyshabur's (ICLR 2021) three findings, as this notebook tests them."""
+
+VERDICTS = ("better", "alike", "worse")
+"""What `verdict` can say of an arm against the baseline."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -373,34 +417,78 @@ def condition_studies(sources: Sequence[str], *, steps: int, limited_steps: int,
 
 
 def gap_table(results: Mapping[str, Results], metric: str = "test_accuracy",
-              scale: float = 100.0) -> pd.DataFrame:
-    """Every condition's `paired_table` against "standard", stacked with a "condition" column.
+              scale: float = 100.0, baseline: str = "standard") -> pd.DataFrame:
+    """Every condition's `paired_table` against `baseline`, stacked with a "condition" column.
 
     Args:
-        results: condition name -> its record (each with a "standard" arm).
+        results: condition name -> its record (each with a `baseline` arm).
         metric: a column of the final rows.
         scale: multiplies means and differences (100 gives percentage points).
+        baseline: the arm every other arm is compared with.
 
     Returns:
-        Columns condition, arm, seeds, mean, difference, low, high, lower, higher.
+        Columns condition, arm, seeds, mean, difference, low, high, lower, higher (the last
+        five empty on the baseline's row).
 
     Raises:
-        ValueError: a record without a "standard" arm (as `paired_table`).
+        ValueError: a record without a `baseline` arm (as `paired_table`).
     """
-    frames = [paired_table(record, metric, "standard", scale=scale).assign(condition=name)
+    frames = [paired_table(record, metric, baseline, scale=scale).assign(condition=name)
               for name, record in results.items()]
     table = pd.concat(frames, ignore_index=True)
     return table[["condition", *[c for c in table.columns if c != "condition"]]]
 
 
+def verdict(low: float, high: float) -> str:
+    """What a paired interval says of an arm against its baseline.
+
+    Args:
+        low: the interval's lower end.
+        high: the interval's upper end (>= low).
+
+    Returns:
+        "better" if the whole interval lies above 0, "worse" if it lies below 0, else "alike"
+        (the interval holds 0: no difference the seeds can tell apart).
+
+    Raises:
+        ValueError: an end that is not finite, or `low` above `high`.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"the interval's ends must be finite, got low={low}, high={high}")
+    if low > high:
+        raise ValueError(f"low must not exceed high, got low={low}, high={high}")
+    return "better" if low > 0 else "worse" if high < 0 else "alike"
+
+
+def gap_verdicts(gaps: pd.DataFrame) -> pd.DataFrame:
+    """`gaps` with a "verdict" column: `verdict(low, high)` on every row with an interval.
+
+    Args:
+        gaps: a `gap_table`.
+
+    Returns:
+        A copy of `gaps`; "verdict" is missing (NaN) on the baseline's rows.
+    """
+    verdicts = [verdict(row.low, row.high) if pd.notna(row.difference) else None
+                for row in gaps.itertuples()]
+    return gaps.assign(verdict=verdicts)
+
+
+def _gap_row(gaps: pd.DataFrame, condition: str, arm: str) -> pd.Series:
+    row = gaps[(gaps["condition"] == condition) & (gaps["arm"] == arm)]
+    if row.empty or pd.isna(row["difference"].iloc[0]):
+        raise ValueError(f"gaps has no difference for condition {condition!r}, arm {arm!r}")
+    return row.iloc[0]
+
+
 def gap_text(gaps: pd.DataFrame, condition: str, arm: str) -> str:
-    """`arm`'s paired difference from standard training in `condition`, with its interval, as
-    text ("+0.55 points [+0.43, +0.66]").
+    """`arm`'s paired difference from the baseline in `condition`, with its interval, as text
+    ("+0.55 points [+0.43, +0.66]").
 
     Args:
         gaps: the `gap_table`.
         condition: the condition's name.
-        arm: an arm other than "standard".
+        arm: an arm other than the baseline.
 
     Returns:
         `report.interval` of the row's difference, low and high.
@@ -408,39 +496,160 @@ def gap_text(gaps: pd.DataFrame, condition: str, arm: str) -> str:
     Raises:
         ValueError: no such row in `gaps`, or it is the baseline's (no difference).
     """
-    row = gaps[(gaps["condition"] == condition) & (gaps["arm"] == arm)]
-    if row.empty or pd.isna(row["difference"].iloc[0]):
-        raise ValueError(f"gaps has no difference for condition {condition!r}, arm {arm!r}")
-    row = row.iloc[0]
+    row = _gap_row(gaps, condition, arm)
     return interval(row["difference"], row["low"], row["high"])
 
 
-def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
-                  arms: Sequence[str] = tuple(ARM_LABELS.values())) -> str:
-    """Markdown bullets, one per condition: each arm's paired difference from standard training
-    with its interval (`report.interval`), in test-accuracy points.
+def verdict_text(gaps: pd.DataFrame, condition: str, arm: str) -> str:
+    """`arm`'s verdict against the baseline in `condition`, with the numbers that decide it:
+    "worse, -2.55 points [-3.52, -1.59], lower in 5 of 5 seeds".
 
     Args:
-        gaps: the `gap_table` (scaled to points).
-        conditions: the conditions, one bullet each, in order.
-        arms: the arms named in each bullet, in order.
+        gaps: the `gap_table`.
+        condition: the condition's name.
+        arm: an arm other than the baseline.
 
     Returns:
-        The bullets, one per line, each with the standard arm's mean.
+        The `verdict` ("better", "alike" or "worse"), `gap_text`, and in how many seeds the arm
+        was lower (for "worse" and "alike" with a negative mean) or higher.
+
+    Raises:
+        ValueError: no such row in `gaps`, or it is the baseline's (no difference).
+    """
+    row = _gap_row(gaps, condition, arm)
+    said = verdict(row["low"], row["high"])
+    side = "higher" if row["difference"] > 0 else "lower"
+    return (f"{said}, {gap_text(gaps, condition, arm)}, {side} in {int(row[side])} of "
+            f"{int(row['seeds'])} seeds")
+
+
+def condition_label(condition: str) -> str:
+    """A condition's name for prose: "fashion_mnist limited" -> "Fashion-MNIST limited".
+
+    Args:
+        condition: "<source> <kind>", as `condition_studies` names it.
+
+    Returns:
+        The name with the data set as `SOURCE_LABELS` spells it (unknown sources unchanged).
+    """
+    source, _, kind = condition.partition(" ")
+    return f"{SOURCE_LABELS.get(source, source)} {kind}".strip()
+
+
+def describe_gaps(gaps: pd.DataFrame, conditions: Sequence[str],
+                  arms: Sequence[str] = tuple(ARM_LABELS.values()),
+                  baseline: str = "standard") -> str:
+    """Markdown bullets, one per condition: each arm's `verdict_text` against the baseline, in
+    test-accuracy points.
+
+    Args:
+        gaps: the `gap_table` (scaled to points) against `baseline`.
+        conditions: the conditions, one bullet each, in order.
+        arms: the arms named in each bullet, in order.
+        baseline: the arm the table compares with; its mean opens each bullet.
+
+    Returns:
+        The bullets, one per line.
 
     Raises:
         ValueError: a condition or arm without a row in `gaps`.
     """
     lines = []
     for condition in conditions:
-        parts = []
-        for arm in arms:
-            parts.append(f"{arm} {gap_text(gaps, condition, arm)}")
-        base = gaps[(gaps["condition"] == condition) & (gaps["arm"] == "standard")]
+        base = gaps[(gaps["condition"] == condition) & (gaps["arm"] == baseline)]
         if base.empty:
-            raise ValueError(f"condition {condition!r} has no 'standard' row in gaps")
-        lines.append(f"- **{condition}** (standard {float(base['mean'].iloc[0]):.2f} %): "
-                     + "; ".join(parts))
+            raise ValueError(f"condition {condition!r} has no {baseline!r} row in gaps")
+        parts = [f"{arm}: {verdict_text(gaps, condition, arm)}" for arm in arms]
+        lines.append(f"- **{condition_label(condition)}** ({baseline} "
+                     f"{float(base['mean'].iloc[0]):.2f} %): " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def wu_findings(gaps: pd.DataFrame, sources: Sequence[str],
+                findings: Sequence[Finding] = WU_FINDINGS) -> pd.DataFrame:
+    """Test each finding on each data set against `gap_table`'s verdicts.
+
+    A finding is reproduced on a data set when every arm it names gets the `verdict` it
+    predicts in "<source> <finding.condition>".
+
+    Args:
+        gaps: the `gap_table` against standard training.
+        sources: the data sets ("mnist", "fashion_mnist").
+        findings: the findings to test.
+
+    Returns:
+        One row per (finding, data set): condition, claim, expected, observed (each arm's
+        verdict, "curriculum worse, ..."), reproduced (bool).
+
+    Raises:
+        ValueError: a condition or arm the findings need without a row in `gaps`.
+    """
+    rows = []
+    for finding in findings:
+        for source in sources:
+            condition = f"{source} {finding.condition}"
+            said = {arm: verdict(*_gap_row(gaps, condition, arm)[["low", "high"]])
+                    for arm in finding.arms}
+            rows.append({"condition": condition, "claim": finding.claim,
+                         "expected": finding.expected,
+                         "observed": ", ".join(f"{arm} {v}" for arm, v in said.items()),
+                         "reproduced": all(v == finding.expected for v in said.values())})
+    return pd.DataFrame(rows)
+
+
+def describe_findings(table: pd.DataFrame) -> str:
+    """Markdown bullets, one per row of `wu_findings`: the claim, where, and what was seen.
+
+    Args:
+        table: the `wu_findings` table.
+
+    Returns:
+        The bullets, one per line, each saying "reproduced" or "not reproduced".
+    """
+    lines = []
+    for row in table.itertuples():
+        said = "reproduced" if row.reproduced else "not reproduced"
+        lines.append(f"- *{row.claim}* — {condition_label(row.condition)}: **{said}** "
+                     f"(expected {row.expected}; observed {row.observed})")
+    return "\n".join(lines)
+
+
+_KIND_TITLES = {"standard": "Standard budget", "limited": "Limited budget",
+                "noisy": "Wrong labels"}
+
+
+def takeaways(gaps: pd.DataFrame, findings: pd.DataFrame, sources: Sequence[str]) -> str:
+    """The notebook's takeaways as Markdown bullets, every verdict read off `gaps`.
+
+    One bullet for how many of `findings` held, then one per condition kind (standard, limited,
+    noisy) naming, per data set, every ordering's verdict and mean difference from standard
+    training (and, for the limited budget, the equal-cost "standard + scoring budget" arm's).
+
+    Args:
+        gaps: the `gap_table` against standard training, in points.
+        findings: the `wu_findings` table.
+        sources: the data sets, in the order to name them.
+
+    Returns:
+        The bullets, one per line.
+
+    Raises:
+        ValueError: a condition or arm without a row in `gaps`.
+    """
+    held = int(findings["reproduced"].sum())
+    lines = [f"- **Wu et al.'s findings** held in {held} of {len(findings)} (finding, data set) "
+             "pairs at this scale (section 4.4)."]
+    for kind, title in _KIND_TITLES.items():
+        arms = [*ARM_LABELS.values(), *(["standard + scoring budget"] if kind == "limited"
+                                        else [])]
+        parts = []
+        for source in sources:
+            condition = f"{source} {kind}"
+            said = ", ".join(
+                f"{arm} {verdict(*_gap_row(gaps, condition, arm)[['low', 'high']])} "
+                f"({_gap_row(gaps, condition, arm)['difference']:+.2f})" for arm in arms)
+            parts.append(f"{condition_label(source)}: {said}")
+        lines.append(f"- **{title}.** " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 

@@ -16,12 +16,20 @@ from curriclab.experiments.curricula import (
     condition_studies,
     curricula_arms,
     curricula_study,
+    WU_FINDINGS,
+    condition_label,
+    describe_findings,
     describe_gaps,
     gap_text,
     gap_table,
+    gap_verdicts,
     headline_numbers,
     reference_model,
     reference_scores,
+    takeaways,
+    verdict,
+    verdict_text,
+    wu_findings,
 )
 from curriclab.experiments.harness import (
     ARM_METHODS,
@@ -230,13 +238,14 @@ def test_gap_table_description_and_headlines_match_a_paired_t_interval_by_hand()
     assert row["condition"] == "toy" and row["difference"] == pytest.approx(mean)
     assert (row["low"], row["high"]) == pytest.approx((mean - half, mean + half))
     text = describe_gaps(gaps, ["toy"])
-    assert text.startswith("- **toy** (standard 91.00 %): curriculum +2.00 points [")
-    assert "random curriculum +0.00 points" in text
+    assert text.startswith("- **toy** (standard 91.00 %): curriculum: alike, +2.00 points [")
+    assert "curriculum: alike, +2.00 points" in text and "higher in 3 of 3 seeds" in text
+    assert "random curriculum: alike, +0.00 points" in text
     with pytest.raises(ValueError, match="no difference"):
         describe_gaps(gaps, ["toy"], arms=["self-paced curriculum"])
     with pytest.raises(ValueError, match="'standard' row"):
         describe_gaps(gaps[gaps["arm"] != "standard"], ["toy"], arms=["curriculum"])
-    assert gap_text(gaps, "toy", "curriculum") == text.split("curriculum ")[1].split(";")[0]
+    assert gap_text(gaps, "toy", "curriculum") in text.split(";")[0]
     with pytest.raises(ValueError, match="no difference"):
         gap_text(gaps, "toy", "standard")
     numbers = headline_numbers(gaps)
@@ -253,3 +262,76 @@ def test_chosen_rates_reads_one_choice_per_arm():
     with pytest.raises(ValueError, match="one chosen"):
         chosen_rates({"c": rows[:1]})
     assert isinstance(table, pd.DataFrame)
+
+
+def test_verdict_reads_which_side_of_zero_the_interval_lies_on():
+    assert verdict(0.1, 2.0) == "better" and verdict(-2.0, -0.1) == "worse"
+    assert verdict(-1.0, 1.0) == "alike" and verdict(0.0, 1.0) == "alike"
+    with pytest.raises(ValueError, match="low must not exceed high"):
+        verdict(1.0, -1.0)
+    with pytest.raises(ValueError, match="finite"):
+        verdict(float("nan"), 1.0)
+
+
+def _three_conditions():
+    """Five seeds; the curriculum is surely worse at the standard budget, surely better when
+    limited, alike with noise; the other orderings are alike everywhere."""
+    base = [0.90, 0.91, 0.92, 0.93, 0.94]
+    wobble = [0.004, -0.003, 0.002, -0.004, 0.001]
+    shifted = {"standard": -0.02, "limited": 0.03, "noisy": 0.0}
+    records = {}
+    for kind, shift in shifted.items():
+        values = {"standard": base,
+                  "curriculum": [b + shift + w for b, w in zip(base, wobble)],
+                  "anti-curriculum": [b + w for b, w in zip(base, wobble)],
+                  "random curriculum": [b - w for b, w in zip(base, wobble)]}
+        records[f"mnist {kind}"] = _fake_results(f"mnist {kind}", values)
+    return gap_table(records)
+
+
+def test_verdicts_and_findings_follow_the_intervals():
+    gaps = _three_conditions()
+    said = gap_verdicts(gaps).set_index(["condition", "arm"])["verdict"]
+    assert said[("mnist standard", "curriculum")] == "worse"
+    assert said[("mnist limited", "curriculum")] == "better"
+    assert said[("mnist noisy", "curriculum")] == "alike"
+    assert pd.isna(said[("mnist noisy", "standard")])
+    for (condition, arm), value in said.dropna().items():   # one rule for every row
+        row = gaps[(gaps["condition"] == condition) & (gaps["arm"] == arm)].iloc[0]
+        assert value == verdict(row["low"], row["high"])
+    text = verdict_text(gaps, "mnist standard", "curriculum")
+    assert text.startswith("worse, -2.00 points [") and text.endswith("lower in 5 of 5 seeds")
+    findings = wu_findings(gaps, ["mnist"])
+    assert list(findings["condition"]) == [f"mnist {f.condition}" for f in WU_FINDINGS]
+    assert list(findings["reproduced"]) == [False, True, False]
+    assert findings["observed"].iloc[0].startswith("curriculum worse, anti-curriculum alike")
+    bullets = describe_findings(findings).splitlines()
+    assert len(bullets) == 3 and "MNIST limited: **reproduced**" in bullets[1]
+    assert "**not reproduced**" in bullets[0] and "**not reproduced**" in bullets[2]
+    with pytest.raises(ValueError, match="no difference"):
+        wu_findings(gaps, ["fashion_mnist"])
+
+
+def test_condition_labels_name_the_data_sets_as_prose_does():
+    assert condition_label("fashion_mnist limited") == "Fashion-MNIST limited"
+    assert condition_label("mnist noisy") == "MNIST noisy"
+    assert condition_label("toy") == "toy"
+
+
+def test_takeaways_name_every_verdict_and_the_count_of_findings_held():
+    records = {}
+    for kind in ("standard", "limited", "noisy"):
+        values = {"standard": [0.90, 0.91, 0.92], "curriculum": [0.93, 0.935, 0.945],
+                  "anti-curriculum": [0.90, 0.92, 0.91], "random curriculum": [0.85, 0.86, 0.87]}
+        if kind == "limited":
+            values["standard + scoring budget"] = [0.91, 0.925, 0.93]
+        records[f"mnist {kind}"] = _fake_results(f"mnist {kind}", values)
+    gaps = gap_table(records)
+    findings = wu_findings(gaps, ["mnist"])
+    lines = takeaways(gaps, findings, ["mnist"]).splitlines()
+    assert lines[0].startswith("- **Wu et al.'s findings** held in 2 of 3 ")
+    assert lines[1] == ("- **Standard budget.** MNIST: curriculum better (+2.67), anti-curriculum "
+                        "alike (+0.00), random curriculum worse (-5.00).")
+    assert "standard + scoring budget better (+1.17)" in lines[2]
+    with pytest.raises(ValueError, match="no difference"):
+        takeaways(gaps, findings, ["mnist", "fashion_mnist"])
