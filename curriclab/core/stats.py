@@ -17,6 +17,7 @@ __all__ = [
     "average_ranks",
     "chi_square_test",
     "comparison_table",
+    "interval_side",
     "paired_comparison",
     "PairedComparison",
     "paired_samples",
@@ -228,3 +229,23 @@ def comparison_table(values: Mapping[str, Sequence[float]], reference: str,
     return [{"name": name, "mean": float(torch.as_tensor(v, dtype=torch.float64).mean()),
              **paired_comparison(v, values[reference], confidence).as_dict()}
             for name, v in values.items() if name != reference]
+
+
+def interval_side(low: float, high: float) -> int:
+    """Which side of zero a confidence interval lies on: the sign a verdict is read from.
+
+    Args:
+        low: the interval's lower end.
+        high: the interval's upper end (>= low).
+
+    Returns:
+        1 if the whole interval lies above 0, -1 if it lies below 0, 0 if it holds 0.
+
+    Raises:
+        ValueError: an end that is not finite, or `low` above `high`.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"the interval's ends must be finite, got low={low}, high={high}")
+    if low > high:
+        raise ValueError(f"low must not exceed high, got low={low}, high={high}")
+    return 1 if low > 0 else -1 if high < 0 else 0

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from curriclab.core.data import make_loader
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.stats import interval_side
 from curriclab.core.training import per_sample_losses, seed_everything, train_epoch
 from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
 from curriclab.experiments.harness.results import Results, paired_table
@@ -453,11 +454,7 @@ def verdict(low: float, high: float) -> str:
     Raises:
         ValueError: an end that is not finite, or `low` above `high`.
     """
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"the interval's ends must be finite, got low={low}, high={high}")
-    if low > high:
-        raise ValueError(f"low must not exceed high, got low={low}, high={high}")
-    return "better" if low > 0 else "worse" if high < 0 else "alike"
+    return {1: "better", 0: "alike", -1: "worse"}[interval_side(low, high)]
 
 
 def gap_verdicts(gaps: pd.DataFrame) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
+from curriclab.core.stats import interval_side
 from curriclab.core.training import evaluate
 from curriclab.experiments.harness import (
     Arm,
@@ -50,7 +51,8 @@ from curriclab.methods.spl import SPLLoss, linear_pace
 __all__ = [
     "NOISE_PATTERNS", "NOISE_SPL", "NOISE_VERDICT", "PACED", "SOURCE", "SPLEpoch",
     "SelfPacedSchedule", "demo_histories", "demo_study", "explore", "headline_numbers",
-    "history_table", "noise_study", "noise_table", "one_thread", "outcome", "run_noise_study",
+    "history_table", "noise_study", "noise_table", "noise_verdict", "one_thread", "outcome",
+    "run_noise_study",
     "seed_outcomes", "summarise",
 ]
 
@@ -61,16 +63,17 @@ NOISE_PATTERNS = {"structured": "farthest", "uniform": "uniform"}
 NOISE_SPL = "SPL: warm-up 2, keep 80 %"
 """The SPL arm of `noise_study` (its baseline is "plain")."""
 NOISE_VERDICT = (
-    "- **Structured flips**: SPL wins. SPL minus plain, test accuracy: {structured} (95 % "
-    "interval over {seeds} seeds), higher in {higher} of {seeds} seeds. After warm-up the flipped "
-    "group has the largest losses, the pace drops it ({kept} of it is still selected at the end), "
-    "and the boundary goes back to where the clean data puts it.\n"
-    "- **Uniform flips**: SPL does not help: {uniform}, lower in {lower} of {seeds} seeds. "
+    "- **Structured flips**: {structured_verdict}. SPL minus plain, test accuracy: {structured} "
+    "(95 % interval over {seeds} seeds), higher in {higher} of {seeds} seeds. After warm-up the "
+    "flipped group has the largest losses, the pace drops it ({kept} of it is still selected at "
+    "the end), and the boundary goes back to where the clean data puts it.\n"
+    "- **Uniform flips**: {uniform_verdict}: {uniform}, lower in {lower} of {seeds} seeds. "
     "With flips spread evenly on both sides a linear model trained on all data is already "
     "close to the best boundary (the noise cancels out); dropping the 20 % hardest samples also "
     "drops clean points near the boundary, which are the informative ones.")
 """Notebook 01's reading of `noise_table` (its claims are checked by the notebook's asserts);
-fill in with `str.format`: seeds, structured, uniform (intervals), higher, lower, kept."""
+fill in with `str.format`: seeds, structured, uniform (intervals), structured_verdict,
+uniform_verdict (`noise_verdict`), higher, lower, kept."""
 
 
 @contextmanager
@@ -283,15 +286,40 @@ def noise_study(kind: str, seeds: Sequence[int], epochs: int = 10, share: float 
 
 def run_noise_study(study: Study, grid: Sequence[float]
                     ) -> tuple[Study, pd.DataFrame, Results]:
-    """Tune every arm's learning rate from `grid` on validation (first seed), then run them all
+    """Tune every arm's learning rate from `grid` on validation, by the mean final validation
+    accuracy over all of the study's seeds (each seed draws its own data), then run them all
     (on one thread).
+
+    Args:
+        study: a `noise_study`.
+        grid: the learning rates every arm chooses from.
 
     Returns:
         (the tuned study, the tuning table, the result record).
+
+    Raises:
+        ValueError: an empty grid (as `tune`).
     """
     with one_thread():
-        tuned, rows = tune(study, grid, progress=False)
+        tuned, rows = tune(study, grid, seeds=study.seeds, progress=False)
         return tuned, pd.DataFrame(rows), run(tuned, progress=False)
+
+
+def noise_verdict(low: float, high: float) -> str:
+    """SPL's verdict against plain training, read off the paired interval of SPL minus plain.
+
+    Args:
+        low: the interval's lower end.
+        high: the interval's upper end (>= low).
+
+    Returns:
+        "SPL wins" (the whole interval above 0), "SPL loses" (below 0) or "SPL does not help"
+        (the interval holds 0).
+
+    Raises:
+        ValueError: as `core.stats.interval_side`.
+    """
+    return {1: "SPL wins", 0: "SPL does not help", -1: "SPL loses"}[interval_side(low, high)]
 
 
 def summarise(results: Results) -> dict[str, dict[str, float]]:

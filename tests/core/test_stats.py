@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curriclab.core.stats import (
+    interval_side,
     PairedComparison,
     average_ranks,
     chi_square_test,
@@ -196,3 +197,24 @@ def test_pooling_keeps_totals_and_balances_group_mass():
     wrong = torch.bincount(torch.multinomial(uniform, 600, True, generator=_generator(15)),
                            minlength=500)
     assert chi_square_test(*pool_by_probability(wrong, p, groups=10))[2] < 1e-6
+
+
+@pytest.mark.parametrize("shift", [-1.5, -0.4, 0.0, 0.4, 1.5])
+def test_interval_side_agrees_with_a_two_sided_paired_t_test(shift):
+    generator = np.random.default_rng(int(10 * shift) + 100)
+    for _ in range(50):
+        b = generator.normal(size=5)
+        a = b + shift + generator.normal(size=5)
+        comparison = paired_comparison(a, b)
+        test = scipy_stats.ttest_rel(a, b)
+        side = interval_side(comparison.low, comparison.high)
+        if not math.isclose(test.pvalue, 0.05, abs_tol=1e-9):
+            expected = 0 if test.pvalue > 0.05 else int(np.sign(test.statistic))
+            assert side == expected
+
+
+def test_interval_side_refuses_a_bad_interval_by_name():
+    with pytest.raises(ValueError, match="low must not exceed high"):
+        interval_side(1.0, 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        interval_side(0.0, math.inf)

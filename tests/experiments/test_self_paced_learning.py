@@ -135,6 +135,10 @@ def test_noise_studies_tune_each_arm_and_table_the_paired_gaps():
                                                    validation_size=200, test_size=200))
     tuned, tuning, results = sp.run_noise_study(study, (1e-2, 5e-2))
     assert len(tuning) == 4 and tuning.groupby("arm")["chosen"].sum().eq(1).all()
+    chosen = tuning[tuning["chosen"]].set_index("arm")["validation_accuracy"]
+    validation = results.final_values("validation_accuracy")
+    for arm, value in chosen.items():   # chosen by the mean over every seed, not the first
+        assert value == pytest.approx(sum(validation[arm]) / 2)
     table = sp.noise_table({"structured": results})
     accuracy = results.final_values("test_accuracy")
     spl_row = table.loc[("structured", sp.NOISE_SPL)]
@@ -143,6 +147,18 @@ def test_noise_studies_tune_each_arm_and_table_the_paired_gaps():
     assert spl_row["lr"] == tuned.arm(sp.NOISE_SPL).train["lr"]
     assert table.loc[("structured", "plain"), "flipped selected"] == 1.0
     assert set(sp.headline_numbers({}, table)) == {"demo", "noise"}
+
+
+def test_the_noise_verdict_is_read_off_the_interval():
+    assert sp.noise_verdict(0.5, 3.0) == "SPL wins"
+    assert sp.noise_verdict(-3.0, -0.5) == "SPL loses"
+    assert sp.noise_verdict(-0.68, 0.15) == "SPL does not help"
+    with pytest.raises(ValueError, match="low must not exceed high"):
+        sp.noise_verdict(1.0, -1.0)
+    text = sp.NOISE_VERDICT.format(structured_verdict="SPL wins", uniform_verdict="SPL loses",
+                                   structured="+1", uniform="-1", seeds=5, higher=5, lower=5,
+                                   kept="0 %")
+    assert text.startswith("- **Structured flips**: SPL wins.") and "SPL loses: -1" in text
 
 
 def test_summaries_and_their_bars():
