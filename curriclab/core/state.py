@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "check_choice",
@@ -77,38 +81,37 @@ def nested(prefix: str, key: str) -> str:
     return _join(prefix, key)
 
 
-def check_tensor(
-    state: Mapping,
-    key: str,
-    owner: str,
-    *,
-    shape: tuple[int | None, ...] | None = None,
-    dtype: torch.dtype | tuple[torch.dtype, ...] | None = None,
-    low: float | None = None,
-    high: float | None = None,
-    allow_nan: bool = False,
-    allow_inf: bool = False,
-    name: str | None = None,
-) -> Tensor:
+class _TensorRequirements(TypedDict, total=False):
+    """The requirements `check_tensor` passes on to `check_tensor_value` (all optional)."""
+
+    shape: tuple[int | None, ...] | None
+    dtype: torch.dtype | tuple[torch.dtype, ...] | None
+    low: float | None
+    high: float | None
+    allow_nan: bool
+    allow_inf: bool
+
+
+def check_tensor(state: Mapping, key: str, owner: str, *, name: str | None = None,
+                 **requirements: Unpack[_TensorRequirements]) -> Tensor:
     """`state[key]` if it is a tensor of the given shape, dtype and range, else a ValueError.
 
     Args:
-        state, key: where the value lives. owner: the class name for the message.
-        shape: the required shape (None in a position: any size there; None: any shape).
-        dtype: the required dtype (or one of several).
-        low, high: inclusive bounds every non-NaN entry must lie within.
-        allow_nan, allow_inf: whether NaN (e.g. "never seen") or infinite entries may occur
-            (floating tensors only; both default to False).
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
         name: the dotted key for the message (default `key`).
+        **requirements: `shape`, `dtype`, `low`, `high`, `allow_nan`, `allow_inf`, as in
+            `check_tensor_value`.
 
     Returns:
         The tensor itself (not copied).
 
     Raises:
         ValueError: naming the key, when the value is no tensor or breaks a requirement.
+        KeyError: `key` is not in `state` (check the keys first, with `check_keys`).
     """
-    return check_tensor_value(state[key], name or key, owner, shape=shape, dtype=dtype, low=low,
-                              high=high, allow_nan=allow_nan, allow_inf=allow_inf)
+    return check_tensor_value(state[key], name or key, owner, **requirements)
 
 
 def check_tensor_value(
@@ -123,8 +126,27 @@ def check_tensor_value(
     allow_nan: bool = False,
     allow_inf: bool = False,
 ) -> Tensor:
-    """`check_tensor` for a value that sits in a list (e.g. entry 3 of a saved window), named
-    `name` in the message."""
+    """`value` if it is a dense tensor of the given shape, dtype and range, else a ValueError; for
+    a value that sits in a list (e.g. entry 3 of a saved window). `check_tensor` reads it from a
+    state by key.
+
+    Args:
+        value: the saved value.
+        name: its dotted key for the message (e.g. "window.3").
+        owner: the class name for the message.
+        shape: the required shape (None in a position: any size there; None: any shape).
+        dtype: the required dtype (or one of several).
+        low, high: inclusive bounds every non-NaN entry must lie within (not checked for bool).
+        allow_nan, allow_inf: whether NaN (e.g. "never seen") or infinite entries may occur
+            (floating tensors only; both default to False).
+
+    Returns:
+        The tensor itself (not copied).
+
+    Raises:
+        ValueError: naming the key, when the value is no tensor, is sparse, or breaks a
+            requirement.
+    """
     where = _where(owner, name)
     if not isinstance(value, Tensor):
         raise ValueError(f"{where} must be a tensor, got {type(value).__name__}")

@@ -3,8 +3,9 @@
 Harness arms registered here (`curriclab.experiments.harness`): "fixed_phi" (the loss
 -sigmoid(y^T Phi log p) with Phi = diagonal * I + off_diagonal * (1 - I)), "ala" (the ALA agent,
 with the controller's learning rule as params), "l2t_teacher" (a frozen teacher registered under a
-name with `register_teacher`). `ala_study` builds the study; `controller_diagnostics`,
-`action_advantages` and `relative_reduction` summarise what the runs did.
+name with `register_teacher`, in the one registry shared with notebook 06's study). `ala_study`
+builds the study; `controller_diagnostics`, `action_advantages` and `relative_reduction`
+summarise what the runs did.
 
 The older direct runner (`StudentSetup`, `train_student`, the factories) remains for the
 benchmark (benchmarks/bench_ala.py) and the section-1 mismatch demo.
@@ -23,28 +24,20 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
-from torch import nn
-
-from torch import Tensor
+from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP
-from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
 from curriclab.core.protocol import SampleMethod
-import pandas as pd
-
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    Results,
-    arm_method,
-    paired_table,
-)
-from curriclab.experiments.harness.spec import DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.core.stats import PairedComparison, paired_comparison
+from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
+from curriclab.experiments.dynamic_loss_l2t import TEACHERS, register_teacher, registered_teacher
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
 from curriclab.experiments.harness.headlines import save_headlines
+from curriclab.experiments.harness.results import Results, paired_table
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.methods.ala.agent import (
     AlignmentAgent,
     AlignmentHistory,
@@ -257,22 +250,6 @@ def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
 
 # ---------------------------------------------------------------- harness arms
 
-TEACHERS: dict[str, LossTeacher] = {}
-"""Frozen L2T-DLF teachers the "l2t_teacher" arm can name (filled by `register_teacher`)."""
-
-
-def register_teacher(name: str, teacher: LossTeacher) -> None:
-    """Make `teacher` available to the "l2t_teacher" arm as `teacher=name` (replaces any
-    teacher of that name).
-
-    Raises:
-        TypeError: teacher is not a `LossTeacher`.
-    """
-    if not isinstance(teacher, LossTeacher):
-        raise TypeError(f"teacher must be a LossTeacher, got {type(teacher).__name__}")
-    TEACHERS[name] = teacher
-
-
 def fixed_phi(num_classes: int, diagonal: float = 1.0, off_diagonal: float = 0.0) -> Tensor:
     """Phi = diagonal * I + off_diagonal * (1 - I), a [C, C] float32 matrix.
 
@@ -338,9 +315,7 @@ def _ala_arm(context: ArmContext, beta: float = 0.05, interval: int = 10, gamma:
 def _l2t_teacher_arm(context: ArmContext, teacher: str = "", interval: int = 20,
                      dev_batch: int = 500) -> ArmSetup:
     """A frozen L2T-DLF teacher registered under `teacher` (`TeacherRule`)."""
-    if teacher not in TEACHERS:
-        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {teacher!r}")
-    rule = TeacherRule(context.model, TEACHERS[teacher], context.splits.validation,
+    rule = TeacherRule(context.model, registered_teacher(teacher), context.splits.validation,
                        _planned_steps(context), interval, dev_batch, context.seed)
     return ArmSetup(methods=[rule])
 

@@ -39,20 +39,11 @@ from torch.func import functional_call
 
 from curriclab.core.models import MLP
 from curriclab.core.stats import paired_comparison
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    load_splits,
-    run_arm,
-    tune,
-)
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results
+from curriclab.experiments.harness.runner import run_arm, tune
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
 from curriclab.methods.hypergradient import (
     Params,
@@ -78,6 +69,7 @@ __all__ = [
     "l2t_study",
     "online_log",
     "register_teacher",
+    "registered_teacher",
     "static_phi",
     "static_grid_table",
     "static_phi_arms",
@@ -102,12 +94,17 @@ __all__ = [
 ]
 
 TEACHERS: dict[str, LossTeacher] = {}
-"""Frozen teachers the "dlf_teacher" arm can name (filled by `register_teacher`)."""
+"""Frozen teachers the "dlf_teacher" arm (and notebook 07's "l2t_teacher" arm) can name (filled
+by `register_teacher`)."""
 
 
 def register_teacher(name: str, teacher: LossTeacher) -> None:
-    """Make `teacher` available to the "dlf_teacher" arm as `teacher=name` (replacing any
-    teacher of that name).
+    """Make `teacher` available to the teacher arms as `teacher=name` (replacing any teacher of
+    that name).
+
+    Args:
+        name: the name an arm's `teacher` param gives.
+        teacher: the frozen teacher.
 
     Raises:
         TypeError: teacher is not a `LossTeacher`.
@@ -115,6 +112,23 @@ def register_teacher(name: str, teacher: LossTeacher) -> None:
     if not isinstance(teacher, LossTeacher):
         raise TypeError(f"teacher must be a LossTeacher, got {type(teacher).__name__}")
     TEACHERS[name] = teacher
+
+
+def registered_teacher(name: str) -> LossTeacher:
+    """The teacher registered under `name` (`register_teacher`).
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        The teacher itself (not copied).
+
+    Raises:
+        ValueError: no teacher is registered under `name` (the message lists the names).
+    """
+    if name not in TEACHERS:
+        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {name!r}")
+    return TEACHERS[name]
 
 
 def static_phi(num_classes: int, diagonal: float = 1.0, off_diagonal: float = 0.0,
@@ -182,9 +196,7 @@ def _dlf_teacher(context: ArmContext, teacher: str = "", warmup_steps: int = 0,
                  dev_batch: int = 500) -> ArmSetup:
     """Cross-entropy for `warmup_steps` (at `warmup_lr`), then the frozen teacher `teacher`'s
     loss."""
-    if teacher not in TEACHERS:
-        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {teacher!r}")
-    return _taught_setup(context, TEACHERS[teacher], warmup_steps, warmup_lr, interval,
+    return _taught_setup(context, registered_teacher(teacher), warmup_steps, warmup_lr, interval,
                          dev_batch)
 
 

@@ -30,21 +30,11 @@ from torch import Tensor, nn
 from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import evaluate
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    load_splits,
-    paired_table,
-    run,
-    tune,
-)
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results, paired_table
+from curriclab.experiments.harness.runner import run, tune
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.spl import SPLLoss, linear_pace
 
 __all__ = [

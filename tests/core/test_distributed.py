@@ -9,7 +9,6 @@ rank saves what it saw; the assertions run here, in the test process.
 from __future__ import annotations
 
 import math
-import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.persistence import LossRecorder
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.methods.spl import SPLLoss, linear_pace
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
 
 WORLD = 2
 
@@ -69,23 +68,9 @@ def run_group(scenario: str, directory: Path, timeout_seconds: float = 60.0, *,
               check: bool = True) -> list[dict | None]:
     """Run `SCENARIOS[scenario]` on a two-process gloo group; each rank's result, by rank (None
     for a rank that saved none). `check`: every rank must exit with code 0."""
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker, args=(rank, str(directory), scenario, timeout_seconds))
-        for rank in range(WORLD)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    hung = [rank for rank, process in enumerate(processes) if process.is_alive()]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not hung, f"ranks {hung} of scenario {scenario!r} did not finish"
+    codes = run_ranks(_worker, str(directory), scenario, timeout_seconds, world=WORLD)
     if check:
-        assert [p.exitcode for p in processes] == [0] * WORLD, f"exit codes {[p.exitcode for p in processes]}"
+        assert codes == [0] * WORLD, f"exit codes {codes} of scenario {scenario!r}"
     files = [directory / f"result{rank}.pt" for rank in range(WORLD)]
     return [torch.load(file, weights_only=False) if file.exists() else None for file in files]
 
