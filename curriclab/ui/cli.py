@@ -53,6 +53,12 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: `spl-demo`, `ddp-demo` and `execute-series`, each with its flags.
+
+    Returns:
+        The parser; a flag with an invalid value makes `parse_args` exit with argparse's usage
+        error naming the flag (exit code 2).
+    """
     parser = argparse.ArgumentParser(prog="curriclab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
@@ -106,7 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_report(template: str, report: dict) -> Path:
-    """Write `report` as JSON to `template` with '{rank}' replaced by the report's rank."""
+    """Write `report` as JSON to `template` with '{rank}' replaced by the report's rank.
+
+    Args:
+        template: the path, possibly holding '{rank}'; missing folders are created.
+        report: a JSON-serialisable dict with a "rank" entry (e.g. `DemoResult.report()`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        KeyError: `report` has no "rank".
+        OSError: the file cannot be written.
+    """
     path = Path(template.replace("{rank}", str(report["rank"])))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
@@ -114,8 +132,19 @@ def write_report(template: str, report: dict) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code (0, or 1 when `execute-series` had failures).
-    Invalid flag values end in argparse's usage error naming the flag (exit code 2)."""
+    """Run one command.
+
+    Args:
+        argv: the arguments after the program name (default `sys.argv[1:]`).
+
+    Returns:
+        The exit code: 0, or 1 when `execute-series` had failures.
+
+    Raises:
+        SystemExit: invalid flag values (argparse's usage error naming the flag, code 2);
+            `ddp-demo --report-json` without '{rank}' under several processes; `execute-series`
+            with no notebooks given or found.
+    """
     args = build_parser().parse_args(argv)
     if args.command == "spl-demo":
         study = demo_study(epochs=args.epochs, seeds=(args.seed,))
@@ -157,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def execute_series(paths: Sequence[Path], *, quick: bool, timeout: int) -> int:
     """Execute every notebook in `paths`, also after one fails (a failed notebook's file is left
     unchanged); print one line per notebook and, if any failed, a summary naming them.
+
+    Args:
+        paths: the notebooks, executed in this order, each stored in place.
+        quick: execute under `CURRICLAB_QUICK=1` (a test run; not a published output).
+        timeout: seconds a cell may run (`execute_notebook`).
 
     Returns:
         0 if every notebook ran, else 1.

@@ -74,7 +74,15 @@ def code_fingerprint(notebook: dict[str, Any]) -> str:
 
 
 def stale_reasons(notebook: dict[str, Any]) -> list[str]:
-    """Why the stored outputs of `notebook` (a parsed .ipynb) cannot be trusted; empty if they can."""
+    """Why the stored outputs of `notebook` cannot be trusted.
+
+    Args:
+        notebook: a parsed .ipynb (nbformat 4 JSON as a dict).
+
+    Returns:
+        One sentence per reason (no fingerprint, changed code, not full scale, a stored error,
+        execution counts out of order); [] if the outputs can be trusted.
+    """
     record = notebook.get("metadata", {}).get(METADATA_KEY)
     if record is None:
         return ["never executed by `curriclab execute-series` (no fingerprint in its metadata)"]
@@ -112,7 +120,15 @@ def write_atomically(path: str | Path, text: str) -> None:
     """Replace the file at `path` by `text` (UTF-8) in one step: the text goes to a temporary file
     in the same directory, which `os.replace` then renames over `path`. A crash or an interrupt
     leaves either the old file or the new one, never a half-written mix; the file keeps its
-    permission bits."""
+    permission bits.
+
+    Args:
+        path: the file (it may not exist yet; its folder must).
+        text: the new content.
+
+    Raises:
+        OSError: the file cannot be written (the temporary file is removed).
+    """
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
