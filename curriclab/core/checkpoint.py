@@ -93,7 +93,8 @@ def _check_rng_states(state: dict) -> None:
 
 
 def set_rng_states(state: dict) -> None:
-    """Restore what `rng_states()` returned, after checking all of it (nothing changes on a refusal).
+    """Restore what `rng_states()` returned, after checking all of it (a refused state changes
+    nothing).
 
     Args:
         state: a `rng_states()` dict (e.g. read back from a checkpoint).

@@ -112,7 +112,8 @@ class IndexedDataset(Dataset):
         return int(self.targets.max()) + 1 if len(self) else 0
 
     def subset(self, indices: Sequence[int] | Tensor) -> IndexedDataset:
-        """A new data set of the given items, re-indexed 0..n-1, that remembers their source indices.
+        """A new data set of the given items, re-indexed 0..n-1, that remembers their source
+        indices.
 
         Args:
             indices: positions in this data set, each in [0, len(self)) (repeats allowed).
@@ -125,7 +126,8 @@ class IndexedDataset(Dataset):
         """
         index = torch.as_tensor(indices, dtype=torch.long)
         if index.numel() and (index.min() < 0 or index.max() >= len(self)):
-            raise ValueError(f"indices must lie in [0, {len(self)}); got {index.min()}..{index.max()}")
+            raise ValueError(f"indices must lie in [0, {len(self)}); got "
+                             f"{index.min()}..{index.max()}")
         return IndexedDataset(self.inputs[index], self.targets[index], self.source_indices[index])
 
     def with_targets(self, targets: Tensor) -> IndexedDataset:
@@ -550,7 +552,8 @@ def corrupt_labels(
     if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0) or math.isnan(fraction):
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2 to move a label to another class, got {num_classes}")
+        raise ValueError("num_classes must be >= 2 to move a label to another class, got "
+                         f"{num_classes}")
     if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(f"targets must lie in [0, {num_classes}) for num_classes={num_classes}")
     generator = torch.Generator().manual_seed(seed)

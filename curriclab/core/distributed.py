@@ -357,7 +357,8 @@ def _status(index: Tensor, losses: Tensor, num_samples: int | None) -> int:
         return 1
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
         return 2
-    if index.numel() and (int(index.min()) < 0 or (num_samples is not None and int(index.max()) >= num_samples)):
+    if index.numel() and (int(index.min()) < 0
+                          or (num_samples is not None and int(index.max()) >= num_samples)):
         return 3
     if losses.dtype not in LOSS_DTYPES:
         return 4
@@ -491,7 +492,8 @@ def _raise_on_bad_ranks(table: list[list[int]], rank: int, num_samples: int | No
     dtypes = {row[2] for row in table}
     if len(dtypes) > 1:
         names = ", ".join(f"rank {r}: {LOSS_DTYPES[row[2]]}" for r, row in enumerate(table))
-        raise ValueError(f"gather_observations: losses must have one dtype on every rank, got {names}")
+        raise ValueError("gather_observations: losses must have one dtype on every rank, got "
+                         f"{names}")
 
 
 class Synchronized(SampleMethod):
@@ -571,8 +573,8 @@ class Synchronized(SampleMethod):
         """
         if not self._settings_checked:
             self.check_settings()
-        gathered = gather_observations(index, losses, num_samples=self.num_samples, group=self.group,
-                                       capacity=self.capacity)
+        gathered = gather_observations(index, losses, num_samples=self.num_samples,
+                                       group=self.group, capacity=self.capacity)
         self.capacity = gathered.capacity
         world = len(gathered.counts)
         if world == 1:
@@ -843,10 +845,12 @@ def synchronize_sparse_gradients(
                     continue
                 flat = grad.reshape(-1)
                 rows = torch.nonzero(flat).squeeze(1)
-                gathered = gather_observations(rows, flat[rows], num_samples=flat.numel(), group=group,
+                gathered = gather_observations(rows, flat[rows], num_samples=flat.numel(),
+                                               group=group,
                                                capacity=capacities.get(id(param), 0))
                 capacities[id(param)] = gathered.capacity
-                total = torch.zeros_like(flat).index_add_(0, gathered.index.to(flat.device), gathered.losses)
+                total = torch.zeros_like(flat).index_add_(0, gathered.index.to(flat.device),
+                                                          gathered.losses)
                 param.grad = (total / world).reshape(param.shape)
 
     return optimizer.register_step_pre_hook(average)

@@ -63,7 +63,8 @@ class MLP(nn.Module):
         """Logits of a batch.
 
         Args:
-            x: [B, ...] inputs, `in_features` values per sample once flattened (e.g. [B, 1, 28, 28]).
+            x: [B, ...] inputs, `in_features` values per sample once flattened (e.g.
+                [B, 1, 28, 28]).
 
         Returns:
             [B, num_classes] logits.

@@ -3,21 +3,21 @@
 The loop (`curriclab.core.training.train_epoch`) computes every sample's loss, keyed by dataset
 index, and calls each plugged-in method at up to five points of a step:
 
-| when                      | method                                  | returns                               |
-| ------------------------- | --------------------------------------- | ------------------------------------- |
-| a candidate batch arrives | `select(index, output, target)`         | positions to train on, or None (all)  |
-| the loss is computed      | `compute_losses(output, target, index)` | per-sample losses [B], or None (CE)   |
-| the losses are known      | `objective(index, losses)`              | the scalar to minimise, or None       |
-| the optimizer has stepped | `after_step()`                          | nothing: react to the updated model   |
-| the epoch has ended       | `after_epoch(epoch)`                    | nothing: move schedules and plans on  |
+| when                    | method                                  | returns                     |
+| ----------------------- | --------------------------------------- | --------------------------- |
+| a candidate batch comes | `select(index, output, target)`         | positions to keep, or None  |
+| the loss is computed    | `compute_losses(output, target, index)` | losses [B], or None (CE)    |
+| the losses are known    | `objective(index, losses)`              | scalar to minimise, or None |
+| the optimizer stepped   | `after_step()`                          | nothing (react to the step) |
+| the epoch has ended     | `after_epoch(epoch)`                    | nothing (move schedules on) |
 
 Every method also has `state_dict()` / `load_state_dict(state)` (the default: `{}`, and a
 non-empty state is refused), so `fit(..., checkpoint=path)` can save and resume a run.
 
-Who uses what: dynamic losses, ALA, the teacher and data parameters define `compute_losses`; SPL, the
-SGD-S and InfoBatch samplers and data parameters' decay return an `objective`; loss recorders and
-trackers return None from `objective` (they only observe); ALA's agent and data parameters' clamp
-act in `after_step`; SPL's threshold, samplers and recorders move on in `after_epoch`.
+Who uses what: dynamic losses, ALA, the teacher and data parameters define `compute_losses`; SPL,
+the SGD-S and InfoBatch samplers and data parameters' decay return an `objective`; loss recorders
+and trackers return None from `objective` (they only observe); ALA's agent and data parameters'
+clamp act in `after_step`; SPL's threshold, samplers and recorders move on in `after_epoch`.
 
 Why these names: fastai's `Callback` has 14 events (`after_loss`, `after_step`, `after_epoch`, ...),
 Lightning's `Callback` about 30 (`on_train_batch_end`, `on_train_epoch_end`, ...) and Hugging Face's
@@ -113,7 +113,8 @@ class SampleMethod:
 
         Returns:
             Plain values (tensors, numbers, strings, lists, dicts) that
-            `torch.load(..., weights_only=True)` restores; `{}` for a stateless method (this default).
+            `torch.load(..., weights_only=True)` restores; `{}` for a stateless method (this
+            default).
         """
         return {}
 
@@ -176,7 +177,8 @@ def combined_losses(
     return _single([(m, m.compute_losses(output, target, index)) for m in methods], "losses")
 
 
-def combined_objective(methods: Sequence[SampleMethod], index: Tensor, losses: Tensor) -> Tensor | None:
+def combined_objective(methods: Sequence[SampleMethod], index: Tensor, losses: Tensor
+                       ) -> Tensor | None:
     """Ask every method for an objective (observers see the batch).
 
     Args:

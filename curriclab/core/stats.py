@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 
-def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> tuple[Tensor, Tensor]:
+def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation"
+                   ) -> tuple[Tensor, Tensor]:
     """Two finite 1-D float64 samples of equal length, at least 2 pairs.
 
     Args:
@@ -43,7 +44,8 @@ def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> t
     """
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
+        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, "
+                         f"{tuple(b.shape)}")
     if len(a) < 2:
         raise ValueError(f"{needed_for} needs at least 2 pairs, got {len(a)}")
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
@@ -304,7 +306,8 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
     differences = a - b
     n = len(differences)
     mean = float(differences.mean())
-    half_width = t_distribution.ppf(0.5 + confidence / 2.0, n - 1) * float(differences.std()) / math.sqrt(n)
+    quantile = t_distribution.ppf(0.5 + confidence / 2.0, n - 1)
+    half_width = quantile * float(differences.std()) / math.sqrt(n)
     return PairedComparison(
         difference=mean, low=mean - half_width, high=mean + half_width, confidence=confidence, n=n,
         a_lower=int((differences < 0).sum()), a_higher=int((differences > 0).sum()),

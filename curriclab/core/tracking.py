@@ -78,7 +78,8 @@ class LossTracker(SampleMethod):
         losses = torch.as_tensor(losses).detach().reshape(-1).to(self.latest.dtype).cpu()
         if indices.shape != losses.shape:
             raise ValueError(
-                f"indices and losses must match: got {indices.numel()} indices and {losses.numel()} losses"
+                f"indices and losses must match: got {indices.numel()} indices and "
+                f"{losses.numel()} losses"
             )
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_samples):
             raise ValueError(f"indices must lie in [0, {self.num_samples})")

@@ -90,7 +90,8 @@ def progress_bar(
         total = len(iterable)
     if os.environ.get(PROGRESS_ENV) == "text":
         # a transient (leave=False) bar would only leave cursor-movement codes in stored output
-        bar = _text_tqdm(desc=desc, disable=not (enabled and leave), leave=leave, total=total, mininterval=1.0)
+        bar = _text_tqdm(desc=desc, disable=not (enabled and leave), leave=leave, total=total,
+                         mininterval=1.0)
     else:
         bar = _tqdm(desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
     return bar if iterable is None else _advance(iterable, bar)

@@ -162,7 +162,8 @@ class StudentRun:
 
     @property
     def selected_test_error(self) -> float:
-        """The test error at `selected_epoch` (the lowest validation error); ValueError without epochs."""
+        """The test error at `selected_epoch` (the lowest validation error); ValueError without
+        epochs."""
         return self.test_error[self.selected_epoch]
 
 

@@ -800,7 +800,8 @@ def _kind_sentence(kind: str, row: pd.Series) -> str:
     return (f"- **{kind}**: smoothed dev metric {row['dev metric, first']:.4f} → "
             f"{row['dev metric, last']:.4f}, 0-1 dev error {row['dev error %, first']:.2f} → "
             f"{row['dev error %, last']:.2f} % ({reading}); row sum {row['row sum, first']:.2f} → "
-            f"{row['row sum, last']:.2f}; off-diagonal mass {row['off-diagonal mass, first']:.3f} → "
+            f"{row['row sum, last']:.2f}; off-diagonal mass "
+            f"{row['off-diagonal mass, first']:.3f} → "
             f"{row['off-diagonal mass, last']:.3f}; saturated {row['saturated %, first']:.1f} → "
             f"{row['saturated %, last']:.1f} %.")
 
@@ -936,7 +937,8 @@ def takeaways(values: Mapping[str, Any]) -> str:
         f"- **The family's ceiling.** With every arm at its own lr, "
         f"{ceiling['members_beating_cross_entropy_on_validation']} of {ceiling['members']} static "
         f"members beat cross-entropy on validation (one seed); the best, {ceiling['best']}, had "
-        f"{ceiling['best_validation_error']:.2f} % against {ceiling['cross_entropy_validation_error']:.2f} "
+        f"{ceiling['best_validation_error']:.2f} % against "
+        f"{ceiling['cross_entropy_validation_error']:.2f} "
         f"%. On test over {regime['student_seeds']} seeds it was {gap(ceiling['best'])} against "
         f"cross-entropy ({arms[ceiling['best']]['verdict']}); Phi = I was {gap('Phi = I')}.",
     ]
@@ -949,7 +951,8 @@ def takeaways(values: Mapping[str, Any]) -> str:
             f"{row['verdict']}. Over its teacher steps the smoothed dev metric went "
             f"{diag['dev metric, first']:.4f} → {diag['dev metric, last']:.4f}, the 0-1 dev error "
             f"{diag['dev error %, first']:.2f} → {diag['dev error %, last']:.2f} %, the row sum to "
-            f"{diag['row sum, last']:.2f} and the saturated share to {diag['saturated %, last']:.1f} %.")
+            f"{diag['row sum, last']:.2f} and the saturated share to "
+            f"{diag['saturated %, last']:.1f} %.")
     lines.append(
         f"- **Regime.** {setting}; Algorithm 1 took {regime['teacher_steps']} teacher steps, each "
         f"unrolling all {regime['horizon']} taught steps of a fresh student "

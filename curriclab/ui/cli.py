@@ -75,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     ddp = commands.add_parser(
         "ddp-demo",
         help="train one per-sample method on MNIST under torchrun; print each rank's state digest",
-        description="Train SmallConv on MNIST ($CURRICLAB_DATA) with one per-sample method on every "
-        "rank of a torch.distributed group (run under `torchrun --nproc_per_node 2 -m curriclab "
-        "ddp-demo ...`, or alone). Each rank prints one line: 'rank R: state sha256 <hex> samples "
-        "<n>', the digest of its per-sample state and the samples it drew.",
+        description="Train SmallConv on MNIST ($CURRICLAB_DATA) with one per-sample method on "
+        "every rank of a torch.distributed group (run under `torchrun --nproc_per_node 2 -m "
+        "curriclab ddp-demo ...`, or alone). Each rank prints one line: 'rank R: state sha256 "
+        "<hex> samples <n>', the digest of its per-sample state and the samples it drew.",
     )
     ddp.add_argument("--method", choices=DEMO_METHODS, required=True)
     ddp.add_argument("--epochs", type=_int_at_least(1), default=2, help="epochs, default 2")
@@ -93,15 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                      f"fails naming the rank that did not answer (sets ${DIST_TIMEOUT_ENV}; "
                      f"default: ${DIST_TIMEOUT_ENV}, else 30)")
     ddp.add_argument("--report-json", metavar="PATH", default=None,
-                     help="also write this rank's report as JSON (rank, world size, digest, samples, "
-                     "training seconds, per-epoch plan/samples/index digests); '{rank}' in PATH is "
-                     "replaced by the rank, and is required when several processes run")
+                     help="also write this rank's report as JSON (rank, world size, digest, "
+                     "samples, training seconds, per-epoch plan/samples/index digests); '{rank}' "
+                     "in PATH is replaced by the rank, and is required when several processes "
+                     "run")
     series = commands.add_parser(
         "execute-series",
         help="re-execute notebooks in place (full scale by default) and store their outputs",
         description="Run every cell of each notebook in a fresh kernel and write the notebook back "
-        "with its outputs, widget state, and a fingerprint of its code and run mode in its metadata "
-        "(the test suite refuses stale or quick-mode outputs).",
+        "with its outputs, widget state, and a fingerprint of its code and run mode in its "
+        "metadata (the test suite refuses stale or quick-mode outputs).",
     )
     series.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to execute (default: every notebooks/*.ipynb)")
@@ -154,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                            highlight=splits.corrupted)
         print(f"wrote {path}")
     elif args.command == "ddp-demo":
-        if args.report_json and "{rank}" not in args.report_json and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            raise SystemExit("--report-json: put '{rank}' in the path (e.g. report{rank}.json) so that "
-                             "each rank writes its own file")
+        several = int(os.environ.get("WORLD_SIZE", 1)) > 1
+        if args.report_json and "{rank}" not in args.report_json and several:
+            raise SystemExit("--report-json: put '{rank}' in the path (e.g. report{rank}.json) so "
+                             "that each rank writes its own file")
         if args.timeout is not None:  # the collectives read it too, not only the group's set-up
             os.environ[DIST_TIMEOUT_ENV] = repr(args.timeout)
         joined = init_from_environment()

@@ -52,7 +52,8 @@ def _code_sources(notebook: dict[str, Any]) -> list[str]:
 
 
 def _program(source: str) -> str:
-    """What a cell runs, independent of layout: its syntax tree, or its text if it does not parse."""
+    """What a cell runs, independent of layout: its syntax tree, or its text if it does not
+    parse."""
     try:
         return ast.dump(ast.parse(source))
     except SyntaxError:
@@ -179,7 +180,8 @@ def execute_notebook(path: str | Path, *, quick: bool = False, timeout: int = 36
     with _environment(**{QUICK_ENV: "1" if quick else "0", PROGRESS_ENV: "text"}):
         NotebookClient(
             notebook, timeout=timeout, kernel_name="python3", store_widget_state=True,
-            coalesce_streams=True,  # merges each cell's stream chunks and applies the bars' \r redraws
+            # coalesce_streams merges each cell's stream chunks and applies the bars' \r redraws
+            coalesce_streams=True,
             resources={"metadata": {"path": str(path.parent)}},
         ).execute()
     seconds = time.perf_counter() - start
