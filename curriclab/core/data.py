@@ -405,17 +405,20 @@ def load_mnist(
 def load_fashion_mnist(
     train: bool = True, root: str | Path | None = None, download: bool | None = None
 ) -> IndexedDataset:
-    """Fashion-MNIST (Xiao et al. 2017) as an IndexedDataset, read from
-    `<root>/FashionMNIST/raw/`: `load_images("fashion_mnist", train, root, download)`.
+    """Fashion-MNIST (Xiao et al. 2017) as an IndexedDataset: `load_images("fashion_mnist",
+    train, root, download)`, the same shapes and file names as `load_mnist`.
 
     Args:
-        train, root, download: as in `load_images`.
+        train, root, download: as in `load_images`; the files are read from
+            `<root>/FashionMNIST/raw/`.
 
     Returns:
-        Normalised float images [N, 1, 28, 28] and int64 labels in 0..9 (N = 60 000 or 10 000).
+        Normalised float images [N, 1, 28, 28] and int64 labels 0..9 (ten kinds of clothing);
+        N = 60 000 or 10 000.
 
     Raises:
-        ValueError, FileNotFoundError: as in `load_images`.
+        FileNotFoundError: Fashion-MNIST's files are missing (the message names them).
+        ValueError: a damaged file.
     """
     return load_images("fashion_mnist", train, root, download)
 
