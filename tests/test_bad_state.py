@@ -13,7 +13,6 @@ Every state also survives `torch.save` + `torch.load(..., weights_only=True)` an
 from __future__ import annotations
 
 import copy
-import io
 import math
 from collections.abc import Callable
 
@@ -39,58 +38,10 @@ from curriclab.methods.sampling import SGDSSampler
 from curriclab.methods.sparse_sgd import SparseSGD
 from curriclab.methods.spl import SPLLoss, linear_pace
 from curriclab.methods.teacher import LossTeacher, StudentObserver
+from tests.helpers.state import differences, weights_only_round_trip
 
 N, C = 6, 3
 NAN, INF = math.nan, math.inf
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return {prefix: value}
-    flat: dict[str, object] = {}
-    for key, item in items:
-        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _frozen(state: dict) -> dict[str, object]:
-    """A deep copy of a (nested) state, for a later bitwise comparison."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return _flatten(torch.load(buffer, weights_only=True))
-
-
-def _same(first: dict[str, object], second: dict[str, object]) -> bool:
-    if set(first) != set(second):
-        return False
-    for key, value in first.items():
-        other = second[key]
-        if isinstance(value, Tensor):
-            if not (isinstance(other, Tensor) and value.dtype == other.dtype
-                    and value.shape == other.shape):
-                return False
-            if value.is_floating_point():
-                value, other = value.nan_to_num(-7.0), other.nan_to_num(-7.0)
-            if not torch.equal(value, other):
-                return False
-        elif not (value == other or (value != value and other != other)):
-            return False
-    return True
-
-
-def _weights_only_round_trip(state: dict) -> dict:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 # ---------------------------------------------------------------- the stateful objects
@@ -237,8 +188,9 @@ FACTORIES: dict[str, Callable[[], object]] = {
 def test_every_state_survives_a_weights_only_load_and_loads_back(name):
     source, target = FACTORIES[name](), FACTORIES[name]()
     state = source.state_dict()
-    target.load_state_dict(_weights_only_round_trip(state))
-    assert _same(_frozen(target.state_dict()), _frozen(state))
+    target.load_state_dict(weights_only_round_trip(state))
+    assert differences(weights_only_round_trip(target.state_dict()),
+                       weights_only_round_trip(state)) == []
 
 
 # ---------------------------------------------------------------- missing and extra keys
@@ -249,10 +201,11 @@ def _top_keys() -> list[tuple[str, str]]:
 
 
 def _refused_unchanged(obj: object, bad: dict, error: type, match: str) -> None:
-    before = _frozen(obj.state_dict())
+    before = weights_only_round_trip(obj.state_dict())
     with pytest.raises(error, match=match):
         obj.load_state_dict(bad)
-    assert _same(_frozen(obj.state_dict()), before), "a refused state changed the object"
+    assert differences(weights_only_round_trip(obj.state_dict()), before) == [], (
+        "a refused state changed the object")
 
 
 @pytest.mark.parametrize(("name", "key"), _top_keys(), ids=lambda v: str(v))
@@ -492,7 +445,7 @@ def test_a_plain_sgd_state_cannot_remove_sparse_sgd_s_clamp():
 
 
 def _state_of(obj: object) -> dict:
-    return _frozen(obj.state_dict())
+    return weights_only_round_trip(obj.state_dict())
 
 
 INPUTS = [
@@ -569,7 +522,7 @@ def test_a_bad_input_is_refused_and_changes_nothing(name, call, error, match):
     before = _state_of(obj)
     with pytest.raises(error, match=match):
         call(obj)
-    assert _same(_state_of(obj), before), "a refused input changed the state"
+    assert differences(_state_of(obj), before) == [], "a refused input changed the state"
 
 
 def test_the_curriculum_sampler_refuses_losses_only_when_it_keeps_them():
@@ -580,7 +533,7 @@ def test_the_curriculum_sampler_refuses_losses_only_when_it_keeps_them():
     before = _state_of(sampler)
     with pytest.raises(ValueError, match="finite"):
         sampler.objective(torch.tensor([0]), torch.tensor([NAN]))
-    assert _same(_state_of(sampler), before)
+    assert differences(_state_of(sampler), before) == []
 
 
 @pytest.mark.parametrize("bad", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
@@ -595,7 +548,7 @@ def test_sparse_sgd_skips_and_counts_a_step_with_a_non_finite_gradient(bad, spar
     assert torch.equal(param.detach(), values)
     after = _state_of(optimizer)
     assert after.pop("skipped_steps") == 1 and before.pop("skipped_steps") == 0
-    assert _same(after, before)
+    assert differences(after, before) == []
     param.grad = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.0, 0.0])  # a finite step still moves
     optimizer.step()
     assert not torch.equal(param.detach(), values)

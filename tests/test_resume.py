@@ -11,14 +11,13 @@ per-epoch training losses must be equal with `torch.equal` / `==`.
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from curriclab.core.checkpoint import load_checkpoint
@@ -30,7 +29,8 @@ from curriclab.methods.data_parameters import DataParameters
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.methods.spl import SPLLoss, linear_pace
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
+from tests.helpers.state import differences
 
 N, FEATURES, CLASSES, BATCH = 40, 5, 3, 8
 EPOCHS, STOP = 5, 2
@@ -95,20 +95,6 @@ def _fit(run: dict, epochs: int, checkpoint: Path | None) -> list:
                progress=False, checkpoint=checkpoint)
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, object]:
-    """A nested state as {dotted key: leaf}, for an entry-by-entry comparison."""
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return {prefix: value}
-    flat: dict[str, object] = {}
-    for key, item in items:
-        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 def _snapshot(run: dict, history: list) -> dict:
     return {
         "model": run["model"].state_dict(),
@@ -117,25 +103,6 @@ def _snapshot(run: dict, history: list) -> dict:
         "train_losses": [record.train.loss for record in history],
         "epochs": [record.epoch for record in history],
     }
-
-
-def _differences(first: dict, second: dict) -> list[str]:
-    """The dotted keys at which two snapshots differ (tensors by torch.equal, NaN == NaN)."""
-    left, right = _flatten(first), _flatten(second)
-    if set(left) != set(right):
-        return sorted(set(left) ^ set(right))
-    different = []
-    for key, value in left.items():
-        other = right[key]
-        if isinstance(value, Tensor):
-            same = isinstance(other, Tensor) and value.dtype == other.dtype and torch.equal(
-                value.nan_to_num(-7.0) if value.is_floating_point() else value,
-                other.nan_to_num(-7.0) if other.is_floating_point() else other)
-        else:
-            same = value == other or (value != value and other != other)  # NaN == NaN
-        if not same:
-            different.append(key)
-    return different
 
 
 def _reference_and_resumed(scenario: str, directory: Path, distributed: bool = False):
@@ -155,7 +122,7 @@ def test_resumed_run_is_bitwise_the_uninterrupted_one(scenario, tmp_path):
     reference, resumed, saved_epoch = _reference_and_resumed(scenario, tmp_path)
     assert saved_epoch == STOP
     assert resumed["epochs"] == list(range(EPOCHS))
-    assert _differences(reference, resumed) == []
+    assert differences(reference, resumed) == []
 
 
 def test_a_fresh_start_differs_so_the_comparison_can_fail(tmp_path):
@@ -163,7 +130,7 @@ def test_a_fresh_start_differs_so_the_comparison_can_fail(tmp_path):
     equality above is evidence of the restore, not of a comparison that always holds."""
     reference = _build("sgd_s", seed=0)
     fresh = _build("sgd_s", seed=99)
-    assert _differences(_snapshot(reference, _fit(reference, EPOCHS, None)),
+    assert differences(_snapshot(reference, _fit(reference, EPOCHS, None)),
                         _snapshot(fresh, _fit(fresh, EPOCHS, None))) != []
 
 
@@ -186,7 +153,7 @@ def test_a_checkpoint_of_another_run_is_refused_and_changes_nothing(tmp_path):
     before = _snapshot(other, [])
     with pytest.raises(ValueError, match="method_types"):
         _fit(other, EPOCHS, path)
-    assert _differences(before, _snapshot(other, [])) == []
+    assert differences(before, _snapshot(other, [])) == []
     with pytest.raises(ValueError, match="'epoch'"):
         _fit(_build("loss_tracker", seed=0), STOP - 1, path)  # the file is further than that
 
@@ -202,7 +169,7 @@ def test_a_refused_method_state_rolls_back_what_was_restored(tmp_path):
     before = _snapshot(run, [])
     with pytest.raises(ValueError, match=r"methods\.0.*momentum"):
         _fit(run, EPOCHS, path)
-    assert _differences(before, _snapshot(run, [])) == []
+    assert differences(before, _snapshot(run, [])) == []
 
 
 def test_checkpoint_loads_with_weights_only_and_holds_every_part(tmp_path):
@@ -229,7 +196,7 @@ def _worker(rank: int, directory: str) -> None:
         own = Path(directory) / f"rank{rank}"
         own.mkdir(exist_ok=True)
         reference, resumed, saved_epoch = _reference_and_resumed(scenario, own, distributed=True)
-        results[scenario] = {"differences": _differences(reference, resumed),
+        results[scenario] = {"differences": differences(reference, resumed),
                              "saved_epoch": saved_epoch, "epochs": resumed["epochs"],
                              "model": reference["model"]}
     torch.save(results, f"{directory}/result{rank}.pt")
@@ -237,20 +204,7 @@ def _worker(rank: int, directory: str) -> None:
 
 
 def test_resume_is_bitwise_on_two_gloo_ranks(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(rank, str(tmp_path)))
-                 for rank in range(WORLD)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    hung = [rank for rank, process in enumerate(processes) if process.is_alive()]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not hung, f"ranks {hung} did not finish"
-    assert [process.exitcode for process in processes] == [0] * WORLD
+    assert run_ranks(_worker, str(tmp_path), world=WORLD) == [0] * WORLD
     results = [torch.load(tmp_path / f"result{rank}.pt", weights_only=False)
                for rank in range(WORLD)]
     for scenario in SCENARIOS:
@@ -260,7 +214,7 @@ def test_resume_is_bitwise_on_two_gloo_ranks(tmp_path):
             assert outcome["epochs"] == list(range(EPOCHS)), (scenario, rank)
             assert outcome["differences"] == [], (scenario, rank)
         # DDP keeps the model identical on both ranks: the runs really were one distributed run
-        assert _differences(results[0][scenario]["model"], results[1][scenario]["model"]) == []
+        assert differences(results[0][scenario]["model"], results[1][scenario]["model"]) == []
 
 
 def test_a_checkpoint_in_a_missing_folder_is_refused_before_training(tmp_path):
@@ -268,4 +222,4 @@ def test_a_checkpoint_in_a_missing_folder_is_refused_before_training(tmp_path):
     before = _snapshot(run, [])
     with pytest.raises(ValueError, match="checkpoint"):
         _fit(run, EPOCHS, tmp_path / "absent" / "run.pt")
-    assert _differences(before, _snapshot(run, [])) == []
+    assert differences(before, _snapshot(run, [])) == []

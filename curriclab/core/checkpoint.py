@@ -54,7 +54,13 @@ _OWNER = "checkpoint"
 
 
 def rng_states() -> dict:
-    """The global random states of torch, NumPy and Python's `random`, as plain values."""
+    """The global random states of torch, NumPy and Python's `random`, as plain values.
+
+    Returns:
+        {"torch": uint8 tensor, "numpy": {"kind", "keys" (int64 [624]), "position", "has_gauss",
+        "cached_gaussian"}, "python": {"version", "internal" (625 ints), "gauss"}}: only what
+        `torch.load(..., weights_only=True)` restores; `set_rng_states` puts it back.
+    """
     kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
     version, internal, gauss = random.getstate()
     return {
@@ -87,7 +93,16 @@ def _check_rng_states(state: dict) -> None:
 
 
 def set_rng_states(state: dict) -> None:
-    """Restore what `rng_states()` returned (checked first: ValueError naming the key)."""
+    """Restore what `rng_states()` returned, after checking all of it (a refused state changes
+    nothing).
+
+    Args:
+        state: a `rng_states()` dict (e.g. read back from a checkpoint).
+
+    Raises:
+        TypeError: `state` or one of its parts is not a dict.
+        ValueError: naming the key ("rng.numpy.keys", ...) that is missing, extra or malformed.
+    """
     _check_rng_states(state)
     torch.set_rng_state(state["torch"])
     numpy_state = state["numpy"]
@@ -101,7 +116,15 @@ def set_rng_states(state: dict) -> None:
 
 def generators_of(loader: object) -> list[torch.Generator]:
     """The torch generators a loader draws from besides the global one: its own `generator`
-    (a shuffling DataLoader's) and its sampler's, each once."""
+    (a shuffling DataLoader's) and its sampler's, each once.
+
+    Args:
+        loader: a DataLoader, or anything with optional `generator` / `sampler.generator`
+            attributes.
+
+    Returns:
+        The distinct `torch.Generator`s found (the loader's first), possibly [].
+    """
     found: list[torch.Generator] = []
     for owner in (loader, getattr(loader, "sampler", None)):
         generator = getattr(owner, "generator", None)
@@ -121,6 +144,11 @@ def training_state(
         model, optimizers, methods: the run's objects.
         generators: the loader's own generators (`generators_of`).
         history: the epochs so far, as plain values (lists, dicts, numbers).
+
+    Returns:
+        A dict of plain values (format, epoch, each object's `state_dict()`, the method types, the
+        global random states, the generators' states, the history), for `save_checkpoint`. The
+        tensors are the live ones, not copies.
     """
     return {
         "format": FORMAT,
@@ -136,7 +164,17 @@ def training_state(
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write `state` to `path` atomically: a temporary file in the same folder, then a rename."""
+    """Write `state` to `path` atomically: a temporary file in the same folder, then a rename, so a
+    crash leaves the old checkpoint (or none), never half a file.
+
+    Args:
+        path: the checkpoint file; its folder must exist.
+        state: what `training_state` returned.
+
+    Raises:
+        FileNotFoundError: the folder of `path` does not exist.
+        OSError: the file cannot be written (the temporary file is removed).
+    """
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -149,7 +187,18 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint at `path`, read with `torch.load(..., weights_only=True)`."""
+    """The checkpoint at `path`, read with `torch.load(..., weights_only=True)`.
+
+    Args:
+        path: a file `save_checkpoint` wrote.
+
+    Returns:
+        The saved dict, unchecked (`restore_training_state` checks it).
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        pickle.UnpicklingError: the file holds objects a weights-only load refuses.
+    """
     return torch.load(path, weights_only=True)
 
 
@@ -157,7 +206,7 @@ def restore_training_state(
     state: dict, *, epochs: int, model: nn.Module, optimizers: Sequence[torch.optim.Optimizer],
     methods: Sequence[SampleMethod], generators: Sequence[torch.Generator],
 ) -> tuple[int, list]:
-    """Put a `training_state` back into the run's objects; returns (epochs done, history).
+    """Put a `training_state` back into the run's objects.
 
     The layout, the epoch and the random states are checked before anything changes. If then
     the model, an optimizer or a method refuses its part, every object restored before it is
@@ -167,6 +216,10 @@ def restore_training_state(
         state: what `load_checkpoint` returned.
         epochs: the run's total number of epochs (the checkpoint must not be further).
         model, optimizers, methods, generators: the run's objects, in the order they were saved.
+
+    Returns:
+        (epochs done, in 0 .. epochs; the saved history). The global random states and the
+        generators are restored too.
 
     Raises:
         TypeError: `state` is not a dict.
@@ -223,7 +276,14 @@ def _in_memory(state: dict) -> io.BytesIO:
 def agree_on_epoch(epoch: int) -> None:
     """Collective under torch.distributed: raise the same ValueError on every rank unless every
     rank resumes at the same epoch (a rank that found no checkpoint would otherwise train other
-    epochs than its peers and hang the group). A no-op without a process group."""
+    epochs than its peers and hang the group). A no-op without a process group.
+
+    Args:
+        epoch: the epoch this rank resumes at (0 without a checkpoint).
+
+    Raises:
+        ValueError: on every rank, listing each rank's epoch, when they differ.
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
     mine = torch.tensor([epoch], dtype=torch.long)

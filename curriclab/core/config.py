@@ -40,5 +40,16 @@ def is_quick() -> bool:
 
 
 def pick(full: T, quick: T) -> T:
-    """Return `quick` in quick mode and `full` otherwise (ValueError on a bad `CURRICLAB_QUICK`)."""
+    """Return `quick` in quick mode and `full` otherwise.
+
+    Args:
+        full: the value for a full-scale run.
+        quick: the value under `CURRICLAB_QUICK=1`.
+
+    Returns:
+        `quick` if `is_quick()`, else `full` (the object itself).
+
+    Raises:
+        ValueError: `CURRICLAB_QUICK` holds a value `is_quick` does not accept.
+    """
     return quick if is_quick() else full

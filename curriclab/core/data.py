@@ -66,6 +66,16 @@ class IndexedDataset(Dataset):
 
     `source_indices[i]` is the index of item `i` in the data set it was taken from (for a data set
     built directly from tensors it is `i`), so a subset's samples can always be traced back.
+
+    Args:
+        inputs: [N, ...], any dtype (held, not copied).
+        targets: [N] labels (int64 class indices for the package's losses).
+        source_indices: [N] int64; default 0..N-1.
+
+    Raises:
+        TypeError: `inputs` or `targets` is not a tensor.
+        ValueError: `targets` is not 1-D, its length differs from `inputs`', or `source_indices`
+            does not have `targets`' shape.
     """
 
     def __init__(self, inputs: Tensor, targets: Tensor, source_indices: Tensor | None = None):
@@ -102,19 +112,48 @@ class IndexedDataset(Dataset):
         return int(self.targets.max()) + 1 if len(self) else 0
 
     def subset(self, indices: Sequence[int] | Tensor) -> IndexedDataset:
-        """A new data set of the given items, re-indexed 0..n-1, that remembers their source indices."""
+        """A new data set of the given items, re-indexed 0..n-1, that remembers their source
+        indices.
+
+        Args:
+            indices: positions in this data set, each in [0, len(self)) (repeats allowed).
+
+        Returns:
+            The subset, in the order of `indices` (its tensors are copies, by tensor indexing).
+
+        Raises:
+            ValueError: a position outside [0, len(self)).
+        """
         index = torch.as_tensor(indices, dtype=torch.long)
         if index.numel() and (index.min() < 0 or index.max() >= len(self)):
-            raise ValueError(f"indices must lie in [0, {len(self)}); got {index.min()}..{index.max()}")
+            raise ValueError(f"indices must lie in [0, {len(self)}); got "
+                             f"{index.min()}..{index.max()}")
         return IndexedDataset(self.inputs[index], self.targets[index], self.source_indices[index])
 
     def with_targets(self, targets: Tensor) -> IndexedDataset:
-        """The same inputs with other labels (e.g. corrupted ones); inputs are shared, not copied."""
+        """The same inputs with other labels (e.g. corrupted ones); inputs are shared, not copied.
+
+        Args:
+            targets: [len(self)] labels.
+
+        Returns:
+            A data set with the same inputs and source indices.
+
+        Raises:
+            ValueError: `targets` is not 1-D with one entry per input.
+        """
         return IndexedDataset(self.inputs, torch.as_tensor(targets), self.source_indices)
 
 
 def collate_batch(batch: Batch) -> Batch:
-    """`collate_fn` for IndexedDataset: `__getitems__` already returns a stacked batch."""
+    """`collate_fn` for IndexedDataset: `__getitems__` already returns a stacked batch.
+
+    Args:
+        batch: (index [B], x [B, ...], y [B]) from `IndexedDataset.__getitems__`.
+
+    Returns:
+        `batch` itself.
+    """
     return batch
 
 
@@ -131,6 +170,20 @@ def make_loader(
 
     Pass `sampler` to draw dataset indices your own way (e.g. an SGD-S sampler); otherwise
     `shuffle` picks a random permutation every epoch (seeded by `generator`).
+
+    Args:
+        dataset: the data set (its `__getitems__` gathers each batch).
+        batch_size: samples per batch (>= 1); the last batch may be smaller unless `drop_last`.
+        shuffle: a fresh random order every epoch (not with `sampler`).
+        sampler: yields data set indices; its order is the loader's.
+        generator: seeds the shuffling (the global generator if None).
+        drop_last: drop a last, incomplete batch.
+
+    Returns:
+        The DataLoader (index int64 [B], x [B, ...], y [B] per batch).
+
+    Raises:
+        ValueError: `batch_size` < 1, or both `sampler` and `shuffle=True`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -148,7 +201,11 @@ def make_loader(
 
 
 def default_data_root() -> Path:
-    """`$CURRICLAB_DATA` if set, else a per-user cache directory (~/.cache/curriclab)."""
+    """`$CURRICLAB_DATA` if set, else a per-user cache directory (~/.cache/curriclab).
+
+    Returns:
+        The data root (`~` expanded); it need not exist.
+    """
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -158,14 +215,24 @@ def default_data_root() -> Path:
 @dataclass(frozen=True)
 class ImageSource:
     """An MNIST-format image data set on disk: its torchvision folder name under the data root,
-    the torchvision class that reads it, and the per-pixel mean and std used to normalise it."""
+    the torchvision class that reads it, and the per-pixel mean and std used to normalise it.
+
+    Attributes:
+        folder: the torchvision class name, which is also its folder ("MNIST", "FashionMNIST").
+        mean: the training images' per-pixel mean, in [0, 1] units.
+        std: their per-pixel standard deviation (> 0).
+    """
 
     folder: str
     mean: float
     std: float
 
     def torchvision_class(self) -> type:
-        """The torchvision data set class that reads (and downloads) these files."""
+        """The torchvision data set class that reads (and downloads) these files.
+
+        Returns:
+            `torchvision.datasets.<folder>` (imported on first use).
+        """
         from torchvision import datasets
 
         return getattr(datasets, self.folder)
@@ -180,7 +247,19 @@ IMAGE_SOURCES = {
 
 def missing_mnist_files(root: str | Path, train: bool, name: str = "mnist") -> list[str]:
     """Names of the raw IDX files of data set `name` (a key of `IMAGE_SOURCES`) that are absent
-    from `<root>/<folder>/raw` (e.g. `<root>/MNIST/raw`, `<root>/FashionMNIST/raw`)."""
+    from `<root>/<folder>/raw` (e.g. `<root>/MNIST/raw`, `<root>/FashionMNIST/raw`).
+
+    Args:
+        root: the data root.
+        train: the training split's two files, else the test split's.
+        name: a key of `IMAGE_SOURCES`.
+
+    Returns:
+        The missing file names (uncompressed IDX, e.g. "train-images-idx3-ubyte"); [] if none.
+
+    Raises:
+        ValueError: an unknown `name`.
+    """
     raw = Path(root) / _source(name).folder / "raw"
     return [file for file in MNIST_FILES[train] if not (raw / file).is_file()]
 
@@ -309,15 +388,38 @@ def load_images(
 def load_mnist(
     train: bool = True, root: str | Path | None = None, download: bool | None = None
 ) -> IndexedDataset:
-    """MNIST as an IndexedDataset: `load_images("mnist", train, root, download)`."""
+    """MNIST as an IndexedDataset: `load_images("mnist", train, root, download)`.
+
+    Args:
+        train, root, download: as in `load_images`.
+
+    Returns:
+        Normalised float images [N, 1, 28, 28] and int64 labels in 0..9 (N = 60 000 or 10 000).
+
+    Raises:
+        ValueError, FileNotFoundError: as in `load_images`.
+    """
     return load_images("mnist", train, root, download)
 
 
 def load_fashion_mnist(
     train: bool = True, root: str | Path | None = None, download: bool | None = None
 ) -> IndexedDataset:
-    """Fashion-MNIST (Xiao et al. 2017) as an IndexedDataset, read from
-    `<root>/FashionMNIST/raw/`: `load_images("fashion_mnist", train, root, download)`."""
+    """Fashion-MNIST (Xiao et al. 2017) as an IndexedDataset: `load_images("fashion_mnist",
+    train, root, download)`, the same shapes and file names as `load_mnist`.
+
+    Args:
+        train, root, download: as in `load_images`; the files are read from
+            `<root>/FashionMNIST/raw/`.
+
+    Returns:
+        Normalised float images [N, 1, 28, 28] and int64 labels 0..9 (ten kinds of clothing);
+        N = 60 000 or 10 000.
+
+    Raises:
+        FileNotFoundError: Fashion-MNIST's files are missing (the message names them).
+        ValueError: a damaged file.
+    """
     return load_images("fashion_mnist", train, root, download)
 
 
@@ -325,6 +427,17 @@ def stratified_positions(targets: Tensor, size: int, seed: int = 0) -> Tensor:
     """Sorted positions of a seeded random sample of `size` items that keeps each class's share.
 
     Class quotas are rounded by largest remainders, so they add up to `size` exactly.
+
+    Args:
+        targets: [N] class labels.
+        size: how many positions, in [0, N].
+        seed: seeds the draw (the same seed gives the same positions).
+
+    Returns:
+        int64 [size], sorted and distinct, in [0, N).
+
+    Raises:
+        ValueError: `size` outside [0, N].
     """
     n = len(targets)
     if not 0 <= size <= n:
@@ -346,6 +459,17 @@ def stratified_subset(dataset: IndexedDataset, size: int, seed: int = 0) -> Inde
 
     The result is indexed 0..size-1; `result.source_indices` maps back to the items of the data
     set the input was built from.
+
+    Args:
+        dataset: the data set to draw from.
+        size: how many items, in [0, len(dataset)].
+        seed: seeds the draw.
+
+    Returns:
+        The subset, its items in their order in `dataset`.
+
+    Raises:
+        ValueError: `size` outside [0, len(dataset)].
     """
     return dataset.subset(stratified_positions(dataset.targets, size, seed))
 
@@ -353,7 +477,19 @@ def stratified_subset(dataset: IndexedDataset, size: int, seed: int = 0) -> Inde
 def stratified_split(
     dataset: IndexedDataset, first_size: int, seed: int = 0
 ) -> tuple[IndexedDataset, IndexedDataset]:
-    """Split into a stratified random part of `first_size` items and the rest (e.g. dev / train)."""
+    """Split into a stratified random part of `first_size` items and the rest (e.g. dev / train).
+
+    Args:
+        dataset: the data set to split.
+        first_size: items in the first part, in [0, len(dataset)].
+        seed: seeds the draw.
+
+    Returns:
+        (first part, the rest): disjoint, together every item once, each in `dataset`'s order.
+
+    Raises:
+        ValueError: `first_size` outside [0, len(dataset)].
+    """
     first = stratified_positions(dataset.targets, first_size, seed)
     rest = torch.ones(len(dataset), dtype=torch.bool)
     rest[first] = False
@@ -366,7 +502,18 @@ def spl_toy_data(
     """Two unit-variance Gaussian blobs centred at (0, 0) (label 0) and (3, 3) (label 1).
 
     The `n_anomalies` points farthest from (3, 3) get their label flipped (the SPL demo uses one).
-    Returns the data set and a boolean mask of the flipped points.
+
+    Args:
+        n_per_class: points per blob (>= 1).
+        n_anomalies: flipped labels, in [0, 2 * n_per_class].
+        seed: seeds the points.
+
+    Returns:
+        (data set of float inputs [2 * n_per_class, 2] and int64 labels, class 0 first; bool mask
+        [2 * n_per_class] of the flipped points).
+
+    Raises:
+        ValueError: `n_per_class` < 1 or `n_anomalies` out of range.
     """
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
@@ -388,7 +535,19 @@ def corrupt_labels(
 ) -> tuple[Tensor, Tensor]:
     """Move exactly round(fraction * N) labels, chosen at random, to a different class (uniformly).
 
-    Returns (noisy targets, boolean mask of the corrupted samples). The input is not modified.
+    Args:
+        targets: [N] labels in [0, num_classes) (not modified).
+        fraction: the share of labels to move, in [0, 1].
+        num_classes: the number of classes (>= 2).
+        seed: seeds which labels move and where.
+
+    Returns:
+        (noisy targets [N], bool mask [N] of the corrupted samples); every masked label differs
+        from its original.
+
+    Raises:
+        ValueError: `targets` not 1-D or outside [0, num_classes), `fraction` outside [0, 1] or
+            NaN, or `num_classes` < 2.
     """
     targets = torch.as_tensor(targets)
     if targets.ndim != 1:
@@ -396,7 +555,8 @@ def corrupt_labels(
     if not (isinstance(fraction, (int, float)) and 0.0 <= fraction <= 1.0) or math.isnan(fraction):
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2 to move a label to another class, got {num_classes}")
+        raise ValueError("num_classes must be >= 2 to move a label to another class, got "
+                         f"{num_classes}")
     if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
         raise ValueError(f"targets must lie in [0, {num_classes}) for num_classes={num_classes}")
     generator = torch.Generator().manual_seed(seed)

@@ -103,7 +103,14 @@ class PeerTimeoutError(RuntimeError):
 
 
 def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
-    """`(rank, world size)` in `group` (default: the default group); `(0, 1)` without a process group."""
+    """`(rank, world size)` in `group`; `(0, 1)` without a process group.
+
+    Args:
+        group: the process group (default: the default group).
+
+    Returns:
+        (rank in [0, world), world size >= 1).
+    """
     if not (dist.is_available() and dist.is_initialized()):
         return 0, 1
     return dist.get_rank(group), dist.get_world_size(group)
@@ -112,6 +119,9 @@ def rank_and_world(group: dist.ProcessGroup | None = None) -> tuple[int, int]:
 def collective_timeout() -> timedelta:
     """How long a collective here waits for the other ranks: `$CURRICLAB_DIST_TIMEOUT` seconds
     (a finite number > 0), else 30 s.
+
+    Returns:
+        The timeout (> 0).
 
     Raises:
         ValueError: the variable is set to anything else; the message names it.
@@ -196,6 +206,12 @@ def naming_silent_peers(what: str = "a collective", group: dist.ProcessGroup | N
     Args:
         what: names the work in the message (e.g. "training").
         group: the process group (default: the default group).
+
+    Yields:
+        None, once (the block runs).
+
+    Raises:
+        PeerTimeoutError: the block's collective lost a peer (chained to the original error).
     """
     try:
         yield
@@ -288,6 +304,10 @@ def check_num_replicas(num_replicas: int, group: dist.ProcessGroup | None = None
     """Under an initialised process group, `num_replicas` must equal its world size (a sampler
     sharding over more or fewer ranks leaves part of each plan undrawn, or draws it twice).
 
+    Args:
+        num_replicas: the sampler's number of shards.
+        group: the process group (default: the default group).
+
     Raises:
         ValueError: naming `num_replicas` and the group's world size. Nothing without a group.
     """
@@ -301,6 +321,11 @@ def check_distinct_ranks(rank: int, what: str, group: dist.ProcessGroup | None =
     """Collective: every rank of `group` must pass a different `rank` in [0, world size) (for a
     sampler: the shard it yields), so the shards are disjoint and cover the plan. One
     all-gather of one int64, with the timeout of `collective_timeout()`.
+
+    Args:
+        rank: the shard this process's sampler yields.
+        what: names the caller in the message (e.g. "SGDSSampler").
+        group: the process group (default: the default group).
 
     Raises:
         ValueError: on every rank, naming `rank` and which ranks passed which value.
@@ -332,7 +357,8 @@ def _status(index: Tensor, losses: Tensor, num_samples: int | None) -> int:
         return 1
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
         return 2
-    if index.numel() and (int(index.min()) < 0 or (num_samples is not None and int(index.max()) >= num_samples)):
+    if index.numel() and (int(index.min()) < 0
+                          or (num_samples is not None and int(index.max()) >= num_samples)):
         return 3
     if losses.dtype not in LOSS_DTYPES:
         return 4
@@ -345,10 +371,13 @@ def _status(index: Tensor, losses: Tensor, num_samples: int | None) -> int:
 class Gathered:
     """Every rank's observations of one step, concatenated in rank order (identical on all ranks).
 
-    index: int64 dataset indices [N]; losses: detached losses [N] in the ranks' common dtype;
-    counts: how many pairs each rank contributed; rank: this process's rank (its pairs are
-    `index[offset : offset + counts[rank]]` with `offset = sum(counts[:rank])`); capacity: the
-    `capacity` to pass to the next exchange (the largest count so far).
+    Attributes:
+        index: int64 dataset indices [N], N = sum(counts).
+        losses: detached losses [N] in the ranks' common dtype.
+        counts: how many pairs each rank contributed, by rank.
+        rank: this process's rank (its pairs are `index[offset : offset + counts[rank]]` with
+            `offset = sum(counts[:rank])`).
+        capacity: the `capacity` to pass to the next exchange (the largest count so far).
     """
 
     index: Tensor
@@ -377,9 +406,23 @@ def gather_observations(
     Two all-gathers per call in the steady state: one int64 tensor (the header, then the indices
     padded to `capacity`) and one tensor of the losses in their own dtype, padded to the largest
     count. A batch larger than `capacity` costs one more all-gather to re-send the indices.
-    `capacity` must be equal on every rank: pass the previous call's `Gathered.capacity`
-    (`Synchronized` does). Indices come back as int64 on `index`'s device, losses detached on
-    `losses`' device. Without a process group this returns the input (checked) unchanged.
+
+    Args:
+        index: [B] integer dataset indices of this rank's batch (B may be 0).
+        losses: [B] finite float losses of the same samples.
+        num_samples: the data set's size, to check the indices against (None: not checked).
+        group: the process group (default: the default group).
+        capacity: >= 0 and equal on every rank: pass the previous call's `Gathered.capacity`
+            (`Synchronized` does).
+
+    Returns:
+        The same `Gathered` on every rank: indices as int64 on `index`'s device, losses detached
+        on `losses`' device. Without a process group, the input (checked) unchanged.
+
+    Raises:
+        ValueError: `capacity` is no int >= 0; or, on every rank, some rank's input is bad
+            (naming the rank and the problem) or the ranks' loss dtypes differ.
+        PeerTimeoutError: a peer did not answer within `collective_timeout()`.
     """
     capacity = _check_capacity(capacity)
     rank, world = rank_and_world(group)
@@ -449,7 +492,8 @@ def _raise_on_bad_ranks(table: list[list[int]], rank: int, num_samples: int | No
     dtypes = {row[2] for row in table}
     if len(dtypes) > 1:
         names = ", ".join(f"rank {r}: {LOSS_DTYPES[row[2]]}" for r, row in enumerate(table))
-        raise ValueError(f"gather_observations: losses must have one dtype on every rank, got {names}")
+        raise ValueError("gather_observations: losses must have one dtype on every rank, got "
+                         f"{names}")
 
 
 class Synchronized(SampleMethod):
@@ -469,6 +513,15 @@ class Synchronized(SampleMethod):
     outside the wrapper, and so do batch selectors (they select per rank, from the local
     candidate batch; the wrapper then sees the chosen samples). Without a process group the
     wrapper behaves like its methods.
+
+    Args:
+        methods: the wrapped per-sample methods (none may define `select`).
+        num_samples: the data set's size, to check gathered indices against (None: unchecked).
+        group: the process group (default: the default group).
+
+    Raises:
+        TypeError: a method is no `SampleMethod`, or one selects (defines `select`).
+        ValueError: `num_samples` < 0.
     """
 
     def __init__(
@@ -489,16 +542,39 @@ class Synchronized(SampleMethod):
         self._settings_checked = False
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor | None:
+        """The wrapped methods' per-sample losses (`combined_losses`), computed locally.
+
+        Args:
+            output: the model's output for the local batch, [B, C].
+            target: the local labels [B].
+            index: the local dataset indices [B].
+
+        Returns:
+            [B] losses, or None when no wrapped method computes its own (the loop's default).
+        """
         return combined_losses(self.methods, output, target, index)
 
     def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
         """Gather once, let every wrapped method see the global batch, scale its objective.
+
         The first call under a process group also checks that every rank wraps the same methods
-        with the same settings (`check_settings`)."""
+        with the same settings (`check_settings`). Collective: every rank calls it every step.
+
+        Args:
+            index: this rank's dataset indices [B].
+            losses: this rank's per-sample losses [B] (with their gradient).
+
+        Returns:
+            The wrapped methods' objective over the global batch times the world size (a scalar
+            whose gradient flows into this rank's losses), or None if no method returns one.
+
+        Raises:
+            ValueError, PeerTimeoutError: as in `gather_observations` and `check_settings`.
+        """
         if not self._settings_checked:
             self.check_settings()
-        gathered = gather_observations(index, losses, num_samples=self.num_samples, group=self.group,
-                                       capacity=self.capacity)
+        gathered = gather_observations(index, losses, num_samples=self.num_samples,
+                                       group=self.group, capacity=self.capacity)
         self.capacity = gathered.capacity
         world = len(gathered.counts)
         if world == 1:
@@ -541,19 +617,32 @@ class Synchronized(SampleMethod):
                                  f"rank, got {shown}{detail}")
 
     def after_step(self) -> None:
+        """Pass the end of an optimizer step on to every wrapped method, in order."""
         for method in self.methods:
             method.after_step()
 
     def after_epoch(self, epoch: int) -> None:
+        """Pass the end of an epoch on to every wrapped method, in order.
+
+        Args:
+            epoch: the epoch that ended (0-based).
+        """
         for method in self.methods:
             method.after_epoch(epoch)
 
     def state_dict(self) -> dict:
-        """`{"methods": [each wrapped method's state_dict(), in order]}`."""
+        """The wrapped methods' states.
+
+        Returns:
+            `{"methods": [each wrapped method's state_dict(), in order]}`.
+        """
         return {"methods": [method.state_dict() for method in self.methods]}
 
     def load_state_dict(self, state: dict) -> None:
         """Load every wrapped method's state, in order; all or nothing.
+
+        Args:
+            state: what `state_dict()` returned.
 
         Raises:
             TypeError/ValueError: from the state's layout (naming `methods`) or from the wrapped
@@ -581,7 +670,14 @@ class Synchronized(SampleMethod):
 def method_settings(method: object) -> str:
     """A method's class and public scalar attributes (bool, int, float, str, None), e.g.
     `SGDSSampler(num_samples=37, prune_fraction=0.2, ...)`: what every rank must agree on.
-    `rank` is left out (it differs by design)."""
+    `rank` is left out (it differs by design).
+
+    Args:
+        method: any object with a `__dict__`.
+
+    Returns:
+        "ClassName(name=value, ...)", the attributes in name order.
+    """
     scalars = {name: value for name, value in sorted(vars(method).items())
                if not name.startswith("_") and name != "rank"
                and (value is None or isinstance(value, (bool, int, float, str)))}
@@ -590,7 +686,14 @@ def method_settings(method: object) -> str:
 
 
 def digest(*tensors: Tensor) -> str:
-    """SHA-256 (hex) of the tensors' dtypes, shapes and bytes: equal digests, bitwise-equal state."""
+    """SHA-256 (hex) of the tensors' dtypes, shapes and bytes: equal digests, bitwise-equal state.
+
+    Args:
+        *tensors: tensors (or values `torch.as_tensor` accepts), on any device.
+
+    Returns:
+        64 hex characters.
+    """
     sha = hashlib.sha256()
     for tensor in tensors:
         tensor = torch.as_tensor(tensor).detach().cpu().contiguous()
@@ -601,7 +704,14 @@ def digest(*tensors: Tensor) -> str:
 
 def state_digest(state: object) -> str:
     """SHA-256 (hex) of a (nested) `state_dict`: tensors by their bytes, other values by `repr`,
-    dict entries in key order; two ranks with equal digests hold bitwise-identical state."""
+    dict entries in key order; two ranks with equal digests hold bitwise-identical state.
+
+    Args:
+        state: dicts, lists and tuples nest; tensors and other values are leaves.
+
+    Returns:
+        64 hex characters.
+    """
     sha = hashlib.sha256()
 
     def walk(value: object) -> None:
@@ -624,7 +734,17 @@ def state_digest(state: object) -> str:
 
 def check_identical(what: str, *tensors: Tensor, group: dist.ProcessGroup | None = None) -> None:
     """Collective: raise the same ValueError on every rank unless `tensors` are bitwise identical
-    on all ranks (one all-gather of a 64-bit digest). A no-op without a process group."""
+    on all ranks (one all-gather of a 64-bit digest). A no-op without a process group.
+
+    Args:
+        what: names the tensors in the message.
+        *tensors: this rank's tensors.
+        group: the process group (default: the default group).
+
+    Raises:
+        ValueError: on every rank, listing each rank's digest, when they differ.
+        PeerTimeoutError: a peer did not answer within `collective_timeout()`.
+    """
     rank, world = rank_and_world(group)
     if world == 1:
         return
@@ -644,7 +764,21 @@ def gathered_per_sample_losses(
 ) -> Tensor:
     """Every sample's loss under `model` (as `per_sample_losses`), each rank measuring every
     world-size-th sample and one exchange sharing them: the same [N] tensor on every rank, at
-    1 / world of the cost. Collective; `per_sample_losses` itself without a process group."""
+    1 / world of the cost. Collective; `per_sample_losses` itself without a process group.
+
+    Args:
+        model: the model (evaluated without gradients, as in `per_sample_losses`).
+        data: the N samples, the same on every rank.
+        loss_fn: per-sample loss of (output, target).
+        batch_size: samples per forward pass (>= 1).
+        group: the process group (default: the default group).
+
+    Returns:
+        [N] losses, by dataset index.
+
+    Raises:
+        ValueError: a non-finite loss on some rank (see `gather_observations`).
+    """
     rank, world = rank_and_world(group)
     if world == 1:
         return per_sample_losses(model, data, loss_fn=loss_fn, batch_size=batch_size)
@@ -676,7 +810,18 @@ def synchronize_sparse_gradients(
     several times faster: the exchange is latency-bound (`benchmarks/bench_distributed.py`);
     "touched" pays off only when the table is large compared with the batch and bandwidth is the
     limit (many rows, ranks across machines). A rank without a gradient contributes zeros.
-    Collective per step; returns the hook's handle (`.remove()` undoes it). No-op alone.
+    Collective per step; a no-op step hook without a process group.
+
+    Args:
+        optimizer: the optimizer whose parameters' gradients are averaged.
+        group: the process group (default: the default group).
+        exchange: "dense" or "touched".
+
+    Returns:
+        The step pre-hook's handle (`.remove()` undoes it).
+
+    Raises:
+        ValueError: an unknown `exchange`.
     """
     if exchange not in EXCHANGES:
         raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
@@ -700,10 +845,12 @@ def synchronize_sparse_gradients(
                     continue
                 flat = grad.reshape(-1)
                 rows = torch.nonzero(flat).squeeze(1)
-                gathered = gather_observations(rows, flat[rows], num_samples=flat.numel(), group=group,
+                gathered = gather_observations(rows, flat[rows], num_samples=flat.numel(),
+                                               group=group,
                                                capacity=capacities.get(id(param), 0))
                 capacities[id(param)] = gathered.capacity
-                total = torch.zeros_like(flat).index_add_(0, gathered.index.to(flat.device), gathered.losses)
+                total = torch.zeros_like(flat).index_add_(0, gathered.index.to(flat.device),
+                                                          gathered.losses)
                 param.grad = (total / world).reshape(param.shape)
 
     return optimizer.register_step_pre_hook(average)

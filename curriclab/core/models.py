@@ -16,18 +16,37 @@ __all__ = ["LogisticRegression", "MLP", "SmallConv"]
 
 
 class LogisticRegression(nn.Module):
-    """One linear layer: multinomial logistic regression (the SPL demo's model on 2-D points)."""
+    """One linear layer: multinomial logistic regression (the SPL demo's model on 2-D points).
+
+    Args:
+        in_features: input features after flattening (>= 1).
+        num_classes: output logits (>= 1).
+    """
 
     def __init__(self, in_features: int = 2, num_classes: int = 2):
         super().__init__()
         self.linear = nn.Linear(in_features, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits of a batch.
+
+        Args:
+            x: [B, ...] inputs, `in_features` values per sample once flattened.
+
+        Returns:
+            [B, num_classes] logits.
+        """
         return self.linear(x.flatten(1))
 
 
 class MLP(nn.Module):
-    """Fully connected ReLU network on flattened inputs, e.g. 784-256-10 for MNIST."""
+    """Fully connected ReLU network on flattened inputs, e.g. 784-256-10 for MNIST.
+
+    Args:
+        in_features: input features after flattening (>= 1).
+        hidden: the hidden layers' widths, in order (() gives logistic regression).
+        num_classes: output logits (>= 1).
+    """
 
     def __init__(
         self, in_features: int = 784, hidden: Sequence[int] = (256,), num_classes: int = 10
@@ -41,12 +60,25 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits of a batch.
+
+        Args:
+            x: [B, ...] inputs, `in_features` values per sample once flattened (e.g.
+                [B, 1, 28, 28]).
+
+        Returns:
+            [B, num_classes] logits.
+        """
         return self.net(x.flatten(1))
 
 
 class SmallConv(nn.Module):
     """The MNIST network of Zakka's blog post (2018) and his pr-lr code: two 5x5 convolutions and
-    two fully connected layers (1x28x28 -> 10 logits), Kaiming-normal initialised."""
+    two fully connected layers (1x28x28 -> 10 logits), Kaiming-normal initialised.
+
+    Args:
+        num_classes: output logits (>= 1).
+    """
 
     def __init__(self, num_classes: int = 10):
         super().__init__()
@@ -59,6 +91,14 @@ class SmallConv(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits of a batch.
+
+        Args:
+            x: [B, 1, 28, 28] images.
+
+        Returns:
+            [B, num_classes] logits.
+        """
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = F.relu(self.fc1(x.flatten(1)))

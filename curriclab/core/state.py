@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "check_choice",
@@ -73,42 +77,49 @@ def _join(prefix: str, key: object) -> str:
 
 
 def nested(prefix: str, key: str) -> str:
-    """The dotted name of `key` inside the sub-state at `prefix` (for messages)."""
+    """The dotted name of `key` inside the sub-state at `prefix` (for messages).
+
+    Args:
+        prefix: the sub-state's dotted key ("" at the top).
+        key: a key inside it.
+
+    Returns:
+        "prefix.key", or `key` when `prefix` is "".
+    """
     return _join(prefix, key)
 
 
-def check_tensor(
-    state: Mapping,
-    key: str,
-    owner: str,
-    *,
-    shape: tuple[int | None, ...] | None = None,
-    dtype: torch.dtype | tuple[torch.dtype, ...] | None = None,
-    low: float | None = None,
-    high: float | None = None,
-    allow_nan: bool = False,
-    allow_inf: bool = False,
-    name: str | None = None,
-) -> Tensor:
+class _TensorRequirements(TypedDict, total=False):
+    """The requirements `check_tensor` passes on to `check_tensor_value` (all optional)."""
+
+    shape: tuple[int | None, ...] | None
+    dtype: torch.dtype | tuple[torch.dtype, ...] | None
+    low: float | None
+    high: float | None
+    allow_nan: bool
+    allow_inf: bool
+
+
+def check_tensor(state: Mapping, key: str, owner: str, *, name: str | None = None,
+                 **requirements: Unpack[_TensorRequirements]) -> Tensor:
     """`state[key]` if it is a tensor of the given shape, dtype and range, else a ValueError.
 
     Args:
-        state, key: where the value lives. owner: the class name for the message.
-        shape: the required shape (None in a position: any size there; None: any shape).
-        dtype: the required dtype (or one of several).
-        low, high: inclusive bounds every non-NaN entry must lie within.
-        allow_nan, allow_inf: whether NaN (e.g. "never seen") or infinite entries may occur
-            (floating tensors only; both default to False).
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
         name: the dotted key for the message (default `key`).
+        **requirements: `shape`, `dtype`, `low`, `high`, `allow_nan`, `allow_inf`, as in
+            `check_tensor_value`.
 
     Returns:
         The tensor itself (not copied).
 
     Raises:
         ValueError: naming the key, when the value is no tensor or breaks a requirement.
+        KeyError: `key` is not in `state` (check the keys first, with `check_keys`).
     """
-    return check_tensor_value(state[key], name or key, owner, shape=shape, dtype=dtype, low=low,
-                              high=high, allow_nan=allow_nan, allow_inf=allow_inf)
+    return check_tensor_value(state[key], name or key, owner, **requirements)
 
 
 def check_tensor_value(
@@ -123,8 +134,27 @@ def check_tensor_value(
     allow_nan: bool = False,
     allow_inf: bool = False,
 ) -> Tensor:
-    """`check_tensor` for a value that sits in a list (e.g. entry 3 of a saved window), named
-    `name` in the message."""
+    """`value` if it is a dense tensor of the given shape, dtype and range, else a ValueError; for
+    a value that sits in a list (e.g. entry 3 of a saved window). `check_tensor` reads it from a
+    state by key.
+
+    Args:
+        value: the saved value.
+        name: its dotted key for the message (e.g. "window.3").
+        owner: the class name for the message.
+        shape: the required shape (None in a position: any size there; None: any shape).
+        dtype: the required dtype (or one of several).
+        low, high: inclusive bounds every non-NaN entry must lie within (not checked for bool).
+        allow_nan, allow_inf: whether NaN (e.g. "never seen") or infinite entries may occur
+            (floating tensors only; both default to False).
+
+    Returns:
+        The tensor itself (not copied).
+
+    Raises:
+        ValueError: naming the key, when the value is no tensor, is sparse, or breaks a
+            requirement.
+    """
     where = _where(owner, name)
     if not isinstance(value, Tensor):
         raise ValueError(f"{where} must be a tensor, got {type(value).__name__}")
@@ -160,7 +190,21 @@ def check_int(
     state: Mapping, key: str, owner: str, *, low: int | None = None, high: int | None = None,
     name: str | None = None,
 ) -> int:
-    """`state[key]` if it is an int (not a bool) within [low, high], else a ValueError naming it."""
+    """`state[key]` if it is an int (not a bool) within [low, high], else a ValueError naming it.
+
+    Args:
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
+        low, high: inclusive bounds (None: unbounded on that side).
+        name: the dotted key for the message (default `key`).
+
+    Returns:
+        The int.
+
+    Raises:
+        ValueError: naming the key, when the value is no int (or a bool) or out of range.
+    """
     where = _where(owner, name or key)
     value = state[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -177,11 +221,23 @@ def check_float(
 ) -> float:
     """`state[key]` as a float if it is a real number (int or float, not bool) in range.
 
-    `low`/`high` are inclusive unless `low_open`/`high_open`; NaN and inf are refused unless
-    allowed (an allowed NaN skips the range check).
+    Args:
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
+        low, high: bounds (None: unbounded on that side), inclusive unless `low_open` /
+            `high_open`.
+        low_open, high_open: make the bound on that side exclusive.
+        allow_nan: accept NaN (which then skips the range check).
+        allow_inf: accept +-inf (still range-checked).
+        name: the dotted key for the message (default `key`).
+
+    Returns:
+        The value as a float.
 
     Raises:
-        ValueError: naming the key.
+        ValueError: naming the key, when the value is no number, a refused NaN or inf, or out of
+            range.
     """
     where = _where(owner, name or key)
     value = state[key]
@@ -205,7 +261,18 @@ def check_float(
 def check_equal(state: Mapping, key: str, owner: str, expected: object,
                 name: str | None = None) -> None:
     """Raise a ValueError naming the key unless `state[key] == expected` (a constructor setting
-    that a state may not change, e.g. the number of samples)."""
+    that a state may not change, e.g. the number of samples).
+
+    Args:
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
+        expected: the value this object was built with; the saved one must also have its type.
+        name: the dotted key for the message (default `key`).
+
+    Raises:
+        ValueError: naming the key, the saved value and `expected`.
+    """
     value = state[key]
     if type(value) is not type(expected) or value != expected:
         raise ValueError(f"{_where(owner, name or key)} is {value!r}, but this object was built "
@@ -214,7 +281,21 @@ def check_equal(state: Mapping, key: str, owner: str, expected: object,
 
 def check_choice(state: Mapping, key: str, owner: str, choices: Iterable[object],
                  name: str | None = None) -> object:
-    """`state[key]` if it is one of `choices`, else a ValueError naming the key."""
+    """`state[key]` if it is one of `choices`, else a ValueError naming the key.
+
+    Args:
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
+        choices: the allowed values (compared by `in`).
+        name: the dotted key for the message (default `key`).
+
+    Returns:
+        The value.
+
+    Raises:
+        ValueError: naming the key and the allowed values.
+    """
     value = state[key]
     choices = tuple(choices)
     if value not in choices:
@@ -223,14 +304,36 @@ def check_choice(state: Mapping, key: str, owner: str, choices: Iterable[object]
 
 
 def check_generator_state(state: Mapping, key: str, owner: str, name: str | None = None) -> Tensor:
-    """`state[key]` if it is a CPU `torch.Generator` state (uint8, the generator's size)."""
+    """`state[key]` if it is a CPU `torch.Generator` state (uint8, the generator's size).
+
+    Args:
+        state: the state (or sub-state) the value lives in.
+        key: the value's key in `state`.
+        owner: the class name for the message.
+        name: the dotted key for the message (default `key`).
+
+    Returns:
+        The state tensor itself, for `generator.set_state`.
+
+    Raises:
+        ValueError: naming the key, when the value is no uint8 tensor of that shape.
+    """
     expected = torch.Generator().get_state().shape
     return check_tensor(state, key, owner, shape=tuple(expected), dtype=torch.uint8, name=name)
 
 
 def finite_or_raise(name: str, value: Tensor, owner: str) -> None:
     """Raise a ValueError naming the argument `name` if the tensor `value` has a NaN or inf
-    entry (for inputs to methods that keep per-sample state)."""
+    entry (for inputs to methods that keep per-sample state).
+
+    Args:
+        name: the argument's name, for the message.
+        value: the tensor to check (any shape; an empty one passes).
+        owner: the method's name, for the message (e.g. "LossTracker.update").
+
+    Raises:
+        ValueError: some entry is NaN or infinite.
+    """
     if value.numel() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{owner}: {name} must be finite (got NaN or inf); the state is "
                          "unchanged: did training diverge?")

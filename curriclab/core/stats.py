@@ -29,11 +29,24 @@ __all__ = [
 ]
 
 
-def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> tuple[Tensor, Tensor]:
-    """Two finite 1-D float64 samples of equal length, at least 2 pairs (ValueError otherwise)."""
+def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation"
+                   ) -> tuple[Tensor, Tensor]:
+    """Two finite 1-D float64 samples of equal length, at least 2 pairs.
+
+    Args:
+        a, b: the paired samples (anything `torch.as_tensor` accepts).
+        needed_for: what needs them, for the message (e.g. "a correlation").
+
+    Returns:
+        (a, b) as float64 tensors [n], n >= 2.
+
+    Raises:
+        ValueError: not 1-D, unequal lengths, fewer than 2 pairs, or a NaN or inf entry.
+    """
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
     if a.ndim != 1 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, {tuple(b.shape)}")
+        raise ValueError(f"a and b must be 1-D of equal length; got {tuple(a.shape)}, "
+                         f"{tuple(b.shape)}")
     if len(a) < 2:
         raise ValueError(f"{needed_for} needs at least 2 pairs, got {len(a)}")
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
@@ -42,7 +55,17 @@ def paired_samples(a: Tensor, b: Tensor, needed_for: str = "a correlation") -> t
 
 
 def pearson(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two 1-D samples (float64; the ddof cancels, so it is used nowhere)."""
+    """Pearson correlation of two 1-D samples (float64; the ddof cancels, so it is used nowhere).
+
+    Args:
+        a, b: paired samples, finite, n >= 2 (see `paired_samples`).
+
+    Returns:
+        The correlation, in [-1, 1].
+
+    Raises:
+        ValueError: as in `paired_samples`, or a or b is constant (the correlation is undefined).
+    """
     a, b = paired_samples(a, b)
     a, b = a - a.mean(), b - b.mean()
     scale = (a.square().sum() * b.square().sum()).sqrt()
@@ -52,7 +75,14 @@ def pearson(a: Tensor, b: Tensor) -> float:
 
 
 def average_ranks(values: Tensor) -> Tensor:
-    """Ranks 1..n of a 1-D tensor, tied values sharing the mean of their ranks (float64)."""
+    """Ranks 1..n of a 1-D tensor, tied values sharing the mean of their ranks.
+
+    Args:
+        values: [n] values (any ordered dtype).
+
+    Returns:
+        float64 [n] ranks in [1, n], summing to n (n + 1) / 2.
+    """
     values = torch.as_tensor(values)
     order = torch.argsort(values, stable=True)
     _, inverse, counts = torch.unique_consecutive(
@@ -65,7 +95,17 @@ def average_ranks(values: Tensor) -> Tensor:
 
 
 def spearman(a: Tensor, b: Tensor) -> float:
-    """Spearman rank correlation: Pearson correlation of the average ranks (ties handled)."""
+    """Spearman rank correlation: Pearson correlation of the average ranks (ties handled).
+
+    Args:
+        a, b: paired samples, finite, n >= 2 (see `paired_samples`).
+
+    Returns:
+        The rank correlation, in [-1, 1].
+
+    Raises:
+        ValueError: as in `pearson` (e.g. a sample whose values are all tied).
+    """
     a, b = paired_samples(a, b)
     return pearson(average_ranks(a), average_ranks(b))
 
@@ -73,8 +113,21 @@ def spearman(a: Tensor, b: Tensor) -> float:
 def pool_by_probability(counts: Tensor, probabilities: Tensor, groups: int = 20
                         ) -> tuple[Tensor, Tensor]:
     """Group the samples with p > 0, in order of p, into at most `groups` runs of roughly equal
-    total probability; return each group's draw count and probability. Chi-square needs a few
-    expected draws per category, which one epoch gives per group but not per sample."""
+    total probability. Chi-square needs a few expected draws per category, which one epoch gives
+    per group but not per sample.
+
+    Args:
+        counts: [N] draw counts per sample.
+        probabilities: [N] draw probabilities (>= 0); samples with p = 0 are left out.
+        groups: the largest number of groups (>= 1).
+
+    Returns:
+        (float64 draw counts [G], float64 probabilities [G]) per group, G <= groups, in order of
+        increasing p; for `chi_square_test`.
+
+    Raises:
+        ValueError: `groups` < 1.
+    """
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
     counts = torch.as_tensor(counts, dtype=torch.float64)
@@ -139,9 +192,20 @@ def chi_square_test(observed: Tensor, probabilities: Tensor) -> tuple[float, int
 def roc_curve(scores: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
     """False- and true-positive rates of the detector "score >= threshold" over all thresholds.
 
-    Tied scores move together (one point per distinct score). Both rates start at 0 and end at 1.
-    Scores may be +-inf (they sort first or last); NaN scores have no order and are refused
-    (ValueError naming `scores`), as are `positives` other than booleans or 0/1.
+    Tied scores move together (one point per distinct score). Scores may be +-inf (they sort first
+    or last).
+
+    Args:
+        scores: [N] detector scores (higher: more likely positive), not NaN.
+        positives: [N] booleans or 0/1, with both classes present.
+
+    Returns:
+        (false-positive rates, true-positive rates), float64 [D + 1] each for D distinct scores,
+        non-decreasing from 0 to 1.
+
+    Raises:
+        ValueError: naming `scores` on NaN scores; `positives` other than booleans or 0/1 or of
+            one class only; shapes not 1-D and equal.
     """
     scores, positives = torch.as_tensor(scores).double(), torch.as_tensor(positives)
     if scores.shape != positives.shape or scores.ndim != 1:
@@ -167,7 +231,17 @@ def roc_curve(scores: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
 
 def roc_auc(scores: Tensor, positives: Tensor) -> float:
     """Area under the ROC curve: the probability that a random positive outscores a random
-    negative (ties count one half). Input as for `roc_curve` (ValueError on NaN scores)."""
+    negative (ties count one half).
+
+    Args:
+        scores, positives: as for `roc_curve`.
+
+    Returns:
+        The AUC, in [0, 1] (0.5: no better than chance).
+
+    Raises:
+        ValueError: as in `roc_curve` (e.g. NaN scores).
+    """
     fpr, tpr = roc_curve(scores, positives)
     return float(torch.trapezoid(tpr, fpr))
 
@@ -177,6 +251,13 @@ class PairedComparison:
     """Paired differences a_i - b_i over seeds: their mean, a t interval for it, and sign counts.
 
     For errors, "A beats B" is supported when the whole interval lies below zero (`high < 0`).
+
+    Attributes:
+        difference: the mean of a_i - b_i.
+        low, high: the two-sided Student-t interval for it (low <= difference <= high).
+        confidence: the interval's level, in (0, 1).
+        n: the number of pairs (>= 2).
+        a_lower, a_higher, ties: how often a_i < b_i, a_i > b_i, a_i = b_i (they add up to n).
     """
 
     difference: float
@@ -189,7 +270,11 @@ class PairedComparison:
     ties: int
 
     def as_dict(self) -> dict[str, float | int]:
-        """The fields as a flat dict (one row of a pandas DataFrame)."""
+        """The fields as a flat dict (one row of a pandas DataFrame).
+
+        Returns:
+            {field name: value}, in field order.
+        """
         return asdict(self)
 
     def __str__(self) -> str:
@@ -202,9 +287,19 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
                       confidence: float = 0.95) -> PairedComparison:
     """Compare two paired samples (e.g. the test errors of methods A and B on the same seeds).
 
-    Returns the mean of a_i - b_i, its two-sided Student-t interval at `confidence` (the interval of
-    `scipy.stats.ttest_rel(a, b).confidence_interval`), and how often a_i < b_i, a_i > b_i, a_i = b_i.
     With identical differences the interval collapses to that value.
+
+    Args:
+        a, b: paired samples, finite, n >= 2, pair i from the same seed.
+        confidence: the interval's level, in (0, 1).
+
+    Returns:
+        The mean of a_i - b_i, its two-sided Student-t interval at `confidence` (the interval of
+        `scipy.stats.ttest_rel(a, b).confidence_interval`), and how often a_i < b_i, a_i > b_i,
+        a_i = b_i.
+
+    Raises:
+        ValueError: as in `paired_samples`, or `confidence` outside (0, 1).
     """
     a, b = paired_samples(a, b, "a paired interval over seeds")
     if not 0.0 < confidence < 1.0:
@@ -212,7 +307,8 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
     differences = a - b
     n = len(differences)
     mean = float(differences.mean())
-    half_width = t_distribution.ppf(0.5 + confidence / 2.0, n - 1) * float(differences.std()) / math.sqrt(n)
+    quantile = t_distribution.ppf(0.5 + confidence / 2.0, n - 1)
+    half_width = quantile * float(differences.std()) / math.sqrt(n)
     return PairedComparison(
         difference=mean, low=mean - half_width, high=mean + half_width, confidence=confidence, n=n,
         a_lower=int((differences < 0).sum()), a_higher=int((differences > 0).sum()),
@@ -223,7 +319,20 @@ def paired_comparison(a: Sequence[float] | Tensor, b: Sequence[float] | Tensor,
 def comparison_table(values: Mapping[str, Sequence[float]], reference: str,
                      confidence: float = 0.95) -> list[dict[str, float | int | str]]:
     """One row per entry other than `reference`: its name, mean, and `paired_comparison` with the
-    reference (same seeds, same order), as flat dicts ready for `pandas.DataFrame`."""
+    reference (same seeds, same order).
+
+    Args:
+        values: {name: paired sample}, every sample over the same seeds in the same order.
+        reference: the entry every other one is compared with (B in a - b).
+        confidence: the intervals' level, in (0, 1).
+
+    Returns:
+        Flat dicts ready for `pandas.DataFrame`, in `values`' order: "name", "mean" and the
+        fields of `PairedComparison`.
+
+    Raises:
+        ValueError: `reference` is not among `values`, or as in `paired_comparison`.
+    """
     if reference not in values:
         raise ValueError(f"reference {reference!r} is not among the entries {sorted(values)}")
     return [{"name": name, "mean": float(torch.as_tensor(v, dtype=torch.float64).mean()),

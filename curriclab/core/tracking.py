@@ -33,6 +33,14 @@ class LossTracker(SampleMethod):
     Non-finite losses are refused: `update` raises a ValueError and records nothing, so a NaN
     or inf can never stand in for a sample's loss (a diverged step should stop the run, not
     hide among the records).
+
+    Args:
+        num_samples: the data set's size N (>= 0); the tables are [N], keyed by dataset index.
+        momentum: the moving average's momentum, in [0, 1).
+        unseen_value: what `latest` and `average` hold for a sample never seen.
+
+    Raises:
+        ValueError: `num_samples` < 0 or `momentum` outside [0, 1).
     """
 
     def __init__(self, num_samples: int, momentum: float = 0.0, unseen_value: float = float("nan")):
@@ -54,9 +62,13 @@ class LossTracker(SampleMethod):
         return self.last_epoch >= 0
 
     def update(self, indices: Tensor, losses: Tensor) -> None:
-        """Record per-sample `losses` (any shape [B]) for dataset `indices` in the current epoch.
+        """Record per-sample `losses` for dataset `indices` in the current epoch.
 
         If an index occurs several times in one call, the last occurrence wins.
+
+        Args:
+            indices: B dataset indices (any shape, flattened), each in [0, num_samples).
+            losses: B finite losses (any shape, flattened; detached and stored as float32 on CPU).
 
         Raises:
             ValueError: the counts differ, an index lies outside [0, num_samples) or a loss is
@@ -66,7 +78,8 @@ class LossTracker(SampleMethod):
         losses = torch.as_tensor(losses).detach().reshape(-1).to(self.latest.dtype).cpu()
         if indices.shape != losses.shape:
             raise ValueError(
-                f"indices and losses must match: got {indices.numel()} indices and {losses.numel()} losses"
+                f"indices and losses must match: got {indices.numel()} indices and "
+                f"{losses.numel()} losses"
             )
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_samples):
             raise ValueError(f"indices must lie in [0, {self.num_samples})")
@@ -78,18 +91,40 @@ class LossTracker(SampleMethod):
         self.last_epoch[indices] = self.epoch
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
-        """As a plugged-in method: record the batch's losses (an observer, so None)."""
+        """As a plugged-in method: record the batch's losses (`update`); an observer, so None.
+
+        Args:
+            index: the batch's dataset indices [B].
+            losses: its per-sample losses [B].
+
+        Raises:
+            ValueError: as in `update`.
+        """
         self.update(index, losses)
 
     def after_epoch(self, epoch: int) -> None:
-        """As a plugged-in method: record later losses under the next epoch."""
+        """As a plugged-in method: record later losses under the next epoch.
+
+        Args:
+            epoch: the epoch that ended (0-based); later losses count for `epoch + 1`.
+        """
         self.set_epoch(epoch + 1)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch number that subsequent updates are recorded under."""
+        """Set the epoch number that subsequent updates are recorded under.
+
+        Args:
+            epoch: the epoch (an int >= 0).
+        """
         self.epoch = int(epoch)
 
     def state_dict(self) -> dict:
+        """Everything `load_state_dict` needs to resume.
+
+        Returns:
+            {"momentum", "unseen_value", "epoch": numbers; "latest", "average": float [N];
+            "last_epoch": int64 [N]}, the tensors copied.
+        """
         return {
             "momentum": self.momentum,
             "unseen_value": self.unseen_value,

@@ -72,16 +72,26 @@ def progress_bar(
     so a long loop does not flood a notebook's output channel (nbval waits on it). Every loop in
     curriclab that shows progress uses this one helper; `enabled=False` switches it off.
 
-    With an iterable, returns a wrapper that iterates it exactly once. (tqdm.auto's own wrapper
-    calls `iter()` eagerly and again when looped over, which starts a DataLoader twice and draws
-    an extra shuffling seed.) Without one, returns the bar itself, to be advanced with `update`.
     With `CURRICLAB_PROGRESS=text` the bar is plain text everywhere (see `PROGRESS_ENV`).
+
+    Args:
+        iterable: what to loop over (None: a bare bar, advanced with `update`).
+        desc: the bar's label.
+        enabled: False shows nothing (the iterable is still iterated).
+        leave: keep the finished bar (False: a transient bar, e.g. an epoch inside a run).
+        total: the expected number of items (default `len(iterable)` where it has one).
+
+    Returns:
+        With an iterable, a wrapper that iterates it exactly once (tqdm.auto's own wrapper calls
+        `iter()` eagerly and again when looped over, which starts a DataLoader twice and draws
+        an extra shuffling seed). Without one, the bar itself.
     """
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)
     if os.environ.get(PROGRESS_ENV) == "text":
         # a transient (leave=False) bar would only leave cursor-movement codes in stored output
-        bar = _text_tqdm(desc=desc, disable=not (enabled and leave), leave=leave, total=total, mininterval=1.0)
+        bar = _text_tqdm(desc=desc, disable=not (enabled and leave), leave=leave, total=total,
+                         mininterval=1.0)
     else:
         bar = _tqdm(desc=desc, disable=not enabled, leave=leave, total=total, mininterval=1.0)
     return bar if iterable is None else _advance(iterable, bar)
@@ -95,24 +105,44 @@ def _advance(iterable: Iterable, bar: _tqdm) -> Iterator:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global random generators in one call."""
+    """Seed Python's, NumPy's and torch's global random generators in one call.
+
+    Args:
+        seed: any int (NumPy gets `seed % 2**32`).
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def cross_entropy_per_sample(output: Tensor, target: Tensor, index: Tensor | None = None) -> Tensor:
-    """Per-sample cross-entropy of logits (or log-probabilities) against integer targets."""
+    """Per-sample cross-entropy of logits (or log-probabilities) against integer targets.
+
+    Args:
+        output: [B, C] logits.
+        target: [B] int64 labels in [0, C).
+        index: the dataset indices (unused; the `LossFn` signature).
+
+    Returns:
+        [B] losses (>= 0), with their gradient.
+    """
     return F.cross_entropy(output, target, reduction="none")
 
 
 @dataclass
 class EpochResult:
-    """What one pass over a loader did: mean training loss and accuracy of the samples it used
-    (measured on the fly, before each step), how many samples were back-propagated, steps, seconds.
+    """What one pass over a loader did, measured on the fly (before each step).
 
-    `candidates` counts the samples forwarded (without gradients) for a selecting method to choose
-    from; it is 0 when no method selects. With selection, `samples` counts only the chosen ones.
+    With selection, `samples` counts only the chosen samples.
+
+    Attributes:
+        loss: the mean training loss of the samples used.
+        accuracy: their share classified right, in [0, 1].
+        samples: how many samples were back-propagated.
+        steps: optimizer steps taken.
+        seconds: wall time of the pass.
+        candidates: samples forwarded (without gradients) for a selecting method to choose from;
+            0 when no method selects.
     """
 
     loss: float
@@ -125,6 +155,12 @@ class EpochResult:
 
 @dataclass
 class Evaluation:
+    """Mean loss and accuracy of a model over a data set (`evaluate`).
+
+    Attributes:
+        loss: the mean per-sample loss.
+        accuracy: the share classified right, in [0, 1].
+    """
     loss: float
     accuracy: float
 
@@ -151,8 +187,7 @@ def train_epoch(
 
     Per-sample losses come from the method that defines them (else cross-entropy); every method
     sees `(index, losses)`, and the objective one of them returns is minimised (else the mean).
-    `optimizer` may be a list (e.g. the model's SGD plus the SparseSGD of data parameters): all are
-    zeroed and stepped together; then every method's `after_step()` runs. Returns an EpochResult.
+    All optimizers are zeroed and stepped together; then every method's `after_step()` runs.
 
     Selection: when one method overrides `select` (`curriclab.core.protocol`), each batch is a
     candidate batch: the model (in train mode, as OATML/RHO-Loss selects by default) forwards it
@@ -160,9 +195,22 @@ def train_epoch(
     samples only (a batch with none chosen is skipped: no step). Without a selecting method
     nothing of this runs.
 
+    Args:
+        model: the model (put in train mode).
+        loader: yields `(index [B], x [B, ...], y [B])` batches (e.g. `make_loader`).
+        optimizer: one optimizer or a list (e.g. the model's SGD plus the SparseSGD of data
+            parameters).
+        methods: the plugged-in per-sample methods.
+        progress: show a transient progress bar.
+        desc: the bar's label.
+
+    Returns:
+        The pass's `EpochResult`.
+
     Raises:
         ValueError: if more than one method selects, or a selection is not a 1-D integer tensor
-            of distinct positions within the candidate batch.
+            of distinct positions within the candidate batch; more than one method returns losses
+            or an objective.
     """
     optimizers = _as_list(optimizer)
     selector = selecting_method(methods)
@@ -232,9 +280,18 @@ def _chosen_positions(
 def eval_outputs(
     model: nn.Module, data: IndexedDataset | DataLoader, batch_size: int = 1000
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """Yield `(index, output, target)` per batch with the model in eval mode and no gradients
-    (an in-memory data set in index order); the model's train/eval mode is restored afterwards.
-    The one evaluation loop: `evaluate`, `per_sample_losses` and validation metrics all use it."""
+    """The model's outputs batch by batch, in eval mode and without gradients; the model's
+    train/eval mode is restored afterwards. The one evaluation loop: `evaluate`,
+    `per_sample_losses` and validation metrics all use it.
+
+    Args:
+        model: the model.
+        data: an in-memory data set (read in index order) or a loader of `(index, x, y)`.
+        batch_size: samples per batch for a data set (>= 1); a loader keeps its own.
+
+    Yields:
+        `(index [B], output [B, C], target [B])` per batch.
+    """
     batches = _slices(data, batch_size) if isinstance(data, IndexedDataset) else data
     was_training = model.training
     model.eval()
@@ -256,7 +313,18 @@ def _slices(data: IndexedDataset, batch_size: int) -> Iterator[tuple[Tensor, Ten
 
 
 def error_rate(logits: Tensor, targets: Tensor) -> float:
-    """Share of samples whose highest-scoring class is not their label."""
+    """Share of samples whose highest-scoring class is not their label.
+
+    Args:
+        logits: [N, C] scores.
+        targets: [N] labels (N >= 1).
+
+    Returns:
+        The error rate, in [0, 1].
+
+    Raises:
+        ValueError: `targets` is empty.
+    """
     if len(targets) == 0:
         raise ValueError("targets must not be empty")
     return float((logits.argmax(1) != targets).float().mean())
@@ -270,10 +338,18 @@ def per_sample_losses(
     batch_size: int = 1000,
     num_samples: int | None = None,
 ) -> Tensor:
-    """Every sample's loss under the current model (eval mode, no gradients), ordered by dataset index.
+    """Every sample's loss under the current model (eval mode, no gradients), by dataset index.
 
-    `num_samples` sizes the result when `data` is a loader over a larger data set (entries it never
-    visits stay NaN).
+    Args:
+        model: the model.
+        data: a data set, or a loader over (part of) one.
+        loss_fn: per-sample loss of (output, target, index).
+        batch_size: samples per forward pass for a data set (>= 1).
+        num_samples: the result's size when `data` is a loader over a larger data set (default
+            the data set's size).
+
+    Returns:
+        float32 [num_samples]; entries `data` never visits stay NaN.
     """
     if num_samples is None:
         num_samples = len(data.dataset if isinstance(data, DataLoader) else data)
@@ -290,7 +366,20 @@ def evaluate(
     loss_fn: LossFn = cross_entropy_per_sample,
     batch_size: int = 1000,
 ) -> Evaluation:
-    """Mean loss and accuracy of `model` (in eval mode) over a data set or loader."""
+    """Mean loss and accuracy of `model` (in eval mode) over a data set or loader.
+
+    Args:
+        model: the model.
+        data: a data set or a loader of `(index, x, y)`.
+        loss_fn: per-sample loss of (output, target, index).
+        batch_size: samples per forward pass for a data set (>= 1).
+
+    Returns:
+        The `Evaluation` (mean loss, accuracy in [0, 1]).
+
+    Raises:
+        ValueError: `data` is empty.
+    """
     total_loss, correct, count = 0.0, 0, 0
     for index, output, y in eval_outputs(model, data, batch_size):
         total_loss += float(loss_fn(output, y, index).sum())
@@ -303,6 +392,13 @@ def evaluate(
 
 @dataclass
 class EpochRecord:
+    """One epoch of `fit`.
+
+    Attributes:
+        epoch: the epoch (0-based).
+        train: what the training pass did.
+        test: the evaluation on `fit`'s `test_data` afterwards, or None without test data.
+    """
     epoch: int
     train: EpochResult
     test: Evaluation | None
@@ -319,7 +415,7 @@ def fit(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
 ) -> list[EpochRecord]:
-    """Train for `epochs` epochs, evaluating on `test_data` after each; returns one record per epoch.
+    """Train for `epochs` epochs, evaluating on `test_data` after each.
 
     Before each epoch the loader's sampler gets `set_epoch(epoch)` (as DistributedSampler expects);
     after it every method's `after_epoch(epoch)` runs (SPL's threshold, a sampler's next plan, ...).
@@ -329,9 +425,19 @@ def fit(
     Python random states, the loader's generators, the epochs done and the history; written
     atomically). If `path` already exists when `fit` starts, the run resumes from it: pass the
     same kind of objects, freshly built, and the resumed run is bitwise the one that never
-    stopped; the returned history then covers every epoch, the earlier ones from the file.
-    Under torch.distributed give every rank its own path (e.g. with the rank in the name); the
-    ranks check that they resume at the same epoch.
+    stopped. Under torch.distributed give every rank its own path (e.g. with the rank in the
+    name); the ranks check that they resume at the same epoch.
+
+    Args:
+        model, loader, optimizer, methods: as in `train_epoch`.
+        epochs: the total number of epochs (>= 0), counting those a checkpoint already holds.
+        test_data: evaluated after every epoch (None: no evaluation).
+        progress: show a progress bar over the epochs.
+        checkpoint: the checkpoint file (its folder must exist), or None.
+
+    Returns:
+        One `EpochRecord` per epoch, `epochs` in all (after a resume, the earlier ones from the
+        file).
 
     Raises:
         ValueError: `epochs` < 0, a checkpoint path in a folder that does not exist, a

@@ -3,8 +3,9 @@
 Harness arms registered here (`curriclab.experiments.harness`): "fixed_phi" (the loss
 -sigmoid(y^T Phi log p) with Phi = diagonal * I + off_diagonal * (1 - I)), "ala" (the ALA agent,
 with the controller's learning rule as params), "l2t_teacher" (a frozen teacher registered under a
-name with `register_teacher`). `ala_study` builds the study; `controller_diagnostics`,
-`action_advantages` and `relative_reduction` summarise what the runs did.
+name with `register_teacher`, in the one registry shared with notebook 06's study). `ala_study`
+builds the study; `controller_diagnostics`, `action_advantages` and `relative_reduction`
+summarise what the runs did.
 
 The older direct runner (`StudentSetup`, `train_student`, the factories) remains for the
 benchmark (benchmarks/bench_ala.py) and the section-1 mismatch demo.
@@ -23,28 +24,20 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
-from torch import nn
-
-from torch import Tensor
+from torch import Tensor, nn
 
 from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP
-from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
 from curriclab.core.protocol import SampleMethod
-import pandas as pd
-
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    Results,
-    arm_method,
-    paired_table,
-)
-from curriclab.experiments.harness.spec import DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.core.stats import PairedComparison, paired_comparison
+from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
+from curriclab.experiments.dynamic_loss_l2t import TEACHERS, register_teacher, registered_teacher
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
 from curriclab.experiments.harness.headlines import save_headlines
+from curriclab.experiments.harness.results import Results, paired_table
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.methods.ala.agent import (
     AlignmentAgent,
     AlignmentHistory,
@@ -102,7 +95,17 @@ __all__ = [
 
 @dataclass
 class StudentSetup:
-    """Data and training budget shared by every rule in a comparison (an MLP student, Adam)."""
+    """Data and training budget shared by every rule in a comparison (an MLP student, Adam).
+
+    Attributes:
+        train: the training data (its inputs fix the MLP's input size, its labels the classes).
+        validation: scored after every epoch (selection and the rules' dev data).
+        test: scored after every epoch (reported at the selected epoch).
+        hidden: the MLP's hidden widths.
+        lr: Adam's learning rate.
+        batch_size: samples per step.
+        epochs: epochs per run.
+    """
 
     train: IndexedDataset
     validation: IndexedDataset
@@ -114,10 +117,12 @@ class StudentSetup:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: ceil(len(train) / batch_size)."""
         return math.ceil(len(self.train) / self.batch_size)
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps of a whole run: epochs * steps_per_epoch."""
         return self.epochs * self.steps_per_epoch
 
 
@@ -127,8 +132,17 @@ RuleFactory = Callable[[StudentSetup, nn.Module, int], SampleMethod]
 
 @dataclass
 class StudentRun:
-    """Per-epoch record of one run: validation cross-entropy and error, test error, training loss;
-    also the loss rule (the ALA agent keeps its history) and the final model."""
+    """Per-epoch record of one run.
+
+    Attributes:
+        method: the rule's name.
+        seed: the run's seed.
+        val_loss, val_error: validation cross-entropy and error (in [0, 1]), one per epoch.
+        test_error: test error, one per epoch.
+        train_loss: the epoch's mean training loss, one per epoch.
+        rule: the loss rule (the ALA agent keeps its history).
+        model: the final model.
+    """
 
     method: str
     seed: int
@@ -148,15 +162,26 @@ class StudentRun:
 
     @property
     def selected_test_error(self) -> float:
+        """The test error at `selected_epoch` (the lowest validation error); ValueError without
+        epochs."""
         return self.test_error[self.selected_epoch]
 
 
 def train_student(
     setup: StudentSetup, method: str, factory: RuleFactory, seed: int, progress: bool = False
 ) -> StudentRun:
-    """Seed, build an MLP and Adam, and train for setup.epochs epochs.
+    """Seed, build an MLP and Adam, and train for setup.epochs epochs following the rule `factory`
+    makes, evaluating on validation and test after every epoch.
 
-    Training follows the rule `factory` makes.
+    Args:
+        setup: the data and budget.
+        method: the run's label.
+        factory: makes the loss rule from (setup, model, seed).
+        seed: seeds the model, the shuffling and the rule.
+        progress: show a progress bar over the epochs.
+
+    Returns:
+        The `StudentRun`.
     """
     seed_everything(seed)
     num_classes = setup.train.num_classes
@@ -179,11 +204,27 @@ def train_student(
 
 
 def cross_entropy_factory(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
-    """Plain cross-entropy: a method that changes nothing."""
+    """Plain cross-entropy: a method that changes nothing.
+
+    Args:
+        setup, model, seed: the `RuleFactory` signature (unused).
+
+    Returns:
+        A bare `SampleMethod`.
+    """
     return SampleMethod()
 
 
 def identity_phi_factory(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
+    """The fixed loss with Phi = I.
+
+    Args:
+        setup: the run's setup (its number of classes C).
+        model, seed: the `RuleFactory` signature (unused).
+
+    Returns:
+        A `FixedPhiRule` with the [C, C] identity.
+    """
     return FixedPhiRule(torch.eye(setup.train.num_classes))
 
 
@@ -195,7 +236,18 @@ def ala_factory(
     off_diagonal_range: tuple[float, float] = OFF_DIAGONAL_RANGE,
     controller_lr: float = 0.003,
 ) -> RuleFactory:
-    """A factory of ALA agents (Phi starts at I, a fresh controller seeded like the run)."""
+    """A factory of ALA agents (Phi starts at I, a fresh controller seeded like the run).
+
+    Args:
+        beta: Phi's step per action.
+        interval: steps between the agent's decisions.
+        gamma: the reward's discount.
+        diagonal_range, off_diagonal_range: the boxes Phi's entries are clipped to.
+        controller_lr: the controller's learning rate.
+
+    Returns:
+        A `RuleFactory` making an `AlignmentAgent` per run.
+    """
 
     def make(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
         matrix = LossMatrix(setup.train.num_classes, beta, diagonal_range, off_diagonal_range)
@@ -208,7 +260,16 @@ def ala_factory(
 
 
 def teacher_factory(teacher: LossTeacher, interval: int = 20, dev_batch: int = 500) -> RuleFactory:
-    """A factory of `TeacherRule`s that all use the same frozen, already trained teacher."""
+    """A factory of `TeacherRule`s that all use the same frozen, already trained teacher.
+
+    Args:
+        teacher: the teacher.
+        interval: steps between the rule's state updates.
+        dev_batch: validation samples per state update.
+
+    Returns:
+        A `RuleFactory`.
+    """
 
     def make(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
         return TeacherRule(
@@ -221,7 +282,20 @@ def teacher_factory(teacher: LossTeacher, interval: int = 20, dev_batch: int = 5
 def compare_rules(
     setup: StudentSetup, factories: dict[str, RuleFactory], seeds: list[int], progress: bool = True
 ) -> dict[str, list[StudentRun]]:
-    """Train every rule with every seed on the same setup; runs grouped by method name."""
+    """Train every rule with every seed on the same setup.
+
+    Args:
+        setup: the data and budget.
+        factories: {method name: rule factory}.
+        seeds: the seeds, the same for every rule.
+        progress: show a progress bar over the runs.
+
+    Returns:
+        {method name: its runs, in the order of `seeds`}.
+
+    Raises:
+        ValueError: `seeds` is empty.
+    """
     if not seeds:
         raise ValueError("seeds must not be empty")
     jobs = [(name, seed) for name in factories for seed in seeds]
@@ -233,6 +307,15 @@ def compare_rules(
 
 @dataclass
 class Summary:
+    """One method's validation-selected results over seeds (`summarize`).
+
+    Attributes:
+        method: the method's name.
+        test_error_mean, test_error_std: mean and sample standard deviation (0 for one seed) of
+            the test error at each run's selected epoch.
+        val_error_mean: the mean validation error there.
+        seeds: the number of runs.
+    """
     method: str
     test_error_mean: float
     test_error_std: float
@@ -241,7 +324,17 @@ class Summary:
 
 
 def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
-    """Mean and standard deviation over seeds of the validation-selected test error, per method."""
+    """Mean and standard deviation over seeds of the validation-selected test error, per method.
+
+    Args:
+        runs: `compare_rules`' runs.
+
+    Returns:
+        One `Summary` per method with runs, in `runs`' order.
+
+    Raises:
+        ValueError: a run without epochs.
+    """
     rows = []
     for method, group in runs.items():
         if not group:
@@ -257,24 +350,15 @@ def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
 
 # ---------------------------------------------------------------- harness arms
 
-TEACHERS: dict[str, LossTeacher] = {}
-"""Frozen L2T-DLF teachers the "l2t_teacher" arm can name (filled by `register_teacher`)."""
-
-
-def register_teacher(name: str, teacher: LossTeacher) -> None:
-    """Make `teacher` available to the "l2t_teacher" arm as `teacher=name` (replaces any
-    teacher of that name).
-
-    Raises:
-        TypeError: teacher is not a `LossTeacher`.
-    """
-    if not isinstance(teacher, LossTeacher):
-        raise TypeError(f"teacher must be a LossTeacher, got {type(teacher).__name__}")
-    TEACHERS[name] = teacher
-
-
 def fixed_phi(num_classes: int, diagonal: float = 1.0, off_diagonal: float = 0.0) -> Tensor:
-    """Phi = diagonal * I + off_diagonal * (1 - I), a [C, C] float32 matrix.
+    """Phi = diagonal * I + off_diagonal * (1 - I).
+
+    Args:
+        num_classes: C (>= 2).
+        diagonal, off_diagonal: the entries on and off the diagonal (finite).
+
+    Returns:
+        A [C, C] float32 matrix.
 
     Raises:
         ValueError: num_classes < 2 or a non-finite entry.
@@ -338,9 +422,7 @@ def _ala_arm(context: ArmContext, beta: float = 0.05, interval: int = 10, gamma:
 def _l2t_teacher_arm(context: ArmContext, teacher: str = "", interval: int = 20,
                      dev_batch: int = 500) -> ArmSetup:
     """A frozen L2T-DLF teacher registered under `teacher` (`TeacherRule`)."""
-    if teacher not in TEACHERS:
-        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {teacher!r}")
-    rule = TeacherRule(context.model, TEACHERS[teacher], context.splits.validation,
+    rule = TeacherRule(context.model, registered_teacher(teacher), context.splits.validation,
                        _planned_steps(context), interval, dev_batch, context.seed)
     return ArmSetup(methods=[rule])
 
@@ -354,6 +436,18 @@ def ala_study(train_size: int | None, validation_size: int, test_size: int | Non
     one joint reward, Adam, no entropy, raw advantages), ALA with the revised rule (per-pair
     credit, SGD, entropy bonus, normalised advantages) and, when `teacher` names a registered
     teacher, the L2T-DLF teacher.
+
+    Args:
+        train_size, validation_size, test_size: the MNIST splits' sizes (None: all).
+        epochs: epochs per run.
+        seeds: the seeds.
+        interval: steps between the ALA agents' decisions.
+        corner: the static corner's diagonal.
+        teacher: a registered teacher's name (`register_teacher`), or None.
+        lr: Adam's learning rate (each arm may tune its own).
+
+    Returns:
+        The `Study`.
 
     Raises:
         ValueError: through the spec classes, for bad sizes or empty seeds.
@@ -382,6 +476,10 @@ def controller_diagnostics(history: AlignmentHistory, num_classes: int = 10) -> 
     """Per decision: Phi's mean diagonal and off-diagonal, the policy's mean probability of each
     action on diagonal and on off-diagonal pairs, its entropy, and the spread of P(+beta) across
     pairs (how much its decisions depend on the pair's state).
+
+    Args:
+        history: an ALA agent's history with D >= 1 decisions.
+        num_classes: C (Phi is [C, C]).
 
     Returns:
         {"steps": [D], "diagonal": [D], "off_diagonal": [D], "diagonal_probs": [D, 3],
@@ -414,8 +512,11 @@ def action_advantages(history: AlignmentHistory) -> Tensor:
     every pair and decision with a reward: how much better than usual each action did. A joint
     reward credits every pair of a decision with the same advantage.
 
+    Args:
+        history: an ALA agent's history.
+
     Returns:
-        [3] means (NaN for an action never taken).
+        float64 [3] means (NaN for an action never taken).
     """
     totals, counts = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
     for actions, advantage in zip(history.actions, history.advantages):
@@ -428,6 +529,13 @@ def action_advantages(history: AlignmentHistory) -> Tensor:
 def relative_reduction(baseline_error: float, error: float) -> float:
     """(baseline - error) / baseline: the share of the baseline's error an arm removes.
 
+    Args:
+        baseline_error: the baseline's error (> 0).
+        error: the arm's error.
+
+    Returns:
+        The share (1: no error left; negative: the arm errs more).
+
     Raises:
         ValueError: baseline_error is not > 0.
     """
@@ -439,14 +547,28 @@ def relative_reduction(baseline_error: float, error: float) -> float:
 def advantage_gap(history: AlignmentHistory) -> float:
     """Mean advantage of the -beta actions minus that of the +beta actions (`action_advantages`):
     positive when lowering Phi paid off more than raising it; about 0 when the advantages carry
-    no information about the actions (NaN if one of the two was never taken)."""
+    no information about the actions.
+
+    Args:
+        history: an ALA agent's history.
+
+    Returns:
+        The gap (NaN if one of the two actions was never taken).
+    """
     means = action_advantages(history)
     return float(means[0] - means[2])
 
 
 def test_error_table(results: Results) -> pd.DataFrame:
     """`paired_table` of the test error in points (100 * (1 - test accuracy)) against the
-    study's first arm, one row per arm."""
+    study's first arm, one row per arm. Adds a "test_error" entry to every final row.
+
+    Args:
+        results: the record of `ala_study`'s runs.
+
+    Returns:
+        The paired table (see `paired_table`).
+    """
     for row in results.finals:
         row["test_error"] = 1.0 - row["test_accuracy"]
     return paired_table(results, "test_error", scale=100)
@@ -456,6 +578,13 @@ def mismatch_summary(runs: list[StudentRun]) -> pd.DataFrame:
     """Per run of the mismatch demo: the epoch of the lowest validation loss, the loss's rise
     from there to the end (relative), and the validation error's change over the same epochs
     (points; negative: the error kept falling while the loss rose).
+
+    Args:
+        runs: the demo's runs.
+
+    Returns:
+        One row per run: seed, loss_minimum_epoch (1-based), loss_rise, error_change,
+        error_at_loss_minimum, final_error (errors in %).
 
     Raises:
         ValueError: no runs, or a run without epochs.
@@ -476,7 +605,14 @@ def mismatch_summary(runs: list[StudentRun]) -> pd.DataFrame:
 
 
 def phi_in_bounds(phi: Tensor) -> bool:
-    """Whether Phi's diagonal lies in DIAGONAL_RANGE and its off-diagonal in OFF_DIAGONAL_RANGE."""
+    """Whether Phi's diagonal lies in DIAGONAL_RANGE and its off-diagonal in OFF_DIAGONAL_RANGE.
+
+    Args:
+        phi: a [C, C] matrix.
+
+    Returns:
+        True if every entry lies in its (closed) range.
+    """
     eye = torch.eye(phi.shape[0], dtype=torch.bool)
     diagonal, off = phi[eye], phi[~eye]
     return bool((diagonal >= DIAGONAL_RANGE[0]).all() and (diagonal <= DIAGONAL_RANGE[1]).all()
@@ -487,6 +623,12 @@ def controller_summary(histories: dict[str, list[AlignmentHistory]]) -> pd.DataF
     """One row per (arm, run), indexed by arm: `advantage_gap`, the policy's mean entropy at the
     last decision (`final_entropy`, nats), the spread of P(+beta) across pairs there
     (`final_spread`), the largest |Phi - I| at the end (`phi_distance`) and the decisions taken.
+
+    Args:
+        histories: {arm: its runs' agent histories}.
+
+    Returns:
+        The table.
 
     Raises:
         ValueError: a history without decisions.
@@ -504,7 +646,15 @@ def controller_summary(histories: dict[str, list[AlignmentHistory]]) -> pd.DataF
 
 
 def verdict(comparison: PairedComparison, lower: str, higher: str, neither: str) -> str:
-    """`lower` if the whole interval lies below 0, `higher` if above, `neither` otherwise."""
+    """How a paired interval reads.
+
+    Args:
+        comparison: the paired comparison.
+        lower, higher, neither: the three readings.
+
+    Returns:
+        `lower` if the whole interval lies below 0, `higher` if above, `neither` otherwise.
+    """
     if comparison.high < 0:
         return lower
     if comparison.low > 0:
@@ -514,7 +664,14 @@ def verdict(comparison: PairedComparison, lower: str, higher: str, neither: str)
 
 def verdict_row(row: pd.Series) -> str:
     """The verdict of a `test_error_table` row: lower / higher test error than the baseline over
-    the whole paired interval, or not distinguishable, with the seed count."""
+    the whole paired interval, or not distinguishable, with the seed count.
+
+    Args:
+        row: a row of `test_error_table` (low, high, lower, seeds).
+
+    Returns:
+        One sentence fragment.
+    """
     seeds = f"lower in {int(row['lower'])} of {int(row['seeds'])} seeds"
     if row["high"] < 0:
         return f"lower error than cross-entropy over the whole interval ({seeds})"
@@ -524,11 +681,18 @@ def verdict_row(row: pd.Series) -> str:
 
 
 def relative_reductions(results: Results, baseline: str | None = None) -> pd.DataFrame:
-    """Per arm other than `baseline` (default the study's first arm): the mean over seeds of the
-    relative test-error reduction (e_base - e_arm) / e_base and its 95 % t interval.
+    """Per arm other than `baseline`: the mean over seeds of the relative test-error reduction
+    (e_base - e_arm) / e_base and its 95 % t interval.
+
+    Args:
+        results: a record with "test_accuracy" final rows over at least 2 seeds.
+        baseline: the baseline arm (default the study's first arm).
 
     Returns:
         A frame indexed by arm with columns mean, low, high, seeds.
+
+    Raises:
+        ValueError: a baseline error of 0, or fewer than 2 seeds.
     """
     errors = {arm: [1.0 - a for a in values]
               for arm, values in results.final_values("test_accuracy").items()}
@@ -548,7 +712,21 @@ def save_headlines_07(table: pd.DataFrame, relative: pd.DataFrame, summary: pd.D
                       chosen_lr: dict[str, float], mismatch: pd.DataFrame,
                       rise: PairedComparison, change: PairedComparison,
                       paper: dict[str, float], results: Results) -> None:
-    """Write notebook 07's headline numbers (`save_headlines`, full scale only)."""
+    """Write notebook 07's headline numbers (`save_headlines`, full scale only).
+
+    Args:
+        table: `test_error_table`'s table (with an "ALA (revised)" row).
+        relative: `relative_reductions`' table.
+        summary: `controller_summary`'s table.
+        chosen_lr: {arm: chosen lr}, for every arm of `table`.
+        mismatch: `mismatch_summary`'s table.
+        rise, change: the mismatch's loss rise and error change over seeds.
+        paper: the paper's numbers (with "ALA, multi-network").
+        results: the comparison's record, saved beside the headlines.
+
+    Raises:
+        KeyError: a missing row, arm or paper entry.
+    """
     arms = {arm: {"test_error": float(table.loc[arm, "mean"]),
                   "difference": (None if arm == table.index[0]
                                  else float(table.loc[arm, "difference"])),
@@ -575,7 +753,21 @@ def takeaways(table: pd.DataFrame, relative: pd.DataFrame, summary: pd.DataFrame
               chosen_lr: dict[str, float], rise: PairedComparison, change: PairedComparison,
               paper: dict[str, float], seeds: int, train_size: int, epochs: int) -> str:
     """Notebook 07's takeaways as Markdown, every number from the run and each claim's regime
-    named."""
+    named.
+
+    Args:
+        table, relative, summary, chosen_lr, rise, change, paper: as in `save_headlines_07`
+            (`table` with the "Phi = 1.5 I", "Phi = I" and "L2T-DLF teacher" rows).
+        seeds: the paired seeds.
+        train_size: the training images.
+        epochs: epochs per run.
+
+    Returns:
+        One bullet per claim.
+
+    Raises:
+        KeyError: a missing row or entry.
+    """
     def gap(arm: str) -> str:
         row = table.loc[arm]
         return (f"{row['difference']:+.2f} points [{row['low']:+.2f}, {row['high']:+.2f}]")

@@ -29,22 +29,11 @@ from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import paired_comparison, roc_auc
 from curriclab.core.training import per_sample_losses, progress_bar
-from curriclab.experiments.harness import (
-    ARM_METHODS,
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    load_splits,
-    paired_table,
-    run,
-    run_arm,
-)
+from curriclab.experiments.harness.arms import ARM_METHODS, ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results, paired_table
+from curriclab.experiments.harness.runner import run, run_arm
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.data_parameters import DataParameters
 
 __all__ = [

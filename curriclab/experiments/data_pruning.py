@@ -35,20 +35,11 @@ from torch import Tensor
 
 from curriclab.core.stats import PairedComparison, paired_comparison
 from curriclab.core.training import seed_everything
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    build_model,
-    load_splits,
-    run_arm,
-)
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results
+from curriclab.experiments.harness.runner import build_model, run_arm
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.pruning import (
     KEEP,
     ForgettingEvents,

@@ -39,20 +39,11 @@ from torch.func import functional_call
 
 from curriclab.core.models import MLP
 from curriclab.core.stats import paired_comparison
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    load_splits,
-    run_arm,
-    tune,
-)
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results
+from curriclab.experiments.harness.runner import run_arm, tune
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.dynamic_loss import dynamic_loss, expected_error
 from curriclab.methods.hypergradient import (
     Params,
@@ -78,6 +69,7 @@ __all__ = [
     "l2t_study",
     "online_log",
     "register_teacher",
+    "registered_teacher",
     "static_phi",
     "static_grid_table",
     "static_phi_arms",
@@ -102,12 +94,17 @@ __all__ = [
 ]
 
 TEACHERS: dict[str, LossTeacher] = {}
-"""Frozen teachers the "dlf_teacher" arm can name (filled by `register_teacher`)."""
+"""Frozen teachers the "dlf_teacher" arm (and notebook 07's "l2t_teacher" arm) can name (filled
+by `register_teacher`)."""
 
 
 def register_teacher(name: str, teacher: LossTeacher) -> None:
-    """Make `teacher` available to the "dlf_teacher" arm as `teacher=name` (replacing any
-    teacher of that name).
+    """Make `teacher` available to the teacher arms as `teacher=name` (replacing any teacher of
+    that name).
+
+    Args:
+        name: the name an arm's `teacher` param gives.
+        teacher: the frozen teacher.
 
     Raises:
         TypeError: teacher is not a `LossTeacher`.
@@ -117,9 +114,34 @@ def register_teacher(name: str, teacher: LossTeacher) -> None:
     TEACHERS[name] = teacher
 
 
+def registered_teacher(name: str) -> LossTeacher:
+    """The teacher registered under `name` (`register_teacher`).
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        The teacher itself (not copied).
+
+    Raises:
+        ValueError: no teacher is registered under `name` (the message lists the names).
+    """
+    if name not in TEACHERS:
+        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {name!r}")
+    return TEACHERS[name]
+
+
 def static_phi(num_classes: int, diagonal: float = 1.0, off_diagonal: float = 0.0,
                bias: float = 0.0) -> LossTeacher:
     """A teacher that ignores the state: Phi = diagonal * I + off_diagonal * (1 - I), bias b.
+
+    Args:
+        num_classes: C (>= 2).
+        diagonal, off_diagonal: Phi's entries on and off the diagonal (finite).
+        bias: every class's bias b_y (finite).
+
+    Returns:
+        A frozen `LossTeacher` (hidden=0, no gradients) with that [C, C] Phi and bias.
 
     Raises:
         ValueError: num_classes < 2 or a non-finite value.
@@ -182,9 +204,7 @@ def _dlf_teacher(context: ArmContext, teacher: str = "", warmup_steps: int = 0,
                  dev_batch: int = 500) -> ArmSetup:
     """Cross-entropy for `warmup_steps` (at `warmup_lr`), then the frozen teacher `teacher`'s
     loss."""
-    if teacher not in TEACHERS:
-        raise ValueError(f"teacher must be one of {sorted(TEACHERS)}, got {teacher!r}")
-    return _taught_setup(context, TEACHERS[teacher], warmup_steps, warmup_lr, interval,
+    return _taught_setup(context, registered_teacher(teacher), warmup_steps, warmup_lr, interval,
                          dev_batch)
 
 
@@ -206,15 +226,36 @@ class StudentProtocol:
 
     @property
     def steps(self) -> int:
+        """The run's optimizer steps: `warmup_steps + horizon`."""
         return self.warmup_steps + self.horizon
 
     def arm(self, name: str, method: str, **params: Any) -> Arm:
-        """An arm of `method` with this protocol's warm-up."""
+        """An arm of `method` with this protocol's warm-up.
+
+        Args:
+            name: the arm's name.
+            method: a "dlf_*" arm method.
+            **params: the method's other params.
+
+        Returns:
+            The arm, its params extended by `warmup_steps` and `warmup_lr`.
+        """
         return Arm(name, method, {**params, "warmup_steps": self.warmup_steps,
                                   "warmup_lr": self.warmup_lr})
 
     def teacher_config(self, lr: float, **changes: Any) -> Algorithm1Config:
-        """Algorithm 1's config for this run with student lr `lr` in the taught steps."""
+        """Algorithm 1's config for this run with student lr `lr` in the taught steps.
+
+        Args:
+            lr: the student's lr in the taught steps.
+            **changes: further `Algorithm1Config` fields (teacher steps, optimiser, lr, ...).
+
+        Returns:
+            The config (horizon, warm-up steps and warm-up lr from this protocol).
+
+        Raises:
+            ValueError, TypeError: a value or field `Algorithm1Config` refuses.
+        """
         return Algorithm1Config(horizon=self.horizon, warmup_steps=self.warmup_steps, lr=lr,
                                 warmup_lr=self.warmup_lr, **changes)
 
@@ -225,6 +266,16 @@ def l2t_study(data: DataSpec, protocol: StudentProtocol, seeds: Sequence[int],
     128) for `protocol.steps` steps; arm 0 is cross-entropy (with the same warm-up), then `arms`.
     The final model is kept (no early stopping): every arm gets exactly the run its teacher was
     trained for.
+
+    Args:
+        data: the splits (a holdout split for teachers' dev data, a validation split for choices).
+        protocol: the student run.
+        seeds: the student seeds.
+        arms: the arms after cross-entropy (e.g. `static_phi_arms`, `teacher_arms`).
+        eval_every: steps between evaluations.
+
+    Returns:
+        The `Study`.
 
     Raises:
         ValueError: through the spec classes (bad sizes, duplicate arm names, empty seeds).
@@ -238,8 +289,16 @@ def l2t_study(data: DataSpec, protocol: StudentProtocol, seeds: Sequence[int],
 
 def static_phi_arms(protocol: StudentProtocol, diagonals: Sequence[float],
                     off_diagonals: Sequence[float], biases: Sequence[float]) -> list[Arm]:
-    """One "dlf_static" arm per (a, c, b) of the grid, named "static a=.. c=.. b=..";
-    Phi = I (a=1, c=0, b=0) is named "Phi = I"."""
+    """One "dlf_static" arm per (a, c, b) of the grid.
+
+    Args:
+        protocol: the student run (its warm-up).
+        diagonals, off_diagonals, biases: the grid's values of a, c and b.
+
+    Returns:
+        The arms, a varying slowest, named "static a=.. c=.. b=.."; Phi = I (a=1, c=0, b=0) is
+        named "Phi = I".
+    """
     def name(a: float, c: float, b: float) -> str:
         return "Phi = I" if (a, c, b) == (1, 0, 0) else f"static a={a:g} c={c:g} b={b:g}"
     return [protocol.arm(name(a, c, b), "dlf_static", diagonal=a, off_diagonal=c, bias=b)
@@ -272,9 +331,17 @@ class TeacherArm:
 
 
 def online_log(logs: Sequence, seconds: float = math.nan) -> Algorithm1Log:
-    """The online variant's per-update diagnostics (`TeachingLog`s of its runs, taught episodes
-    only) in the shape of Algorithm 1's log: metric and 0-1 error on the dev minibatch at each
-    episode's end, the saturated share of its last minibatch, Phi's summary and mean bias."""
+    """The online variant's per-update diagnostics in the shape of Algorithm 1's log: metric and
+    0-1 error on the dev minibatch at each episode's end, the saturated share of its last
+    minibatch, Phi's summary and mean bias.
+
+    Args:
+        logs: the `TeachingLog`s of the online variant's runs (taught episodes only are kept).
+        seconds: the training's wall time.
+
+    Returns:
+        An `Algorithm1Log`, one entry per teacher update, runs in order.
+    """
     log = Algorithm1Log(phi={key: [] for key in ("diagonal", "off_diagonal", "row_sum",
                                                  "off_diagonal_mass")}, seconds=seconds)
     for run in logs:
@@ -296,8 +363,18 @@ def train_teacher_arm(kind: TeacherArm, study: Study, config: Algorithm1Config, 
     holdout split), with `config`'s sizes and rates (the online variant takes the same student
     run, warm start, student lr, teacher optimiser and lr, and `kind.episode` steps per update).
 
+    Args:
+        kind: which teacher and how it is trained.
+        study: an `l2t_study` (its data and the student's hidden sizes).
+        config: Algorithm 1's config (`StudentProtocol.teacher_config`).
+        seed: seeds the teacher's initialisation and training.
+        progress: show a progress bar.
+
     Returns:
         The teacher and its per-update diagnostics (`Algorithm1Log`).
+
+    Raises:
+        ValueError: the study has no holdout split.
     """
     splits = load_splits(study.data)
     if len(splits.holdout) == 0:
@@ -328,8 +405,13 @@ def validation_scores(study: Study, arms: Sequence[Arm], seeds: Sequence[int]) -
     """Mean final validation accuracy of each arm over `seeds` (test never read): the score every
     choice in the notebook is made on.
 
+    Args:
+        study: the study the arms run in.
+        arms: the arms to score.
+        seeds: the seeds to average over (at least one).
+
     Returns:
-        One row per arm: arm, validation_accuracy, lr.
+        One row per arm: arm, validation_accuracy (in [0, 1]), lr.
     """
     rows = []
     for arm in arms:
@@ -391,9 +473,20 @@ def teacher_comparison(results: Results, groups: Mapping[str, Sequence[str]],
     of several teachers gets `crossed_interval` over its teachers x seeds table, which counts
     teacher-training and student variance; a group of one arm the paired t interval over seeds.
 
+    Args:
+        results: the record of the final study.
+        groups: {label: the arms of that group}.
+        baseline: the arm every group is compared with.
+        metric: a final-row accuracy metric.
+        confidence: the intervals' level, in (0, 1).
+
     Returns:
-        One row per group: arm, teachers, seeds, mean error %, difference, low, high, and the
-        per-teacher mean differences.
+        One row per group, indexed by label: teachers, seeds, mean error %, difference, low,
+        high, and the per-teacher mean differences.
+
+    Raises:
+        ValueError: `baseline` or an arm of a group has no runs, or as in `crossed_interval` /
+            `paired_comparison`.
     """
     values = results.final_values(metric)
     if baseline not in values:
@@ -419,7 +512,15 @@ def teacher_comparison(results: Results, groups: Mapping[str, Sequence[str]],
 
 
 def chosen_values(rows: Sequence[Mapping[str, Any]], field: str = "lr") -> dict[str, float]:
-    """{arm: chosen value} from the rows `harness.tune` returns."""
+    """The values `harness.tune` chose.
+
+    Args:
+        rows: the rows `harness.tune` returns.
+        field: the tuned field.
+
+    Returns:
+        {arm: chosen value}.
+    """
     return {row["arm"]: row[field] for row in rows if row["chosen"]}
 
 
@@ -429,8 +530,14 @@ TeacherGrid = Sequence[tuple[str, float]]
 
 @dataclass
 class TeacherTuning:
-    """What `tune_teachers` found: one row per (kind, optimiser, lr) with the validation accuracy
-    of students taught by that teacher; the chosen (optimiser, lr) per kind; every log."""
+    """What `tune_teachers` found.
+
+    Attributes:
+        rows: one row per (kind, optimiser, lr) with the validation error of students taught by
+            that teacher, its last dev metric, its seconds, and whether it was chosen.
+        chosen: the chosen (optimiser, lr) per kind's name.
+        logs: every teacher's `Algorithm1Log`, by (kind, optimiser, lr).
+    """
 
     rows: pd.DataFrame
     chosen: dict[str, tuple[str, float]]
@@ -443,10 +550,24 @@ def tune_teachers(kinds: Sequence[TeacherArm], grid: TeacherGrid, study: Study,
     """Choose each kind's teacher optimiser and lr on validation: for every (optimiser, lr) of
     `grid`, train one teacher (seed `seed`, student lr `student_lr` in its runs), then train
     students with it (at `student_lr`, seeds `seeds`) and score their validation accuracy. The
-    test split is never read.
+    test split is never read. Every teacher is registered as "<kind> | <optimiser> <lr>".
+
+    Args:
+        kinds: the teacher kinds.
+        grid: the (optimiser, lr) pairs.
+        study: an `l2t_study`.
+        protocol: the student run.
+        student_lr: the students' taught-phase lr.
+        teacher_steps: each teacher's training steps.
+        seed: the teachers' seed.
+        seeds: the scoring students' seeds.
+        progress: show progress bars.
+
+    Returns:
+        The `TeacherTuning` (ties go to the earliest grid entry).
 
     Raises:
-        ValueError: an empty grid.
+        ValueError: an empty grid, or as in `train_teacher_arm`.
     """
     if not grid:
         raise ValueError("grid must not be empty")
@@ -480,8 +601,17 @@ def train_final_teachers(kinds: Sequence[TeacherArm], chosen: Mapping[str, tuple
     """For each kind, one teacher per seed of `seeds` with its chosen (optimiser, lr), each
     registered as "<kind> #i".
 
+    Args:
+        kinds: the teacher kinds.
+        chosen: each kind's (optimiser, lr), by name (`TeacherTuning.chosen`).
+        study, protocol, student_lr, teacher_steps, progress: as in `tune_teachers`.
+        seeds: one teacher per seed.
+
     Returns:
         {kind: [(registered name, its log), ...]}.
+
+    Raises:
+        KeyError: a kind without a chosen (optimiser, lr).
     """
     trained: dict[str, list[tuple[str, Algorithm1Log]]] = {}
     for kind in kinds:
@@ -497,13 +627,28 @@ def train_final_teachers(kinds: Sequence[TeacherArm], chosen: Mapping[str, tuple
 
 
 def teacher_arms(protocol: StudentProtocol, names: Sequence[str]) -> list[Arm]:
-    """A "dlf_teacher" arm for every registered teacher name."""
+    """A "dlf_teacher" arm for every registered teacher name.
+
+    Args:
+        protocol: the student run (its warm-up).
+        names: registered teacher names (`register_teacher`); each becomes an arm's name too.
+
+    Returns:
+        The arms, in the order of `names`.
+    """
     return [protocol.arm(name, "dlf_teacher", teacher=name) for name in names]
 
 
 def diagnostics_table(logs: Mapping[str, Sequence[Algorithm1Log]]) -> pd.DataFrame:
     """Per teacher kind, mean over its teachers of the first and last teacher step: smoothed dev
-    metric, 0-1 dev error, Phi's row sum and off-diagonal mass, the saturated fraction."""
+    metric, 0-1 dev error, Phi's row sum and off-diagonal mass, the saturated fraction.
+
+    Args:
+        logs: {kind: its teachers' logs (at least one, each with at least one step)}.
+
+    Returns:
+        One row per kind, indexed by "teacher"; columns "<quantity>, first" and ", last".
+    """
     rows = []
     for kind, kind_logs in logs.items():
         row: dict[str, Any] = {"teacher": kind}
@@ -520,8 +665,15 @@ def diagnostics_table(logs: Mapping[str, Sequence[Algorithm1Log]]) -> pd.DataFra
 
 
 def static_grid_table(rows: Sequence[Mapping[str, Any]], study: Study) -> pd.DataFrame:
-    """The static-Phi members of `harness.tune`'s rows at their chosen lr: columns arm, a, c, b,
-    lr, "validation error %" (best first)."""
+    """The static-Phi members of `harness.tune`'s rows at their chosen lr.
+
+    Args:
+        rows: the rows `harness.tune` returned.
+        study: the tuned study (its "dlf_static" arms' params).
+
+    Returns:
+        Columns arm, a, c, b, lr, "validation error %", best first.
+    """
     params = {arm.name: arm.params for arm in study.arms if arm.method == "dlf_static"}
     table = pd.DataFrame([
         {"arm": row["arm"], "a": params[row["arm"]]["diagonal"],
@@ -532,9 +684,15 @@ def static_grid_table(rows: Sequence[Mapping[str, Any]], study: Study) -> pd.Dat
 
 
 def verdict(low: float, high: float) -> str:
-    """How an interval of (arm - cross-entropy) error points reads: "worse than cross-entropy"
-    (above 0), "better than cross-entropy" (below 0) or "not distinguishable from cross-entropy"
-    (it holds 0)."""
+    """How an interval of (arm - cross-entropy) error points reads.
+
+    Args:
+        low, high: the interval (low <= high).
+
+    Returns:
+        "worse than cross-entropy" (above 0), "better than cross-entropy" (below 0) or "not
+        distinguishable from cross-entropy" (it holds 0).
+    """
     if low > 0:
         return "worse than cross-entropy"
     if high < 0:
@@ -547,8 +705,17 @@ def tune_warmup(data: DataSpec, protocol: StudentProtocol, grid: Sequence[float]
     """The warm-up lr every arm shares: the lr of plain cross-entropy SGD over the whole run,
     chosen from `grid` on validation (`harness.tune`, test unread).
 
+    Args:
+        data: the study's data.
+        protocol: the student run.
+        grid: the candidate lrs.
+        seeds: the tuning seeds.
+
     Returns:
         The protocol with that `warmup_lr`, and the tuning rows.
+
+    Raises:
+        ValueError: an empty grid or no validation split.
     """
     study = l2t_study(data, protocol, seeds)
     _, rows = tune(study.replace(arms=(Arm("cross-entropy"),)), grid, seeds=seeds,
@@ -559,7 +726,22 @@ def tune_warmup(data: DataSpec, protocol: StudentProtocol, grid: Sequence[float]
 def final_study(pool: Sequence[Arm], names: Sequence[str], lrs: Mapping[str, float],
                 data: DataSpec, protocol: StudentProtocol, seeds: Sequence[int]) -> Study:
     """The comparison read on test: cross-entropy and the arms `names` (taken from `pool`, each
-    once, in order), every one at its chosen lr from `lrs`, on the student seeds `seeds`."""
+    once, in order), every one at its chosen lr from `lrs`.
+
+    Args:
+        pool: the candidate arms.
+        names: the arms to compare (repeats and "cross-entropy" are dropped; it comes first).
+        lrs: {arm name: chosen lr}, for every arm of the study.
+        data, protocol: as in `l2t_study`.
+        seeds: the student seeds.
+
+    Returns:
+        The `Study`.
+
+    Raises:
+        ValueError: a name that is not an arm of the pool.
+        KeyError: an arm without an lr in `lrs`.
+    """
     by_name = {arm.name: arm for arm in pool}
     unknown = [name for name in names if name not in by_name]
     if unknown:
@@ -575,8 +757,13 @@ def finite_difference_check(steps: int = 3, lr: float = 0.5, seed: int = 0) -> d
     pass and by unrolled autograd, each against central finite differences (every entry of Phi
     perturbed, the steps re-run).
 
+    Args:
+        steps: the unrolled SGD steps (>= 1).
+        lr: the student's lr.
+        seed: seeds the student, the data and Phi.
+
     Returns:
-        {"reverse": relative error, "autograd": relative error}.
+        {"reverse": relative error, "autograd": relative error}, each >= 0 (small: they agree).
     """
     torch.manual_seed(seed)
     tiny = MLP(4, (5,), 3).double()
@@ -613,13 +800,21 @@ def _kind_sentence(kind: str, row: pd.Series) -> str:
     return (f"- **{kind}**: smoothed dev metric {row['dev metric, first']:.4f} → "
             f"{row['dev metric, last']:.4f}, 0-1 dev error {row['dev error %, first']:.2f} → "
             f"{row['dev error %, last']:.2f} % ({reading}); row sum {row['row sum, first']:.2f} → "
-            f"{row['row sum, last']:.2f}; off-diagonal mass {row['off-diagonal mass, first']:.3f} → "
+            f"{row['row sum, last']:.2f}; off-diagonal mass "
+            f"{row['off-diagonal mass, first']:.3f} → "
             f"{row['off-diagonal mass, last']:.3f}; saturated {row['saturated %, first']:.1f} → "
             f"{row['saturated %, last']:.1f} %.")
 
 
 def diagnostics_summary(diagnostics: pd.DataFrame) -> str:
-    """Markdown: per teacher kind, its first and last teacher step (mean over its teachers)."""
+    """Markdown: per teacher kind, its first and last teacher step (mean over its teachers).
+
+    Args:
+        diagnostics: `diagnostics_table`'s table.
+
+    Returns:
+        A heading line and one bullet per kind.
+    """
     return ("First → last teacher step, mean over each kind's teachers:\n"
             + "\n".join(_kind_sentence(kind, row) for kind, row in diagnostics.iterrows()))
 
@@ -627,7 +822,17 @@ def diagnostics_summary(diagnostics: pd.DataFrame) -> str:
 def comparison_summary(table: pd.DataFrame, ce_test: float, lrs: Mapping[str, float],
                        groups: Mapping[str, Sequence[str]]) -> str:
     """Markdown: every arm's test error, its difference from cross-entropy with the interval, how
-    the interval was formed, the chosen lrs, and the verdict (`verdict`)."""
+    the interval was formed, the chosen lrs, and the verdict (`verdict`).
+
+    Args:
+        table: `teacher_comparison`'s table.
+        ce_test: cross-entropy's test error, in %.
+        lrs: {arm name: chosen lr}, "cross-entropy" included.
+        groups: the groups `teacher_comparison` was given.
+
+    Returns:
+        A heading line and one bullet per group.
+    """
     lines = [f"Cross-entropy: **{ce_test:.2f} %** test error (lr {lrs['cross-entropy']:g}). "
              f"Differences are arm − cross-entropy in error points, 95 % t intervals:"]
     for arm, row in table.iterrows():
@@ -647,7 +852,27 @@ def headlines(table: pd.DataFrame, ce_test: float, lrs: Mapping[str, float],
               diagnostics: pd.DataFrame, logs: Mapping[str, Sequence[Algorithm1Log]],
               protocol: StudentProtocol, teacher_steps: int, teachers: int,
               seeds: int) -> dict[str, Any]:
-    """The numbers notebook 06 reports, as plain data for `save_headlines` and `takeaways`."""
+    """The numbers notebook 06 reports, as plain data for `save_headlines` and `takeaways`.
+
+    Args:
+        table: `teacher_comparison`'s table.
+        ce_test: cross-entropy's test error, in %.
+        lrs: {arm name: chosen lr}.
+        grid: `static_grid_table`'s table (best first).
+        ce_validation: cross-entropy's validation error, in %.
+        tuning: `tune_teachers`' result.
+        diagnostics: `diagnostics_table`'s table.
+        logs: {kind: its final teachers' logs}.
+        protocol: the student run.
+        teacher_steps: each teacher's training steps.
+        teachers: teachers per kind.
+        seeds: student seeds.
+
+    Returns:
+        JSON-ready nested dicts: regime, cross-entropy's test error, chosen lrs, the static
+        ceiling, teacher choices and tuning rows, per-arm results with verdicts, diagnostics,
+        graph size, teacher seconds and the paper's numbers.
+    """
     best = grid.iloc[0]
     return {
         "regime": {"hidden": list(protocol.hidden), "warmup_steps": protocol.warmup_steps,
@@ -684,7 +909,17 @@ def headlines(table: pd.DataFrame, ce_test: float, lrs: Mapping[str, float],
 
 def takeaways(values: Mapping[str, Any]) -> str:
     """Notebook 06's takeaways as Markdown, every number from `headlines` and each claim's
-    regime named."""
+    regime named.
+
+    Args:
+        values: what `headlines` returned (or its saved JSON).
+
+    Returns:
+        One bullet per claim.
+
+    Raises:
+        KeyError: `values` lacks an entry `headlines` writes.
+    """
     regime, ceiling, arms = values["regime"], values["static_ceiling"], values["arms"]
 
     def gap(arm: str) -> str:
@@ -702,7 +937,8 @@ def takeaways(values: Mapping[str, Any]) -> str:
         f"- **The family's ceiling.** With every arm at its own lr, "
         f"{ceiling['members_beating_cross_entropy_on_validation']} of {ceiling['members']} static "
         f"members beat cross-entropy on validation (one seed); the best, {ceiling['best']}, had "
-        f"{ceiling['best_validation_error']:.2f} % against {ceiling['cross_entropy_validation_error']:.2f} "
+        f"{ceiling['best_validation_error']:.2f} % against "
+        f"{ceiling['cross_entropy_validation_error']:.2f} "
         f"%. On test over {regime['student_seeds']} seeds it was {gap(ceiling['best'])} against "
         f"cross-entropy ({arms[ceiling['best']]['verdict']}); Phi = I was {gap('Phi = I')}.",
     ]
@@ -715,7 +951,8 @@ def takeaways(values: Mapping[str, Any]) -> str:
             f"{row['verdict']}. Over its teacher steps the smoothed dev metric went "
             f"{diag['dev metric, first']:.4f} → {diag['dev metric, last']:.4f}, the 0-1 dev error "
             f"{diag['dev error %, first']:.2f} → {diag['dev error %, last']:.2f} %, the row sum to "
-            f"{diag['row sum, last']:.2f} and the saturated share to {diag['saturated %, last']:.1f} %.")
+            f"{diag['row sum, last']:.2f} and the saturated share to "
+            f"{diag['saturated %, last']:.1f} %.")
     lines.append(
         f"- **Regime.** {setting}; Algorithm 1 took {regime['teacher_steps']} teacher steps, each "
         f"unrolling all {regime['horizon']} taught steps of a fresh student "

@@ -40,8 +40,16 @@ __all__ = [
 
 @dataclass
 class EpochImportance:
-    """One training epoch's per-sample records, indexed by dataset index (NaN where not visited),
-    taken before the optimizer step of each sample's batch; `result` is the epoch's EpochResult."""
+    """One training epoch's per-sample records, indexed by dataset index, taken before the
+    optimizer step of each sample's batch.
+
+    Attributes:
+        losses: float [N] per-sample losses (NaN where not visited).
+        grad_norms: float [N] full per-sample gradient norms (NaN where not visited).
+        output_grad_norms: float [N] norms of the loss's gradient with respect to the logits
+            (NaN where not visited).
+        result: the epoch's `EpochResult`.
+    """
 
     losses: Tensor
     grad_norms: Tensor

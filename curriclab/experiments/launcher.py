@@ -32,8 +32,14 @@ LINE = re.compile(r"rank \d+: state sha256 [0-9a-f]{64} samples \d+")
 
 @dataclass
 class DemoLaunch:
-    """One finished launch: the command as a user would type it, every rank's digest line
-    (sorted), every rank's JSON report (by rank) and the wall-clock seconds, start-up included."""
+    """One finished launch of the `ddp-demo`.
+
+    Attributes:
+        command: the command as a user would type it (`torchrun ...` or `python ...`).
+        lines: every rank's digest line, sorted.
+        reports: every rank's JSON report, by rank.
+        wall: the wall-clock seconds, start-up included.
+    """
 
     command: str
     lines: list[str]
@@ -50,8 +56,16 @@ def demo_command(method: str, processes: int, *, samples: int, epochs: int, seed
     """The argument list that runs the demo in `processes` processes (torchrun when > 1).
 
     Args:
+        method: a `DEMO_METHODS` entry.
+        processes: how many ranks (>= 1).
+        samples, epochs, seed: the demo's `--samples`, `--epochs`, `--seed`.
+        report: the demo's `--report-json` path (with '{rank}' for several processes), or None.
         peer_timeout: the demo's `--timeout`: seconds a rank waits for a silent peer before the
             group fails naming it; None leaves the flag out ($CURRICLAB_DIST_TIMEOUT or 30 s).
+
+    Returns:
+        `[python, -m, curriclab, ddp-demo, ...]`, or the same under `-m torch.distributed.run
+        --standalone --nproc_per_node processes` (this interpreter either way).
 
     Raises:
         ValueError: an unknown method, fewer than 1 process or a `peer_timeout` that is not > 0.
@@ -125,7 +139,17 @@ def launch_demo(method: str, processes: int, *, samples: int, epochs: int, work:
 
 def throughput(launch: DemoLaunch) -> float:
     """Samples trained per second of training: all ranks' samples over the slowest rank's
-    training seconds (a group is as fast as its slowest rank)."""
+    training seconds (a group is as fast as its slowest rank).
+
+    Args:
+        launch: a finished launch (its reports' "samples" and "seconds").
+
+    Returns:
+        Samples per second (> 0).
+
+    Raises:
+        ZeroDivisionError: every rank reports 0 seconds.
+    """
     return sum(r["samples"] for r in launch.reports) / max(r["seconds"] for r in launch.reports)
 
 
@@ -152,6 +176,12 @@ def demo_shards(method: str, num_samples: int, epochs: int, epoch: int, world: i
 
 def interleave(shards: list[Tensor]) -> Tensor:
     """The ranks' shards merged back into plan order (rank r holds positions r, r + W, ...).
+
+    Args:
+        shards: W equal-length 1-D tensors, by rank.
+
+    Returns:
+        [W * length]: position p from shard p % W.
 
     Raises:
         ValueError: the shards differ in length (DDP needs as many steps on every rank).

@@ -153,6 +153,9 @@ def loss_tables(results: Results, kind: str = "losses") -> dict[str, dict[int, T
         results: a record that `run` returned (artifacts are not saved to JSON).
         kind: "losses" (recorded while training) or "end_of_epoch".
 
+    Returns:
+        {arm name: {seed: float [epochs, N] table, by training-split index}}.
+
     Raises:
         ValueError: an unknown kind, or a run that did not collect it.
     """

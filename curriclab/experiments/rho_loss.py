@@ -35,20 +35,10 @@ from torch import Tensor
 
 from curriclab.core.models import MLP
 from curriclab.core.protocol import SampleMethod
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    cost_to_target,
-    load_splits,
-    paired_costs,
-)
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results, cost_to_target, paired_costs
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.batch_selection import RhoLossSelection, TopLossSelection, UniformSelection
 from curriclab.methods.irreducible_loss import IrreducibleLosses, irreducible_losses
 

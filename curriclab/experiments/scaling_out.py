@@ -46,10 +46,19 @@ DEMO_METHODS = ("sgds", "infobatch", "spl", "data-parameters")
 
 @dataclass
 class DemoResult:
-    """What one rank reports: its rank, the SHA-256 of its per-sample state, the samples it drew;
-    for throughput, the group's size and the seconds spent in the training loops; per epoch, the
-    length of the whole plan (all ranks, before padding), this rank's samples, and the digest
-    (`curriclab.core.distributed.digest` of an int64 tensor) of the dataset indices it drew."""
+    """What one rank of the `ddp-demo` reports.
+
+    Attributes:
+        rank: this process's rank.
+        digest: the SHA-256 (hex) of its per-sample state (`state_digest`).
+        samples: the samples it drew, all epochs.
+        world_size: the group's size.
+        seconds: the seconds spent in the training loops (for throughput).
+        epoch_plan: per epoch, the length of the whole plan (all ranks, before padding).
+        epoch_samples: per epoch, this rank's samples.
+        epoch_indices: per epoch, the digest (`curriclab.core.distributed.digest` of an int64
+            tensor) of the dataset indices it drew.
+    """
 
     rank: int
     digest: str
@@ -61,10 +70,19 @@ class DemoResult:
     epoch_indices: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        """The line every rank prints.
+
+        Returns:
+            "rank R: state sha256 <64 hex> samples <n>".
+        """
         return f"rank {self.rank}: state sha256 {self.digest} samples {self.samples}"
 
     def report(self) -> dict:
-        """Everything above as a JSON-ready dict, plus samples per second of training."""
+        """Everything above as a JSON-ready dict, plus samples per second of training.
+
+        Returns:
+            The fields by name and "samples_per_second" (None when `seconds` is 0).
+        """
         return {
             "rank": self.rank,
             "world_size": self.world_size,
@@ -80,7 +98,16 @@ class DemoResult:
 
 def padded_plan(size: int, world_size: int, drop_last: bool = False) -> int:
     """How many samples all ranks draw together from a plan of `size`: padded up to a multiple of
-    `world_size` (cut down to one with `drop_last`), as the `ddp-demo` samplers shard it."""
+    `world_size` (cut down to one with `drop_last`), as the `ddp-demo` samplers shard it.
+
+    Args:
+        size: the plan's length (>= 0).
+        world_size: the number of ranks (>= 1).
+        drop_last: cut instead of pad.
+
+    Returns:
+        The multiple of `world_size` nearest `size` from above (or, with `drop_last`, below).
+    """
     if drop_last:
         return size - size % world_size
     return -(-size // world_size) * world_size
@@ -92,7 +119,22 @@ def demo_sampler(
 ) -> Sampler | None:
     """The sampler `run_demo` shards its epochs with: SGD-S or InfoBatch (their own generator,
     seeded by `seed`), torch's DistributedSampler for SPL and data parameters, or None (shuffle)
-    for those in a single process. `num_replicas`/`rank` default to the process group's."""
+    for those in a single process.
+
+    Args:
+        method: a `DEMO_METHODS` entry.
+        num_samples: the data set's size.
+        epochs: the run's epochs (InfoBatch's schedule).
+        seed: seeds the plan (the same on every rank).
+        num_replicas, rank: the shard; default the process group's.
+
+    Returns:
+        The sampler, or None to shuffle.
+
+    Raises:
+        ValueError: an unknown method, or as the samplers raise (e.g. `num_replicas` other than
+            the group's world size).
+    """
     if method not in DEMO_METHODS:
         raise ValueError(f"method must be one of {DEMO_METHODS}, got {method!r}")
     group_rank, group_world = rank_and_world()
@@ -139,8 +181,24 @@ def run_demo(
     method: str, epochs: int, *, samples: int | None = None, batch_size: int = 64, seed: int = 0,
     lr: float = 0.05,
 ) -> DemoResult:
-    """Train `method` for `epochs` on MNIST (a stratified subset of `samples` if given) on this
-    rank; every rank must call it with the same arguments (the same seed makes the same plan)."""
+    """Train `method` for `epochs` on MNIST on this rank; every rank must call it with the same
+    arguments (the same seed makes the same plan).
+
+    Args:
+        method: a `DEMO_METHODS` entry.
+        epochs: epochs to train (>= 1).
+        samples: train on a stratified subset of this many images (None: all 60 000).
+        batch_size: samples per rank and step.
+        seed: seeds the run and the plan.
+        lr: SmallConv's SGD learning rate (momentum 0.9).
+
+    Returns:
+        This rank's `DemoResult`.
+
+    Raises:
+        ValueError: an unknown method or `epochs` < 1.
+        FileNotFoundError: MNIST's files are missing (no download is tried).
+    """
     if method not in DEMO_METHODS:
         raise ValueError(f"method must be one of {DEMO_METHODS}, got {method!r}")
     if epochs < 1:

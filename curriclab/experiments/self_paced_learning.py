@@ -31,21 +31,11 @@ from curriclab.core.data import IndexedDataset
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import interval_side
 from curriclab.core.training import evaluate
-from curriclab.experiments.harness import (
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    load_splits,
-    paired_table,
-    run,
-    tune,
-)
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results, paired_table
+from curriclab.experiments.harness.runner import run, tune
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.spl import SPLLoss, linear_pace
 
 __all__ = [
@@ -78,7 +68,11 @@ uniform_verdict (`noise_verdict`), higher, lower, kept."""
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block, then restore the previous thread count."""
+    """Run torch on one thread inside the block, then restore the previous thread count.
+
+    Yields:
+        None, once (the block runs).
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -157,7 +151,15 @@ class SelfPacedSchedule(SampleMethod):
             self.spl.follow_pace()
 
     def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
-        """The SPL objective of the batch (None, the plain mean, while warming up)."""
+        """The SPL objective of the batch (None, the plain mean, while warming up).
+
+        Args:
+            index: the batch's dataset indices [B].
+            losses: its per-sample losses [B].
+
+        Returns:
+            `SPLLoss.objective` of the batch (a scalar), or None during a warm-up epoch.
+        """
         self.batches += 1
         if self.warming_up:
             return None
@@ -166,7 +168,11 @@ class SelfPacedSchedule(SampleMethod):
         return objective
 
     def after_epoch(self, epoch: int) -> None:
-        """Refresh and record the epoch, then move SPL's lambda on (or start SPL)."""
+        """Refresh and record the epoch, then move SPL's lambda on (or start SPL).
+
+        Args:
+            epoch: the loop's epoch that ended (the schedule counts its own epochs).
+        """
         warming_up = self.warming_up
         if self.refresh and not warming_up:
             self.spl.refresh(self.model, self.data)
@@ -233,6 +239,12 @@ def demo_study(epochs: int = 10, seeds: Sequence[int] = (0, 1, 2), batch_size: i
     0.1 x 1.35, mean over the batch) and `PACED` (a pace from 20 % to all data over `epochs`,
     refreshed weights, mean over the selected samples), both traced.
 
+    Args:
+        epochs: epochs per run (>= 1).
+        seeds: the run seeds.
+        batch_size: samples per step.
+        lr: Adam's learning rate.
+
     Returns:
         The `Study` (no validation split; training accuracy tracked per epoch).
     """
@@ -246,7 +258,14 @@ def demo_study(epochs: int = 10, seeds: Sequence[int] = (0, 1, 2), batch_size: i
 
 
 def demo_histories(study: Study) -> dict[int, dict[str, list[SPLEpoch]]]:
-    """Run `study` (on one thread) and return every run's history by seed and arm."""
+    """Run `study` (on one thread) and return every run's history.
+
+    Args:
+        study: a study whose arms are traced "self_paced" arms (e.g. `demo_study()`).
+
+    Returns:
+        {seed: {arm name: one `SPLEpoch` per epoch}}.
+    """
     with one_thread():
         results = run(study, progress=False)
     return {seed: {arm.name: results.artifacts[(arm.name, seed)]["history"]
@@ -324,7 +343,15 @@ def noise_verdict(low: float, high: float) -> str:
 
 def summarise(results: Results) -> dict[str, dict[str, float]]:
     """Per arm: mean, min and max test accuracy and the mean share of flipped samples still
-    selected at the end (1 for plain training, which keeps every sample)."""
+    selected at the end (1 for plain training, which keeps every sample).
+
+    Args:
+        results: a record with "test_accuracy" final rows (and "flipped_selected" for SPL arms).
+
+    Returns:
+        {arm: {"mean_accuracy", "min_accuracy", "max_accuracy" in [0, 1], "flipped_selected"
+        in [0, 1]}}, arms in the record's order.
+    """
     frame = results.final_frame()
     if "flipped_selected" not in frame:
         frame = frame.assign(flipped_selected=math.nan)
@@ -341,7 +368,14 @@ def summarise(results: Results) -> dict[str, dict[str, float]]:
 def noise_table(results: dict[str, Results]) -> pd.DataFrame:
     """Per kind of flips and arm: its tuned learning rate, mean test accuracy (%), the paired
     difference from plain training in points with its 95 % interval and the seeds going each
-    way (`paired_table`), and the mean share of flipped samples still selected at the end."""
+    way (`paired_table`), and the mean share of flipped samples still selected at the end.
+
+    Args:
+        results: {kind of flips: the record `run_noise_study` returned}.
+
+    Returns:
+        A table indexed by (flips, arm).
+    """
     frames = {}
     for kind, record in results.items():
         table = paired_table(record, "test_accuracy", scale=100).set_index("arm")
@@ -355,15 +389,30 @@ def noise_table(results: dict[str, Results]) -> pd.DataFrame:
 
 def headline_numbers(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]],
                      table: pd.DataFrame) -> dict[str, Any]:
-    """Notebook 01's headlines: every demo run's `outcome` by seed and arm, and `noise_table`'s
-    rows (flips, arm, lr, mean, difference, low, high, lower, higher, flipped selected)."""
+    """Notebook 01's headlines.
+
+    Args:
+        runs_by_seed: `demo_histories` of the demo study.
+        table: `noise_table` of the noise studies.
+
+    Returns:
+        {"demo": {seed (str): {arm: `outcome`}}, "noise": `table`'s rows as dicts (flips, arm,
+        lr, mean, difference, low, high, lower, higher, flipped selected)}, JSON-ready.
+    """
     return {"demo": {str(seed): {arm: outcome(history) for arm, history in runs.items()}
                      for seed, runs in runs_by_seed.items()},
             "noise": table.reset_index().to_dict("records")}
 
 
 def history_table(history: list[SPLEpoch]) -> pd.DataFrame:
-    """One row per epoch: lambda, selected count, empty batches (of all batches), accuracy."""
+    """One row per epoch: lambda, selected count, empty batches (of all batches), accuracy.
+
+    Args:
+        history: a traced run's `SPLEpoch`s.
+
+    Returns:
+        The table, indexed by epoch, rounded to 3 decimals.
+    """
     return pd.DataFrame(
         {
             "lambda": [r.threshold for r in history],
@@ -376,7 +425,18 @@ def history_table(history: list[SPLEpoch]) -> pd.DataFrame:
 
 
 def outcome(history: list[SPLEpoch]) -> dict[str, float]:
-    """A run's table in three numbers: epoch-0 selection, fully empty epochs, final accuracy."""
+    """A run's table in three numbers: epoch-0 selection, fully empty epochs, final accuracy.
+
+    Args:
+        history: a traced run's `SPLEpoch`s (at least one).
+
+    Returns:
+        {"selected_first_epoch": samples selected after epoch 0, "empty_epochs": epochs in which
+        every batch was empty, "final_accuracy": the last epoch's training accuracy}.
+
+    Raises:
+        IndexError: `history` is empty.
+    """
     return {
         "selected_first_epoch": history[0].selected,
         "empty_epochs": sum(r.empty_batches == r.batches for r in history),
@@ -387,7 +447,18 @@ def outcome(history: list[SPLEpoch]) -> dict[str, float]:
 def seed_outcomes(runs_by_seed: dict[int, dict[str, list[SPLEpoch]]], source: str = SOURCE,
                   paced: str = PACED) -> pd.DataFrame:
     """One row per seed: the source schedule's first-epoch selection, empty epochs and final
-    accuracy beside the paced schedule's first-epoch selection and final accuracy."""
+    accuracy beside the paced schedule's first-epoch selection and final accuracy.
+
+    Args:
+        runs_by_seed: `demo_histories` of the demo study.
+        source, paced: the two arms' names.
+
+    Returns:
+        The table, indexed by seed.
+
+    Raises:
+        KeyError: a seed's runs lack one of the two arms.
+    """
     rows = []
     for seed, runs in runs_by_seed.items():
         ours, fixed = outcome(runs[source]), outcome(runs[paced])
@@ -407,8 +478,19 @@ def explore(threshold: float, growing_factor: float, regularizer: str, noise_sha
     farthest from (3, 3) flipped (drawn with `seed`), SPL from epoch 0 with refreshed weights,
     batch 128 and Adam lr 4e-3 (4x fewer steps than the wenig/spl demo, a similar trajectory).
 
+    Args:
+        threshold: SPL's first lambda.
+        growing_factor: lambda's factor per epoch.
+        regularizer: SPL's regulariser (see `SPLLoss`).
+        noise_share: the share of training labels flipped, in [0, 1].
+        epochs: epochs of the run.
+        seed: seeds the blobs and the run.
+
     Returns:
         (training data, flipped mask, history).
+
+    Raises:
+        ValueError: an argument `SPLLoss` or the data spec refuses.
     """
     data = DataSpec("blobs", train_size=10_000, validation_size=0, test_size=2000,
                     label_noise=noise_share, noise_pattern="farthest", split_seed=seed)

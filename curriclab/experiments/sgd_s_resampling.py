@@ -32,22 +32,10 @@ from torch import Tensor
 
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import paired_comparison
-from curriclab.experiments.harness import (
-    ARM_METHODS,
-    Arm,
-    ArmContext,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    arm_method,
-    cost_to_target,
-    paired_costs,
-    run,
-    tune,
-)
+from curriclab.experiments.harness.arms import ARM_METHODS, ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.results import Results, cost_to_target, paired_costs
+from curriclab.experiments.harness.runner import run, tune
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.methods.infobatch import InfoBatchSampler, below_mean
 from curriclab.methods.sampling import check_losses, prune_and_reintroduce
 

@@ -34,7 +34,8 @@ __all__ = [
 
 
 def gradient_factors(ax: Axes, scales: Sequence[float] = (1.0,), points: int = 200) -> list:
-    """|d loss / d z_y| against p_y for cross-entropy and -sigmoid(a log p_y) for each scale a (log y)."""
+    """|d loss / d z_y| against p_y for cross-entropy and -sigmoid(a log p_y) for each scale a
+    (log y)."""
     p = torch.linspace(1e-3, 0.999, points, dtype=torch.float64)
     lines = ax.plot(p, cross_entropy_logit_gradient(p), color="black", label="cross-entropy")
     for scale in scales:
@@ -49,7 +50,8 @@ def gradient_factors(ax: Axes, scales: Sequence[float] = (1.0,), points: int = 2
 
 
 def unrolled_diagram(ax: Axes, steps: int = 3) -> list:
-    """Boxes w_0 .. w_T with the teacher feeding Phi_t into each step, forward and reverse arrows."""
+    """Boxes w_0 .. w_T with the teacher feeding Phi_t into each step, forward and reverse
+    arrows."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     artists = []
@@ -63,15 +65,17 @@ def unrolled_diagram(ax: Axes, steps: int = 3) -> list:
                                    arrowprops={"arrowstyle": "->", "color": "tab:blue"}))
         artists.append(ax.text(i + 0.5, 0.15, label, ha="center", fontsize=8, color="tab:blue"))
         artists.append(ax.annotate("", xy=(i + 0.3, -0.12), xytext=(i + 0.7, -0.12),
-                                   arrowprops={"arrowstyle": "->", "color": "tab:red", "linestyle": "--"}))
+                                   arrowprops={"arrowstyle": "->", "color": "tab:red",
+                                               "linestyle": "--"}))
         if i < len(names) - 2:
-            artists.append(ax.annotate(f"$\\Phi_{{{i}}}$", xy=(i + 0.5, 0.07), xytext=(i + 0.5, 0.7),
-                                       ha="center", fontsize=10,
+            artists.append(ax.annotate(f"$\\Phi_{{{i}}}$", xy=(i + 0.5, 0.07),
+                                       xytext=(i + 0.5, 0.7), ha="center", fontsize=10,
                                        arrowprops={"arrowstyle": "->", "color": "tab:green"}))
-    artists.append(ax.text(steps / 2, 0.95, "teacher $\\theta$: state $s_t \\mapsto \\Phi_t$", ha="center",
-                           color="tab:green", fontsize=11))
+    artists.append(ax.text(steps / 2, 0.95, "teacher $\\theta$: state $s_t \\mapsto \\Phi_t$",
+                           ha="center", color="tab:green", fontsize=11))
     artists.append(ax.text(steps / 2, -0.4, "reverse pass: $dw_t = dw_{t+1} - \\eta H_t dw_{t+1}$,"
-                           "  $d\\theta \\leftarrow d\\theta - \\eta\\, \\partial_\\theta g_t \\cdot dw_{t+1}$",
+                           "  $d\\theta \\leftarrow d\\theta - \\eta\\, "
+                           "\\partial_\\theta g_t \\cdot dw_{t+1}$",
                            ha="center", color="tab:red", fontsize=10))
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(-0.6, 1.1)
@@ -109,12 +113,15 @@ def dev_error_curves(ax: Axes, curves: dict[str, tuple[Sequence[int], Sequence[f
     return lines
 
 
-def error_dots(ax: Axes, errors: dict[str, Sequence[float]], reference: dict[str, float] | None = None) -> list:
-    """Each arm's test errors (one dot per seed, a bar for the mean), plus optional reference lines."""
+def error_dots(ax: Axes, errors: dict[str, Sequence[float]],
+               reference: dict[str, float] | None = None) -> list:
+    """Each arm's test errors (one dot per seed, a bar for the mean), plus optional reference
+    lines."""
     artists = []
     for position, (name, values) in enumerate(errors.items()):
         values = np.asarray(values, dtype=float) * 100
-        artists.append(ax.scatter(np.full(len(values), position), values, color=f"C{position}", zorder=3))
+        artists.append(ax.scatter(np.full(len(values), position), values, color=f"C{position}",
+                                  zorder=3))
         if len(values):
             artists += ax.plot([position - 0.2, position + 0.2], [values.mean()] * 2, color="black")
     for count, (name, value) in enumerate((reference or {}).items()):

@@ -26,7 +26,8 @@ def percent_match_bars(
     log_scale: bool = False,
     spread: Mapping[str, tuple[Tensor, Tensor]] | None = None,
 ) -> list:
-    """Grouped bars: percent match of each quantile (x) for each named epoch range (one colour each).
+    """Grouped bars: percent match of each quantile (x) for each named epoch range (one colour
+    each).
 
     `chance[name]` (optional) is drawn as a black dash across that range's bar, so a bar far above
     its dash is persistence, not luck. `spread[name]` (optional) is a (lowest, highest) pair of

@@ -53,6 +53,12 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: `spl-demo`, `ddp-demo` and `execute-series`, each with its flags.
+
+    Returns:
+        The parser; a flag with an invalid value makes `parse_args` exit with argparse's usage
+        error naming the flag (exit code 2).
+    """
     parser = argparse.ArgumentParser(prog="curriclab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
@@ -69,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     ddp = commands.add_parser(
         "ddp-demo",
         help="train one per-sample method on MNIST under torchrun; print each rank's state digest",
-        description="Train SmallConv on MNIST ($CURRICLAB_DATA) with one per-sample method on every "
-        "rank of a torch.distributed group (run under `torchrun --nproc_per_node 2 -m curriclab "
-        "ddp-demo ...`, or alone). Each rank prints one line: 'rank R: state sha256 <hex> samples "
-        "<n>', the digest of its per-sample state and the samples it drew.",
+        description="Train SmallConv on MNIST ($CURRICLAB_DATA) with one per-sample method on "
+        "every rank of a torch.distributed group (run under `torchrun --nproc_per_node 2 -m "
+        "curriclab ddp-demo ...`, or alone). Each rank prints one line: 'rank R: state sha256 "
+        "<hex> samples <n>', the digest of its per-sample state and the samples it drew.",
     )
     ddp.add_argument("--method", choices=DEMO_METHODS, required=True)
     ddp.add_argument("--epochs", type=_int_at_least(1), default=2, help="epochs, default 2")
@@ -87,15 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                      f"fails naming the rank that did not answer (sets ${DIST_TIMEOUT_ENV}; "
                      f"default: ${DIST_TIMEOUT_ENV}, else 30)")
     ddp.add_argument("--report-json", metavar="PATH", default=None,
-                     help="also write this rank's report as JSON (rank, world size, digest, samples, "
-                     "training seconds, per-epoch plan/samples/index digests); '{rank}' in PATH is "
-                     "replaced by the rank, and is required when several processes run")
+                     help="also write this rank's report as JSON (rank, world size, digest, "
+                     "samples, training seconds, per-epoch plan/samples/index digests); '{rank}' "
+                     "in PATH is replaced by the rank, and is required when several processes "
+                     "run")
     series = commands.add_parser(
         "execute-series",
         help="re-execute notebooks in place (full scale by default) and store their outputs",
         description="Run every cell of each notebook in a fresh kernel and write the notebook back "
-        "with its outputs, widget state, and a fingerprint of its code and run mode in its metadata "
-        "(the test suite refuses stale or quick-mode outputs).",
+        "with its outputs, widget state, and a fingerprint of its code and run mode in its "
+        "metadata (the test suite refuses stale or quick-mode outputs).",
     )
     series.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to execute (default: every notebooks/*.ipynb)")
@@ -106,7 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def write_report(template: str, report: dict) -> Path:
-    """Write `report` as JSON to `template` with '{rank}' replaced by the report's rank."""
+    """Write `report` as JSON to `template` with '{rank}' replaced by the report's rank.
+
+    Args:
+        template: the path, possibly holding '{rank}'; missing folders are created.
+        report: a JSON-serialisable dict with a "rank" entry (e.g. `DemoResult.report()`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        KeyError: `report` has no "rank".
+        OSError: the file cannot be written.
+    """
     path = Path(template.replace("{rank}", str(report["rank"])))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
@@ -114,8 +133,19 @@ def write_report(template: str, report: dict) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit code (0, or 1 when `execute-series` had failures).
-    Invalid flag values end in argparse's usage error naming the flag (exit code 2)."""
+    """Run one command.
+
+    Args:
+        argv: the arguments after the program name (default `sys.argv[1:]`).
+
+    Returns:
+        The exit code: 0, or 1 when `execute-series` had failures.
+
+    Raises:
+        SystemExit: invalid flag values (argparse's usage error naming the flag, code 2);
+            `ddp-demo --report-json` without '{rank}' under several processes; `execute-series`
+            with no notebooks given or found.
+    """
     args = build_parser().parse_args(argv)
     if args.command == "spl-demo":
         study = demo_study(epochs=args.epochs, seeds=(args.seed,))
@@ -125,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                            highlight=splits.corrupted)
         print(f"wrote {path}")
     elif args.command == "ddp-demo":
-        if args.report_json and "{rank}" not in args.report_json and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            raise SystemExit("--report-json: put '{rank}' in the path (e.g. report{rank}.json) so that "
-                             "each rank writes its own file")
+        several = int(os.environ.get("WORLD_SIZE", 1)) > 1
+        if args.report_json and "{rank}" not in args.report_json and several:
+            raise SystemExit("--report-json: put '{rank}' in the path (e.g. report{rank}.json) so "
+                             "that each rank writes its own file")
         if args.timeout is not None:  # the collectives read it too, not only the group's set-up
             os.environ[DIST_TIMEOUT_ENV] = repr(args.timeout)
         joined = init_from_environment()
@@ -157,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def execute_series(paths: Sequence[Path], *, quick: bool, timeout: int) -> int:
     """Execute every notebook in `paths`, also after one fails (a failed notebook's file is left
     unchanged); print one line per notebook and, if any failed, a summary naming them.
+
+    Args:
+        paths: the notebooks, executed in this order, each stored in place.
+        quick: execute under `CURRICLAB_QUICK=1` (a test run; not a published output).
+        timeout: seconds a cell may run (`execute_notebook`).
 
     Returns:
         0 if every notebook ran, else 1.

@@ -52,7 +52,8 @@ def _code_sources(notebook: dict[str, Any]) -> list[str]:
 
 
 def _program(source: str) -> str:
-    """What a cell runs, independent of layout: its syntax tree, or its text if it does not parse."""
+    """What a cell runs, independent of layout: its syntax tree, or its text if it does not
+    parse."""
     try:
         return ast.dump(ast.parse(source))
     except SyntaxError:
@@ -74,7 +75,15 @@ def code_fingerprint(notebook: dict[str, Any]) -> str:
 
 
 def stale_reasons(notebook: dict[str, Any]) -> list[str]:
-    """Why the stored outputs of `notebook` (a parsed .ipynb) cannot be trusted; empty if they can."""
+    """Why the stored outputs of `notebook` cannot be trusted.
+
+    Args:
+        notebook: a parsed .ipynb (nbformat 4 JSON as a dict).
+
+    Returns:
+        One sentence per reason (no fingerprint, changed code, not full scale, a stored error,
+        execution counts out of order); [] if the outputs can be trusted.
+    """
     record = notebook.get("metadata", {}).get(METADATA_KEY)
     if record is None:
         return ["never executed by `curriclab execute-series` (no fingerprint in its metadata)"]
@@ -112,7 +121,15 @@ def write_atomically(path: str | Path, text: str) -> None:
     """Replace the file at `path` by `text` (UTF-8) in one step: the text goes to a temporary file
     in the same directory, which `os.replace` then renames over `path`. A crash or an interrupt
     leaves either the old file or the new one, never a half-written mix; the file keeps its
-    permission bits."""
+    permission bits.
+
+    Args:
+        path: the file (it may not exist yet; its folder must).
+        text: the new content.
+
+    Raises:
+        OSError: the file cannot be written (the temporary file is removed).
+    """
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -163,7 +180,8 @@ def execute_notebook(path: str | Path, *, quick: bool = False, timeout: int = 36
     with _environment(**{QUICK_ENV: "1" if quick else "0", PROGRESS_ENV: "text"}):
         NotebookClient(
             notebook, timeout=timeout, kernel_name="python3", store_widget_state=True,
-            coalesce_streams=True,  # merges each cell's stream chunks and applies the bars' \r redraws
+            # coalesce_streams merges each cell's stream chunks and applies the bars' \r redraws
+            coalesce_streams=True,
             resources={"metadata": {"path": str(path.parent)}},
         ).execute()
     seconds = time.perf_counter() - start

@@ -72,7 +72,8 @@ def test_stratified_subset_keeps_class_shares_and_is_seeded():
     assert torch.bincount(subset.targets).tolist() == [21, 6, 3]
     assert torch.equal(data.targets[subset.source_indices], subset.targets)
     assert torch.equal(subset.source_indices, stratified_subset(data, 30, seed=3).source_indices)
-    assert not torch.equal(subset.source_indices, stratified_subset(data, 30, seed=4).source_indices)
+    other = stratified_subset(data, 30, seed=4)
+    assert not torch.equal(subset.source_indices, other.source_indices)
     assert len(stratified_subset(data, 0)) == 0
     with pytest.raises(ValueError, match="size"):
         stratified_subset(data, 101)
@@ -119,7 +120,8 @@ def test_corrupt_labels_moves_uniformly_to_the_other_classes():
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"fraction": 1.5}, "fraction"), ({"fraction": -0.1}, "fraction"), ({"num_classes": 1}, "num_classes")],
+    [({"fraction": 1.5}, "fraction"), ({"fraction": -0.1}, "fraction"),
+     ({"num_classes": 1}, "num_classes")],
 )
 def test_corrupt_labels_rejects_bad_input(kwargs, name):
     arguments = {"targets": torch.tensor([0, 1, 1]), "fraction": 0.5, "num_classes": 2, **kwargs}
@@ -142,7 +144,8 @@ def test_data_root_comes_from_environment(tmp_path, monkeypatch):
 
 
 def test_mnist_shapes_normalisation_and_class_counts(mnist_train, mnist_test):
-    assert mnist_train.inputs.shape == (60000, 1, 28, 28) and mnist_train.inputs.dtype == torch.float32
+    assert mnist_train.inputs.shape == (60000, 1, 28, 28)
+    assert mnist_train.inputs.dtype == torch.float32
     assert mnist_test.inputs.shape == (10000, 1, 28, 28)
     assert abs(float(mnist_train.inputs.mean())) < 1e-3
     assert abs(float(mnist_train.inputs.std()) - 1.0) < 1e-3

@@ -9,7 +9,6 @@ rank saves what it saw; the assertions run here, in the test process.
 from __future__ import annotations
 
 import math
-import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.persistence import LossRecorder
 from curriclab.methods.sampling import SGDSSampler
 from curriclab.methods.spl import SPLLoss, linear_pace
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
 
 WORLD = 2
 
@@ -69,23 +68,9 @@ def run_group(scenario: str, directory: Path, timeout_seconds: float = 60.0, *,
               check: bool = True) -> list[dict | None]:
     """Run `SCENARIOS[scenario]` on a two-process gloo group; each rank's result, by rank (None
     for a rank that saved none). `check`: every rank must exit with code 0."""
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker, args=(rank, str(directory), scenario, timeout_seconds))
-        for rank in range(WORLD)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    hung = [rank for rank, process in enumerate(processes) if process.is_alive()]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not hung, f"ranks {hung} of scenario {scenario!r} did not finish"
+    codes = run_ranks(_worker, str(directory), scenario, timeout_seconds, world=WORLD)
     if check:
-        assert [p.exitcode for p in processes] == [0] * WORLD, f"exit codes {[p.exitcode for p in processes]}"
+        assert codes == [0] * WORLD, f"exit codes {codes} of scenario {scenario!r}"
     files = [directory / f"result{rank}.pt" for rank in range(WORLD)]
     return [torch.load(file, weights_only=False) if file.exists() else None for file in files]
 
@@ -95,7 +80,8 @@ def run_group(scenario: str, directory: Path, timeout_seconds: float = 60.0, *,
 
 def _data() -> IndexedDataset:
     generator = torch.Generator().manual_seed(0)
-    return IndexedDataset(torch.randn(N, 6, generator=generator), torch.randint(0, 3, (N,), generator=generator))
+    return IndexedDataset(torch.randn(N, 6, generator=generator),
+                          torch.randint(0, 3, (N,), generator=generator))
 
 
 def _build(method: str) -> tuple[nn.Module, SampleMethod, list[SampleMethod], object]:
@@ -117,7 +103,8 @@ def _build(method: str) -> tuple[nn.Module, SampleMethod, list[SampleMethod], ob
 
 
 class Recorder(SampleMethod):
-    """Keeps the (index, losses) pairs it is shown, the epoch ends, and the gradients after step 0."""
+    """Keeps the (index, losses) pairs it is shown, the epoch ends, and the gradients after
+    step 0."""
 
     def __init__(self, model: nn.Module | None = None, sampler: object = None):
         self.events: list = []
@@ -151,7 +138,8 @@ def _train(rank: int, directory: Path) -> dict:
         loader = make_loader(data, BATCH, sampler=sampler)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         methods = [local, Synchronized([*stateful, gathered], num_samples=N)]
-        fit(DistributedDataParallel(model), loader, optimizer, EPOCHS, methods=methods, progress=False)
+        fit(DistributedDataParallel(model), loader, optimizer, EPOCHS, methods=methods,
+            progress=False)
         results[method] = {
             "initial": initial, "local": local.events, "plans": local.plans,
             "gathered": gathered.events, "first_grad": gathered.first_grad,
@@ -176,7 +164,8 @@ def _uneven_step(rank: int, data: IndexedDataset) -> dict:
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     ddp = DistributedDataParallel(model)  # kept alive: its reducer averages the gradients
     index = torch.arange(3) if rank == 0 else torch.arange(3, 8)
-    losses = nn.functional.cross_entropy(ddp(data.inputs[index]), data.targets[index], reduction="none")
+    losses = nn.functional.cross_entropy(ddp(data.inputs[index]), data.targets[index],
+                                         reduction="none")
     Synchronized([SPLLoss(N, threshold=1.2, reduction="selected")], num_samples=N).objective(
         index, losses).backward()
     return {"initial": initial, "grad": [p.grad.clone() for p in model.parameters()]}
@@ -244,7 +233,8 @@ def _bad_input(rank: int, directory: Path) -> dict:
     good = torch.tensor([1.0, 2.0])
     errors = {
         "nan": _error_of(lambda: gather_observations(
-            torch.tensor([0, 1]), torch.tensor([1.0, math.nan]) if rank == 1 else good, num_samples=N)),
+            torch.tensor([0, 1]), torch.tensor([1.0, math.nan]) if rank == 1 else good,
+            num_samples=N)),
         "range": _error_of(lambda: gather_observations(
             torch.tensor([0, N + 5]) if rank == 0 else torch.tensor([0, 1]), good, num_samples=N)),
         "dtype": _error_of(lambda: gather_observations(
@@ -259,8 +249,10 @@ def _bad_input(rank: int, directory: Path) -> dict:
     errors["fit"] = _error_of(lambda: fit(
         DistributedDataParallel(model), loader, torch.optim.SGD(model.parameters(), lr=0.1), 1,
         methods=[Synchronized([Poison(), tracker], num_samples=N)], progress=False))
-    errors["seed"] = _error_of(lambda: SGDSSampler(N, generator=torch.Generator().manual_seed(rank)).set_epoch(0))
-    # The group survived the errors above: uneven batches (3 and 5 pairs, then 0 and 2) still gather.
+    errors["seed"] = _error_of(
+        lambda: SGDSSampler(N, generator=torch.Generator().manual_seed(rank)).set_epoch(0))
+    # The group survived the errors above: uneven batches (3 and 5 pairs, then 0 and 2) still
+    # gather.
     # Counting all-gathers: 3 while the capacity grows, then 2 per exchange.
     sizes = [(3, 0, 1), (5, 2, 4)][rank]
     uneven, calls, capacity = [], [], 0
@@ -274,10 +266,12 @@ def _bad_input(rank: int, directory: Path) -> dict:
     for size in sizes:
         index = torch.arange(size) + 10 * rank
         calls.append(0)
-        uneven.append(gather_observations(index, index.float() / 7, num_samples=N, capacity=capacity))
+        uneven.append(gather_observations(index, index.float() / 7, num_samples=N,
+                                          capacity=capacity))
         capacity = uneven[-1].capacity
     dist.all_gather = original
-    return {"errors": errors, "uneven": uneven, "calls": calls, "tracker": state_digest(tracker.state_dict())}
+    return {"errors": errors, "uneven": uneven, "calls": calls,
+            "tracker": state_digest(tracker.state_dict())}
 
 
 def _lost_peer(rank: int, directory: Path) -> dict:
@@ -330,7 +324,8 @@ def test_shards_are_disjoint_and_cover_each_epoch_plan(trained, method):
         assert len(drawn[0]) == len(drawn[1])
         size = len(plan) - len(plan) % WORLD if drop_last else len(plan) + len(plan) % WORLD
         padded = (plan + plan)[:size]
-        assert [i for pair in zip(*drawn) for i in pair] == padded  # disjoint positions, all covered
+        # disjoint positions, all covered
+        assert [i for pair in zip(*drawn) for i in pair] == padded
         if method == "infobatch" or epoch == 0:  # permutations: disjoint samples too
             assert not set(drawn[0]) & set(drawn[1]) or not drop_last and len(plan) % WORLD
 
@@ -379,7 +374,8 @@ def test_ddp_gradient_equals_one_process_gradient_on_the_global_batch(trained):
     model.load_state_dict(result["initial"])
     index, _ = result["gathered"][0]
     data = _data()
-    losses = nn.functional.cross_entropy(model(data.inputs[index]), data.targets[index], reduction="none")
+    losses = nn.functional.cross_entropy(model(data.inputs[index]), data.targets[index],
+                                         reduction="none")
     SPLLoss(N, threshold=1.2).objective(index, losses).backward()
     for mine, theirs in zip((p.grad for p in model.parameters()), result["first_grad"]):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
@@ -391,7 +387,8 @@ def test_uneven_batches_still_give_the_global_batch_gradient(trained):
     model = nn.Linear(6, 3)
     model.load_state_dict(result["initial"])
     data, index = _data(), torch.arange(8)
-    losses = nn.functional.cross_entropy(model(data.inputs[index]), data.targets[index], reduction="none")
+    losses = nn.functional.cross_entropy(model(data.inputs[index]), data.targets[index],
+                                         reduction="none")
     SPLLoss(N, threshold=1.2, reduction="selected").objective(index, losses).backward()
     for mine, theirs in zip((p.grad for p in model.parameters()), result["grad"]):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
@@ -447,7 +444,8 @@ def test_a_bad_rank_fails_the_whole_group_with_a_clear_error(tmp_path):
         assert "one dtype on every rank" in errors["dtype"]
         assert "rank 0: index and losses must be tensors" in errors["type"]
         assert "rank 1: losses must be finite" in errors["fit"]
-        assert "SGDSSampler's plan for epoch 0" in errors["seed"] and "differs across ranks" in errors["seed"]
+        assert "SGDSSampler's plan for epoch 0" in errors["seed"]
+        assert "differs across ranks" in errors["seed"]
     assert first["tracker"] == second["tracker"]  # nobody recorded the poisoned step
     for result in (first, second):
         full, partial, third = result["uneven"]

@@ -62,7 +62,8 @@ def test_correlations_name_their_bad_input():
 def test_chi_square_matches_scipy_and_leaves_out_impossible_categories():
     generator = torch.Generator().manual_seed(0)
     probabilities = torch.tensor([0.1, 0.2, 0.0, 0.3, 0.4], dtype=torch.float64)
-    observed = torch.bincount(torch.multinomial(probabilities, 500, True, generator=generator), minlength=5)
+    draws = torch.multinomial(probabilities, 500, True, generator=generator)
+    observed = torch.bincount(draws, minlength=5)
     statistic, dof, p_value = chi_square_test(observed, probabilities)
     support = probabilities > 0
     expected = (500 * probabilities[support]).tolist()
@@ -110,7 +111,8 @@ def test_sign_counts_and_dict():
     result = paired_comparison([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 2.0, 1.0, 5.0, 6.0])
     assert (result.a_lower, result.a_higher, result.ties) == (3, 1, 1)
     row = result.as_dict()
-    assert set(row) == {"difference", "low", "high", "confidence", "n", "a_lower", "a_higher", "ties"}
+    assert set(row) == {"difference", "low", "high", "confidence", "n", "a_lower", "a_higher",
+                        "ties"}
     assert row["difference"] == pytest.approx(-0.2)
     assert "a < b in 3/5" in str(result)
     assert isinstance(result, PairedComparison)
@@ -158,7 +160,8 @@ def test_roc_auc_equals_the_pairwise_probability_with_ties():
     scores = torch.randint(0, 6, (60,), generator=generator).float()
     positives = torch.rand(60, generator=generator) < 0.4
     pos, neg = scores[positives], scores[~positives]
-    pairwise = ((pos[:, None] > neg[None]).double() + 0.5 * (pos[:, None] == neg[None]).double()).mean()
+    pairwise = ((pos[:, None] > neg[None]).double()
+                + 0.5 * (pos[:, None] == neg[None]).double()).mean()
     assert roc_auc(scores, positives) == pytest.approx(pairwise.item())
     fpr, tpr = roc_curve(scores, positives)
     assert (fpr[0].item(), tpr[0].item(), fpr[-1].item(), tpr[-1].item()) == (0.0, 0.0, 1.0, 1.0)
@@ -186,7 +189,8 @@ def test_pooling_keeps_totals_and_balances_group_mass():
     p = torch.rand(500, generator=_generator(13)).double()
     p[:50] = 0
     p /= p.sum()
-    counts = torch.bincount(torch.multinomial(p, 600, True, generator=_generator(14)), minlength=500)
+    draws = torch.multinomial(p, 600, True, generator=_generator(14))
+    counts = torch.bincount(draws, minlength=500)
     pooled, mass = pool_by_probability(counts, p, groups=10)
     assert float(pooled.sum()) == 600 and float(mass.sum()) == pytest.approx(1.0)
     assert len(mass) == 10 and float(mass.max()) < 0.1 + float(p.max())

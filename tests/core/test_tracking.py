@@ -25,7 +25,8 @@ def test_round_trip_and_errors():
     copy = LossTracker(4)
     copy.load_state_dict(tracker.state_dict())
     for name in ("latest", "average", "last_epoch"):
-        assert torch.equal(getattr(copy, name).nan_to_num(-7), getattr(tracker, name).nan_to_num(-7))
+        assert torch.equal(getattr(copy, name).nan_to_num(-7),
+                           getattr(tracker, name).nan_to_num(-7))
     assert copy.epoch == 2 and copy.momentum == 0.9
     with pytest.raises(ValueError, match="indices"):
         tracker.update(torch.tensor([4]), torch.tensor([1.0]))

@@ -69,7 +69,8 @@ def test_default_objective_is_the_batch_mean():
     model = LogisticRegression()
     reference = LogisticRegression()
     reference.load_state_dict(model.state_dict())
-    train_epoch(model, make_loader(data, 32), torch.optim.SGD(model.parameters(), lr=0.5), progress=False)
+    train_epoch(model, make_loader(data, 32), torch.optim.SGD(model.parameters(), lr=0.5),
+                progress=False)
     F.cross_entropy(reference(data.inputs), data.targets).backward()
     with torch.no_grad():
         for p in reference.parameters():
@@ -91,7 +92,8 @@ def test_every_optimizer_in_a_list_is_stepped_exactly_as_a_hand_written_step():
     reference.load_state_dict(model.state_dict())
     scale = torch.nn.Parameter(torch.ones(()))
     optimizers = [torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD([scale], lr=0.2)]
-    train_epoch(model, make_loader(data, 8), optimizers, methods=[ScaledLoss(scale)], progress=False)
+    train_epoch(model, make_loader(data, 8), optimizers, methods=[ScaledLoss(scale)],
+                progress=False)
 
     reference_scale = torch.ones((), requires_grad=True)
     F.cross_entropy(reference(data.inputs) * reference_scale, data.targets).backward()
@@ -131,7 +133,8 @@ def test_evaluate_and_per_sample_losses_agree_with_direct_computation():
     assert torch.allclose(losses, F.cross_entropy(logits, data.targets, reduction="none"))
     result = evaluate(model, data, batch_size=7)
     assert result.loss == pytest.approx(float(losses.mean()), rel=1e-5)
-    assert result.accuracy == pytest.approx(float((logits.argmax(1) == data.targets).float().mean()))
+    accuracy = (logits.argmax(1) == data.targets).float().mean()
+    assert result.accuracy == pytest.approx(float(accuracy))
     with pytest.raises(ValueError, match="empty"):
         evaluate(model, data.subset([]))
 

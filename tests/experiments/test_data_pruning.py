@@ -11,18 +11,11 @@ import torch
 from curriclab.core.stats import paired_comparison
 from curriclab.core.training import seed_everything
 from curriclab.experiments import data_pruning as dp
-from curriclab.experiments.harness import (
-    ARM_METHODS,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    build_model,
-    load_splits,
-    run,
-    run_arm,
-)
+from curriclab.experiments.harness.arms import ARM_METHODS
+from curriclab.experiments.harness.results import Results
+from curriclab.experiments.harness.runner import build_model, run, run_arm
+from curriclab.experiments.harness.spec import DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.importance import per_sample_grad_norms_loop
 from curriclab.methods.pruning import prune_by_score, random_scores
 

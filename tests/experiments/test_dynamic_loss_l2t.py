@@ -103,7 +103,8 @@ def test_teacher_comparison_uses_the_crossed_interval_over_teachers_and_seeds():
     row = table.loc["teacher"]
     assert (row["difference"], row["low"], row["high"]) == pytest.approx(_crossed_by_loops(d))
     assert row["per teacher"] == [round(sum(x) / 3, 3) for x in d] and row["teachers"] == 3
-    assert row["mean error %"] == pytest.approx(100 * (1 - sum(sum(c) for c in teachers.values()) / 9))
+    mean_accuracy = sum(sum(c) for c in teachers.values()) / 9
+    assert row["mean error %"] == pytest.approx(100 * (1 - mean_accuracy))
     single = d[0]
     low, high = scipy.stats.t.interval(0.95, 2, loc=sum(single) / 3, scale=scipy.stats.sem(single))
     assert (table.loc["single", "low"], table.loc["single", "high"]) == (
@@ -121,7 +122,8 @@ def test_crossed_interval_keeps_seed_variance_when_teachers_agree_and_covers_the
     generator = torch.Generator().manual_seed(0)
     covered, trials = 0, 2000
     for _ in range(trials):
-        d = (0.7 * torch.randn(3, 1, generator=generator) + 0.5 * torch.randn(1, 5, generator=generator)
+        d = (0.7 * torch.randn(3, 1, generator=generator)
+             + 0.5 * torch.randn(1, 5, generator=generator)
              + 0.3 * torch.randn(3, 5, generator=generator))
         _, low, high = l2t.crossed_interval(d)
         covered += low <= 0.0 <= high

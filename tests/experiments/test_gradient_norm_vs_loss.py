@@ -136,7 +136,8 @@ def test_record_epoch_keeps_the_last_visit_of_a_repeated_sample(name):
     twin = copy.deepcopy(model)
     sampler = [3, 0, 1, 2, 4, 5, 6, 7, 3, 8, 9, 10]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    record = record_epoch(model, make_loader(dataset, 4, sampler=sampler), optimizer, progress=False)
+    record = record_epoch(model, make_loader(dataset, 4, sampler=sampler), optimizer,
+                          progress=False)
     twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.5)
     for start in (0, 4):  # the two steps before the third batch
         batch = sampler[start:start + 4]

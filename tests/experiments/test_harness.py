@@ -11,25 +11,13 @@ from scipy.stats import ttest_rel
 from curriclab.core.data import make_loader
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import evaluate, seed_everything, train_epoch
-from curriclab.experiments.harness import (
-    ARM_METHODS,
-    Arm,
-    ArmSetup,
-    DataSpec,
-    ModelSpec,
-    Results,
-    Study,
-    TrainSpec,
-    build_model,
-    cost_to_target,
-    load_splits,
-    paired_costs,
-    paired_table,
-    run,
-    run_arm,
-    tune,
-    validation_target,
+from curriclab.experiments.harness.arms import ARM_METHODS, ArmSetup
+from curriclab.experiments.harness.results import (
+    Results, cost_to_target, paired_costs, paired_table, validation_target,
 )
+from curriclab.experiments.harness.runner import build_model, run, run_arm, tune
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
+from curriclab.experiments.harness.splits import load_splits
 
 pytestmark = pytest.mark.usefixtures("mnist_train", "one_thread")  # skips without MNIST
 

@@ -9,7 +9,9 @@ import torch
 
 from curriclab.core.data import make_loader
 from curriclab.core.training import cross_entropy_per_sample, seed_everything
-from curriclab.experiments.harness import build_model, build_optimizer, load_splits, paired_table, run
+from curriclab.experiments.harness import (
+    build_model, build_optimizer, load_splits, paired_table, run,
+)
 from curriclab.experiments.loss_quantile_persistence import (
     SHUFFLE_METRICS,
     blog_comparison,

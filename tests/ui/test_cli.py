@@ -17,10 +17,12 @@ def test_cli_writes_the_demo_gif(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_ddp_demo_report_json_needs_a_rank_placeholder_under_several_processes(monkeypatch, tmp_path):
+def test_ddp_demo_report_json_needs_a_rank_placeholder_under_several_processes(monkeypatch,
+                                                                                tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SystemExit, match=r"\{rank\}"):
-        main(["ddp-demo", "--method", "sgds", "--epochs", "1", "--report-json", str(tmp_path / "r.json")])
+        main(["ddp-demo", "--method", "sgds", "--epochs", "1",
+              "--report-json", str(tmp_path / "r.json")])
 
 
 def test_the_cli_executes_the_notebooks_it_is_given(tmp_path, capsys):

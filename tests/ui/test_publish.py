@@ -37,7 +37,8 @@ def test_a_fresh_full_run_is_trusted_and_every_kind_of_staleness_is_named():
     prose.cells[0].source = "# another title"  # prose is not code: still fresh
     assert stale_reasons(prose) == []
 
-    assert any("'quick' mode" in reason for reason in stale_reasons(_as_executed(_notebook("x = 1"), "quick")))
+    quick = _as_executed(_notebook("x = 1"), "quick")
+    assert any("'quick' mode" in reason for reason in stale_reasons(quick))
 
     failed = copy.deepcopy(executed)
     failed.cells[1].outputs = [nbformat.v4.new_output("error", ename="E", evalue="", traceback=[])]
@@ -74,7 +75,8 @@ def test_execute_notebook_runs_in_a_kernel_and_records_mode_and_fingerprint(tmp_
             "for _ in progress_bar(range(3), 'outer'):\n"
             "    for _ in progress_bar(range(2), 'inner', leave=False):\n"
             "        pass")
-    nbformat.write(_notebook("import os\nmode = os.environ['CURRICLAB_QUICK']", "print(mode)", bars), path)
+    nbformat.write(_notebook("import os\nmode = os.environ['CURRICLAB_QUICK']", "print(mode)",
+                             bars), path)
     execute_notebook(path, quick=True, timeout=120)
     stored = nbformat.read(path, as_version=4)
     assert stored.cells[2].outputs[0]["text"] == "1\n"

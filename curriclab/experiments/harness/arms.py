@@ -94,10 +94,16 @@ ARM_METHODS: dict[str, ArmBuilder] = {}
 
 
 def arm_method(name: str) -> Callable[[ArmBuilder], ArmBuilder]:
-    """Register `build(context, **params) -> ArmSetup` as the arm method `name`.
+    """Register `build(context, **params) -> ArmSetup` as the arm method `name` (a decorator).
+
+    Args:
+        name: the name an `Arm`'s `method` gives.
+
+    Returns:
+        The decorator; it registers the builder and returns it unchanged.
 
     Raises:
-        ValueError: `name` is already registered.
+        ValueError: `name` is already registered (raised when the decorator is applied).
     """
     def register(build: ArmBuilder) -> ArmBuilder:
         if name in ARM_METHODS:
@@ -109,6 +115,12 @@ def arm_method(name: str) -> Callable[[ArmBuilder], ArmBuilder]:
 
 def build_arm(context: ArmContext) -> ArmSetup:
     """The setup of `context.arm`: its registered method called with its params.
+
+    Args:
+        context: the run's context (its arm, splits, model, seed, ...).
+
+    Returns:
+        What the arm method built.
 
     Raises:
         ValueError: the method is not registered, or a param is not one it takes.

@@ -49,11 +49,19 @@ class Results:
     artifacts: dict[tuple[str, int], dict[str, Any]]
 
     def curve_frame(self) -> pd.DataFrame:
-        """The curve rows as a DataFrame."""
+        """The curve rows as a DataFrame.
+
+        Returns:
+            One row per evaluation (the row fields are in the module docstring).
+        """
         return pd.DataFrame(self.curves)
 
     def final_frame(self) -> pd.DataFrame:
-        """The final rows as a DataFrame."""
+        """The final rows as a DataFrame.
+
+        Returns:
+            One row per (arm, seed) run.
+        """
         return pd.DataFrame(self.finals)
 
     def final_values(self, metric: str) -> dict[str, list[float]]:
@@ -100,7 +108,11 @@ class Results:
                        self.finals + other.finals, {**self.artifacts, **other.artifacts})
 
     def to_dict(self) -> dict[str, Any]:
-        """Spec, curves and finals as JSON-ready values (non-finite floats become None)."""
+        """Spec, curves and finals as JSON-ready values (the artifacts are left out).
+
+        Returns:
+            {"format", "study", "curves", "finals"}; non-finite floats become None.
+        """
         return {"format": FORMAT_VERSION, "study": self.study.to_dict(),
                 "curves": _finite(self.curves), "finals": _finite(self.finals)}
 

@@ -33,7 +33,15 @@ __all__ = ["build_model", "build_optimizer", "run", "run_arm", "tune"]
 
 
 def build_model(spec: ModelSpec, splits: Splits) -> nn.Module:
-    """The network `spec` names, sized for the splits' inputs and classes (uses the global RNG)."""
+    """The network `spec` names, sized for the splits' inputs and classes (uses the global RNG).
+
+    Args:
+        spec: the model spec ("small_conv", "mlp" with `hidden`, or "logistic").
+        splits: the study's splits (the training inputs' size and the number of classes).
+
+    Returns:
+        A freshly initialised model (SmallConv expects [B, 1, 28, 28] inputs).
+    """
     classes = splits.num_classes
     if spec.name == "small_conv":
         return SmallConv(num_classes=classes)
@@ -44,7 +52,15 @@ def build_model(spec: ModelSpec, splits: Splits) -> nn.Module:
 
 
 def build_optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
-    """The model's optimizer as `spec` describes it."""
+    """The model's optimizer as `spec` describes it.
+
+    Args:
+        spec: the arm's train spec ("sgd" with lr, momentum, weight decay, or "adam").
+        model: the model whose parameters it steps.
+
+    Returns:
+        A torch SGD or Adam optimizer over `model.parameters()`.
+    """
     if spec.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
@@ -241,10 +257,20 @@ class _Subset(torch.utils.data.Dataset):
 
 def run_arm(study: Study, arm: Arm, seed: int, *, progress: bool = False,
             read_test: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """One (arm, seed) run of `study`; `read_test=False` leaves the test split unread (tuning).
+    """One (arm, seed) run of `study`.
+
+    Args:
+        study: the study spec.
+        arm: the arm to run (one of the study's, or a variant of one, e.g. with a tuned lr).
+        seed: seeds the run (and, with `resample_per_seed`, the splits).
+        progress: show progress bars.
+        read_test: False leaves the test split unread (tuning).
 
     Returns:
         (curve rows, the final row, the arm's artifacts); see `Results` for the fields.
+
+    Raises:
+        ValueError: an unknown arm method or a param it does not take (`build_arm`).
     """
     state = _Run(study, arm, seed, load_splits(study.data.for_seed(seed)))
     state.train(progress)
@@ -258,9 +284,17 @@ def run(study: Study, *, progress: bool = True, arms: Sequence[str] | None = Non
     Runs are ordered seed by seed with the arms interleaved, so load on a shared machine hits
     every arm alike; each run seeds itself, so the order moves no number.
 
+    Args:
+        study: the study spec.
+        progress: show a progress bar over the runs.
+        arms: the names of the arms to run (None: all), in this order.
+
     Returns:
         The result record: the spec, one curve row per evaluation, one final row per run, and
         the arms' artifacts by (arm, seed).
+
+    Raises:
+        ValueError: a name in `arms` is not an arm of the study, or as in `run_arm`.
     """
     chosen = [study.arm(name) for name in arms] if arms is not None else list(study.arms)
     jobs = [(seed, arm) for seed in study.seeds for arm in chosen]
@@ -277,8 +311,15 @@ def tune(study: Study, grid: Sequence[float], *, field: str = "lr",
          seeds: Sequence[int] | None = None, progress: bool = True
          ) -> tuple[Study, list[dict[str, Any]]]:
     """Give every arm its own value of `field` (default the learning rate) from the same `grid`,
-    chosen by the mean final validation accuracy over `seeds` (default: the study's first seed).
-    The tuning runs never read the test split.
+    chosen by the mean final validation accuracy over `seeds`. The tuning runs never read the
+    test split.
+
+    Args:
+        study: the study spec.
+        grid: the candidate values (ties go to the earliest).
+        field: a `TrainSpec` field.
+        seeds: the tuning seeds (default: the study's first seed).
+        progress: show a progress bar over the tuning runs.
 
     Returns:
         (the study with each arm's chosen value as a train override, one row per arm and value:

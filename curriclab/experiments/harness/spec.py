@@ -113,8 +113,15 @@ class DataSpec:
                                  f"class), got {value}")
 
     def for_seed(self, seed: int) -> DataSpec:
-        """The data of the run with seed `seed`: this spec, or with `resample_per_seed` the
-        same spec drawn with split seed `split_seed + seed`."""
+        """The data of the run with seed `seed`.
+
+        Args:
+            seed: the run's seed.
+
+        Returns:
+            This spec, or with `resample_per_seed` the same spec drawn with split seed
+            `split_seed + seed` (and `resample_per_seed=False`).
+        """
         if not self.resample_per_seed:
             return self
         return dataclasses.replace(self, split_seed=self.split_seed + seed,
@@ -123,7 +130,15 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The network: "small_conv" (`SmallConv`), "mlp" (`MLP` with `hidden` layers) or "logistic"."""
+    """The network: "small_conv" (`SmallConv`), "mlp" (`MLP` with `hidden` layers) or "logistic".
+
+    Attributes:
+        name: "small_conv", "mlp" or "logistic".
+        hidden: the MLP's hidden widths (ignored by the others).
+
+    Raises:
+        ValueError: an unknown `name`.
+    """
 
     name: str = "small_conv"
     hidden: tuple[int, ...] = (256,)
@@ -196,7 +211,17 @@ class Arm:
             raise ValueError(f"train overrides unknown TrainSpec fields {sorted(unknown)}")
 
     def with_train(self, **overrides: Any) -> Arm:
-        """A copy of this arm with more `TrainSpec` overrides (e.g. a tuned `lr`)."""
+        """A copy of this arm with more `TrainSpec` overrides (e.g. a tuned `lr`).
+
+        Args:
+            **overrides: `TrainSpec` fields and values; they win over the arm's own.
+
+        Returns:
+            The new arm (this one is unchanged).
+
+        Raises:
+            ValueError: an override names no `TrainSpec` field.
+        """
         return dataclasses.replace(self, train={**self.train, **overrides})
 
 
@@ -264,20 +289,56 @@ class Study:
         raise ValueError(f"no arm {name!r}; arms are {[a.name for a in self.arms]}")
 
     def train_spec(self, arm: Arm) -> TrainSpec:
-        """The study's `TrainSpec` with the arm's overrides applied."""
+        """The study's `TrainSpec` with the arm's overrides applied.
+
+        Args:
+            arm: an arm (its `train` overrides).
+
+        Returns:
+            The arm's train spec.
+
+        Raises:
+            ValueError: an overridden value the `TrainSpec` refuses.
+        """
         return dataclasses.replace(self.train, **arm.train)
 
     def replace(self, **changes: Any) -> Study:
-        """A copy with some fields changed (e.g. `seeds=(0,)`, or other `arms`)."""
+        """A copy with some fields changed (e.g. `seeds=(0,)`, or other `arms`).
+
+        Args:
+            **changes: `Study` fields and their new values.
+
+        Returns:
+            The new study, checked as at construction.
+
+        Raises:
+            TypeError: a name that is no field.
+            ValueError: a value the study refuses (e.g. no arms, duplicate arm names).
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain JSON-ready values."""
+        """The spec as plain JSON-ready values.
+
+        Returns:
+            Nested dicts, lists, strings and numbers (`from_dict` reads them back).
+        """
         return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Study:
-        """The spec `to_dict` wrote (lists become tuples again)."""
+        """The spec `to_dict` wrote (lists become tuples again).
+
+        Args:
+            values: what `to_dict` returned (e.g. read from a result file).
+
+        Returns:
+            The study, equal to the one saved.
+
+        Raises:
+            KeyError: a field is missing.
+            ValueError: a value the specs refuse.
+        """
         values = dict(values)
         return cls(
             name=values["name"],

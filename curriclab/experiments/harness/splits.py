@@ -26,8 +26,17 @@ __all__ = ["Splits", "load_splits"]
 
 @dataclass(frozen=True)
 class Splits:
-    """The data sets of a study. `corrupted` marks the training samples whose label `label_noise`
-    moved (all False without noise); `holdout` is empty unless the spec asks for one."""
+    """The data sets of a study.
+
+    Attributes:
+        train: the training split.
+        validation: the split every choice is made on (may be empty).
+        holdout: a further split for methods that need one (e.g. RHO-LOSS's irreducible-loss
+            model); empty unless the spec asks for one.
+        test: read once per final model.
+        corrupted: bool [len(train)], the training samples whose label `label_noise` moved (all
+            False without noise).
+    """
 
     train: IndexedDataset
     validation: IndexedDataset
