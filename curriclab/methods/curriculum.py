@@ -292,6 +292,8 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             curriculum by the current model's loss, as SPL); needs order "easy" or "hard". Feed
             it the gathered losses under DDP (`Synchronized`) so every rank sorts alike.
         num_replicas, rank: the shard (default: the default process group's, or 1 and 0).
+        verify_across_ranks: let `set_epoch` call `check_plans_agree()` once per epoch under a
+            process group of more than one rank (default True).
 
     Raises:
         ValueError/TypeError naming the argument that is out of range or of the wrong type.
@@ -314,6 +316,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         update_scores: bool = False,
         num_replicas: int | None = None,
         rank: int | None = None,
+        verify_across_ranks: bool = True,
     ):
         self.scores = _check_scores(scores)
         self.num_samples = len(self.scores)
@@ -352,6 +355,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         check_num_replicas(self.num_replicas)
         self.epoch = 0
         self.order = curriculum_order(self.scores, order, torch.Generator().manual_seed(self.seed))
+        self.verify_across_ranks = bool(verify_across_ranks)
         self._checked_epoch: int | None = None
 
     @property
@@ -393,8 +397,18 @@ class CurriculumSampler(Sampler[int], SampleMethod):
     def set_epoch(self, epoch: int) -> None:
         """Move to `epoch` (>= the current one); with `update_scores`, re-sort by the scores.
 
-        Under a process group of `num_replicas` ranks, checks (one tiny all-gather) that every
-        rank holds the same order and seed, and raises on every rank if not.
+        With `verify_across_ranks`, under a process group of more than one rank, the first call
+        for each epoch (on a fresh or restored sampler too) then runs `check_plans_agree()`, a
+        collective that every rank must reach.
+
+        Args:
+            epoch: an int >= the current epoch; the same epoch again keeps the order.
+
+        Raises:
+            TypeError: `epoch` is not an int.
+            ValueError: `epoch` < the current epoch; `num_replicas` differs from the process
+                group's world size; or, from `check_plans_agree`, the ranks disagree.
+            PeerTimeoutError: from `check_plans_agree`, a peer did not answer in time.
         """
         epoch = _check_int("epoch", epoch, 0)
         if epoch < self.epoch:
@@ -403,13 +417,35 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             self.order = curriculum_order(self.scores, self.order_name)
         self.epoch = epoch
         check_num_replicas(self.num_replicas)
-        if self._checked_epoch is None and self.num_replicas > 1:
-            check_distinct_ranks(self.rank, "CurriculumSampler")
-        if self._checked_epoch != epoch and rank_and_world()[1] == self.num_replicas > 1:
-            check_identical(f"CurriculumSampler's order and seed for epoch {epoch} (seed every "
-                            "rank alike and feed the losses through Synchronized)",
-                            self.order, torch.tensor([self.seed]))
+        if (self.verify_across_ranks and self._checked_epoch != epoch
+                and rank_and_world()[1] > 1):
+            self.check_plans_agree()
             self._checked_epoch = epoch
+
+    def check_plans_agree(self) -> None:
+        """Collective: check that every rank draws the same steps, and raise on every rank if not.
+
+        Every step's global batch is a pure function of (seed, step, order), so this compares
+        those. Two all-gathers of one int64 each, both waiting at most `collective_timeout()`
+        (`$CURRICLAB_DIST_TIMEOUT` seconds, default 30) for the other ranks: every rank's
+        `rank` (0..world-1, each once, so the shares are disjoint), then a 60-bit SHA-256
+        digest of the order and the seed (bitwise identical everywhere). A no-op without a
+        process group (or with one rank). `set_epoch` calls it once per epoch when
+        `verify_across_ranks` is True.
+
+        Raises:
+            ValueError: on every rank, naming `rank` if two ranks passed the same one, or
+                "CurriculumSampler's order and seed for epoch <e> ... differs across ranks"
+                with every rank's digest (seed every rank alike and feed the losses through
+                `Synchronized`).
+            PeerTimeoutError: a peer did not answer within the timeout.
+        """
+        if rank_and_world()[1] == 1:
+            return
+        check_distinct_ranks(self.rank, "CurriculumSampler")
+        check_identical(f"CurriculumSampler's order and seed for epoch {self.epoch} (seed every "
+                        "rank alike and feed the losses through Synchronized)",
+                        self.order, torch.tensor([self.seed]))
 
     def __iter__(self):
         for step in self.epoch_steps(self.epoch):
