@@ -65,7 +65,19 @@ __all__ = [
 
 
 def check_fraction(name: str, value: float) -> float:
-    """`value` as a float if it lies in [0, 1), else a ValueError naming `name`."""
+    """Check a fraction argument.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value given.
+
+    Returns:
+        `value` as a float in [0, 1).
+
+    Raises:
+        TypeError: `value` is not an int or float (bools are refused).
+        ValueError: `value` is NaN or outside [0, 1); the message names `name`.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
     if math.isnan(value) or not 0.0 <= value < 1.0:
@@ -74,7 +86,20 @@ def check_fraction(name: str, value: float) -> float:
 
 
 def check_count(name: str, value: int, minimum: int = 0) -> int:
-    """`value` if it is an int >= `minimum`, else a TypeError/ValueError naming `name`."""
+    """Check a count argument.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value given.
+        minimum: the smallest allowed value.
+
+    Returns:
+        `value`, an int >= `minimum`.
+
+    Raises:
+        TypeError: `value` is not an int (bools are refused).
+        ValueError: `value` < `minimum`; the message names `name`.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
@@ -83,7 +108,17 @@ def check_count(name: str, value: int, minimum: int = 0) -> int:
 
 
 def check_losses(losses: Tensor) -> Tensor:
-    """Detached float losses on the CPU; a ValueError if any is NaN, infinite or negative."""
+    """Check per-sample losses before they are recorded.
+
+    Args:
+        losses: per-sample losses of any shape (a tensor or anything `torch.as_tensor` takes).
+
+    Returns:
+        [B] float32 losses, flattened, detached and on the CPU.
+
+    Raises:
+        ValueError: a loss is NaN, infinite or negative.
+    """
     losses = torch.as_tensor(losses).detach().reshape(-1).float().cpu()
     if losses.numel() and not bool(torch.isfinite(losses).all()):
         raise ValueError("losses must be finite (got NaN or inf): did training diverge?")
@@ -96,7 +131,14 @@ def fill_unseen(losses: Tensor, active: Tensor) -> Tensor:
     """Losses with never-seen (NaN) entries replaced by the largest seen loss among `active`.
 
     A sample nobody has measured yet is treated as hard, so it is drawn soon and pruned last.
-    With no seen active sample at all every loss becomes 1 (a uniform distribution).
+    With no seen active sample at all every unseen loss becomes 1 (a uniform distribution).
+
+    Args:
+        losses: [N] per-sample losses, NaN where never seen.
+        active: [N] bool mask of the samples whose seen losses set the fill value.
+
+    Returns:
+        [N] losses (a new tensor, same dtype) without NaN.
     """
     seen = active & ~torch.isnan(losses)
     fill = float(losses[seen].max()) if bool(seen.any()) else 1.0
@@ -113,10 +155,25 @@ def loss_probabilities(
     `1 / uniform_mix`. `power` < 1 flattens the distribution, > 1 sharpens it; mini_batch.py uses 1.
     Never-seen samples count as the largest seen loss (`fill_unseen`). If every active loss is 0
     the result is uniform over the active samples; with no active sample it is all zeros.
+
+    Args:
+        losses: [N] per-sample losses >= 0, NaN where never seen.
+        active: [N] bool mask (or anything convertible) of the samples that can be drawn.
+        power: the exponent, > 0.
+        uniform_mix: the share of the uniform distribution, in [0, 1).
+
+    Returns:
+        [N] float64 probabilities, summing to 1 unless no sample is active.
+
+    Raises:
+        ValueError: the shapes of `losses` and `active` differ, `power` <= 0, or
+            `uniform_mix` outside [0, 1).
+        TypeError: `uniform_mix` is not a number.
     """
     active = torch.as_tensor(active, dtype=torch.bool)
     if losses.shape != active.shape:
-        raise ValueError(f"losses {tuple(losses.shape)} and active {tuple(active.shape)} must match")
+        raise ValueError(f"losses {tuple(losses.shape)} and active {tuple(active.shape)} "
+                         "must match")
     if not power > 0:
         raise ValueError(f"power must be > 0, got {power}")
     check_fraction("uniform_mix", uniform_mix)
@@ -134,7 +191,14 @@ def loss_probabilities(
 
 def importance_weights(probabilities: Tensor) -> Tensor:
     """Weights 1 / (n_active p_i) that make a p-weighted draw an unbiased estimate of the mean over
-    the samples with p_i > 0 (the active ones); 0 where p_i = 0 (such samples are never drawn)."""
+    the samples with p_i > 0 (the active ones); 0 where p_i = 0 (such samples are never drawn).
+
+    Args:
+        probabilities: [N] draw probabilities >= 0 (as `loss_probabilities` returns).
+
+    Returns:
+        [N] float32 weights >= 0 (all zeros if every probability is 0).
+    """
     count = int((probabilities > 0).sum())
     safe = torch.where(probabilities > 0, probabilities, 1.0)
     return torch.where(probabilities > 0, 1.0 / (count * safe), 0.0).float()
@@ -146,6 +210,14 @@ def prune_counts(active_count: int, inactive_count: int, prune_fraction: float,
 
     Prune floor(prune_fraction * active); bring back floor(reintroduce_fraction * active) of the
     pruned pool (the samples pruned now and before), at most the pool's size.
+
+    Args:
+        active_count: active samples >= 0 before the boundary.
+        inactive_count: samples >= 0 pruned at earlier boundaries.
+        prune_fraction, reintroduce_fraction: shares in [0, 1) of `active_count`.
+
+    Returns:
+        (pruned, brought back), two ints >= 0.
     """
     pruned = math.floor(prune_fraction * active_count)
     back = min(math.floor(reintroduce_fraction * active_count), inactive_count + pruned)
@@ -158,7 +230,18 @@ def prune_and_reintroduce(
 ) -> Tensor:
     """The next active mask: drop the lowest-loss `prune_fraction` of `active` (never-seen samples
     count as the hardest, ties broken by index), then re-activate a uniformly random
-    `reintroduce_fraction` (of the active count) of all inactive samples."""
+    `reintroduce_fraction` (of the active count) of all inactive samples.
+
+    Args:
+        losses: [N] per-sample losses, NaN where never seen.
+        active: [N] bool mask of the samples active so far (not modified).
+        prune_fraction, reintroduce_fraction: shares in [0, 1) of the active count (counts as
+            `prune_counts`).
+        generator: draws which inactive samples come back (default: torch's global one).
+
+    Returns:
+        [N] bool mask: the new active set.
+    """
     active = torch.as_tensor(active, dtype=torch.bool).clone()
     members = torch.nonzero(active).squeeze(1)
     n_prune, n_back = prune_counts(len(members), len(active) - len(members), prune_fraction,
@@ -171,7 +254,12 @@ def prune_and_reintroduce(
 
 
 def default_generator() -> torch.Generator:
-    """A generator seeded from torch's global RNG, so `seed_everything` makes samplers repeatable."""
+    """A private generator for a sampler, seeded from torch's global RNG.
+
+    Returns:
+        A new CPU `torch.Generator`; one draw from the global RNG seeds it, so
+        `seed_everything` makes samplers repeatable.
+    """
     return torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
 
 
