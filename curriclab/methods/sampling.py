@@ -23,6 +23,13 @@ position `rank`. With `drop_last=False` the plan is padded by repeating its firs
 its length divides by `num_replicas` (a few samples are then used twice); with `drop_last=True`
 its tail is dropped instead. Either way the shards are disjoint slices of the (padded or cut)
 plan and together cover it exactly; weights stay keyed by dataset index, so they are unchanged.
+The first `set_epoch` of every epoch then checks that all ranks made the same plan
+(`check_plans_agree`: two all-gathers of one int64 each; `verify_across_ranks=False` skips it).
+
+Plans are made only at construction, by `set_epoch` and by `load_state_dict`; `len`, iteration,
+`weights` and `state_dict` just read the current one. They read `plan_losses`: with `momentum` m
+each sample's exponential moving average of its recorded losses, with m = 0 (the default, as in
+mini_batch.py) its latest loss.
 
 Learning-rate schedules: the number of draws per epoch changes as samples are pruned. Step a
 schedule once per epoch, or size a per-step schedule with `SGDSSampler.epoch_sizes(epochs)`, which
@@ -299,8 +306,9 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         generator: the private generator every plan draws from (default: one seeded from
             torch's global RNG, so `seed_everything` makes the sampler repeatable).
         momentum: in [0, 1): plans read the exponential moving average of each sample's
-            recorded losses, `average = momentum * average + (1 - momentum) * loss`, started at
-            its first loss; 0 (the default) reads the latest loss.
+            recorded losses, `average = momentum * average + (1 - momentum) * loss` once per
+            `update` call that holds the sample (a sample drawn into two batches moves twice),
+            started at its first loss; 0 (the default) reads the latest loss, bit for bit.
         num_replicas: ranks the plan is sharded over (default: the process group's world
             size, or 1 without one).
         rank: this rank's shard in [0, num_replicas) (default: the process group's rank, or 0).
