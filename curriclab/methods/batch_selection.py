@@ -96,7 +96,15 @@ def selection_order(scores: Tensor, index: Tensor) -> Tensor:
 
 
 def reducible_losses(training_losses: Tensor, irreducible: Tensor) -> Tensor:
-    """RHO-LOSS's score: training loss minus irreducible (holdout-model) loss, sample by sample."""
+    """RHO-LOSS's score: training loss minus irreducible (holdout-model) loss, sample by sample.
+
+    Args:
+        training_losses: [n] float training losses.
+        irreducible: [n] the same samples' irreducible losses (cast to the losses' dtype).
+
+    Returns:
+        [n] reducible losses (may be negative), in the dtype of `training_losses`.
+    """
     return training_losses - irreducible.to(training_losses.dtype)
 
 
@@ -129,10 +137,19 @@ class BatchSelector(SampleMethod):
         self.k, self.batch_size, self.loss_fn = k, batch_size, loss_fn
 
     def training_losses(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
-        """The candidates' current training losses [n] (detached), checked finite.
+        """The candidates' current training losses, checked finite.
+
+        Args:
+            index: [n] integer dataset indices of the candidates.
+            output: [n, ...] the model's no-grad output for them.
+            target: [n] their targets.
+
+        Returns:
+            [n] detached losses from `loss_fn`.
 
         Raises:
-            ValueError: if a loss is NaN or infinite (nothing is selected, no state changes).
+            ValueError: `loss_fn` returns another shape, or a loss is NaN or infinite (nothing is
+                selected, no state changes).
         """
         losses = self.loss_fn(output, target, index).detach()
         if losses.shape != index.shape:
@@ -144,16 +161,37 @@ class BatchSelector(SampleMethod):
         return losses
 
     def scores(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
-        """Per-candidate scores [n]; the highest are kept."""
+        """Per-candidate scores; the highest are kept (subclasses).
+
+        Args:
+            index: [n] integer dataset indices of the candidates.
+            output: [n, ...] the model's no-grad output for them.
+            target: [n] their targets.
+
+        Returns:
+            [n] finite float scores.
+
+        Raises:
+            NotImplementedError: on the base class.
+        """
         raise NotImplementedError
 
     def select(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
-        """Positions of the `chosen_count(n, k, batch_size)` candidates of highest score, best
-        first.
+        """Positions of the `chosen_count(n, k, batch_size)` candidates of highest score.
+
+        Args:
+            index: [n] integer dataset indices of the candidates.
+            output: [n, ...] the model's no-grad output for them.
+            target: [n] their targets.
+
+        Returns:
+            int64 positions into the batch (not dataset indices), distinct, highest score first
+            (ties: lower dataset index first); empty for an empty batch.
 
         Raises:
-            ValueError: for a batch larger than `batch_size`, mismatched shapes or non-finite
-                losses.
+            TypeError: an argument is not a tensor.
+            ValueError: for a batch larger than `batch_size`, mismatched shapes, a non-integer
+                `index`, or non-finite losses.
         """
         _check_batch(index, output, target)
         count = chosen_count(len(index), self.k, self.batch_size)
@@ -162,13 +200,21 @@ class BatchSelector(SampleMethod):
         return selection_order(self.scores(index, output, target), index)[:count]
 
     def state_dict(self) -> dict:
-        """`k` and `batch_size` (and a subclass's per-sample state)."""
+        """`k` and `batch_size` (and a subclass's per-sample state).
+
+        Returns:
+            {"k", "batch_size", ...} (tensors as copies).
+        """
         return {"k": self.k, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict`; checks every key before changing anything.
 
+        Args:
+            state: what `state_dict()` returned.
+
         Raises:
+            TypeError: `state` is not a dict.
             ValueError: naming a missing or unexpected key or a value out of range.
         """
         self._checked_state(state)
@@ -196,9 +242,29 @@ class BatchSelector(SampleMethod):
 
 
 class TopLossSelection(BatchSelector):
-    """The k candidates of highest current training loss (Loshchilov & Hutter 2015)."""
+    """The k candidates of highest current training loss (Loshchilov & Hutter 2015).
+
+    Args:
+        k, batch_size, loss_fn: as for `BatchSelector`.
+
+    Raises:
+        ValueError: naming `k` or `batch_size` when out of range.
+    """
 
     def scores(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
+        """The candidates' training losses (`training_losses`).
+
+        Args:
+            index: [n] integer dataset indices of the candidates.
+            output: [n, ...] the model's no-grad output for them.
+            target: [n] their targets.
+
+        Returns:
+            [n] detached finite losses.
+
+        Raises:
+            ValueError: as `training_losses`.
+        """
         return self.training_losses(index, output, target)
 
 
@@ -234,8 +300,17 @@ class RhoLossSelection(BatchSelector):
     def scores(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
         """Reducible losses of the candidates.
 
+        Args:
+            index: [n] integer dataset indices of the candidates.
+            output: [n, ...] the model's no-grad output for them.
+            target: [n] their targets.
+
+        Returns:
+            [n] training loss minus `irreducible_losses[index]`.
+
         Raises:
-            ValueError: if an index lies outside [0, N) of the irreducible losses.
+            ValueError: if an index lies outside [0, N) of the irreducible losses, or as
+                `training_losses`.
         """
         n = len(self.irreducible_losses)
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
@@ -244,6 +319,11 @@ class RhoLossSelection(BatchSelector):
         return reducible_losses(self.training_losses(index, output, target), irreducible)
 
     def state_dict(self) -> dict:
+        """`BatchSelector.state_dict()` plus "irreducible_losses", a [N] copy.
+
+        Returns:
+            {"k", "batch_size", "irreducible_losses"}.
+        """
         return {**super().state_dict(), "irreducible_losses": self.irreducible_losses.clone()}
 
     def _check_own_state(self, state: dict) -> None:
@@ -265,6 +345,9 @@ class UniformSelection(BatchSelector):
     Args:
         k, batch_size: as for `BatchSelector`.
         seed: seeds the generator.
+
+    Raises:
+        ValueError: naming `k` or `batch_size` when out of range.
     """
 
     def __init__(self, k: int, batch_size: int, *, seed: int = 0):
@@ -274,7 +357,16 @@ class UniformSelection(BatchSelector):
     def select(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
         """Positions of `chosen_count(n, k, batch_size)` candidates in random order.
 
+        Args:
+            index: [n] integer dataset indices of the candidates.
+            output: [n, ...] the model's no-grad output for them.
+            target: [n] their targets.
+
+        Returns:
+            int64 distinct positions into the batch, on the device of `index`.
+
         Raises:
+            TypeError: an argument is not a tensor.
             ValueError: for a batch larger than `batch_size` or mismatched shapes.
         """
         _check_batch(index, output, target)
@@ -284,6 +376,11 @@ class UniformSelection(BatchSelector):
         return torch.randperm(len(index), generator=self.generator)[:count].to(index.device)
 
     def state_dict(self) -> dict:
+        """`BatchSelector.state_dict()` plus "generator", the generator's uint8 state.
+
+        Returns:
+            {"k", "batch_size", "generator"}.
+        """
         return {**super().state_dict(), "generator": self.generator.get_state()}
 
     def _check_own_state(self, state: dict) -> None:

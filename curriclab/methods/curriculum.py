@@ -152,8 +152,18 @@ def pacing_function(name: str, total_steps: int, *, start: float = 0.2,
                     full_at: float = 0.8) -> Pacing:
     """`pacing_fraction(name, step, total_steps, start=..., full_at=...)` as a function of step.
 
-    Arguments are checked here, once (the same contracts as `pacing_fraction`). The defaults
-    b = 0.2, a = 0.8 are illustrative, not a recommendation.
+    Arguments are checked here, once. The defaults b = 0.2, a = 0.8 are illustrative, not a
+    recommendation.
+
+    Args:
+        name, total_steps, start, full_at: as `pacing_fraction`.
+
+    Returns:
+        The pacing function step -> fraction in [start, 1] (a `step` that is not an int >= 0
+        raises there).
+
+    Raises:
+        ValueError/TypeError: as `pacing_fraction`, naming the argument.
     """
     pacing_fraction(name, 0, total_steps, start=start, full_at=full_at)
 
@@ -198,8 +208,17 @@ def available_count(fraction: float, num_samples: int, min_samples: int = 1) -> 
     product such as 0.29 * 100 = 28.999999999999996 counts as 29, and at least
     min(min_samples, N) so that no step draws from an empty set.
 
+    Args:
+        fraction: the pacing value, in (0, 1].
+        num_samples: N >= 0 ordered samples.
+        min_samples: the floor, >= 0.
+
+    Returns:
+        An int in [min(min_samples, N), N].
+
     Raises:
-        ValueError naming `fraction` unless it lies in (0, 1] (`num_samples`, `min_samples` >= 0).
+        TypeError: an argument of the wrong type (a bool, a non-number), naming it.
+        ValueError: `fraction` outside (0, 1], or `num_samples` or `min_samples` < 0.
     """
     fraction = _check_number("fraction", fraction)
     if not 0.0 < fraction <= 1.0:
@@ -251,11 +270,18 @@ def selected_fraction(losses: Tensor, threshold: float) -> float:
 
     SPL (`curriclab.methods.spl`) is a curriculum whose score is the current model's loss: its
     threshold lambda selects the easiest samples, so the fraction selected plays the part of
-    g(t); `spl.threshold_for_fraction` is the inverse map (fraction -> lambda). NaN losses
-    (never seen) are left out.
+    g(t); `spl.threshold_for_fraction` is the inverse map (fraction -> lambda).
+
+    Args:
+        losses: per-sample losses of any shape; NaN entries (never seen) are left out.
+        threshold: lambda, any number but NaN (inf selects every seen sample).
+
+    Returns:
+        A float in [0, 1]: the share of the seen losses below `threshold`.
 
     Raises:
-        ValueError if `threshold` is NaN or no loss is seen (not NaN).
+        TypeError: `threshold` is not a number.
+        ValueError: `threshold` is NaN or no loss is seen (not NaN).
     """
     threshold = _check_number("threshold", threshold)
     if math.isnan(threshold):
@@ -292,6 +318,8 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             curriculum by the current model's loss, as SPL); needs order "easy" or "hard". Feed
             it the gathered losses under DDP (`Synchronized`) so every rank sorts alike.
         num_replicas, rank: the shard (default: the default process group's, or 1 and 0).
+        verify_across_ranks: let `set_epoch` call `check_plans_agree()` once per epoch under a
+            process group of more than one rank (default True).
 
     Raises:
         ValueError/TypeError naming the argument that is out of range or of the wrong type.
@@ -314,6 +342,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         update_scores: bool = False,
         num_replicas: int | None = None,
         rank: int | None = None,
+        verify_across_ranks: bool = True,
     ):
         self.scores = _check_scores(scores)
         self.num_samples = len(self.scores)
@@ -352,6 +381,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         check_num_replicas(self.num_replicas)
         self.epoch = 0
         self.order = curriculum_order(self.scores, order, torch.Generator().manual_seed(self.seed))
+        self.verify_across_ranks = bool(verify_across_ranks)
         self._checked_epoch: int | None = None
 
     @property
@@ -365,13 +395,34 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         return math.ceil(self.total_steps / self.steps_per_epoch)
 
     def epoch_steps(self, epoch: int) -> range:
-        """The global steps of `epoch` (empty once the budget is spent)."""
+        """The global steps of `epoch`.
+
+        Args:
+            epoch: an int >= 0.
+
+        Returns:
+            range(first, last) within [0, total_steps): `steps_per_epoch` steps, fewer in the last
+            epoch, none once the budget is spent.
+
+        Raises:
+            TypeError, ValueError: `epoch` is not an int >= 0.
+        """
         first = min(_check_int("epoch", epoch, 0) * self.steps_per_epoch, self.total_steps)
         return range(first, min(first + self.steps_per_epoch, self.total_steps))
 
     def available(self, step: int) -> int:
-        """How many ordered samples step `step` draws from (ValueError naming `pacing` if the
-        pacing leaves (0, 1] there)."""
+        """How many ordered samples step `step` draws from.
+
+        Args:
+            step: the global step, an int >= 0.
+
+        Returns:
+            `available_count(pacing(step), N, min_samples)`, an int in [1, N].
+
+        Raises:
+            TypeError, ValueError: `step` is not an int >= 0.
+            ValueError: naming `pacing`, if it returns anything but a number in (0, 1] there.
+        """
         fraction = self.pacing(_check_int("step", step, 0))
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
                 0.0 < fraction <= 1.0):
@@ -380,8 +431,18 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         return available_count(fraction, self.num_samples, self.min_samples)
 
     def plan_of_step(self, step: int) -> Tensor:
-        """Step `step`'s global batch: `batch_size` dataset indices drawn uniformly from the
-        first `available(step)` entries of the current order (distinct when there are enough)."""
+        """Step `step`'s global batch: a pure function of (seed, step, the current order).
+
+        Args:
+            step: the global step, an int >= 0.
+
+        Returns:
+            [batch_size] int64 dataset indices drawn uniformly from the first `available(step)`
+            entries of the order: distinct when there are enough, else with replacement.
+
+        Raises:
+            TypeError, ValueError: as `available`.
+        """
         count = self.available(step)
         generator = torch.Generator().manual_seed(_step_seed(self.seed, step))
         if count >= self.batch_size:
@@ -393,8 +454,18 @@ class CurriculumSampler(Sampler[int], SampleMethod):
     def set_epoch(self, epoch: int) -> None:
         """Move to `epoch` (>= the current one); with `update_scores`, re-sort by the scores.
 
-        Under a process group of `num_replicas` ranks, checks (one tiny all-gather) that every
-        rank holds the same order and seed, and raises on every rank if not.
+        With `verify_across_ranks`, under a process group of more than one rank, the first call
+        for each epoch (on a fresh or restored sampler too) then runs `check_plans_agree()`, a
+        collective that every rank must reach.
+
+        Args:
+            epoch: an int >= the current epoch; the same epoch again keeps the order.
+
+        Raises:
+            TypeError: `epoch` is not an int.
+            ValueError: `epoch` < the current epoch; `num_replicas` differs from the process
+                group's world size; or, from `check_plans_agree`, the ranks disagree.
+            PeerTimeoutError: from `check_plans_agree`, a peer did not answer in time.
         """
         epoch = _check_int("epoch", epoch, 0)
         if epoch < self.epoch:
@@ -403,13 +474,35 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             self.order = curriculum_order(self.scores, self.order_name)
         self.epoch = epoch
         check_num_replicas(self.num_replicas)
-        if self._checked_epoch is None and self.num_replicas > 1:
-            check_distinct_ranks(self.rank, "CurriculumSampler")
-        if self._checked_epoch != epoch and rank_and_world()[1] == self.num_replicas > 1:
-            check_identical(f"CurriculumSampler's order and seed for epoch {epoch} (seed every "
-                            "rank alike and feed the losses through Synchronized)",
-                            self.order, torch.tensor([self.seed]))
+        if (self.verify_across_ranks and self._checked_epoch != epoch
+                and rank_and_world()[1] > 1):
+            self.check_plans_agree()
             self._checked_epoch = epoch
+
+    def check_plans_agree(self) -> None:
+        """Collective: check that every rank draws the same steps, and raise on every rank if not.
+
+        Every step's global batch is a pure function of (seed, step, order), so this compares
+        those. Two all-gathers of one int64 each, both waiting at most `collective_timeout()`
+        (`$CURRICLAB_DIST_TIMEOUT` seconds, default 30) for the other ranks: every rank's
+        `rank` (0..world-1, each once, so the shares are disjoint), then a 60-bit SHA-256
+        digest of the order and the seed (bitwise identical everywhere). A no-op without a
+        process group (or with one rank). `set_epoch` calls it once per epoch when
+        `verify_across_ranks` is True.
+
+        Raises:
+            ValueError: on every rank, naming `rank` if two ranks passed the same one, or
+                "CurriculumSampler's order and seed for epoch <e> ... differs across ranks"
+                with every rank's digest (seed every rank alike and feed the losses through
+                `Synchronized`).
+            PeerTimeoutError: a peer did not answer within the timeout.
+        """
+        if rank_and_world()[1] == 1:
+            return
+        check_distinct_ranks(self.rank, "CurriculumSampler")
+        check_identical(f"CurriculumSampler's order and seed for epoch {self.epoch} (seed every "
+                        "rank alike and feed the losses through Synchronized)",
+                        self.order, torch.tensor([self.seed]))
 
     def __iter__(self):
         for step in self.epoch_steps(self.epoch):
@@ -419,8 +512,20 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         return len(self.epoch_steps(self.epoch)) * self.local_batch_size
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
-        """With `update_scores`, record the batch's losses as its samples' scores (ValueError on
-        non-finite losses or out-of-range indices, scores unchanged); always returns None."""
+        """With `update_scores`, record the batch's losses as its samples' scores.
+
+        Args:
+            index: [B] integer dataset indices in [0, N).
+            losses: [B] finite per-sample losses (detached before they are stored).
+
+        Returns:
+            None (an observer: every weight is 1).
+
+        Raises:
+            TypeError: `index` is not an integer tensor.
+            ValueError: the counts differ, an index is out of range or a loss is not finite; the
+                scores are unchanged then. (Without `update_scores` nothing is checked.)
+        """
         if not self.update_scores:
             return None
         index = torch.as_tensor(index).reshape(-1)
@@ -437,11 +542,22 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         return None
 
     def after_epoch(self, epoch: int) -> None:
-        """Epoch `epoch` ended: move to the next one (re-sorting if `update_scores`)."""
+        """Epoch `epoch` ended: `set_epoch(epoch + 1)` (re-sorting if `update_scores`).
+
+        Args:
+            epoch: the epoch that ended.
+
+        Raises:
+            ValueError, PeerTimeoutError: as `set_epoch`.
+        """
         self.set_epoch(epoch + 1)
 
     def state_dict(self) -> dict:
-        """Everything that decides the stream from here on: seed, epoch, scores and order."""
+        """Everything that decides the stream from here on, as copies.
+
+        Returns:
+            {"num_samples", "seed", "epoch", "scores": [N] float64, "order": [N] int64}.
+        """
         return {
             "num_samples": self.num_samples,
             "seed": self.seed,
@@ -452,6 +568,11 @@ class CurriculumSampler(Sampler[int], SampleMethod):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`'s output (e.g. from `torch.load(..., weights_only=True)`).
+
+        The next `set_epoch` checks the plans across ranks again (with `verify_across_ranks`).
+
+        Args:
+            state: what `state_dict()` returned, for the same N.
 
         Raises:
             TypeError: `state` is not a dict.

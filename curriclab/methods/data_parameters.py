@@ -1,4 +1,4 @@
-"""Data parameters (Saxena, Tuzel & DeCoste, NeurIPS 2019): a learnable temperature per class and/or sample.
+"""Data parameters (Saxena, Tuzel & DeCoste, NeurIPS 2019): a learnt temperature per class/sample.
 
 Each sample's logits are divided by a temperature sigma before the softmax. A large sigma flattens
 the softmax, so the sample's loss and its gradient shrink: the sample is "postponed". The sigmas
@@ -41,10 +41,21 @@ def _check_non_negative(name: str, value: float) -> None:
 
 
 def logit_gradient_norm(logits: Tensor, target: int, sigmas: Tensor) -> Tensor:
-    """Norm of d CE(z / sigma, y) / d z for one logit vector z [C] at each sigma in `sigmas` [S].
+    """Norm of d CE(z / sigma, y) / d z for one logit vector z at each temperature sigma.
 
     The gradient is (softmax(z / sigma) - onehot(y)) / sigma: its softmax part is bounded, so a
     large sigma shrinks the sample's push on the model roughly like 1 / sigma.
+
+    Args:
+        logits: [C] one sample's logits z.
+        target: its class y in [0, C).
+        sigmas: [S] temperatures > 0 (anything `torch.as_tensor` takes).
+
+    Returns:
+        [S] gradient norms >= 0, in the dtype of `logits`.
+
+    Raises:
+        ValueError: `logits` is not 1-D, `target` outside [0, C), or a sigma <= 0.
     """
     if logits.ndim != 1 or not 0 <= target < len(logits):
         raise ValueError(f"logits must be 1-D and target in [0, {len(logits)}), got {target}")
@@ -84,7 +95,8 @@ class _TemperedCrossEntropy(torch.autograd.Function):
                 ) -> tuple[Tensor, Tensor]:
         # index_select, not advanced indexing: the same gather at a fraction of the dispatch cost
         class_entries = None if class_table is None else class_table.index_select(0, target)
-        instance_entries = None if instance_table is None else instance_table.index_select(0, index)
+        instance_entries = (None if instance_table is None
+                            else instance_table.index_select(0, index))
         class_sigma = None if class_entries is None else class_entries.exp()
         instance_sigma = None if instance_entries is None else instance_entries.exp()
         if class_sigma is None:
@@ -138,26 +150,34 @@ class _TemperedCrossEntropy(torch.autograd.Function):
 class DataParameters(nn.Module, SampleMethod):
     """Learnable class-level and/or instance-level temperatures, stored as log-sigmas.
 
-    num_classes, num_samples: sizes of the class and instance tables (indices are dataset indices).
-    learn_class, learn_instance: which tables are learnt and used (both = joint, sigma is the sum).
-    init_class, init_instance: initial sigmas, inside `clamp` (the joint set-up of the
-    apple/ml-data-parameters README starts the sum near 1 with 1.0 + 0.001 and a looser instance
-    clamp; here use e.g. 0.95 + 0.05).
-    clamp: (low, high) bounds for every sigma, kept by the optimizer of `make_optimizer` (it clamps
-    each entry it updates) or by calling `clamp_()` after each step.
-    weight_decay_class, weight_decay_instance: L2 decay of the log-sigmas of the minibatch only
-    (`0.5 * wd * sum(log_sigma^2)`; a class counts once per sample of it in the batch).
-
-    After `compute_losses`, the instance table's `.grad` is a sparse COO tensor listing the batch's
-    rows (as with `nn.Embedding(sparse=True)`), so a step never scans the whole table: step it with
-    `make_optimizer()` (SparseSGD), `torch.optim.SGD` or `torch.optim.SparseAdam`; `.to_dense()`
-    shows it whole. The composition `forward` + a loss gives dense gradients.
+    After `compute_losses`, the instance table's `.grad` is a sparse COO tensor listing the
+    batch's rows (as with `nn.Embedding(sparse=True)`), so a step never scans the whole table:
+    step it with `make_optimizer()` (SparseSGD), `torch.optim.SGD` or `torch.optim.SparseAdam`;
+    `.to_dense()` shows it whole. The composition `forward` + a loss gives dense gradients.
 
     Non-finite input is refused: `forward` and `compute_losses` raise a ValueError naming
     `logits` when a logit is NaN or infinite, before anything is computed, so no NaN gradient
     can reach a temperature (the optimizer of `make_optimizer` also skips any step with a
     non-finite gradient). `load_state_dict` refuses (ValueError naming the key) tables of the
     wrong shape or dtype, with NaN or inf, or outside the log of `clamp`.
+
+    Args:
+        num_classes: C >= 1, the size of the class table.
+        num_samples: N >= 0, the size of the instance table (keyed by dataset index).
+        learn_class, learn_instance: which tables are learnt and used (both = joint, sigma is
+            the sum); at least one.
+        init_class, init_instance: initial sigmas, finite, > 0 and inside `clamp` (the joint
+            set-up of the apple/ml-data-parameters README starts the sum near 1 with
+            1.0 + 0.001 and a looser instance clamp; here use e.g. 0.95 + 0.05).
+        clamp: finite (low, high), 0 < low <= high, bounds for every sigma, kept by the
+            optimizer of `make_optimizer` (it clamps each entry it updates) or by calling
+            `clamp_()` after each step.
+        weight_decay_class, weight_decay_instance: finite L2 decays >= 0 of the log-sigmas of
+            the minibatch only (`0.5 * wd * sum(log_sigma^2)`; a class counts once per sample
+            of it in the batch).
+
+    Raises:
+        ValueError: naming the argument out of range, or neither table learnt.
     """
 
     def __init__(
@@ -206,10 +226,12 @@ class DataParameters(nn.Module, SampleMethod):
 
     @property
     def num_classes(self) -> int:
+        """C, the class table's size."""
         return len(self.class_log_sigma)
 
     @property
     def num_samples(self) -> int:
+        """N, the instance table's size."""
         return len(self.instance_log_sigma)
 
     @property
@@ -243,12 +265,25 @@ class DataParameters(nn.Module, SampleMethod):
         self._check_layout(target, index)
         if logits.ndim != 2 or logits.shape != (len(target), self.num_classes):
             raise ValueError(
-                f"logits must have shape [B, {self.num_classes}] with B = len(target) = {len(target)}, "
-                f"got {tuple(logits.shape)}"
+                f"logits must have shape [B, {self.num_classes}] with B = len(target) = "
+                f"{len(target)}, got {tuple(logits.shape)}"
             )
 
     def sigma(self, target: Tensor, index: Tensor) -> Tensor:
-        """Per-sample temperature [B] of the samples with dataset `index` and label `target`."""
+        """Per-sample temperatures of a batch.
+
+        Args:
+            target: [B] int64 labels in [0, C).
+            index: [B] int64 dataset indices (in [0, N) when the instance table is learnt).
+
+        Returns:
+            [B] float32 sigmas > 0 (the sum of class and instance sigma when joint), with the
+            tables' graph.
+
+        Raises:
+            TypeError: `target` or `index` is not an int64 tensor.
+            ValueError: they are not 1-D of equal length, or a label or index is out of range.
+        """
         self._check_batch(target, index)
         return self._sigma(*self._gathered(target, index))
 
@@ -269,9 +304,18 @@ class DataParameters(nn.Module, SampleMethod):
         return class_entries.exp() + instance_entries.exp()
 
     def forward(self, logits: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """Logits [B, C] divided by each sample's sigma; remembers the batch for `weight_decay`.
+        """Logits divided by each sample's sigma; remembers the batch for `weight_decay`.
+
+        Args:
+            logits: [B, C] finite logits.
+            target: [B] int64 labels in [0, C).
+            index: [B] int64 dataset indices (in [0, N) when the instance table is learnt).
+
+        Returns:
+            [B, C] scaled logits z / sigma, differentiable in `logits` and the tables.
 
         Raises:
+            TypeError: `target` or `index` is not an int64 tensor.
             ValueError: shapes disagree, a label or index is out of range, or a logit is NaN or
                 infinite (nothing is remembered then).
         """
@@ -287,6 +331,13 @@ class DataParameters(nn.Module, SampleMethod):
 
         Computed by one fused autograd node, which also yields the batch's weight decay for
         `objective`.
+
+        Args:
+            logits, target, index: as `forward`.
+
+        Returns:
+            [B] losses CE(z / sigma, y) >= 0, differentiable in `logits` and the tables (the
+            instance table's gradient is sparse).
 
         Raises:
             ValueError: shapes disagree, a label or index is out of range, or a logit is NaN or
@@ -315,7 +366,17 @@ class DataParameters(nn.Module, SampleMethod):
         )
 
     def weight_decay(self, target: Tensor, index: Tensor) -> Tensor:
-        """`0.5 * wd * sum(log_sigma^2)` over the minibatch's entries of the learnt tables."""
+        """`0.5 * wd * sum(log_sigma^2)` over the minibatch's entries of the learnt tables.
+
+        Args:
+            target, index: as `sigma`.
+
+        Returns:
+            A scalar >= 0 (0 without decay), differentiable in the tables.
+
+        Raises:
+            TypeError, ValueError: as `sigma`.
+        """
         self._check_batch(target, index)
         return self._decay(*self._gathered(target, index))
 
@@ -330,8 +391,16 @@ class DataParameters(nn.Module, SampleMethod):
     def objective(self, index: Tensor, losses: Tensor) -> Tensor:
         """Mean loss plus the weight decay of the batch of the last forward.
 
-        `index` must be the very tensor the last forward (`compute_losses`) received, as in
-        train_epoch.
+        Args:
+            index: the very tensor the last forward (`compute_losses`) received, as in
+                train_epoch.
+            losses: [B] that batch's per-sample losses.
+
+        Returns:
+            A scalar: losses.mean() + the batch's decay.
+
+        Raises:
+            RuntimeError: no forward came first, or it saw another `index` tensor.
         """
         if self._batch is None or self._batch[0] is not index:
             raise RuntimeError(
@@ -343,7 +412,7 @@ class DataParameters(nn.Module, SampleMethod):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Project every learnt log-sigma into [log clamp[0], log clamp[1]] (call after each step)."""
+        """Project every learnt log-sigma into [log clamp[0], log clamp[1]] (after each step)."""
         low, high = (math.log(bound) for bound in self.clamp)
         if self.learn_class:
             self.class_log_sigma.clamp_(low, high)
@@ -354,7 +423,18 @@ class DataParameters(nn.Module, SampleMethod):
         self, lr_class: float = 0.1, lr_instance: float = 0.1, momentum: float = 0.9
     ) -> SparseSGD:
         """A SparseSGD over the learnt tables that clamps every entry it updates into the log of
-        `clamp` (as `clamp_()` after every step would: entries it leaves alone do not move)."""
+        `clamp` (as `clamp_()` after every step would: entries it leaves alone do not move).
+
+        Args:
+            lr_class, lr_instance: the tables' learning rates (finite, >= 0).
+            momentum: in [0, 1).
+
+        Returns:
+            A `SparseSGD` with one group per learnt table.
+
+        Raises:
+            ValueError: a learning rate or `momentum` out of range.
+        """
         groups = []
         if self.learn_class:
             groups.append({"params": [self.class_log_sigma], "lr": lr_class})
@@ -365,15 +445,32 @@ class DataParameters(nn.Module, SampleMethod):
 
     @torch.no_grad()
     def class_sigma(self) -> Tensor:
-        """The class temperatures [C] (a detached copy, for plots)."""
+        """The class temperatures (a detached copy, for plots).
+
+        Returns:
+            [C] float32 sigmas > 0.
+        """
         return self.class_log_sigma.exp()
 
     @torch.no_grad()
     def sample_sigma(self, targets: Tensor) -> Tensor:
-        """The temperature [N] every training sample gets now, given the training labels [N]."""
+        """The temperature every training sample gets now.
+
+        Args:
+            targets: [N] the training labels in [0, C) (keyed by dataset index).
+
+        Returns:
+            [N] float32 sigmas > 0, detached.
+
+        Raises:
+            ValueError: `targets` is not of shape [N] while the instance table is learnt, or a
+                label is out of range.
+            TypeError: `targets` is not int64.
+        """
         targets = torch.as_tensor(targets)
         if targets.shape != (self.num_samples,) and self.learn_instance:
-            raise ValueError(f"targets must have shape [{self.num_samples}], got {tuple(targets.shape)}")
+            raise ValueError(f"targets must have shape [{self.num_samples}], "
+                             f"got {tuple(targets.shape)}")
         return self.sigma(targets, torch.arange(len(targets)))
 
     def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
@@ -381,6 +478,13 @@ class DataParameters(nn.Module, SampleMethod):
 
         Both tables must be present (`strict` or not), float32 of this object's sizes, finite,
         and inside the log of `clamp` (compared in float32, as the clamp stores them).
+
+        Args:
+            state_dict: {"class_log_sigma": [C], "instance_log_sigma": [N]}, as `state_dict()`.
+            strict, assign: as `nn.Module.load_state_dict`.
+
+        Returns:
+            `nn.Module.load_state_dict`'s named tuple of missing and unexpected keys.
 
         Raises:
             TypeError: the state is not a dict.
@@ -397,4 +501,9 @@ class DataParameters(nn.Module, SampleMethod):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
+        """What `repr` shows inside the parentheses.
+
+        Returns:
+            "mode=..., num_classes=C, num_samples=N".
+        """
         return f"mode={self.mode}, num_classes={self.num_classes}, num_samples={self.num_samples}"

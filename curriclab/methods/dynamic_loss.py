@@ -39,17 +39,32 @@ def _check_batch(logits: Tensor, target: Tensor) -> None:
 
 
 def dynamic_loss(
-    logits: Tensor, target: Tensor, phi: Tensor, bias: Tensor | None = None, reduction: str = "mean"
+    logits: Tensor, target: Tensor, phi: Tensor, bias: Tensor | None = None,
+    reduction: str = "mean",
 ) -> Tensor:
-    """-sigmoid(y^T Phi log p (+ bias[y])) for logits [B, C], integer targets [B] and Phi [C, C].
+    """The dynamic loss -sigmoid(Phi[y] . log p (+ bias[y])) of each sample.
 
-    Differentiable in logits, phi and bias. reduction: 'mean' (default), 'sum' or 'none' ([B]).
+    Args:
+        logits: [B, C] student logits.
+        target: [B] integer classes in [0, C).
+        phi: [C, C] the loss's matrix (row y is read for class y).
+        bias: [C] per-class offsets, or None.
+        reduction: "mean" (default), "sum" or "none".
+
+    Returns:
+        A scalar (mean or sum) or the [B] per-sample losses, each in [-1, 0]; differentiable in
+        logits, phi and bias.
+
+    Raises:
+        ValueError: an unknown `reduction`, mis-shaped logits, target, phi or bias, or a target
+            outside [0, C).
     """
     _check_reduction(reduction)
     _check_batch(logits, target)
     classes = logits.shape[1]
     if phi.shape != (classes, classes):
-        raise ValueError(f"phi must have shape ({classes}, {classes}) to match logits, got {tuple(phi.shape)}")
+        raise ValueError(f"phi must have shape ({classes}, {classes}) to match logits, "
+                         f"got {tuple(phi.shape)}")
     if bias is not None and bias.shape != (classes,):
         raise ValueError(f"bias must have shape ({classes},), got {tuple(bias.shape)}")
     log_p = F.log_softmax(logits, dim=1)
@@ -63,15 +78,30 @@ def dynamic_loss(
 
 
 def cross_entropy_logit_gradient(p_y: Tensor) -> Tensor:
-    """|d loss / d z_y| of cross-entropy for a sample whose true class has probability p_y: 1 - p_y."""
+    """|d loss / d z_y| of cross-entropy for a sample whose true class has probability p_y.
+
+    Args:
+        p_y: true-class probabilities in [0, 1] (any shape).
+
+    Returns:
+        1 - p_y, the shape of `p_y`.
+    """
     return 1.0 - torch.as_tensor(p_y)
 
 
 def dynamic_loss_logit_gradient(p_y: Tensor, scale: float = 1.0, bias: float = 0.0) -> Tensor:
-    """|d loss / d z_y| of -sigmoid(scale * log p_y + bias), i.e. the dynamic loss with Phi = scale * I.
+    """|d loss / d z_y| of -sigmoid(scale * log p_y + bias): the dynamic loss with Phi = scale * I.
 
     The chain rule gives scale * s * (1 - s) * (1 - p_y) with s = sigmoid(scale * log p_y + bias):
     cross-entropy's factor (1 - p_y) times a sigmoid slope that vanishes as p_y -> 0.
+
+    Args:
+        p_y: true-class probabilities in (0, 1] (any shape; 0 gives log 0 = -inf, slope 0).
+        scale: the diagonal of Phi.
+        bias: the score's offset.
+
+    Returns:
+        The gradient magnitudes, the shape of `p_y`.
     """
     p_y = torch.as_tensor(p_y)
     s = torch.sigmoid(scale * torch.log(p_y) + bias)
@@ -80,7 +110,18 @@ def dynamic_loss_logit_gradient(p_y: Tensor, scale: float = 1.0, bias: float = 0
 
 def expected_error(logits: Tensor, target: Tensor) -> Tensor:
     """Mean expected 0-1 error sum_k [k != y] p_k = 1 - p_y: the smoothed dev metric of L2T-DLF
-    (Wu et al., 2018)."""
+    (Wu et al., 2018).
+
+    Args:
+        logits: [B, C] logits, B >= 1.
+        target: [B] integer classes in [0, C).
+
+    Returns:
+        A differentiable scalar in [0, 1].
+
+    Raises:
+        ValueError: mis-shaped logits or target, a target outside [0, C), or an empty batch.
+    """
     _check_batch(logits, target)
     if not len(target):
         raise ValueError("logits must hold at least one sample")
@@ -91,8 +132,20 @@ def expected_error(logits: Tensor, target: Tensor) -> Tensor:
 def margin_error(logits: Tensor, target: Tensor, sharpness: float = 50.0) -> Tensor:
     """Mean of 2 sigmoid(k (max_j p_j - p_y)) - 1, the L2T demo's relaxed error (k = sharpness).
 
-    It is 0 for a correctly classified sample and approaches 1 for a confidently wrong one, so only
-    misclassified samples carry gradient.
+    It is 0 for a correctly classified sample and approaches 1 for a confidently wrong one, so
+    only misclassified samples carry gradient.
+
+    Args:
+        logits: [B, C] logits, B >= 1.
+        target: [B] integer classes in [0, C).
+        sharpness: k > 0.
+
+    Returns:
+        A differentiable scalar in [0, 1).
+
+    Raises:
+        ValueError: `sharpness` <= 0, mis-shaped logits or target, a target outside [0, C), or
+            an empty batch.
     """
     if sharpness <= 0:
         raise ValueError(f"sharpness must be > 0, got {sharpness}")
@@ -105,11 +158,21 @@ def margin_error(logits: Tensor, target: Tensor, sharpness: float = 50.0) -> Ten
 
 
 def saturated_fraction(
-    logits: Tensor, target: Tensor, phi: Tensor, bias: Tensor | None = None, threshold: float = 0.01
+    logits: Tensor, target: Tensor, phi: Tensor, bias: Tensor | None = None,
+    threshold: float = 0.01,
 ) -> float:
-    """The share of samples whose dynamic loss sits on a flat part of the sigmoid: sigma'(u) below
-    `threshold`, where u = Phi[y] . log p + bias[y] is the loss's score. Such samples barely move
-    the student (sigma'(u) <= 1/4 multiplies every gradient of the loss).
+    """The share of samples whose dynamic loss sits on a flat part of the sigmoid.
+
+    A sample counts when sigma'(u) < `threshold`, where u = Phi[y] . log p + bias[y] is the
+    loss's score. Such samples barely move the student (sigma'(u) <= 1/4 multiplies every
+    gradient of the loss).
+
+    Args:
+        logits, target, phi, bias: as `dynamic_loss` (B >= 1).
+        threshold: in (0, 1/4].
+
+    Returns:
+        A float in [0, 1] (computed without gradients).
 
     Raises:
         ValueError: bad shapes (as `dynamic_loss`), an empty batch, or threshold outside (0, 1/4].

@@ -11,10 +11,11 @@ dM(w_T)/dtheta for a dev objective M, the reverse pass walks the steps backwards
 Only the T + 1 weight snapshots are kept (memory linear in T, one snapshot per step); each step's
 graph is rebuilt during the reverse pass and freed at once. `unrolled_hypergradient` is the
 plain-autograd alternative (keep every step's graph, one backward). Both are exact and both need
-memory linear in T; plain autograd is the faster one (about 2x T plain steps against about 3.5-4x
-for the reverse pass, which first runs the trajectory and then repeats every step with a second-order
-graph; see benchmarks/bench_hypergradient.py), so the L2T teacher's loop (`curriclab.methods.l2t`)
-unrolls its episodes with autograd. The reverse pass (L2T-DLF's Algorithm 1) stays available.
+memory linear in T; plain autograd is the faster one (about 2x T plain steps against about
+3.5-4x for the reverse pass, which first runs the trajectory and then repeats every step with a
+second-order graph; see benchmarks/bench_hypergradient.py), so the L2T teacher's loop
+(`curriclab.methods.l2t`) unrolls its episodes with autograd. The reverse pass (L2T-DLF's
+Algorithm 1) stays available.
 
 Student weights are dicts `{name: tensor}` as used by `torch.func.functional_call`.
 """
@@ -50,7 +51,14 @@ OuterLoss = Callable[[Params], Tensor]
 
 @dataclass
 class HyperGradient:
-    """The objective at the final weights, its gradient for each hyperparameter, the final weights."""
+    """The objective at the final weights, its gradient per hyperparameter, the final weights.
+
+    Attributes:
+        value: M(w_T), a float.
+        grads: dM(w_T)/dtheta, one tensor per hyperparameter, each of its shape (zeros for a
+            hyperparameter the losses do not use).
+        final: w_T, detached.
+    """
 
     value: float
     grads: list[Tensor]
@@ -67,14 +75,40 @@ def _with_grad(params: Params) -> Params:
 
 
 def sgd_step(params: Params, loss: Tensor, lr: float, create_graph: bool = False) -> Params:
-    """w - lr * dloss/dw for weights that require grad; detached unless `create_graph`."""
+    """One plain SGD step w - lr * dloss/dw.
+
+    Args:
+        params: the weights {name: tensor}, each requiring grad, that `loss` depends on.
+        loss: a scalar computed from `params`.
+        lr: the learning rate.
+        create_graph: keep the step differentiable (for higher-order gradients).
+
+    Returns:
+        The new weights {name: tensor} (same names and shapes), detached unless `create_graph`.
+
+    Raises:
+        RuntimeError: from autograd, if `loss` does not depend on some weight.
+    """
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
     new = {name: value - lr * grad for (name, value), grad in zip(params.items(), grads)}
     return new if create_graph else {name: value.detach() for name, value in new.items()}
 
 
 def sgd_trajectory(params: Params, inner_loss: InnerLoss, steps: int, lr: float) -> list[Params]:
-    """The weights w_0 .. w_T of `steps` plain SGD steps (detached snapshots, no graph kept)."""
+    """The weights w_0 .. w_T of `steps` plain SGD steps (detached snapshots, no graph kept).
+
+    Args:
+        params: w_0 {name: tensor}.
+        inner_loss: (weights, step t) -> scalar training loss of step t.
+        steps: T >= 1.
+        lr: the learning rate, > 0.
+
+    Returns:
+        T + 1 weight dicts, w_0 (detached `params`) first.
+
+    Raises:
+        ValueError: `steps` < 1 or `lr` <= 0.
+    """
     if steps < 1:
         raise ValueError(f"steps (T) must be >= 1, got {steps}")
     _check_lr(lr)
@@ -101,9 +135,24 @@ def reverse_hypergradient(
 
     `trajectory` must come from SGD with this `lr` and `inner_loss` (e.g. `sgd_trajectory`).
     Hyperparameters that the losses do not use get a zero gradient.
+
+    Args:
+        trajectory: the T + 1 >= 2 snapshots w_0 .. w_T.
+        inner_loss: (weights, step t) -> scalar training loss of step t, depending on the
+            hyperparameters.
+        outer_loss: weights -> the scalar objective M.
+        hyperparameters: theta, tensors that require grad.
+        lr: the learning rate of the trajectory, > 0.
+
+    Returns:
+        A `HyperGradient` (value M(w_T), one gradient per hyperparameter, final = w_T).
+
+    Raises:
+        ValueError: fewer than 2 snapshots or `lr` <= 0.
     """
     if len(trajectory) < 2:
-        raise ValueError(f"trajectory must hold w_0 .. w_T with T >= 1, got {len(trajectory)} snapshot(s)")
+        raise ValueError("trajectory must hold w_0 .. w_T with T >= 1, got "
+                         f"{len(trajectory)} snapshot(s)")
     _check_lr(lr)
     hyperparameters = list(hyperparameters)
     with torch.enable_grad():
@@ -113,7 +162,8 @@ def reverse_hypergradient(
         dtheta = [torch.zeros_like(h) for h in hyperparameters]
         for t in reversed(range(len(trajectory) - 1)):
             weights = _with_grad(trajectory[t])
-            grads = torch.autograd.grad(inner_loss(weights, t), list(weights.values()), create_graph=True)
+            grads = torch.autograd.grad(inner_loss(weights, t), list(weights.values()),
+                                        create_graph=True)
             products = torch.autograd.grad(
                 grads, list(weights.values()) + hyperparameters, grad_outputs=dw, allow_unused=True
             )
@@ -131,7 +181,18 @@ def hypergradient(
     steps: int,
     lr: float,
 ) -> HyperGradient:
-    """Run `steps` SGD steps from `params`, then return dM(w_T)/dtheta by the reverse pass."""
+    """Run `steps` SGD steps from `params`, then return dM(w_T)/dtheta by the reverse pass.
+
+    Args:
+        params, inner_loss, steps, lr: as `sgd_trajectory`.
+        outer_loss, hyperparameters: as `reverse_hypergradient`.
+
+    Returns:
+        A `HyperGradient`.
+
+    Raises:
+        ValueError: `steps` < 1 or `lr` <= 0.
+    """
     trajectory = sgd_trajectory(params, inner_loss, steps, lr)
     return reverse_hypergradient(trajectory, inner_loss, outer_loss, hyperparameters, lr)
 
@@ -147,6 +208,16 @@ def unrolled_hypergradient(
     """The same hypergradient by plain autograd: unroll with create_graph=True, one backward.
 
     Simpler, but every step's activations stay alive until the end (larger memory per step).
+
+    Args:
+        params, inner_loss, steps, lr: as `sgd_trajectory`.
+        outer_loss, hyperparameters: as `reverse_hypergradient`.
+
+    Returns:
+        A `HyperGradient` (final weights detached).
+
+    Raises:
+        ValueError: `steps` < 1 or `lr` <= 0.
     """
     if steps < 1:
         raise ValueError(f"steps (T) must be >= 1, got {steps}")
@@ -163,10 +234,22 @@ def unrolled_hypergradient(
     return HyperGradient(float(value.detach()), grads, final)
 
 
-def finite_difference_gradient(objective: Callable[[], float], tensor: Tensor, eps: float = 1e-6) -> Tensor:
-    """Central differences (f(x + eps) - f(x - eps)) / 2 eps of `objective()` in every entry of `tensor`.
+def finite_difference_gradient(objective: Callable[[], float], tensor: Tensor,
+                               eps: float = 1e-6) -> Tensor:
+    """Central differences (f(x + eps) - f(x - eps)) / 2 eps of `objective()` in every entry.
 
     Each entry is perturbed in place and restored; use float64 tensors for a meaningful check.
+
+    Args:
+        objective: () -> a number, reading `tensor`.
+        tensor: the tensor to differentiate in (modified in place during the call, restored).
+        eps: the step, > 0.
+
+    Returns:
+        The gradient estimate, the shape and dtype of `tensor`.
+
+    Raises:
+        ValueError: `eps` <= 0.
     """
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
@@ -186,13 +269,18 @@ def finite_difference_gradient(objective: Callable[[], float], tensor: Tensor, e
 @dataclass
 class SavedTensors:
     """What autograd kept for the backward pass while `saved_tensor_bytes` was open: the bytes of
-    the distinct storages it saved (each counted once, however often it was saved)."""
+    the distinct storages it saved (each counted once, however often it was saved).
+
+    Attributes:
+        bytes: the total so far, an int >= 0.
+    """
 
     bytes: int = 0
     _seen: set[int] = field(default_factory=set, repr=False)
 
     @property
     def mebibytes(self) -> float:
+        """`bytes` in MiB (2**20 bytes)."""
         return self.bytes / 2**20
 
 

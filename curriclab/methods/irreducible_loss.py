@@ -33,12 +33,13 @@ __all__ = ["IrreducibleLosses", "irreducible_losses"]
 class IrreducibleLosses:
     """What `irreducible_losses` returns.
 
-    losses: float losses [len(train)] of every training sample, by its index in `train`.
-    steps: optimizer steps of the irreducible-loss model.
-    samples_backpropagated: holdout samples it was trained on (with repeats over epochs).
-    samples_forwarded: samples this process forwarded: the training forwards plus its share of
-        the scoring pass over `train` (all of it in one process, 1 / world under DDP).
-    seconds: wall time of training and scoring.
+    Attributes:
+        losses: float losses [len(train)] of every training sample, by its index in `train`.
+        steps: optimizer steps of the irreducible-loss model.
+        samples_backpropagated: holdout samples it was trained on (with repeats over epochs).
+        samples_forwarded: samples this process forwarded: the training forwards plus its share
+            of the scoring pass over `train` (all of it in one process, 1 / world under DDP).
+        seconds: wall time of training and scoring.
     """
 
     losses: Tensor

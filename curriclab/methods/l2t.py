@@ -1,4 +1,4 @@
-"""Learning to teach with dynamic loss functions (L2T-DLF): the student's loop and the teacher's training.
+"""Learning to teach with dynamic loss functions (L2T-DLF): the student loop, the teacher training.
 
 Two ways to train a teacher live here:
 
@@ -9,13 +9,14 @@ Two ways to train a teacher live here:
   Students are taught by `TaughtLoss`, the same rule a frozen teacher uses in the harness.
 - `train_teacher` (below), an online variant that is *not* the paper's protocol:
 
-A student run is a cross-entropy warm-up followed by `steps` SGD steps cut into episodes of T steps.
-At every step the teacher turns the student's state into Phi_t (see `curriclab.methods.teacher`); the state's
-statistics are read at the start of each episode and only `progress` moves within it, so an
-episode's losses depend on the teacher's parameters and on nothing else that changes with them.
-When a meta-optimizer is given, each episode ends with the hypergradient of the smoothed dev error
-through its T steps (`curriclab.methods.hypergradient`) and one teacher update: the student keeps its
-weights, so the teacher is trained online along whole student runs, one episode at a time.
+A student run is a cross-entropy warm-up followed by `steps` SGD steps cut into episodes of T
+steps. At every step the teacher turns the student's state into Phi_t (see
+`curriclab.methods.teacher`); the state's statistics are read at the start of each episode and
+only `progress` moves within it, so an episode's losses depend on the teacher's parameters and on
+nothing else that changes with them. When a meta-optimizer is given, each episode ends with the
+hypergradient of the smoothed dev error through its T steps (`curriclab.methods.hypergradient`)
+and one teacher update: the student keeps its weights, so the teacher is trained online along
+whole student runs, one episode at a time.
 """
 
 from __future__ import annotations
@@ -59,7 +60,21 @@ SMOOTHED_METRICS = {"expected": expected_error, "margin": margin_error}
 
 @dataclass(frozen=True)
 class TeachingConfig:
-    """Sizes and rates of one student run (and of the teacher's training along it)."""
+    """Sizes and rates of one student run (and of the teacher's training along it).
+
+    Attributes:
+        steps, warmup_steps: taught steps and cross-entropy warm-up steps (>= 0 each).
+        lr, batch_size: the student's plain SGD (lr > 0, batch_size >= 1).
+        episode: T >= 1 steps between teacher updates (the unrolled length).
+        dev_batch: >= 1 dev samples per measurement of the dev error.
+        teacher_lr: > 0, the teacher optimizer's lr.
+        metric: the smoothed dev error differentiated: "expected" or "margin".
+        nll_weight: in [0, 1], the share of cross-entropy mixed into the taught loss.
+        warmup_lr: the warm-up's lr (> 0; None: `lr`).
+
+    Raises:
+        ValueError: a field out of the range above, naming it.
+    """
 
     steps: int = 1500
     warmup_steps: int = 300
@@ -87,14 +102,18 @@ class TeachingConfig:
         if not 0.0 <= self.nll_weight <= 1.0:
             raise ValueError(f"nll_weight must lie in [0, 1], got {self.nll_weight}")
         if self.metric not in SMOOTHED_METRICS:
-            raise ValueError(f"metric must be one of {sorted(SMOOTHED_METRICS)}, got {self.metric!r}")
+            raise ValueError(f"metric must be one of {sorted(SMOOTHED_METRICS)}, "
+                             f"got {self.metric!r}")
 
 
 @dataclass
 class TeachingLog:
-    """Per episode: the student's step count, dev minibatch error and smoothed dev metric at its end;
-    per taught episode: the teacher's input state at its start, the Phi_t and bias it gave, and
-    the saturated fraction (sigma'(u) < 0.01) of its last minibatch."""
+    """What `teach` measured.
+
+    Per episode: the student's step count, dev minibatch error and smoothed dev metric at its
+    end; per taught episode: the teacher's input state at its start, the Phi_t and bias it gave,
+    and the saturated fraction (sigma'(u) < 0.01) of its last minibatch.
+    """
 
     steps: list[int] = field(default_factory=list)
     dev_error: list[float] = field(default_factory=list)
@@ -105,10 +124,12 @@ class TeachingLog:
     saturated: list[float] = field(default_factory=list)
 
 
-def _batches(dataset: IndexedDataset, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _batches(dataset: IndexedDataset, batch_size: int,
+             seed: int) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless shuffled (x, y) minibatches, a new permutation every epoch."""
     if len(dataset) < batch_size:
-        raise ValueError(f"the training set ({len(dataset)} samples) is smaller than batch_size={batch_size}")
+        raise ValueError(f"the training set ({len(dataset)} samples) is smaller than "
+                         f"batch_size={batch_size}")
     loader = make_loader(dataset, batch_size, shuffle=True, drop_last=True,
                          generator=torch.Generator().manual_seed(seed))
     while True:
@@ -118,8 +139,22 @@ def _batches(dataset: IndexedDataset, batch_size: int, seed: int) -> Iterator[tu
 
 def student_loss(logits: Tensor, target: Tensor, teacher: nn.Module | None, state: Tensor,
                  nll_weight: float = 0.0) -> Tensor:
-    """Cross-entropy when there is no teacher, else the dynamic loss with the teacher's Phi_t,
-    mixed as nll_weight * cross-entropy + (1 - nll_weight) * dynamic loss (the public demo's mix)."""
+    """The student's minibatch loss under `teacher`.
+
+    Args:
+        logits: [B, C] student logits.
+        target: [B] integer classes in [0, C).
+        teacher: maps `state` to (Phi [C, C], bias [C]), or None for plain cross-entropy.
+        state: [4] the student's features (`StudentObserver.features()`).
+        nll_weight: in [0, 1]: the loss is nll_weight * cross-entropy + (1 - nll_weight) *
+            dynamic loss (the public demo's mix).
+
+    Returns:
+        A scalar, differentiable in `logits` and the teacher's parameters.
+
+    Raises:
+        ValueError: mis-shaped logits, target or teacher output (as `dynamic_loss`).
+    """
     if teacher is None:
         return F.cross_entropy(logits, target)
     phi, bias = teacher(state)
@@ -145,11 +180,29 @@ def teach(
     seed: int = 0,
     progress: bool = False,
 ) -> TeachingLog:
-    """Train `model` in place: warm-up with cross-entropy, then `config.steps` steps taught by `teacher`.
+    """Train `model` in place: a cross-entropy warm-up, then `config.steps` taught steps.
 
     teacher None trains with cross-entropy throughout. With `meta_optimizer` (over the teacher's
-    parameters) the teacher is updated after every episode by the hypergradient of the smoothed dev
-    metric through that episode. Minibatch order and dev draws depend only on `seed`.
+    parameters) the teacher is updated after every episode by the hypergradient of the smoothed
+    dev metric through that episode. Minibatch order and dev draws depend only on `seed`.
+
+    Args:
+        model: the student, trained in place (its parameters are copied back at the end).
+        train: the student's training data (at least `config.batch_size` samples).
+        dev: the data the dev error and the smoothed metric are measured on.
+        config: sizes and rates (`TeachingConfig`).
+        teacher: the teacher (None: cross-entropy throughout).
+        meta_optimizer: updates the teacher's parameters after every taught episode (None: the
+            teacher is frozen).
+        seed: seeds the minibatch order and the dev draws.
+        progress: show a progress bar.
+
+    Returns:
+        The run's `TeachingLog`.
+
+    Raises:
+        ValueError: `meta_optimizer` without a teacher, or a training set smaller than
+            `config.batch_size`.
     """
     if meta_optimizer is not None and teacher is None:
         raise ValueError("meta_optimizer needs a teacher to update")
@@ -215,7 +268,8 @@ def teach(
         done = 0
         while done < phase_steps:
             length = min(config.episode, phase_steps - done)
-            run_episode(length, phase_teacher, meta_optimizer is not None and phase_teacher is not None)
+            learn = meta_optimizer is not None and phase_teacher is not None
+            run_episode(length, phase_teacher, learn)
             done += length
             bar.update(length)
     bar.close()
@@ -236,13 +290,27 @@ def train_teacher(
     progress: bool = False,
     optimizer: str = "adam",
 ) -> tuple[LossTeacher, list[TeachingLog]]:
-    """Train a teacher (a new LossTeacher unless given) online along `runs` fresh student runs:
-    one update after every episode of `config.episode` steps while the student continues. This is
-    not the paper's Algorithm 1 (see `train_teacher_algorithm1`).
+    """Train a teacher online along `runs` fresh student runs.
 
-    Student r is built by `make_student()` after seeding with `seed + r`. `optimizer` ("adam" or
-    "sgd", at `config.teacher_lr`) updates the teacher. Returns the teacher and one TeachingLog per
-    run.
+    One update after every episode of `config.episode` steps while the student continues. This
+    is not the paper's Algorithm 1 (see `train_teacher_algorithm1`). Student r is built by
+    `make_student()` after seeding with `seed + r`.
+
+    Args:
+        make_student: builds a student network.
+        train, dev: the student's training data and the dev data (as `teach`).
+        config: sizes and rates (`TeachingConfig`; `teacher_lr` is the teacher's lr).
+        runs: student runs >= 1.
+        seed: seeds the new teacher (when `teacher` is None) and the students.
+        teacher: the teacher to train (default: a new `LossTeacher`).
+        progress: show progress bars.
+        optimizer: "adam" or "sgd", the teacher's optimizer.
+
+    Returns:
+        (the trained teacher, one `TeachingLog` per run).
+
+    Raises:
+        ValueError: `runs` < 1, an unknown `optimizer`, or as `teach`.
     """
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
@@ -285,6 +353,22 @@ class TaughtLoss(SampleMethod):
     student's functional weights. With `learn` the teacher's output keeps its graph (the
     hypergradient flows into the teacher); otherwise the teacher is frozen.
 
+    Args:
+        teacher: the teacher, or None (cross-entropy throughout).
+        dev: the dev data (not empty).
+        total_steps: the student run's steps (>= 1; progress = step / total_steps).
+        warmup_steps: cross-entropy steps first, in [0, total_steps].
+        interval: >= 1 steps between dev measurements.
+        dev_batch: >= 1 dev samples per measurement.
+        seed: seeds the dev draws (with seed + 1).
+        model: the student, for `after_step` (None: call `record_dev` yourself).
+        learn: keep the teacher's graph (needs a teacher).
+        warmup_scale: > 0, the factor of the warm-up's losses.
+
+    Raises:
+        ValueError: naming the argument out of range, `learn` without a teacher, or an empty
+            `dev`.
+
     Attributes:
         saturated: per taught step, the share of the minibatch with sigma'(u) < 0.01
             (`saturated_fraction`).
@@ -315,7 +399,20 @@ class TaughtLoss(SampleMethod):
         self.last_bias: Tensor | None = None
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor | None = None) -> Tensor:
-        """Per-sample losses [B] of this step (and one step counted)."""
+        """This step's per-sample losses; counts one step and folds it into the state.
+
+        Args:
+            output: [B, C] the student's logits.
+            target: [B] integer classes in [0, C).
+            index: [B] dataset indices (unused: the rule is the same for every sample).
+
+        Returns:
+            [B] per-sample losses: `warmup_scale` x cross-entropy in the warm-up, else the dynamic
+            loss (in [-1, 0]) or cross-entropy without a teacher.
+
+        Raises:
+            ValueError: a logit is NaN or infinite, or mis-shaped input.
+        """
         if self.observer.step < self.warmup_steps:
             losses = self.warmup_scale * F.cross_entropy(output, target, reduction="none")
         elif self.teacher is None:
@@ -331,12 +428,21 @@ class TaughtLoss(SampleMethod):
         return losses
 
     def after_step(self) -> None:
+        """After a harness step: `record_dev(model)` (measures only every `interval` steps).
+
+        Raises:
+            ValueError: the rule was built without `model`.
+        """
         if self.model is None:
             raise ValueError("TaughtLoss needs `model` to measure the dev error in after_step")
         self.record_dev(self.model)
 
     def record_dev(self, predict: Callable[[Tensor], Tensor]) -> None:
-        """Every `interval` steps: the error of `predict` (inputs -> logits) on a dev minibatch."""
+        """Every `interval` steps: the error of `predict` on a random dev minibatch, into the state.
+
+        Args:
+            predict: inputs [b, ...] -> logits [b, C] (called without gradients).
+        """
         if self.observer.step % self.interval:
             return
         chosen = torch.randperm(len(self.dev), generator=self.generator)[: self.dev_batch]
@@ -360,6 +466,10 @@ class Algorithm1Config:
         metric: the smoothed dev error differentiated: "expected" (1 - p_y) or "margin".
         restart: "fresh" (a new initialisation and warm start for every teacher step, as
             Algorithm 1's "randomly initialize") or "fixed" (one warm start reused, as the demo).
+
+    Raises:
+        ValueError: naming a field out of range (counts >= 1, warmup_steps >= 0, rates > 0,
+            unknown names).
     """
 
     horizon: int = 200
@@ -390,7 +500,8 @@ class Algorithm1Config:
             raise ValueError(f"teacher_optimizer must be one of {TEACHER_OPTIMIZERS}, "
                              f"got {self.teacher_optimizer!r}")
         if self.metric not in SMOOTHED_METRICS:
-            raise ValueError(f"metric must be one of {sorted(SMOOTHED_METRICS)}, got {self.metric!r}")
+            raise ValueError(f"metric must be one of {sorted(SMOOTHED_METRICS)}, "
+                             f"got {self.metric!r}")
         if self.restart not in ("fresh", "fixed"):
             raise ValueError(f"restart must be 'fresh' or 'fixed', got {self.restart!r}")
 
@@ -448,19 +559,25 @@ def train_teacher_algorithm1(
     Every teacher step k starts a student (`config.restart`: "fresh" seeds with seed + 1000 k and
     builds a new `make_student()`, then warms it up with `config.warmup_steps` cross-entropy
     steps; "fixed" reuses one warm start built from seed), runs the `config.horizon` taught steps
-    under `TaughtLoss` with every step's graph kept, evaluates the smoothed dev metric on the whole
-    `dev` set, and takes one teacher update on its exact hypergradient. Minibatches are drawn
-    afresh for every teacher step.
+    under `TaughtLoss` with every step's graph kept, evaluates the smoothed dev metric on the
+    whole `dev` set, and takes one teacher update on its exact hypergradient. Minibatches are
+    drawn afresh for every teacher step.
 
     Args:
         make_student: builds a student network (seeded by the caller's global RNG).
-        train, dev: the student's training data and the teacher's dev data.
+        train, dev: the student's training data (at least `config.batch_size` samples) and the
+            teacher's dev data (not empty).
         config: see `Algorithm1Config`.
         seed: seeds the teacher's initialisation, the students and their minibatches.
         teacher: the teacher to train (default: a new `LossTeacher`, Phi = I, bias 0).
+        progress: show a progress bar.
 
     Returns:
         The trained teacher and its `Algorithm1Log`.
+
+    Raises:
+        ValueError: a training set smaller than `config.batch_size`, an empty `dev`, or a
+            NaN/infinite logit during the run.
     """
     if teacher is None:
         seed_everything(seed)
@@ -478,9 +595,11 @@ def train_teacher_algorithm1(
         batches = _batches(train, config.batch_size, seed + 1000 * step + 7)
         rule = TaughtLoss(teacher, dev, config.total_steps, config.warmup_steps, config.interval,
                           config.dev_batch, seed=student_seed, learn=True)
-        weights = {name: p.detach().clone().requires_grad_() for name, p in model.named_parameters()}
+        weights = {name: p.detach().clone().requires_grad_()
+                   for name, p in model.named_parameters()}
         if fixed_start is not None:
-            weights = {name: value.clone().requires_grad_() for name, value in fixed_start[0].items()}
+            weights = {name: value.clone().requires_grad_()
+                       for name, value in fixed_start[0].items()}
             rule.observer.load_state_dict(dict(fixed_start[1]))
         else:
             warmup_batches = _batches(train, config.batch_size, student_seed + 3)

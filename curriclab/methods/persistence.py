@@ -75,11 +75,24 @@ def _epoch_rows(num_epochs: int, first_epoch: int, last_epoch: int | None) -> sl
 
 
 def quantile_bins(losses: Tensor, num_quantiles: int, descending: bool = True) -> Tensor:
-    """Quantile number (0..q-1) of every sample, per epoch: same shape as `losses` ([N] or [E, N]).
+    """Quantile number (0..q-1) of every sample, per epoch.
 
     Samples are ranked by loss (highest first when `descending`); rank r goes to quantile
     floor(r * q / N), so quantile sizes differ by at most one when q does not divide N. Equal
     losses are ranked by dataset index (lower index first), so the result is deterministic.
+
+    Args:
+        losses: [N] or [E, N] float losses without NaN, keyed by dataset index.
+        num_quantiles: q, an int in [1, N].
+        descending: quantile 0 holds the highest losses (else the lowest).
+
+    Returns:
+        int64 quantile numbers, the shape of `losses` (each row binned on its own).
+
+    Raises:
+        TypeError: `losses` is not a float tensor, or `num_quantiles` not an int.
+        ValueError: `losses` is not 1-D or 2-D, holds NaN or no sample, or `num_quantiles`
+            lies outside [1, N].
     """
     losses = _check_losses(losses)
     num_samples = losses.shape[-1]
@@ -92,7 +105,19 @@ def quantile_bins(losses: Tensor, num_quantiles: int, descending: bool = True) -
 
 
 def quantile_sizes(num_samples: int, num_quantiles: int) -> Tensor:
-    """Number of samples in each quantile that `quantile_bins` makes from `num_samples` losses."""
+    """How many samples each quantile holds when `quantile_bins` splits `num_samples` losses.
+
+    Args:
+        num_samples: N >= 1.
+        num_quantiles: q, an int in [1, N].
+
+    Returns:
+        [q] int64 sizes, floor or ceil of N / q each, summing to N.
+
+    Raises:
+        TypeError: `num_quantiles` is not an int.
+        ValueError: N < 1 or `num_quantiles` outside [1, N].
+    """
     _check_num_quantiles(num_quantiles, num_samples)
     ranks = torch.arange(num_samples)
     return torch.bincount(ranks * num_quantiles // num_samples, minlength=num_quantiles)
@@ -107,9 +132,21 @@ def percent_match(
 ) -> Tensor:
     """Percent of each quantile's members that stay in that quantile in every epoch of the range.
 
-    losses: [E, N] per-sample losses, one row per epoch. For quantile j this is
-    100 * |members_j(first) ∩ ... ∩ members_j(last)| / size_j; a range of one epoch gives 100.
-    Returns a float64 tensor [num_quantiles].
+    For quantile j this is 100 * |members_j(first) ∩ ... ∩ members_j(last)| / size_j; a range
+    of one epoch gives 100.
+
+    Args:
+        losses: [E, N] float per-sample losses without NaN, one row per epoch.
+        num_quantiles: q, an int in [1, N].
+        first_epoch, last_epoch: the range, 1-based and inclusive (`last_epoch` None: E).
+        descending: quantile 0 holds the highest losses (else the lowest).
+
+    Returns:
+        [q] float64 percentages in [0, 100].
+
+    Raises:
+        TypeError, ValueError: as `quantile_bins` (but `losses` must be 2-D), or an epoch
+            outside [1, E], or `first_epoch` > `last_epoch`.
     """
     losses = _check_losses(losses, ndim=(2,))
     rows = _epoch_rows(len(losses), first_epoch, last_epoch)
@@ -124,8 +161,20 @@ def chance_percent_match(num_samples: int, num_quantiles: int = 10, num_epochs: 
 
     With independent uniformly random rankings, a sample lies in quantile j (size s_j) in one
     epoch with probability s_j / N, so a member of quantile j in the first epoch stays there in
-    the other k - 1 epochs with probability (s_j / N)^(k-1): exactly 100 * (s_j / N)^(k-1) percent
-    ((1/q)^(k-1) when q divides N). Returns a float64 tensor [num_quantiles].
+    the other k - 1 epochs with probability (s_j / N)^(k-1): exactly 100 * (s_j / N)^(k-1)
+    percent ((1/q)^(k-1) when q divides N).
+
+    Args:
+        num_samples: N >= 1.
+        num_quantiles: q, an int in [1, N].
+        num_epochs: k >= 1 epochs in the range.
+
+    Returns:
+        [q] float64 percentages in (0, 100].
+
+    Raises:
+        TypeError: `num_quantiles` is not an int.
+        ValueError: `num_epochs` < 1, N < 1 or `num_quantiles` outside [1, N].
     """
     if num_epochs < 1:
         raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
@@ -140,11 +189,23 @@ def quantile_transitions(
     to_epoch: int | None = None,
     descending: bool = True,
 ) -> Tensor:
-    """Where each quantile's members went: entry [i, j] is the fraction of quantile i in
-    `from_epoch` that lies in quantile j in `to_epoch` (1-based). Rows sum to 1.
+    """Where each quantile's members went between two epochs.
 
     The diagonal is the two-epoch percent match / 100; mass far from the diagonal means samples
     swapped from hard to easy (or back).
+
+    Args:
+        losses: [E, N] float per-sample losses without NaN, one row per epoch.
+        num_quantiles: q, an int in [1, N].
+        from_epoch, to_epoch: 1-based epochs in [1, E] (`to_epoch` None: E).
+        descending: quantile 0 holds the highest losses (else the lowest).
+
+    Returns:
+        [q, q] float64: entry [i, j] is the fraction of quantile i in `from_epoch` that lies in
+        quantile j in `to_epoch`; every row sums to 1.
+
+    Raises:
+        TypeError, ValueError: as `percent_match`.
     """
     losses = _check_losses(losses, ndim=(2,))
     to_epoch = len(losses) if to_epoch is None else to_epoch
@@ -159,10 +220,15 @@ def quantile_transitions(
 class LossRecorder(SampleMethod):
     """Keeps every sample's training loss, one row per epoch: `fit(..., methods=[recorder])`.
 
-    Losses are stored by
-    dataset index (through a `LossTracker`), so the order batches come in does not matter. A loss
-    is the one computed in the forward pass of the training step, before that step's update, as
-    in Zakka's Loss Patterns notebook (kevinzakka/blog-code, pr-lr).
+    Losses are stored by dataset index (through a `LossTracker`), so the order batches come in
+    does not matter. A loss is the one computed in the forward pass of the training step, before
+    that step's update, as in Zakka's Loss Patterns notebook (kevinzakka/blog-code, pr-lr).
+
+    Args:
+        num_samples: N >= 0, the dataset size.
+
+    Raises:
+        ValueError: `num_samples` < 0.
     """
 
     def __init__(self, num_samples: int):
@@ -170,11 +236,30 @@ class LossRecorder(SampleMethod):
         self.rows: list[Tensor] = []
 
     def objective(self, index: Tensor, losses: Tensor) -> None:
-        """Record the batch's losses (an observer: the loop minimises what another method says)."""
+        """Record the batch's losses (an observer: the loop minimises what another method says).
+
+        Args:
+            index: [B] dataset indices in [0, N).
+            losses: [B] finite per-sample losses (detached before they are stored).
+
+        Returns:
+            None.
+
+        Raises:
+            ValueError: the counts differ, an index is out of range or a loss is not finite.
+        """
         self.tracker.update(index, losses)
 
     def after_epoch(self, epoch: int) -> None:
-        """Store the epoch's losses as a new row. Every sample must have been seen in this epoch."""
+        """Store the epoch's losses as a new row of `by_epoch`.
+
+        Args:
+            epoch: the epoch that ended (unused: rows are counted, not numbered by the loop).
+
+        Raises:
+            ValueError: a sample got no loss in this epoch (persistence needs every sample once
+                per epoch: drop_last=False, no subsampling); nothing is stored then.
+        """
         missed = int((self.tracker.last_epoch != self.tracker.epoch).sum())
         if missed:
             raise ValueError(
@@ -193,10 +278,18 @@ class LossRecorder(SampleMethod):
         return torch.stack(self.rows)
 
     def state_dict(self) -> dict:
+        """The recorder's state, as copies.
+
+        Returns:
+            {"tracker": `LossTracker.state_dict()`, "losses": [epochs, N] float32 `by_epoch`}.
+        """
         return {"tracker": self.tracker.state_dict(), "losses": self.by_epoch.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict()` returned, for the same N.
 
         Raises:
             TypeError: `state` is not a dict.

@@ -33,19 +33,14 @@ class SparseSGD(torch.optim.Optimizer):
     """Momentum SGD whose step leaves entries with a zero gradient exactly as they were.
 
     For an entry with gradient g the step is the one of `torch.optim.SGD` (no dampening, no
-    Nesterov): `buf = momentum * buf + g` (`buf = g` the first time), `p -= lr * buf`. Every entry
-    whose gradient is exactly zero keeps its value and its momentum buffer. When every entry has a
-    gradient the result equals `torch.optim.SGD(params, lr, momentum)`.
+    Nesterov): `buf = momentum * buf + g` (`buf = g` the first time), `p -= lr * buf`. Every
+    entry whose gradient is exactly zero keeps its value and its momentum buffer. When every
+    entry has a gradient the result equals `torch.optim.SGD(params, lr, momentum)`.
 
     Gradients may be dense (an entry is touched when its gradient is non-zero) or, for a 1-D
     parameter, sparse COO tensors (an entry is touched when the gradient lists it, as in
-    `torch.optim.SparseAdam`; `DataParameters` gives its instance table such gradients, so a step
-    costs the same whether the table has a thousand entries or a million).
-
-    `weight_decay` must be 0: decay of the entries in the minibatch belongs in the loss (see
-    `DataParameters.weight_decay`), since an optimizer-level decay would shrink absent entries too.
-    `clamp`: None, or (low, high) bounds every updated entry is clamped into after its update
-    (entries without a gradient do not move, so they stay wherever they were).
+    `torch.optim.SparseAdam`; `DataParameters` gives its instance table such gradients, so a
+    step costs the same whether the table has a thousand entries or a million).
 
     Non-finite gradients: like `torch.amp.GradScaler`, a step in which any gradient entry is NaN
     or infinite changes nothing (no value, no momentum buffer moves) and is counted in
@@ -57,6 +52,22 @@ class SparseSGD(torch.optim.Optimizer):
     group built without them), have `lr` < 0, `momentum` outside [0, 1) or a
     non-zero `weight_decay`, or whose momentum buffers are mis-shaped or not finite; a plain
     `torch.optim.SGD` state is refused for its missing `clamp` and its extra keys.
+
+    Args:
+        params: the parameters (contiguous tensors) or parameter groups (dicts that may set
+            their own lr, momentum and clamp).
+        lr: the learning rate, a finite number >= 0.
+        momentum: in [0, 1).
+        weight_decay: must be 0: decay of the entries in the minibatch belongs in the loss (see
+            `DataParameters.weight_decay`), since an optimizer-level decay would shrink absent
+            entries too.
+        clamp: None, or finite (low, high) bounds, low <= high, every updated entry is clamped
+            into after its update (entries without a gradient do not move, so they stay
+            wherever they were).
+
+    Raises:
+        ValueError: `lr`, `momentum`, `weight_decay` or `clamp` out of range (naming it), or
+            no parameters.
     """
 
     def __init__(
@@ -72,8 +83,16 @@ class SparseSGD(torch.optim.Optimizer):
         self.skipped_steps = 0
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Validate a group's settings (lr finite and >= 0, momentum in [0, 1), weight_decay 0,
-        clamp None or finite (low, high) with low <= high) and add it."""
+        """Validate a group's settings and add it.
+
+        Args:
+            param_group: {"params": tensors, and optionally "lr", "momentum", "weight_decay",
+                "clamp"}; missing settings come from the constructor's defaults.
+
+        Raises:
+            ValueError: lr not finite and >= 0, momentum outside [0, 1), weight_decay not 0, or
+                clamp neither None nor finite (low, high) with low <= high.
+        """
         settings = {**self.defaults, **param_group}
         bounds = settings["clamp"]
         if bounds is not None and not (
@@ -89,15 +108,19 @@ class SparseSGD(torch.optim.Optimizer):
             raise ValueError(f"momentum must lie in [0, 1), got {settings['momentum']!r}")
         if settings["weight_decay"] != 0:
             raise ValueError(
-                f"weight_decay must be 0 for SparseSGD, got {settings['weight_decay']!r}: an optimizer-"
-                "level decay would shrink entries absent from the minibatch; add the decay of the "
-                "minibatch's entries to the loss instead (DataParameters.weight_decay)"
+                f"weight_decay must be 0 for SparseSGD, got {settings['weight_decay']!r}: an "
+                "optimizer-level decay would shrink entries absent from the minibatch; add the "
+                "decay of the minibatch's entries to the loss instead (DataParameters.weight_decay)"
             )
         super().add_param_group(param_group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop (or zero) every gradient: `Optimizer.zero_grad` without its profiler record and
-        per-device grouping, which cost more than the work for the few tensors held here."""
+        per-device grouping, which cost more than the work for the few tensors held here.
+
+        Args:
+            set_to_none: set each gradient to None (default) instead of zeroing it in place.
+        """
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -111,8 +134,19 @@ class SparseSGD(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """Update the entries with a non-zero gradient; leave all others (and their momentum) alone.
 
-        If any gradient entry is NaN or infinite, nothing is updated and `skipped_steps` grows
-        by one (see the class docstring)."""
+        If any gradient entry is NaN or infinite, nothing is updated and `skipped_steps` grows by
+        one (see the class docstring).
+
+        Args:
+            closure: re-evaluates the model and returns the loss (run with gradients), or None.
+
+        Returns:
+            The closure's loss, or None without a closure.
+
+        Raises:
+            ValueError: a parameter is not contiguous, or a sparse gradient belongs to a parameter
+                that is not 1-D.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -139,13 +173,21 @@ class SparseSGD(torch.optim.Optimizer):
         return True
 
     def state_dict(self) -> dict[str, Any]:
-        """`torch.optim.Optimizer.state_dict()` plus `skipped_steps`."""
+        """`torch.optim.Optimizer.state_dict()` plus `skipped_steps`.
+
+        Returns:
+            {"state": per-parameter momentum buffers, "param_groups": the groups' settings,
+            "skipped_steps": an int >= 0}.
+        """
         state = super().state_dict()
         state["skipped_steps"] = self.skipped_steps
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state_dict: what `state_dict()` returned, for the same groups and parameter shapes.
 
         Raises:
             TypeError: the state is not a dict.
@@ -255,10 +297,11 @@ class SparseSGD(torch.optim.Optimizer):
         param.index_copy_(0, rows, updated)
 
     def _momentum_buffer(self, param: Tensor) -> Tensor:
-        """The flat momentum buffer of `param` (zeros at first: the first step then sets buf = g)."""
+        """The flat momentum buffer of `param` (zeros at first: the first step sets buf = g)."""
         state = self.state[param]
         if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+            state["momentum_buffer"] = torch.zeros_like(param,
+                                                        memory_format=torch.contiguous_format)
         return state["momentum_buffer"].view(-1)
 
 

@@ -56,7 +56,8 @@ def _check_lambda(regularizer: str, lam: float, lam_low: float | None) -> None:
     if regularizer == "logarithmic" and not lam < 1:
         raise ValueError(f"lam must lie in (0, 1) for the logarithmic regularizer, got {lam}")
     if regularizer == "mixture" and (lam_low is None or not 0 < lam_low < lam):
-        raise ValueError(f"lam_low must lie in (0, lam={lam}) for the mixture regularizer, got {lam_low}")
+        raise ValueError(f"lam_low must lie in (0, lam={lam}) for the mixture regularizer, "
+                         f"got {lam_low}")
 
 
 def spl_weights(
@@ -65,13 +66,26 @@ def spl_weights(
     """The weights v in [0, 1] that minimise `v * loss + f(v)` for each sample, in closed form.
 
     Regularizers f(v) (every one gives v = 0 once loss >= lam, so "selected" means loss < lam):
-      hard:        -lam * v                              -> v = [loss < lam]
-      linear:      lam * (v^2 / 2 - v)                   -> v = max(0, 1 - loss / lam)
+      hard:        -lam * v                         -> v = [loss < lam]
+      linear:      lam * (v^2 / 2 - v)              -> v = max(0, 1 - loss / lam)
       logarithmic: zeta * v - zeta^v / log(zeta),  zeta = 1 - lam, 0 < lam < 1
-                                                         -> v = log(loss + zeta) / log(zeta)
+                                                    -> v = log(loss + zeta) / log(zeta)
       mixture:     -zeta * log(v + zeta / lam),  zeta = lam * lam_low / (lam - lam_low)
-                                                         -> v = 1 below lam_low, zeta / loss - zeta / lam
-    `lam` may be `math.inf` (every weight 1: plain training). Losses must be >= 0 and not NaN.
+                                                    -> v = 1 below lam_low, zeta / loss - zeta / lam
+
+    Args:
+        losses: per-sample losses of any shape, >= 0 and not NaN (ints are made float32).
+        lam: the threshold lambda > 0; `math.inf` gives every weight 1 (plain training);
+            in (0, 1) for the logarithmic regularizer.
+        regularizer: one of `REGULARIZERS`.
+        lam_low: the mixture's lower threshold, in (0, lam); unused by the others.
+
+    Returns:
+        Weights in [0, 1], the shape and float dtype of `losses`, detached.
+
+    Raises:
+        ValueError: an unknown `regularizer`, `lam` or `lam_low` out of range, or a negative
+            or NaN loss.
     """
     _check_lambda(regularizer, lam, lam_low)
     losses = torch.as_tensor(losses).detach()
@@ -92,9 +106,22 @@ def spl_weights(
 
 
 def spl_objective(
-    weights: Tensor, losses: Tensor, lam: float, regularizer: str = "hard", lam_low: float | None = None
+    weights: Tensor, losses: Tensor, lam: float, regularizer: str = "hard",
+    lam_low: float | None = None,
 ) -> Tensor:
-    """Per-sample SPL objective `v * loss + f(v)`; `spl_weights` is its minimiser over v in [0, 1]."""
+    """Per-sample SPL objective `v * loss + f(v)`; `spl_weights` is its minimiser over v in [0, 1].
+
+    Args:
+        weights: v, per-sample weights in [0, 1].
+        losses: per-sample losses >= 0, broadcastable against `weights`.
+        lam, regularizer, lam_low: as `spl_weights`.
+
+    Returns:
+        float64 per-sample objective values, the broadcast shape.
+
+    Raises:
+        ValueError: as `spl_weights` for `regularizer`, `lam` and `lam_low`.
+    """
     _check_lambda(regularizer, lam, lam_low)
     v = torch.as_tensor(weights, dtype=torch.float64)
     loss = torch.as_tensor(losses, dtype=torch.float64)
@@ -115,9 +142,19 @@ def threshold_for_fraction(losses: Tensor, fraction: float) -> float:
     """A lambda that selects (loss < lambda) the `fraction` of `losses` with the smallest losses.
 
     At least one sample is always selected (never an empty curriculum); tied losses are selected
-    together, so the share may come out a little larger. NaN entries (samples never seen) are
-    ignored. Lambda lies half-way between the last selected and the first unselected loss (just
-    above the largest loss when everything is selected).
+    together, so the share may come out a little larger. Lambda lies half-way between the last
+    selected and the first unselected loss (just above the largest loss when everything is
+    selected).
+
+    Args:
+        losses: per-sample losses of any shape; NaN entries (never seen) are ignored.
+        fraction: the share to select, in (0, 1].
+
+    Returns:
+        lambda, a float: ceil(fraction * seen) samples (at least 1, plus ties) lie below it.
+
+    Raises:
+        ValueError: `fraction` outside (0, 1], or no loss is seen.
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
@@ -134,7 +171,19 @@ def threshold_for_fraction(losses: Tensor, fraction: float) -> float:
 
 
 def linear_pace(start: float, stop: float = 1.0, epochs: int = 10) -> Pace:
-    """A pace that selects `start` of the data in epoch 0, rising linearly to `stop` at `epochs - 1`."""
+    """A pace selecting `start` of the data in epoch 0, rising linearly to `stop` at `epochs - 1`.
+
+    Args:
+        start: the fraction of epoch 0, in (0, 1].
+        stop: the fraction from epoch `epochs - 1` on, in (0, 1] (may be below `start`).
+        epochs: epochs >= 1 over which the fraction moves.
+
+    Returns:
+        The pace epoch -> fraction (negative epochs count as 0).
+
+    Raises:
+        ValueError: `start` or `stop` outside (0, 1], or `epochs` < 1.
+    """
     for name, value in (("start", start), ("stop", stop)):
         if not 0.0 < value <= 1.0:
             raise ValueError(f"{name} must lie in (0, 1], got {value}")
@@ -149,24 +198,37 @@ def linear_pace(start: float, stop: float = 1.0, epochs: int = 10) -> Pace:
 
 
 class SPLLoss(SampleMethod):
-    """Self-paced cross-entropy that remembers each sample's latest loss and weight by dataset index.
+    """Self-paced cross-entropy that keeps each sample's latest loss and weight by dataset index.
 
     Defaults follow the wenig/spl demo: hard weights, lambda 0.1 grown x1.35 per `after_epoch`,
     `reduction="mean"` = sum(v * loss) / batch size. Beyond that demo:
       - `regularizer`: hard, linear, logarithmic or mixture (`spl_weights`); for the mixture,
         lam_low = `low_fraction * lambda`, so it keeps its ratio while lambda grows;
-      - `reduction="selected"`: sum(v * loss) / sum(v), so the step size does not shrink with the
-        selected share (an empty selection gives a zero loss that still back-propagates);
+      - `reduction="selected"`: sum(v * loss) / sum(v), so the step size does not shrink with
+        the selected share (an empty selection gives a zero loss that still back-propagates);
       - `pace`: epoch -> target fraction; `after_epoch` (and `follow_pace()`) then set
         lambda from the latest recorded losses so that this fraction is selected, instead of
         multiplying it (`threshold_for_fraction`);
-      - `refresh(model, data)`: re-measure every sample's loss with the current model (otherwise a
-        sample's loss and weight date from its last batch, under older model weights);
-      - `max_threshold`: a cap for lambda (default inf, and 0.99 for the logarithmic regularizer,
-        which needs lambda < 1; a capped pace then selects less than its target).
-    `weights[i]` is always sample i's weight at the current lambda given its latest recorded loss
-    (0 while it has none). It speaks `SampleMethod`: plug it into `train_epoch`/`fit`, or call
-    `objective(index, losses)` on a batch's per-sample losses and `after_epoch(epoch)` yourself.
+      - `refresh(model, data)`: re-measure every sample's loss with the current model
+        (otherwise a sample's loss and weight date from its last batch, under older weights);
+      - `max_threshold`: a cap for lambda (default inf, and 0.99 for the logarithmic
+        regularizer, which needs lambda < 1; a capped pace then selects less than its target).
+    `weights[i]` is always sample i's weight at the current lambda given its latest recorded
+    loss (0 while it has none). It speaks `SampleMethod`: plug it into `train_epoch`/`fit`, or
+    call `objective(index, losses)` on a batch's per-sample losses and `after_epoch(epoch)`.
+
+    Args:
+        num_samples: N >= 0, the dataset size.
+        threshold: the initial lambda > 0 (capped at `max_threshold`).
+        growing_factor: >= 1, lambda's factor per `after_epoch` without a `pace`.
+        regularizer: one of `REGULARIZERS`.
+        low_fraction: in (0, 1): the mixture's lam_low / lambda.
+        reduction: "mean" or "selected" (see above).
+        pace: epoch -> fraction in (0, 1] to select, or None to grow lambda instead.
+        max_threshold: the cap for lambda (default: see above).
+
+    Raises:
+        ValueError: naming the argument out of range (or a lambda the regularizer cannot take).
     """
 
     def __init__(
@@ -214,7 +276,17 @@ class SPLLoss(SampleMethod):
         return self.weights > 0
 
     def weigh(self, losses: Tensor) -> Tensor:
-        """The weights of `losses` at the current lambda (no state change, no gradient)."""
+        """The weights of `losses` at the current lambda (no state change, no gradient).
+
+        Args:
+            losses: per-sample losses >= 0, not NaN.
+
+        Returns:
+            Weights in [0, 1], the shape and dtype of `losses`.
+
+        Raises:
+            ValueError: a negative or NaN loss.
+        """
         return spl_weights(losses.detach(), self.threshold, self.regularizer, self.lam_low)
 
     def _set_threshold(self, value: float) -> None:
@@ -229,8 +301,16 @@ class SPLLoss(SampleMethod):
     def objective(self, index: Tensor, losses: Tensor) -> Tensor:
         """Weigh a batch's per-sample `losses`, record loss and weight by `index`, return the loss.
 
+        Args:
+            index: [B] integer dataset indices in [0, N).
+            losses: [B] finite per-sample losses >= 0 (with their graph).
+
+        Returns:
+            A scalar: sum(v * loss) / B ("mean"), or / sum(v) ("selected"; the plain weighted
+            sum, 0, when nothing is selected). The weights carry no gradient.
+
         Raises:
-            TypeError: `index` is not an integer tensor.
+            TypeError: `index` or `losses` is not a tensor, or `index` is not an integer tensor.
             ValueError: `losses` is not 1-D with one loss per index, a loss is NaN, infinite or
                 negative, or an index lies outside [0, num_samples); nothing is recorded then.
         """
@@ -261,16 +341,24 @@ class SPLLoss(SampleMethod):
 
     @torch.no_grad()
     def refresh(self, model: nn.Module, data: IndexedDataset) -> Tensor:
-        """Record every sample's loss under `model` (so no weight is stale); returns the weights.
+        """Record every sample's loss under `model` (so no weight is stale).
 
         Under torch.distributed each rank measures a share of the samples and the losses are
         gathered, so every rank gets the same losses (a collective: call it on every rank).
+
+        Args:
+            model: the current model (evaluated without gradients).
+            data: the N training samples, yielding (index, x, y).
+
+        Returns:
+            The [N] float32 weights at the current lambda (the `weights` attribute itself).
 
         Raises:
             ValueError: `data` has another size, or a loss is NaN or infinite (nothing changes).
         """
         if len(data) != len(self.sample_losses):
-            raise ValueError(f"data has {len(data)} samples, this SPLLoss has {len(self.sample_losses)}")
+            raise ValueError(f"data has {len(data)} samples, this SPLLoss has "
+                             f"{len(self.sample_losses)}")
         losses = gathered_per_sample_losses(model, data).float()
         finite_or_raise("the model's losses on data", losses, "SPLLoss.refresh")
         self.sample_losses = losses
@@ -278,9 +366,16 @@ class SPLLoss(SampleMethod):
         return self.weights
 
     def follow_pace(self) -> float:
-        """Set lambda so that pace(epoch) of the samples with a recorded loss is selected; return it.
+        """Set lambda so that pace(epoch) of the samples with a recorded loss is selected.
 
         Before the first epoch, call `refresh` first so that every sample has a loss.
+
+        Returns:
+            The new lambda (capped at `max_threshold`).
+
+        Raises:
+            ValueError: there is no `pace`, no loss is recorded yet, or the pace returns a
+                fraction outside (0, 1].
         """
         if self.pace is None:
             raise ValueError("follow_pace needs a pace: pass pace=... to SPLLoss")
@@ -290,7 +385,14 @@ class SPLLoss(SampleMethod):
         return self.threshold
 
     def after_epoch(self, epoch: int) -> None:
-        """Epoch `epoch` ended: lambda x growing_factor, or the pace's fraction for the next epoch."""
+        """Epoch `epoch` ended: lambda x growing_factor, or the pace's fraction for the next epoch.
+
+        Args:
+            epoch: the epoch that ended; the next one is `epoch + 1`.
+
+        Raises:
+            ValueError: as `follow_pace` (with a pace).
+        """
         self.epoch = epoch + 1
         if self.pace is not None:
             self.follow_pace()
@@ -298,6 +400,11 @@ class SPLLoss(SampleMethod):
             self._set_threshold(self.threshold * self.growing_factor)
 
     def state_dict(self) -> dict:
+        """The state that decides the weights from here on, as copies.
+
+        Returns:
+            {"regularizer", "threshold", "epoch", "losses": [N] float32 (NaN where never seen)}.
+        """
         return {
             "regularizer": self.regularizer,
             "threshold": self.threshold,
@@ -307,6 +414,9 @@ class SPLLoss(SampleMethod):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict()` returned, for the same N and regularizer.
 
         Raises:
             TypeError: `state` is not a dict.

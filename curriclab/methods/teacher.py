@@ -32,7 +32,16 @@ FEATURES = ("progress", "train_loss", "train_error", "dev_error")
 
 
 class StudentObserver:
-    """The running statistics of a student that make up the teacher's input (see FEATURES)."""
+    """The running statistics of a student that make up the teacher's input (see FEATURES).
+
+    Args:
+        total_steps: the student's training steps T >= 1 (progress = step / T, capped at 1).
+        momentum: in [0, 1), the exponential moving average's factor for the training loss and
+            error (`average = momentum * average + (1 - momentum) * new`, started at the first).
+
+    Raises:
+        ValueError: `total_steps` < 1 or `momentum` outside [0, 1).
+    """
 
     def __init__(self, total_steps: int, momentum: float = 0.9):
         if total_steps < 1:
@@ -53,6 +62,10 @@ class StudentObserver:
     def record_train(self, logits: Tensor, target: Tensor) -> None:
         """Count one training step and fold its minibatch cross-entropy and error into the averages.
 
+        Args:
+            logits: [B, C] the step's logits (B may be 0: the step is counted, nothing averaged).
+            target: [B] integer classes in [0, C).
+
         Raises:
             ValueError: a logit is NaN or infinite (nothing is counted then: a NaN average would
                 read as "not measured yet" and silently restart).
@@ -66,21 +79,44 @@ class StudentObserver:
         self.step += 1
 
     def record_dev(self, error: float) -> None:
-        """Remember the latest dev error rate (in [0, 1])."""
+        """Remember the latest dev error rate.
+
+        Args:
+            error: the error rate, in [0, 1].
+
+        Raises:
+            ValueError: `error` lies outside [0, 1] (or is NaN).
+        """
         if not 0.0 <= error <= 1.0:
             raise ValueError(f"error must lie in [0, 1], got {error}")
         self.dev_error = float(error)
 
     def features(self) -> Tensor:
-        """The state vector s_t in FEATURES order; statistics not yet measured read as 1.0 (chance-like)."""
-        values = [min(self.step / self.total_steps, 1.0), self.train_loss, self.train_error, self.dev_error]
+        """The state vector s_t, in FEATURES order.
+
+        Returns:
+            [4] float32: progress in [0, 1], the averaged training loss and error, the dev error;
+            a statistic not yet measured reads 1.0 (chance-like).
+        """
+        values = [min(self.step / self.total_steps, 1.0), self.train_loss, self.train_error,
+                  self.dev_error]
         return torch.tensor([1.0 if math.isnan(v) else v for v in values])
 
     def state_dict(self) -> dict:
+        """The observer's state.
+
+        Returns:
+            {"total_steps", "momentum", "step", "train_loss", "train_error", "dev_error"} (floats
+            are NaN while not measured).
+        """
         return dict(vars(self))
 
     def load_state_dict(self, state: dict, prefix: str = "") -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict()` returned.
+            prefix: this observer's dotted key inside an outer state (for messages only).
 
         Raises:
             TypeError: `state` is not a dict.
@@ -108,11 +144,15 @@ class LossTeacher(nn.Module):
     """Maps the student state s_t [len(FEATURES)] to (Phi_t [C, C], bias [C]) of the dynamic loss.
 
     Args:
-        num_classes: C.
-        hidden: how many state-gated directions D_k Phi_t moves along (0: a static Phi and bias).
-        scale: Phi starts at scale * I.
-        diagonal_only: constrain Phi_t to its diagonal (the off-diagonal entries are masked out of
-            the output, so they are always 0 and get no gradient): the constrained ablation.
+        num_classes: C >= 2.
+        hidden: how many state-gated directions D_k Phi_t moves along, >= 0 (0: a static Phi
+            and bias).
+        scale: Phi starts at scale * I, scale > 0.
+        diagonal_only: constrain Phi_t to its diagonal (the off-diagonal entries are masked out
+            of the output, so they are always 0 and get no gradient): the constrained ablation.
+
+    Raises:
+        ValueError: `num_classes` < 2, `hidden` < 0 or `scale` <= 0.
     """
 
     def __init__(self, num_classes: int = 10, hidden: int = 2, scale: float = 1.0,
@@ -132,8 +172,21 @@ class LossTeacher(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_classes))
 
     def forward(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """The dynamic loss's parameters for student state `state`.
+
+        Args:
+            state: [len(FEATURES)] the student's features (`StudentObserver.features()`).
+
+        Returns:
+            (phi [C, C], bias [C]): phi = base + sum_k tanh(encoder(state))_k D_k (diagonal only
+            with `diagonal_only`), differentiable in the teacher's parameters.
+
+        Raises:
+            ValueError: `state` has another shape.
+        """
         if state.shape != (len(FEATURES),):
-            raise ValueError(f"state must have shape ({len(FEATURES)},) (features {FEATURES}), got {tuple(state.shape)}")
+            raise ValueError(f"state must have shape ({len(FEATURES)},) (features {FEATURES}), "
+                             f"got {tuple(state.shape)}")
         phi = self.base
         if self.encoder is not None:
             gates = torch.tanh(self.encoder(state.to(self.base.dtype)))
@@ -144,7 +197,14 @@ class LossTeacher(nn.Module):
 
 
 def without_off_diagonal(teacher: LossTeacher) -> LossTeacher:
-    """A copy of `teacher` whose Phi_t keeps only its diagonal: an ablation of the cross-class terms."""
+    """A copy of `teacher` whose Phi_t keeps only its diagonal (ablating the cross-class terms).
+
+    Args:
+        teacher: the teacher to copy (not modified).
+
+    Returns:
+        A new `LossTeacher` with the off-diagonal entries of its base and directions zeroed.
+    """
     copy = LossTeacher(teacher.num_classes, hidden=teacher.directions.shape[0],
                        diagonal_only=teacher.diagonal_only)
     copy.load_state_dict(teacher.state_dict())
@@ -156,16 +216,23 @@ def without_off_diagonal(teacher: LossTeacher) -> LossTeacher:
 
 
 def phi_summary(phi: Tensor) -> dict[str, float]:
-    """How far a loss matrix Phi [C, C] is from the identity, in four numbers: the mean diagonal
-    entry, the mean off-diagonal entry, the mean row sum (1 for Phi = I; below 1 when the
-    off-diagonal entries are negative, which rewards confidence beyond the true class's
-    log-probability) and the off-diagonal mass (the mean over rows of sum_j!=y |Phi_yj|).
+    """How far a loss matrix Phi [C, C] is from the identity, in four numbers.
+
+    Args:
+        phi: [C, C] the loss matrix, C >= 2 (detached here).
+
+    Returns:
+        {"diagonal": the mean diagonal entry, "off_diagonal": the mean off-diagonal entry,
+        "row_sum": the mean row sum (1 for Phi = I; below 1 when the off-diagonal entries are
+        negative, which rewards confidence beyond the true class's log-probability),
+        "off_diagonal_mass": the mean over rows of sum_j!=y |Phi_yj|}, as floats.
 
     Raises:
         ValueError: phi is not a square matrix of at least 2 x 2.
     """
     if phi.ndim != 2 or phi.shape[0] != phi.shape[1] or phi.shape[0] < 2:
-        raise ValueError(f"phi must be a square [C, C] matrix with C >= 2, got {tuple(phi.shape)}")
+        raise ValueError("phi must be a square [C, C] matrix with C >= 2, got "
+                         f"{tuple(phi.shape)}")
     phi = phi.detach()
     eye = torch.eye(phi.shape[0], dtype=torch.bool)
     return {"diagonal": float(phi[eye].mean()), "off_diagonal": float(phi[~eye].mean()),

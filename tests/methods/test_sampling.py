@@ -10,7 +10,7 @@ from curriclab.core.models import LogisticRegression
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import chi_square_test
 from curriclab.core.training import cross_entropy_per_sample, fit, seed_everything
-from curriclab.methods.infobatch import InfoBatchSampler
+from curriclab.methods.infobatch import InfoBatchSampler, below_mean
 from curriclab.methods.sampling import (
     SGDSSampler,
     importance_weights,
@@ -334,3 +334,165 @@ def test_shard_arguments_are_checked():
         SGDSSampler(5, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="num_replicas"):
         SGDSSampler(5, num_replicas=0, rank=0)
+
+
+# --- which losses a plan reads, and when plans are made -------------------------------------------
+
+def _epoch_losses(n: int, epoch: int) -> torch.Tensor:
+    """Losses that swing from epoch to epoch (sample i alternates around its own level), so the
+    latest loss and a moving average rank the samples differently."""
+    level = torch.linspace(0.2, 2.0, n)
+    swing = torch.where(torch.arange(n) % 2 == 0, 1.5, -0.15) * (-1) ** epoch
+    return (level + swing).clamp_min(0.01)
+
+
+def _assert_identical(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Bitwise equal, NaN (never seen) where `expected` is NaN."""
+    torch.testing.assert_close(actual, expected, rtol=0.0, atol=0.0, equal_nan=True)
+
+
+def _by_hand_sgds(n, epochs, losses_seen, *, seed, transient, prune, back, uniform_mix):
+    """SGD-S's plans from the pure functions alone: one generator, `randperm` in the transient
+    epochs, then prune (from the losses seen so far) and multinomial draws."""
+    generator = _generator(seed)
+    active = torch.ones(n, dtype=torch.bool)
+    plans = []
+    for epoch in range(epochs):
+        if epoch < transient:
+            plans.append((torch.randperm(n, generator=generator), torch.ones(n)))
+            continue
+        losses = losses_seen(epoch)
+        active = prune_and_reintroduce(losses, active, prune, back, generator)
+        p = loss_probabilities(losses, active, 1.0, uniform_mix)
+        indices = torch.multinomial(p, int(active.sum()), replacement=True, generator=generator)
+        plans.append((indices, importance_weights(p)))
+    return plans
+
+
+def _run_usual_order(sampler, epochs, feed):
+    """set_epoch(e) -> iterate -> record (in batches, repeats included) -> after_epoch(e)."""
+    plans = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        plans.append((sampler.plan.indices.clone(), sampler.plan.weights.clone()))
+        drawn = torch.tensor(list(sampler), dtype=torch.long)
+        for batch in drawn.split(7):
+            sampler.objective(batch, feed(epoch)[batch])
+        sampler.after_epoch(epoch)
+    return plans
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.6])
+def test_sgds_plans_read_the_moving_average_of_the_losses(momentum):
+    """At momentum 0 every plan is the one made by hand from the last recorded losses; at
+    momentum 0.6 the one made by hand from an exponential moving average computed in a loop."""
+    n, epochs = 60, 6
+    sampler = SGDSSampler(n, 1, 0.2, 0.05, generator=_generator(21), unbiased=True,
+                          uniform_mix=0.1, momentum=momentum)
+    plans = _run_usual_order(sampler, epochs, lambda epoch: _epoch_losses(n, epoch))
+    averages, average = [], torch.full((n,), float("nan"))
+    for epoch, (indices, _) in enumerate(plans):
+        averages.append(average.clone())  # what epoch `epoch`'s plan sees
+        new = _epoch_losses(n, epoch)
+        for batch in indices.split(7):  # one step per batch that holds the sample
+            for i in set(batch.tolist()):
+                previous = new[i] if math.isnan(float(average[i])) else average[i]
+                average[i] = momentum * previous + (1.0 - momentum) * new[i]
+    expected = _by_hand_sgds(n, epochs, lambda epoch: averages[epoch], seed=21, transient=1,
+                             prune=0.2, back=0.05, uniform_mix=0.1)
+    for (indices, weights), (want_indices, want_weights) in zip(plans, expected):
+        assert torch.equal(indices, want_indices) and torch.equal(weights, want_weights)
+    _assert_identical(sampler.plan_losses, average)
+    if momentum == 0.0:  # the moving average is the last loss, bit for bit
+        _assert_identical(sampler.plan_losses, sampler.sample_losses)
+    else:
+        latest = SGDSSampler(n, 1, 0.2, 0.05, generator=_generator(21), unbiased=True,
+                             uniform_mix=0.1)
+        unsmoothed = _run_usual_order(latest, epochs, lambda epoch: _epoch_losses(n, epoch))
+        assert not all(torch.equal(a[0], b[0]) for a, b in zip(plans, unsmoothed))
+
+
+def test_repeated_indices_in_a_batch_keep_the_last_loss_in_the_average_at_momentum_zero():
+    sampler = SGDSSampler(4, generator=_generator())
+    sampler.update(torch.tensor([2, 0, 2, 2]), torch.tensor([5.0, 1.0, 3.0, 0.5]))
+    _assert_identical(sampler.plan_losses, sampler.sample_losses)
+    assert sampler.plan_losses[[0, 2]].tolist() == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.7])
+def test_infobatch_prunes_by_the_moving_average(momentum):
+    n, epochs, ratio = 50, 5, 0.5
+    sampler = InfoBatchSampler(n, total_epochs=epochs + 1, prune_ratio=ratio, delta=1.0,
+                               generator=_generator(22), momentum=momentum)
+    plans = _run_usual_order(sampler, epochs, lambda epoch: _epoch_losses(n, epoch))
+    generator, average = _generator(22), torch.full((n,), float("nan"))
+    for epoch, (indices, weights) in enumerate(plans):
+        candidates = below_mean(average)
+        dropped = candidates & (torch.rand(n, generator=generator) < ratio)
+        kept = torch.nonzero(~dropped).squeeze(1)
+        assert torch.equal(indices, kept[torch.randperm(len(kept), generator=generator)])
+        assert torch.equal(weights, torch.where(candidates & ~dropped, 1.0 / (1.0 - ratio), 1.0))
+        new = _epoch_losses(n, epoch)
+        for i in indices.tolist():  # a permutation: every kept sample is recorded once
+            previous = new[i] if math.isnan(float(average[i])) else average[i]
+            average[i] = momentum * previous + (1.0 - momentum) * new[i]
+    _assert_identical(sampler.plan_losses, average)
+    if momentum:
+        latest = InfoBatchSampler(n, total_epochs=epochs + 1, prune_ratio=ratio, delta=1.0,
+                                  generator=_generator(22))
+        unsmoothed = _run_usual_order(latest, epochs, lambda epoch: _epoch_losses(n, epoch))
+        assert not all(torch.equal(a[1], b[1]) for a, b in zip(plans, unsmoothed))
+
+
+def _snapshot(sampler):
+    return (sampler.plan.indices.clone(), sampler.plan.weights.clone(),
+            sampler.generator.get_state(), getattr(sampler, "active", torch.empty(0)).clone())
+
+
+def _poke(sampler):
+    """Everything that must only read the plan, several times over."""
+    for _ in range(3):
+        len(sampler)
+        sampler.state_dict()
+        list(sampler)
+        sampler.weights(torch.arange(sampler.num_samples))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SGDSSampler(40, 0, 0.2, 0.05, generator=_generator(30), unbiased=True),
+    lambda: SGDSSampler(40, 2, 0.3, 0.0, generator=_generator(31), num_replicas=3, rank=2),
+    lambda: InfoBatchSampler(40, total_epochs=5, generator=_generator(32), drop_last=True,
+                             num_replicas=3, rank=1),
+], ids=["sgds-no-transient", "sgds-sharded", "infobatch"])
+def test_len_state_dict_and_iteration_never_change_the_plan_or_the_generator(make):
+    """Poking a sampler (len, state_dict, iteration, weights) right after construction, after
+    recording losses and after set_epoch changes nothing: the run equals an unpoked one."""
+    n, epochs = 40, 5
+    poked, plain = make(), make()
+    _poke(poked)
+    assert all(torch.equal(a, b) for a, b in zip(_snapshot(poked), _snapshot(plain)))
+    for epoch in range(epochs):
+        for sampler in (poked, plain):
+            sampler.update(torch.arange(n), _epoch_losses(n, epoch))
+        before = _snapshot(poked)
+        _poke(poked)  # losses recorded, no set_epoch yet: the plan stays the one made before
+        assert all(torch.equal(a, b) for a, b in zip(before, _snapshot(poked)))
+        for sampler in (poked, plain):
+            sampler.set_epoch(epoch + 1)
+        _poke(poked)
+        assert all(torch.equal(a, b) for a, b in zip(_snapshot(poked), _snapshot(plain)))
+
+
+def test_the_plan_of_epoch_zero_is_made_at_construction():
+    """Epoch 0's plan is fixed when the sampler is made: losses recorded before its first use
+    do not prune it (the lazy plan of before would have pruned by them at the first len())."""
+    n = 30
+    sampler = SGDSSampler(n, 0, 0.2, 0.0, generator=_generator(40))
+    made = sampler.plan.indices.clone()
+    sampler.update(torch.arange(n), torch.linspace(3.0, 0.1, n))
+    len(sampler)
+    sampler.set_epoch(0)  # the same epoch: keeps the plan
+    assert torch.equal(sampler.plan.indices, made)
+    expected = _by_hand_sgds(n, 1, lambda epoch: torch.full((n,), float("nan")), seed=40,
+                             transient=0, prune=0.2, back=0.0, uniform_mix=0.0)
+    assert torch.equal(made, expected[0][0])

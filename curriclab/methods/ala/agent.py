@@ -51,18 +51,45 @@ __all__ = [
 
 
 class FixedPhiRule(SampleMethod):
-    """-sigmoid(y^T Phi log p) with Phi held fixed (Phi = I is ALA's starting point without a controller)."""
+    """-sigmoid(y^T Phi log p) with Phi held fixed (Phi = I: ALA's starting point, no controller).
+
+    Args:
+        phi: [C, C] the loss matrix (kept as given, not copied).
+    """
 
     def __init__(self, phi: Tensor):
         self.phi = phi
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """The batch's per-sample dynamic losses under the fixed Phi.
+
+        Args:
+            output: [B, C] the student's logits.
+            target: [B] integer classes in [0, C).
+            index: [B] dataset indices (unused: the rule is the same for every sample).
+
+        Returns:
+            [B] losses in [-1, 0], differentiable in `output`.
+
+        Raises:
+            ValueError: mis-shaped input or a target out of range (as `dynamic_loss`).
+        """
         return dynamic_loss(output, target, self.phi, reduction="none")
 
 
 def validation_log_probs(model: nn.Module, data: IndexedDataset, batch_size: int = 4096) -> Tensor:
-    """log p(. | x) [N, C] of the model (in eval mode) on every sample of `data`, in index order."""
-    chunks = [F.log_softmax(output, dim=1) for _, output, _ in eval_outputs(model, data, batch_size)]
+    """The model's log-probabilities on every sample of `data`, in index order.
+
+    Args:
+        model: the classifier (evaluated in eval mode without gradients, then restored).
+        data: the samples to evaluate.
+        batch_size: samples per forward, >= 1.
+
+    Returns:
+        [N, C] log-probabilities ([0, 0] for empty data).
+    """
+    chunks = [F.log_softmax(output, dim=1)
+              for _, output, _ in eval_outputs(model, data, batch_size)]
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
@@ -90,7 +117,8 @@ def pair_errors(log_probs: Tensor, targets: Tensor, pairs: Tensor) -> Tensor:
     classes = log_probs.shape[1]
     wrong = (log_probs.argmax(1) != targets).double()
     errors = torch.zeros(classes, dtype=torch.float64).index_add_(0, targets, wrong)
-    counts = torch.zeros(classes, dtype=torch.float64).index_add_(0, targets, torch.ones_like(wrong))
+    counts = torch.zeros(classes, dtype=torch.float64).index_add_(0, targets,
+                                                                  torch.ones_like(wrong))
     i, j = pairs
     same = i == j
     total_errors = torch.where(same, errors[i], errors[i] + errors[j])
@@ -117,19 +145,23 @@ class AlignmentAgent(SampleMethod):
     """The ALA loop around a student: loss with the current Phi; after every step, the validation
     error; every `interval` (K) steps a reward, a controller update and a new action on Phi.
 
-    Decision t: state s_t from the validation statistics, action a_t moves Phi, the student takes K
-    steps, then M_{t+1} = discounted validation error over those K steps and r_t = sign(M_t - M_{t+1}).
-    Args:
-        model: the student, whose validation error is measured after each step.
-        matrix: Phi and its bounds. controller: the policy and its learning rule.
-        validation: the split the metric is measured on (never test).
-        total_steps: the student's step budget, used for the progress feature.
-        interval: K, student steps between decisions. gamma: the metric's discount.
-        credit: "joint" (one reward sign(M_t - M_{t+1}) for all pairs, the paper's) or "pair"
-            (the same reward computed per pair on the validation samples of its two classes).
+    Decision t: state s_t from the validation statistics, action a_t moves Phi, the student takes
+    K steps, then M_{t+1} = discounted validation error over those K steps and
+    r_t = sign(M_t - M_{t+1}).
 
     History: `rewards` and `advantages` hold 0-d tensors ("joint") or [P] tensors ("pair");
     `actions` holds the [P] action indices of every decision.
+
+    Args:
+        model: the student, whose validation error is measured after each step.
+        matrix: Phi and its bounds.
+        controller: the policy and its learning rule.
+        validation: the split the metric is measured on (never test); not empty.
+        total_steps: the student's step budget (>= 1), used for the progress feature.
+        interval: K >= 1, student steps between decisions.
+        gamma: the metric's discount, in (0, 1].
+        credit: "joint" (one reward sign(M_t - M_{t+1}) for all pairs, the paper's) or "pair"
+            (the same reward computed per pair on the validation samples of its two classes).
 
     Raises:
         ValueError: a bad interval, budget, gamma or credit, or an empty validation split.
@@ -171,9 +203,27 @@ class AlignmentAgent(SampleMethod):
         self.history = AlignmentHistory()
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """The batch's per-sample dynamic losses under the current Phi.
+
+        Args:
+            output: [B, C] the student's logits.
+            target: [B] integer classes in [0, C).
+            index: [B] dataset indices (unused: the rule is the same for every sample).
+
+        Returns:
+            [B] losses in [-1, 0], differentiable in `output`.
+
+        Raises:
+            ValueError: mis-shaped input or a target out of range (as `dynamic_loss`).
+        """
         return dynamic_loss(output, target, self.matrix.phi, reduction="none")
 
     def after_step(self) -> None:
+        """Count the step, measure the validation error, and `decide` every `interval` steps.
+
+        Raises:
+            ValueError: from `decide`, if the validation log-probabilities are not finite.
+        """
         self.steps += 1
         log_probs = validation_log_probs(self.model, self.validation)
         if self.credit == "joint":
@@ -185,6 +235,9 @@ class AlignmentAgent(SampleMethod):
 
     def decide(self, log_probs: Tensor) -> None:
         """Close the current window: reward the pending action, then take a new one.
+
+        Args:
+            log_probs: [N, C] the student's validation log-probabilities now.
 
         Raises:
             ValueError: the validation log-probabilities hold NaN or inf (the student diverged);
@@ -201,7 +254,8 @@ class AlignmentAgent(SampleMethod):
             self.history.rewards.append(reward)
             self.history.advantages.append(self.controller.observe(*self.pending, reward))
         confusion = confusion_statistics(log_probs, self.validation.targets)
-        features = pair_features(confusion, self.matrix.phi, min(self.steps / self.total_steps, 1.0))
+        progress = min(self.steps / self.total_steps, 1.0)
+        features = pair_features(confusion, self.matrix.phi, progress)
         actions = self.controller.act(features)
         with torch.no_grad():
             probs = self.controller.distribution(features).probs
@@ -215,8 +269,12 @@ class AlignmentAgent(SampleMethod):
         self.history.actions.append(actions.clone())
 
     def state_dict(self) -> dict:
-        """Matrix, controller, step count, open window, pending decision and the history (as a
-        dict of lists): plain values that `torch.load(..., weights_only=True)` restores."""
+        """Matrix, controller, step count, open window, pending decision and the history.
+
+        Returns:
+            {"matrix", "controller", "steps", "window", "previous_metric", "pending", "history" (a
+            dict of lists)}: plain values that `torch.load(..., weights_only=True)` restores.
+        """
         return {
             "matrix": self.matrix.state_dict(),
             "controller": self.controller.state_dict(),
@@ -231,6 +289,9 @@ class AlignmentAgent(SampleMethod):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict()` returned, for an agent of the same interval and classes.
 
         Raises:
             TypeError: `state` is not a dict.
@@ -288,6 +349,19 @@ class TeacherRule(SampleMethod):
     At every step the teacher maps the student's running state (progress, moving averages of the
     minibatch loss and error, the latest dev error) to Phi_t and a bias; as in notebook 06's loop,
     the dev error is measured on a random validation batch of `dev_batch` every `interval` steps.
+
+    Args:
+        model: the student, evaluated on the validation batches.
+        teacher: the frozen teacher (called without gradients).
+        validation: the split the dev error is measured on; not empty.
+        total_steps: the student's step budget (>= 1), for the progress feature.
+        interval: >= 1 steps between dev measurements.
+        dev_batch: >= 1 validation samples per measurement.
+        seed: seeds the validation draws (with seed + 1).
+
+    Raises:
+        ValueError: `interval` or `dev_batch` < 1, `total_steps` < 1, or an empty validation
+            split.
     """
 
     def __init__(
@@ -313,22 +387,45 @@ class TeacherRule(SampleMethod):
         self.generator = torch.Generator().manual_seed(seed + 1)
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """The batch's per-sample dynamic losses under the teacher's (Phi_t, bias); counts one step.
+
+        Args:
+            output: [B, C] the student's logits.
+            target: [B] integer classes in [0, C).
+            index: [B] dataset indices (unused: the rule is the same for every sample).
+
+        Returns:
+            [B] losses in [-1, 0], differentiable in `output` (not in the teacher).
+
+        Raises:
+            ValueError: a logit is NaN or infinite, or mis-shaped input.
+        """
         with torch.no_grad():
             phi, bias = self.teacher(self.observer.features())
         self.observer.record_train(output.detach(), target)
         return dynamic_loss(output, target, phi, bias, reduction="none")
 
     def after_step(self) -> None:
+        """Every `interval` steps: the student's error on a random validation batch, recorded."""
         if self.observer.step % self.interval == 0:
-            chosen = torch.randperm(len(self.validation), generator=self.generator)[: self.dev_batch]
+            chosen = torch.randperm(len(self.validation),
+                                    generator=self.generator)[: self.dev_batch]
             log_probs = validation_log_probs(self.model, self.validation.subset(chosen))
             self.observer.record_dev(error_rate(log_probs, self.validation.targets[chosen]))
 
     def state_dict(self) -> dict:
+        """The rule's state.
+
+        Returns:
+            {"observer": `StudentObserver.state_dict()`, "generator": its uint8 state}.
+        """
         return {"observer": self.observer.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict()` returned.
 
         Raises:
             TypeError: `state` is not a dict.

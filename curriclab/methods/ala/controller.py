@@ -1,4 +1,4 @@
-"""The ALA loss controller: one small policy network shared by every class pair, trained by REINFORCE.
+"""The ALA loss controller: one small policy network for all class pairs, trained by REINFORCE.
 
 At each decision the controller sees one feature row per class pair
 (`curriclab.methods.ala.statistics.pair_features`), samples one of three actions per pair (-beta,
@@ -8,9 +8,9 @@ baseline b (a moving average of past rewards) lowers the variance without adding
 go to a replay memory and each update uses a random handful of them, as in Algorithm 1 of Huang et
 al. (2019).
 
-Huang et al.'s estimator sums (r_k - b_k) over the rest of the episode; here each action is credited
-with its own reward only, because the reward sign(M_t - M_{t+1}) already measures what happened
-during the K student steps that followed that action.
+Huang et al.'s estimator sums (r_k - b_k) over the rest of the episode; here each action is
+credited with its own reward only, because the reward sign(M_t - M_{t+1}) already measures what
+happened during the K student steps that followed that action.
 
 Why the learning rule has more options than the paper states (notebook 07, issue 23). With the
 paper's single +-1 reward per decision shared by every class pair, a moving-average baseline and
@@ -66,9 +66,11 @@ def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
         ValueError: log_probs is not a non-empty 1-D tensor, or advantages has another shape.
     """
     if log_probs.ndim != 1 or log_probs.numel() == 0:
-        raise ValueError(f"log_probs must be a non-empty 1-D tensor, got shape {tuple(log_probs.shape)}")
+        raise ValueError("log_probs must be a non-empty 1-D tensor, got shape "
+                         f"{tuple(log_probs.shape)}")
     if advantages.shape != log_probs.shape:
-        raise ValueError(f"advantages must have shape {tuple(log_probs.shape)}, got {tuple(advantages.shape)}")
+        raise ValueError(f"advantages must have shape {tuple(log_probs.shape)}, "
+                         f"got {tuple(advantages.shape)}")
     return -(log_probs * advantages.detach()).mean()
 
 
@@ -108,7 +110,8 @@ class LossController:
         normalize: bool = True,
     ):
         if num_features < 1 or hidden < 1:
-            raise ValueError(f"num_features and hidden must be >= 1, got {num_features} and {hidden}")
+            raise ValueError(f"num_features and hidden must be >= 1, got {num_features} and "
+                             f"{hidden}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not 0.0 <= baseline_momentum < 1.0:
@@ -150,13 +153,32 @@ class LossController:
             )
 
     def distribution(self, features: Tensor) -> Categorical:
-        """pi(. | s) for each row of features [P, F]: a Categorical over the actions, batch [P]."""
+        """pi(. | s) for each row of the features: a Categorical over the actions.
+
+        Args:
+            features: [P, F] pair features (F = `num_features`).
+
+        Returns:
+            A `Categorical` with batch shape [P] over len(ACTION_STEPS) actions, differentiable in
+            the policy's parameters.
+
+        Raises:
+            ValueError: `features` is not [P, num_features].
+        """
         self._check_features(features)
         return Categorical(logits=self.policy(features))
 
     @torch.no_grad()
     def act(self, features: Tensor) -> Tensor:
         """Sample one action index per row (0 = -beta, 1 = keep, 2 = +beta) from the policy.
+
+        Draws from the controller's own generator (the global RNG is not touched).
+
+        Args:
+            features: [P, F] pair features.
+
+        Returns:
+            [P] int64 action indices in [0, len(ACTION_STEPS)).
 
         Raises:
             ValueError: features are mis-shaped or not finite (nothing is drawn then).
@@ -216,7 +238,11 @@ class LossController:
 
     def update(self) -> float:
         """One optimizer step on the policy-gradient loss (minus the entropy bonus) over a random
-        batch from the replay memory; returns that loss (0.0 with an empty memory)."""
+        batch of `replay_batch` transitions from the replay memory.
+
+        Returns:
+            That loss as a float (0.0, and no step, with an empty memory).
+        """
         if not self.memory:
             return 0.0
         count = min(self.replay_batch, len(self.memory))
@@ -241,7 +267,12 @@ class LossController:
         return float(loss.detach())
 
     def state_dict(self) -> dict:
-        """Policy, optimizer, baseline, reward variance, replay memory and generator state."""
+        """Policy, optimizer, baseline, reward variance, replay memory and generator state.
+
+        Returns:
+            {"policy", "optimizer", "baseline", "reward_variance", "memory": [(features, actions,
+            advantage), ...], "generator"}, all copies.
+        """
         return {
             "policy": {k: v.clone() for k, v in self.policy.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -252,8 +283,11 @@ class LossController:
         }
 
     def check_state(self, state: dict, prefix: str = "") -> None:
-        """Every check of `load_state_dict`, changing nothing (`prefix`: this controller's dotted
-        key inside an outer state, for messages).
+        """Every check of `load_state_dict`, changing nothing.
+
+        Args:
+            state: what `state_dict()` returned.
+            prefix: this controller's dotted key inside an outer state, for messages.
 
         Raises:
             TypeError: `state` is not a dict.
@@ -309,7 +343,14 @@ class LossController:
         check_generator_state(state, "generator", owner, name=key("generator"))
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what `state_dict` saved, validated by `check_state` before anything changes."""
+        """Restore what `state_dict` saved, validated by `check_state` before anything changes.
+
+        Args:
+            state: what `state_dict()` returned, for a controller of the same sizes and optimizer.
+
+        Raises:
+            TypeError, ValueError: as `check_state`.
+        """
         self.check_state(state)
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.policy.load_state_dict(state["policy"])

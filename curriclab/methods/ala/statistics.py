@@ -1,9 +1,9 @@
 """Adaptive loss alignment (ALA, Huang et al., ICML 2019): the signals and the loss matrix.
 
-ALA trains a classifier with the loss -sigmoid(y^T Phi_t log p) (`curriclab.methods.dynamic_loss`) and lets a
-reinforcement-learned controller nudge Phi_t while the classifier trains, rewarding it when a
-validation metric improves. This module holds the pieces that involve no learning, each a pure
-function that can be checked alone, plus `LossMatrix`, the bounded, symmetric Phi_t that the
+ALA trains a classifier with the loss -sigmoid(y^T Phi_t log p) (`curriclab.methods.dynamic_loss`)
+and lets a reinforcement-learned controller nudge Phi_t while the classifier trains, rewarding it
+when a validation metric improves. This module holds the pieces that involve no learning, each a
+pure function that can be checked alone, plus `LossMatrix`, the bounded, symmetric Phi_t that the
 controller's actions move:
 
 - `confusion_statistics`: C[i, j] = mean of -log p_j over the validation samples of class i;
@@ -49,18 +49,33 @@ probability to zero instead of classifying; large positive entries saturate the 
 p_j makes the score very negative), so they stay small too."""
 
 
-def confusion_statistics(log_probs: Tensor, targets: Tensor, empty_value: float = math.nan) -> Tensor:
-    """C[i, j] = mean of -log p_j over the samples whose label is i, for log-probabilities [N, C].
+def confusion_statistics(log_probs: Tensor, targets: Tensor,
+                         empty_value: float = math.nan) -> Tensor:
+    """C[i, j] = mean of -log p_j over the samples whose label is i.
 
-    Row i says how much probability the model puts on each class j for inputs of class i: a large
-    C[i, j] (i != j) means class i is rarely confused with j. Rows of classes with no sample hold
-    `empty_value` (NaN by default, so that an absent class cannot pass for a real statistic).
+    Row i says how much probability the model puts on each class j for inputs of class i: a
+    large C[i, j] (i != j) means class i is rarely confused with j.
+
+    Args:
+        log_probs: [N, C] log-probabilities (detached here).
+        targets: [N] integer labels in [0, C).
+        empty_value: the rows of classes with no sample (NaN by default, so that an absent
+            class cannot pass for a real statistic).
+
+    Returns:
+        [C, C] statistics >= 0 (or `empty_value`), in the dtype of `log_probs`.
+
+    Raises:
+        ValueError: `log_probs` is not 2-D, `targets` has another length, or a label lies
+            outside [0, C).
+        TypeError: `targets` is not an integer tensor.
     """
     if log_probs.ndim != 2:
         raise ValueError(f"log_probs must have shape [N, C], got {tuple(log_probs.shape)}")
     classes = log_probs.shape[1]
     if targets.shape != log_probs.shape[:1]:
-        raise ValueError(f"targets must have shape ({log_probs.shape[0]},), got {tuple(targets.shape)}")
+        raise ValueError(f"targets must have shape ({log_probs.shape[0]},), "
+                         f"got {tuple(targets.shape)}")
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise TypeError(f"targets must be integer class labels, got {targets.dtype}")
     if targets.numel() and (targets.min() < 0 or targets.max() >= classes):
@@ -75,7 +90,17 @@ def confusion_statistics(log_probs: Tensor, targets: Tensor, empty_value: float 
 
 
 def class_pairs(num_classes: int) -> Tensor:
-    """The [2, P] index pairs (i, j) with i <= j, P = C (C + 1) / 2: one controller decision each."""
+    """The class pairs (i, j) with i <= j: one controller decision each.
+
+    Args:
+        num_classes: C >= 1.
+
+    Returns:
+        [2, P] int64 row and column indices, P = C (C + 1) / 2, in `torch.triu_indices` order.
+
+    Raises:
+        ValueError: `num_classes` < 1.
+    """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     return torch.triu_indices(num_classes, num_classes)
@@ -85,13 +110,25 @@ def pair_features(confusion: Tensor, phi: Tensor, progress: float) -> Tensor:
     """The controller's state, one row per class pair (i <= j), all pairs sharing one policy.
 
     Row = (C[i, j], C[j, i]) divided by log C (so 1.0 means "as unsure as a uniform guess"),
-    Phi[i, j], training progress in [0, 1], and 1.0 on the diagonal pairs (0.0 elsewhere).
-    NaN statistics (classes absent from the validation set) count as a uniform guess.
+    Phi[i, j], training progress, and 1.0 on the diagonal pairs (0.0 elsewhere). NaN
+    statistics (classes absent from the validation set) count as a uniform guess.
+
+    Args:
+        confusion: [C, C] `confusion_statistics`.
+        phi: [C, C] the current loss matrix.
+        progress: the share of training done, in [0, 1].
+
+    Returns:
+        [P, NUM_PAIR_FEATURES] float32 features, rows in `class_pairs(C)` order.
+
+    Raises:
+        ValueError: `confusion` or `phi` is not square [C, C], or `progress` outside [0, 1].
     """
     classes = confusion.shape[0]
     if confusion.shape != (classes, classes) or phi.shape != (classes, classes):
         raise ValueError(
-            f"confusion and phi must both be square [C, C]; got {tuple(confusion.shape)} and {tuple(phi.shape)}"
+            f"confusion and phi must both be square [C, C]; got {tuple(confusion.shape)} and "
+            f"{tuple(phi.shape)}"
         )
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"progress must lie in [0, 1], got {progress}")
@@ -115,6 +152,16 @@ def discounted_metric(values: Sequence[float] | Tensor, gamma: float) -> float:
 
     The newest value weighs 1 and older ones fade by gamma per step, which smooths the noisy
     step-to-step validation metric while favouring where training is now.
+
+    Args:
+        values: K >= 1 metric values, oldest first.
+        gamma: the discount, in (0, 1].
+
+    Returns:
+        M, a float.
+
+    Raises:
+        ValueError: `values` is empty or `gamma` outside (0, 1].
     """
     values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
     if values.numel() == 0:
@@ -128,7 +175,16 @@ def discounted_metric(values: Sequence[float] | Tensor, gamma: float) -> float:
 def alignment_reward(previous: float, current: float, higher_is_better: bool = False) -> float:
     """sign(previous - current) for a lower-is-better metric (error), the opposite sign otherwise.
 
-    +1 when the discounted metric improved over the last K steps, -1 when it got worse, 0 if equal.
+    Args:
+        previous: the discounted metric before the last K steps.
+        current: the discounted metric after them.
+        higher_is_better: the metric is an accuracy-like one.
+
+    Returns:
+        +1.0 when the metric improved, -1.0 when it got worse, 0.0 if equal.
+
+    Raises:
+        ValueError: `previous` or `current` is NaN.
     """
     if math.isnan(previous) or math.isnan(current):
         raise ValueError(f"previous and current must be numbers, got {previous} and {current}")
@@ -143,6 +199,16 @@ class LossMatrix:
     always rewards the right class); off-diagonal entries Phi[i, j] = Phi[j, i] (within
     `off_diagonal_range`) reward (> 0) or punish (< 0) probability put on the other class.
     An action per class pair i <= j adds beta * (-1, 0 or +1) to Phi[i, j] and Phi[j, i] together.
+
+    Args:
+        num_classes: C >= 2.
+        beta: the step of one action, > 0.
+        diagonal_range, off_diagonal_range: (low, high) bounds, low <= high.
+        initial: [C, C] symmetric starting Phi within the bounds (default: the identity).
+
+    Raises:
+        ValueError: `num_classes` < 2, `beta` <= 0, a range with low > high, or an `initial`
+            that is mis-shaped, not symmetric or outside the bounds.
     """
 
     def __init__(
@@ -157,7 +223,8 @@ class LossMatrix:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if not beta > 0:
             raise ValueError(f"beta must be > 0, got {beta}")
-        for name, (low, high) in (("diagonal_range", diagonal_range), ("off_diagonal_range", off_diagonal_range)):
+        for name, (low, high) in (("diagonal_range", diagonal_range),
+                                  ("off_diagonal_range", off_diagonal_range)):
             if not low <= high:
                 raise ValueError(f"{name} must be (low, high) with low <= high, got {(low, high)}")
         self.num_classes = num_classes
@@ -166,12 +233,14 @@ class LossMatrix:
         self.lower = torch.where(eye, float(diagonal_range[0]), float(off_diagonal_range[0]))
         self.upper = torch.where(eye, float(diagonal_range[1]), float(off_diagonal_range[1]))
         self.pairs = class_pairs(num_classes)
-        phi = torch.eye(num_classes) if initial is None else torch.as_tensor(initial, dtype=torch.float32)
+        phi = (torch.eye(num_classes) if initial is None
+               else torch.as_tensor(initial, dtype=torch.float32))
         self.phi = self._checked(phi, "initial")
 
     def _checked(self, phi: Tensor, name: str) -> Tensor:
         if phi.shape != (self.num_classes, self.num_classes):
-            raise ValueError(f"{name} must have shape ({self.num_classes}, {self.num_classes}), got {tuple(phi.shape)}")
+            raise ValueError(f"{name} must have shape ({self.num_classes}, {self.num_classes}), "
+                             f"got {tuple(phi.shape)}")
         if not torch.equal(phi, phi.T):
             raise ValueError(f"{name} must be symmetric")
         if (phi < self.lower).any() or (phi > self.upper).any():
@@ -180,19 +249,33 @@ class LossMatrix:
 
     @property
     def num_pairs(self) -> int:
+        """P = C (C + 1) / 2, the number of class pairs (one action each)."""
         return self.pairs.shape[1]
 
     def apply(self, actions: Tensor) -> Tensor:
-        """Move Phi by one action per pair (indices into ACTION_STEPS: 0 = -beta, 1 = keep, 2 = +beta).
+        """Move Phi by one action per pair.
 
         Both Phi[i, j] and Phi[j, i] receive the same step, then every entry is clamped to its
-        bounds, so Phi stays symmetric and bounded whatever the actions. Returns the new Phi.
+        bounds, so Phi stays symmetric and bounded whatever the actions.
+
+        Args:
+            actions: [P] integer indices into ACTION_STEPS (0 = -beta, 1 = keep, 2 = +beta), in
+                `class_pairs` order.
+
+        Returns:
+            The new [C, C] Phi (the `phi` attribute itself).
+
+        Raises:
+            ValueError: `actions` has another shape or an index outside [0, 3).
+            TypeError: `actions` is not an integer tensor.
         """
         actions = torch.as_tensor(actions)
         if actions.shape != (self.num_pairs,):
-            raise ValueError(f"actions must have shape ({self.num_pairs},), got {tuple(actions.shape)}")
+            raise ValueError(f"actions must have shape ({self.num_pairs},), "
+                             f"got {tuple(actions.shape)}")
         if actions.dtype.is_floating_point or actions.dtype == torch.bool:
-            raise TypeError(f"actions must be integer indices into ACTION_STEPS, got {actions.dtype}")
+            raise TypeError("actions must be integer indices into ACTION_STEPS, "
+                            f"got {actions.dtype}")
         if actions.numel() and (actions.min() < 0 or actions.max() >= len(ACTION_STEPS)):
             raise ValueError(f"actions must lie in [0, {len(ACTION_STEPS)})")
         steps = self.beta * torch.tensor(ACTION_STEPS)[actions]
@@ -204,11 +287,20 @@ class LossMatrix:
         return self.phi
 
     def state_dict(self) -> dict:
-        return {"phi": self.phi.clone(), "beta": self.beta, "lower": self.lower.clone(), "upper": self.upper.clone()}
+        """The matrix's state, as copies.
+
+        Returns:
+            {"phi": [C, C], "beta": float, "lower": [C, C], "upper": [C, C]}.
+        """
+        return {"phi": self.phi.clone(), "beta": self.beta, "lower": self.lower.clone(),
+                "upper": self.upper.clone()}
 
     def check_state(self, state: dict, prefix: str = "") -> None:
-        """Every check of `load_state_dict`, changing nothing (`prefix`: this matrix's dotted key
-        inside an outer state, for messages).
+        """Every check of `load_state_dict`, changing nothing.
+
+        Args:
+            state: what `state_dict()` returned.
+            prefix: this matrix's dotted key inside an outer state, for messages.
 
         Raises:
             TypeError: `state` is not a dict.
@@ -237,7 +329,14 @@ class LossMatrix:
             raise ValueError(f"{owner}.load_state_dict: state key {error}") from None
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a `state_dict()`, validated by `check_state` before anything changes."""
+        """Restore a `state_dict()`, validated by `check_state` before anything changes.
+
+        Args:
+            state: what `state_dict()` returned.
+
+        Raises:
+            TypeError, ValueError: as `check_state`.
+        """
         self.check_state(state)
         self.beta = float(state["beta"])
         self.phi = state["phi"].clone()

@@ -14,6 +14,9 @@ __all__ = ["check_batch", "check_samples_independent", "model_losses", "row_norm
 def trainable(model: nn.Module) -> list[nn.Parameter]:
     """The parameters of `model` whose gradient is measured.
 
+    Args:
+        model: any module.
+
     Returns:
         The parameters with requires_grad, in `model.parameters()` order.
     """

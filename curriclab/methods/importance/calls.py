@@ -53,7 +53,13 @@ class CallRecorder:
             handle.remove()
 
     def checked_calls(self, batch: int) -> list[Call]:
-        """The recorded calls.
+        """The recorded calls, after checking that they can stand for the layers' gradients.
+
+        Args:
+            batch: B, the batch size every call's input must carry along dim 0.
+
+        Returns:
+            The recorded `Call`s, in forward order.
 
         Raises:
             NotCovered: a covered layer's parameters were used without calling it, a call's input

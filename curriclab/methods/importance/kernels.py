@@ -43,6 +43,9 @@ STRATEGIES = ("auto", "outer", "gram")
 def check_strategy(strategy: str) -> None:
     """Check a `strategy` argument.
 
+    Args:
+        strategy: the value given.
+
     Raises:
         ValueError: naming `strategy` unless it is one of `STRATEGIES`.
     """

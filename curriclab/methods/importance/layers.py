@@ -55,7 +55,24 @@ class LayerNormFn(Protocol):
     def __call__(
         self, layer: nn.Module, inputs: list[Tensor], out_grads: list[Tensor], *, strategy: str,
         batch_grads: dict[nn.Parameter, Tensor] | None,
-    ) -> Tensor: ...
+    ) -> Tensor:
+        """A layer's per-sample squared gradient norms from one forward and one backward.
+
+        Args:
+            layer: the registered layer.
+            inputs: each call's input [B, ...] (detached).
+            out_grads: the summed-loss gradient w.r.t. each call's output [B, ...].
+            strategy: "auto", "outer" or "gram" (`kernels.STRATEGIES`).
+            batch_grads: None, or a dict to fill with the summed-loss gradient of each of the
+                layer's trainable parameters.
+
+        Returns:
+            [B] squared norms >= 0 over the layer's trainable parameters.
+
+        Raises:
+            ValueError: an unknown `strategy`.
+        """
+        ...
 
 
 @dataclass(frozen=True)

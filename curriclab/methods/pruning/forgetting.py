@@ -184,9 +184,14 @@ class ForgettingEvents(SampleMethod):
         return presented
 
     def scores(self) -> Tensor:
-        """Each sample's forgetting score, float64 [num_samples]: its number of forgetting events,
-        or, for a never-learned sample, the largest number of presentations of any sample (the
-        number of epochs in plain epoch-wise training; see the module docstring).
+        """Each sample's forgetting score.
+
+        Its number of forgetting events, or, for a never-learned sample, the largest number of
+        presentations of any sample (the number of epochs in plain epoch-wise training; see the
+        module docstring).
+
+        Returns:
+            [num_samples] float64 scores >= 0.
 
         Raises:
             ValueError: some sample has never been presented (its score would be unknown).
@@ -204,6 +209,9 @@ class ForgettingEvents(SampleMethod):
     def never_forgotten_fraction(self) -> float:
         """Share of the presented samples that were learned and never forgotten.
 
+        Returns:
+            A float in [0, 1].
+
         Raises:
             ValueError: no sample has been presented.
         """
@@ -214,6 +222,9 @@ class ForgettingEvents(SampleMethod):
     def never_learned_fraction(self) -> float:
         """Share of the presented samples never classified correctly at any presentation.
 
+        Returns:
+            A float in [0, 1].
+
         Raises:
             ValueError: no sample has been presented.
         """
@@ -223,12 +234,20 @@ class ForgettingEvents(SampleMethod):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
-        """`num_samples` and the four per-sample tensors (copies)."""
+        """`num_samples` and the four per-sample tensors (copies).
+
+        Returns:
+            {"num_samples", "presentations", "forgetting_events", "last_correct", "learned"}, each
+            tensor [num_samples].
+        """
         state = {name: getattr(self, name).clone() for name in _STATE_DTYPES}
         return {"num_samples": self.num_samples, **state}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()`, validated completely before anything changes.
+
+        Args:
+            state: what `state_dict()` returned, for the same `num_samples`.
 
         Raises:
             TypeError: `state` is not a dict.

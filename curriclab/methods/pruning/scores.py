@@ -49,18 +49,51 @@ Measure = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 
 def el2n_norms(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """EL2N of a batch: ||softmax(model(x)) - onehot(y)||_2 per sample, [B]."""
+    """EL2N of a batch: ||softmax(model(x)) - onehot(y)||_2 per sample.
+
+    Args:
+        model: a model whose samples do not interact (see `check_samples_independent`).
+        x: [B, ...] inputs.
+        y: [B] integer classes.
+
+    Returns:
+        [B] norms in [0, sqrt(2)], detached (parameters and .grad untouched).
+
+    Raises:
+        TypeError, ValueError: as `output_grad_norms` (a bad batch, a batch-coupling layer).
+    """
     return output_grad_norms(model, x, y)
 
 
 def grand_norms(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """GraNd of a batch: the L2 norm over all trainable parameters of each sample's
-    cross-entropy gradient, [B]."""
+    """GraNd of a batch: the L2 norm over all trainable parameters of each sample's cross-entropy
+    gradient.
+
+    Args:
+        model: a model whose samples do not interact (see `check_samples_independent`).
+        x: [B, ...] inputs.
+        y: [B] integer classes.
+
+    Returns:
+        [B] norms >= 0, detached (parameters and .grad untouched).
+
+    Raises:
+        TypeError, ValueError: as `per_sample_grad_norms`.
+    """
     return per_sample_grad_norms(model, x, y)
 
 
 def loss_values(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Per-sample cross-entropy of a batch, [B]."""
+    """Per-sample cross-entropy of a batch, without gradients.
+
+    Args:
+        model: a model whose samples do not interact (see `check_samples_independent`).
+        x: [B, ...] inputs.
+        y: [B] integer classes.
+
+    Returns:
+        [B] losses >= 0.
+    """
     with torch.no_grad():
         return cross_entropy_per_sample(model(x), y)
 
@@ -184,8 +217,17 @@ def el2n_scores(
     models: Iterable[nn.Module], data: IndexedDataset, *, batch_size: int = 500,
     group: dist.ProcessGroup | None = None,
 ) -> Tensor:
-    """EL2N averaged over models trained briefly (Paul et al. score "a few epochs into
-    training"); `averaged_scores(models, data, "el2n", ...)`."""
+    """EL2N averaged over models trained briefly (Paul et al. score "a few epochs into training").
+
+    Args:
+        models, data, batch_size, group: as `averaged_scores`.
+
+    Returns:
+        [len(data)] float64 mean EL2N scores, identical on every rank.
+
+    Raises:
+        ValueError: `models` is empty; otherwise as `score_dataset`.
+    """
     return averaged_scores(models, data, "el2n", batch_size=batch_size, group=group)
 
 
@@ -193,14 +235,29 @@ def grand_scores(
     models: Iterable[nn.Module], data: IndexedDataset, *, batch_size: int = 500,
     group: dist.ProcessGroup | None = None,
 ) -> Tensor:
-    """GraNd averaged over models at (or near) initialisation, one per seed;
-    `averaged_scores(models, data, "grand", ...)`."""
+    """GraNd averaged over models at (or near) initialisation, one per seed.
+
+    Args:
+        models, data, batch_size, group: as `averaged_scores`.
+
+    Returns:
+        [len(data)] float64 mean GraNd scores, identical on every rank.
+
+    Raises:
+        ValueError: `models` is empty; otherwise as `score_dataset`.
+    """
     return averaged_scores(models, data, "grand", batch_size=batch_size, group=group)
 
 
 def random_scores(num_samples: int, seed: int) -> Tensor:
-    """The control: float64 scores drawn uniformly from [0, 1) by a generator seeded with `seed`
-    (the same on every rank and every call with the same seed).
+    """The control: scores drawn uniformly from [0, 1) by a generator seeded with `seed`.
+
+    Args:
+        num_samples: N >= 0.
+        seed: the generator's seed (the same scores on every rank and every call).
+
+    Returns:
+        [N] float64 scores in [0, 1).
 
     Raises:
         TypeError: num_samples or seed is not an int.

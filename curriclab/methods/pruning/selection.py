@@ -63,6 +63,13 @@ def rank_by_score(scores: Tensor, *, descending: bool = True,
 def kept_count(num_samples: int, fraction: float) -> int:
     """How many of `num_samples` a kept `fraction` means: the nearest integer, halves rounded up.
 
+    Args:
+        num_samples: N >= 0.
+        fraction: the share kept, in [0, 1].
+
+    Returns:
+        An int in [0, N]: min(N, floor(fraction * N + 0.5)).
+
     Raises:
         TypeError: fraction is not a number.
         ValueError: fraction outside [0, 1].
