@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import math
 
 import pytest
@@ -22,6 +21,7 @@ from curriclab.methods.batch_selection import (
     chosen_count,
     selection_order,
 )
+from tests.helpers.state import weights_only_round_trip
 
 
 def _reference_loss(logits: list[float], label: int) -> float:
@@ -142,17 +142,10 @@ def test_non_finite_inputs_are_refused():
         RhoLossSelection(torch.zeros(10), 3, 10).select(*_batch(n=10))
 
 
-def _round_trip(state: dict) -> dict:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def test_state_dicts_round_trip_and_bad_states_are_refused_unchanged():
     rho = RhoLossSelection(torch.arange(5.0), 2, 4)
     other = RhoLossSelection(torch.zeros(5), 1, 3)
-    other.load_state_dict(_round_trip(rho.state_dict()))
+    other.load_state_dict(weights_only_round_trip(rho.state_dict()))
     assert torch.equal(other.irreducible_losses, torch.arange(5.0))
     assert (other.k, other.batch_size) == (2, 4)
     bad = {**rho.state_dict(), "irreducible_losses": torch.tensor([0.0, 1.0, float("nan"), 0, 0])}
@@ -170,7 +163,7 @@ def test_state_dicts_round_trip_and_bad_states_are_refused_unchanged():
     batch = _batch(n=10)
     uniform.select(*batch)
     resumed = UniformSelection(3, 10, seed=99)
-    resumed.load_state_dict(_round_trip(uniform.state_dict()))
+    resumed.load_state_dict(weights_only_round_trip(uniform.state_dict()))
     assert all(torch.equal(uniform.select(*batch), resumed.select(*batch)) for _ in range(5))
     with pytest.raises(ValueError, match="'generator'"):
         resumed.load_state_dict({**uniform.state_dict(), "generator": torch.zeros(3)})

@@ -3,9 +3,7 @@ and by chi-square, the three orders, sharding (pure and on a two-process gloo gr
 
 from __future__ import annotations
 
-import io
 import math
-import multiprocessing
 from datetime import timedelta
 
 import pytest
@@ -28,8 +26,9 @@ from curriclab.methods.curriculum import (
     selected_fraction,
 )
 from curriclab.methods.spl import threshold_for_fraction
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
 from tests.helpers.sampling import SEED_ALPHA
+from tests.helpers.state import weights_only_round_trip
 
 # ---------------------------------------------------------------- pacing functions
 
@@ -357,19 +356,7 @@ def _gloo_worker(rank: int, directory: str) -> None:
 
 
 def test_two_gloo_ranks_draw_disjoint_halves_of_the_one_process_batches(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_gloo_worker, args=(r, str(tmp_path))) for r in range(2)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    alive = [p.is_alive() for p in processes]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not any(alive), "a rank hung"
-    assert [p.exitcode for p in processes] == [0, 0]
+    assert run_ranks(_gloo_worker, str(tmp_path), world=2) == [0, 0]
     results = [torch.load(tmp_path / f"result{r}.pt", weights_only=True) for r in range(2)]
     assert [r["rank"] for r in results] == [0, 1] and results[0]["world"] == 2
 
@@ -386,20 +373,13 @@ def test_two_gloo_ranks_draw_disjoint_halves_of_the_one_process_batches(tmp_path
 # ---------------------------------------------------------------- state
 
 
-def _saved(state: dict) -> dict:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def test_resume_from_state_dict_continues_the_stream_bitwise():
     def run(resume_after: int | None) -> list[list[int]]:
         sampler = _sampler(update_scores=True, steps_per_epoch=5)
         seen = []
         for epoch in range(sampler.num_epochs):
             if epoch == resume_after:
-                state = _saved(sampler.state_dict())
+                state = weights_only_round_trip(sampler.state_dict())
                 sampler = CurriculumSampler(torch.zeros(N), pacing_function("linear", 30, start=0.2,
                                                                             full_at=0.5),
                                             30, 6, update_scores=True, steps_per_epoch=5, seed=99)

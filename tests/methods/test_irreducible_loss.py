@@ -3,7 +3,6 @@ RHO-LOSS on two gloo ranks (per-rank selection, identical irreducible losses eve
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from curriclab.core.distributed import state_digest
 from curriclab.core.training import fit, per_sample_losses
 from curriclab.methods.batch_selection import RhoLossSelection
 from curriclab.methods.irreducible_loss import irreducible_losses
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
 
 WORLD = 2
 
@@ -114,19 +113,7 @@ def _rank(rank: int, directory: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
     directory = tmp_path_factory.mktemp("rho_ddp")
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_rank, args=(rank, str(directory)))
-                 for rank in range(WORLD)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    alive = [process.is_alive() for process in processes]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not any(alive) and [p.exitcode for p in processes] == [0] * WORLD
+    assert run_ranks(_rank, str(directory), world=WORLD) == [0] * WORLD
     return [torch.load(Path(directory) / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 

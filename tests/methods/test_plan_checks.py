@@ -3,7 +3,6 @@ two-process gloo group: what it gathers, when `set_epoch` runs it, and the error
 
 from __future__ import annotations
 
-import multiprocessing
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch.distributed as dist
 from curriclab.methods.curriculum import CurriculumSampler, pacing_function
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
 
 WORLD = 2
 N = 12
@@ -103,18 +102,7 @@ def _worker(rank: int, directory: str) -> None:
 
 
 def test_check_plans_agree_is_explicit_and_set_epoch_runs_it_once_per_epoch(tmp_path: Path):
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(rank, str(tmp_path)))
-                 for rank in range(WORLD)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert [p.exitcode for p in processes] == [0] * WORLD
+    assert run_ranks(_worker, str(tmp_path), world=WORLD) == [0] * WORLD
     results = [torch.load(tmp_path / f"result{rank}.pt", weights_only=False)
                for rank in range(WORLD)]
     for result in results:

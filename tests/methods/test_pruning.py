@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import multiprocessing
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from curriclab.methods.pruning import (
     score_agreement,
     score_dataset,
 )
-from tests.helpers.distributed import JOIN_SECONDS
+from tests.helpers.distributed import run_ranks
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -476,22 +475,9 @@ def _worker(rank: int, directory: str) -> None:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     """Each rank's result of `_scenario` on a two-process gloo group (a collective that cannot
-    complete raises after the group's timeout; a hung process fails after JOIN_SECONDS)."""
+    complete raises after the group's timeout; a hung process fails after `run_ranks`'s bound)."""
     directory = tmp_path_factory.mktemp("pruning")
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(rank, str(directory)))
-                 for rank in range(WORLD)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(JOIN_SECONDS)
-    hung = [rank for rank, process in enumerate(processes) if process.is_alive()]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not hung, f"ranks {hung} did not finish"
-    assert [p.exitcode for p in processes] == [0] * WORLD
+    assert run_ranks(_worker, str(directory), world=WORLD) == [0] * WORLD
     return [torch.load(directory / f"result{rank}.pt", weights_only=False)
             for rank in range(WORLD)]
 
