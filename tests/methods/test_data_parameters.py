@@ -45,7 +45,8 @@ def test_sigma_formula_for_each_mode(mode):
 
 
 def test_initial_sigma_and_sample_sigma_view():
-    dp = DataParameters(3, 5, learn_class=True, learn_instance=True, init_class=0.95, init_instance=0.05)
+    dp = DataParameters(3, 5, learn_class=True, learn_instance=True, init_class=0.95,
+                        init_instance=0.05)
     targets = torch.tensor([0, 1, 2, 1, 0])
     torch.testing.assert_close(dp.sample_sigma(targets), torch.full((5,), 1.0))
     torch.testing.assert_close(dp.class_sigma(), torch.full((3,), 0.95))
@@ -53,7 +54,8 @@ def test_initial_sigma_and_sample_sigma_view():
 
 
 def _scaled_loss(logits, class_log, instance_log, mode, target, index):
-    dp = DataParameters(3, 8, learn_class=mode != "instance", learn_instance=mode != "class").double()
+    dp = DataParameters(3, 8, learn_class=mode != "instance",
+                        learn_instance=mode != "class").double()
     parameters = {"class_log_sigma": class_log, "instance_log_sigma": instance_log}
     return functional_call(dp, parameters, (logits, target, index), strict=True).log_softmax(1)
 
@@ -89,7 +91,8 @@ def test_fused_loss_and_decay_match_finite_differences_and_the_composition(mode)
     def fused(z, class_table, instance_table):  # gradcheck wants dense gradients of dense inputs
         return _TemperedCrossEntropy.apply(
             z, class_table if learn_class else None,
-            _DenseGradient.apply(instance_table) if learn_instance else None, target, index, 0.3, 0.7,
+            _DenseGradient.apply(instance_table) if learn_instance else None, target, index,
+            0.3, 0.7,
         )
 
     assert torch.autograd.gradcheck(fused, (logits, *tables), eps=1e-6, atol=1e-6)
@@ -175,12 +178,15 @@ def test_clamp_and_optimizer_post_step_clamp():
         dp.instance_log_sigma.copy_(torch.tensor([-5.0, 0.1, 0.0, 5.0]))
     dp.clamp_()
     torch.testing.assert_close(dp.class_sigma(), torch.tensor([0.5, 4.0]))
-    torch.testing.assert_close(dp.instance_log_sigma.detach(), torch.tensor([math.log(0.5), 0.1, 0.0, math.log(4.0)]))
+    torch.testing.assert_close(dp.instance_log_sigma.detach(),
+                               torch.tensor([math.log(0.5), 0.1, 0.0, math.log(4.0)]))
     optimizer = dp.make_optimizer(lr_class=1000.0, lr_instance=1000.0)
-    dp.compute_losses(torch.tensor([[5.0, -5.0]] * 2), torch.tensor([1, 1]), torch.tensor([1, 2])).sum().backward()
+    dp.compute_losses(torch.tensor([[5.0, -5.0]] * 2), torch.tensor([1, 1]),
+                      torch.tensor([1, 2])).sum().backward()
     optimizer.step()  # a huge step is projected back into [0.5, 4]
     sigma = dp.sample_sigma(torch.tensor([0, 1, 1, 0]))
-    assert sigma.min() >= 0.5 - 1e-6 and sigma.max() <= 8.0 + 1e-5  # joint: sum of two clamped tables
+    # joint: the sum of two clamped tables
+    assert sigma.min() >= 0.5 - 1e-6 and sigma.max() <= 8.0 + 1e-5
     assert dp.instance_log_sigma[1].item() == pytest.approx(math.log(4.0))
 
 
@@ -241,8 +247,10 @@ def test_bad_input_is_rejected_with_the_argument_named():
         dp(logits, target.float(), index)
     # compute_losses checks ranges only when a gather fails; the error still names the argument
     for bad_target, bad_index, name in (
-        (target, torch.tensor([0, 1, 2, 8]), "index"), (target, torch.tensor([0, 1, 2, -1]), "index"),
-        (torch.tensor([0, 1, 3, 0]), index, "target"), (torch.tensor([0, -1, 2, 0]), index, "target"),
+        (target, torch.tensor([0, 1, 2, 8]), "index"),
+        (target, torch.tensor([0, 1, 2, -1]), "index"),
+        (torch.tensor([0, 1, 3, 0]), index, "target"),
+        (torch.tensor([0, -1, 2, 0]), index, "target"),
     ):
         for mode in ((True, True), (False, True), (True, False)):
             if name == "index" and not mode[1]:
@@ -290,7 +298,8 @@ def test_compute_losses_leaves_the_logits_untouched(shape):
     target, index = torch.zeros(batch, dtype=torch.long), torch.arange(batch)
     losses = dp.compute_losses(logits, target, index)
     assert torch.equal(logits, kept)
-    reference = F.cross_entropy(logits / dp.sigma(target, index).unsqueeze(1), target, reduction="none")
+    reference = F.cross_entropy(logits / dp.sigma(target, index).unsqueeze(1), target,
+                                reduction="none")
     torch.testing.assert_close(losses, reference)
 
 
@@ -314,7 +323,8 @@ def test_sparse_instance_gradients_train_like_dense_ones(mode):
             if fused:
                 objective = dp.objective(index, dp.compute_losses(logits, target, index))
             else:
-                objective = (F.cross_entropy(dp(logits, target, index), target, reduction="none").mean()
+                objective = (F.cross_entropy(dp(logits, target, index), target,
+                                             reduction="none").mean()
                              + dp.weight_decay(target, index))
             objective.backward()
             if mode[1]:
@@ -332,7 +342,8 @@ def test_instance_parameters_postpone_flipped_labels_in_training():
     data, flipped = spl_toy_data(n_per_class=200, n_anomalies=40, seed=0)
     model = LogisticRegression()
     dp = DataParameters(2, len(data), learn_class=False, learn_instance=True)
-    optimizers = [torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), dp.make_optimizer(lr_instance=2.0)]
+    optimizers = [torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                  dp.make_optimizer(lr_instance=2.0)]
     loader = make_loader(data, 32, shuffle=True, generator=torch.Generator().manual_seed(0))
     for _ in range(15):
         train_epoch(model, loader, optimizers, methods=[dp], progress=False)

@@ -1,4 +1,5 @@
-"""The dynamic loss -sigmoid(Phi[y] . log p + bias[y]), its gradient factor and the error measures."""
+"""The dynamic loss -sigmoid(Phi[y] . log p + bias[y]), its gradient factor and the error
+measures."""
 
 import math
 
@@ -29,7 +30,9 @@ def test_identity_phi_is_minus_p_over_one_plus_p():
 
 
 def test_hand_computed_two_class_case():
-    logits = torch.tensor([[0.0, math.log(3.0)], [2.0, 0.0]])  # p = (1/4, 3/4) and (e^2, 1)/(e^2 + 1)
+    logits = torch.tensor(
+        [[0.0, math.log(3.0)], [2.0, 0.0]]
+    )  # p = (1/4, 3/4) and (e^2, 1)/(e^2 + 1)
     target = torch.tensor([0, 1])
     phi = torch.tensor([[2.0, -1.0], [0.5, 1.0]])
     bias = torch.tensor([0.3, -0.2])
@@ -41,8 +44,12 @@ def test_hand_computed_two_class_case():
     ]
     losses = dynamic_loss(logits, target, phi, bias, reduction="none")
     torch.testing.assert_close(losses, torch.tensor(expected))
-    torch.testing.assert_close(dynamic_loss(logits, target, phi, bias), torch.tensor(sum(expected) / 2))
-    torch.testing.assert_close(dynamic_loss(logits, target, phi, bias, reduction="sum"), torch.tensor(sum(expected)))
+    torch.testing.assert_close(
+        dynamic_loss(logits, target, phi, bias), torch.tensor(sum(expected) / 2)
+    )
+    torch.testing.assert_close(
+        dynamic_loss(logits, target, phi, bias, reduction="sum"), torch.tensor(sum(expected))
+    )
 
 
 def test_gradients_match_finite_differences():
@@ -51,7 +58,9 @@ def test_gradients_match_finite_differences():
     phi = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
     target = torch.tensor([0, 2, 1, 1, 0])
-    assert torch.autograd.gradcheck(lambda z, m, b: dynamic_loss(z, target, m, b), (logits, phi, bias))
+    assert torch.autograd.gradcheck(
+        lambda z, m, b: dynamic_loss(z, target, m, b), (logits, phi, bias)
+    )
 
 
 @pytest.mark.parametrize("scale, bias", [(1.0, 0.0), (3.0, 1.5), (0.5, -1.0)])
@@ -62,16 +71,22 @@ def test_logit_gradient_factors_match_autograd(scale, bias):
     target = torch.zeros(9, dtype=torch.long)
     phi = scale * torch.eye(2, dtype=torch.float64)
     b = torch.full((2,), bias, dtype=torch.float64)
-    (grad_dynamic,) = torch.autograd.grad(dynamic_loss(logits, target, phi, b, reduction="sum"), logits)
+    (grad_dynamic,) = torch.autograd.grad(
+        dynamic_loss(logits, target, phi, b, reduction="sum"), logits
+    )
     (grad_ce,) = torch.autograd.grad(F.cross_entropy(logits, target, reduction="sum"), logits)
     torch.testing.assert_close(-grad_dynamic[:, 0], dynamic_loss_logit_gradient(p_y, scale, bias))
     torch.testing.assert_close(-grad_ce[:, 0], cross_entropy_logit_gradient(p_y))
 
 
 def test_identity_phi_gradient_is_twelve_times_weaker_than_cross_entropy_at_p_point_one():
-    ratio = cross_entropy_logit_gradient(torch.tensor(0.1)) / dynamic_loss_logit_gradient(torch.tensor(0.1))
+    ratio = cross_entropy_logit_gradient(torch.tensor(0.1)) / dynamic_loss_logit_gradient(
+        torch.tensor(0.1)
+    )
     assert 12.0 < float(ratio) < 12.2  # (1 + p)^2 / p = 12.1
-    assert float(dynamic_loss_logit_gradient(torch.tensor(1e-6))) < 1e-5  # vanishes when confidently wrong
+    assert (
+        float(dynamic_loss_logit_gradient(torch.tensor(1e-6))) < 1e-5
+    )  # vanishes when confidently wrong
 
 
 def test_expected_error_is_the_expected_zero_one_loss():
@@ -109,7 +124,9 @@ def test_bad_input_names_the_argument():
 
 
 def test_empty_batch_gives_empty_per_sample_losses():
-    losses = dynamic_loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.eye(3), reduction="none")
+    losses = dynamic_loss(
+        torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.eye(3), reduction="none"
+    )
     assert losses.shape == (0,)
 
 

@@ -19,7 +19,8 @@ CLASSES, FEATURES, BATCH = 3, 4, 6
 
 
 def _problem(steps: int, seed: int = 0):
-    """A tiny float64 MLP student, `steps` fixed minibatches, a dev batch, and hyperparameters Phi, bias."""
+    """A tiny float64 MLP student, `steps` fixed minibatches, a dev batch, and hyperparameters
+    Phi, bias."""
     torch.manual_seed(seed)
     model = MLP(FEATURES, (5,), CLASSES).double()
     params = {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -12,7 +12,7 @@ from curriclab.methods.hypergradient import saved_tensor_bytes, sgd_step, unroll
 from curriclab.methods.teacher import LossTeacher
 
 HORIZONS = (100, 200)  # notebook 06's T (every taught step of a student run is unrolled), and 2T
-TOLERANCE = 1e-4     # relative error of the float32 hypergradient (float64 as the reference)
+TOLERANCE = 1e-4  # relative error of the float32 hypergradient (float64 as the reference)
 
 
 def _problem(horizon: int) -> tuple:
@@ -60,22 +60,26 @@ def _hypergradient(dtype: torch.dtype, horizon: int) -> list[torch.Tensor]:
 @pytest.mark.parametrize("horizon", HORIZONS)
 def test_float32_hypergradient_at_the_notebooks_horizon_agrees_with_float64(horizon):
     single, double = _hypergradient(torch.float32, horizon), _hypergradient(torch.float64, horizon)
-    flat_single, flat_double = torch.cat([g.reshape(-1) for g in single]), torch.cat(
-        [g.reshape(-1) for g in double])
+    flat_single, flat_double = (
+        torch.cat([g.reshape(-1) for g in single]),
+        torch.cat([g.reshape(-1) for g in double]),
+    )
     assert flat_double.norm() > 1e-4  # the reference is not (nearly) zero
     relative = float((flat_single - flat_double).norm() / flat_double.norm())
     print(f"float32 vs float64 at T = {horizon}: relative error {relative:.2e}")
     assert relative < TOLERANCE
     # and entry by entry for the larger entries (those at least 1 % of the largest)
     large = flat_double.abs() > 0.01 * flat_double.abs().max()
-    assert ((flat_single - flat_double)[large].abs() / flat_double[large].abs()).max() < 10 * TOLERANCE
+    assert (
+        (flat_single - flat_double)[large].abs() / flat_double[large].abs()
+    ).max() < 10 * TOLERANCE
 
 
 def test_saved_tensor_bytes_counts_each_saved_storage_once():
     x = torch.randn(50, 20, requires_grad=True)
     w = torch.randn(20, 30, requires_grad=True)
     with saved_tensor_bytes() as meter:
-        y = x @ w          # saves x and w
+        y = x @ w  # saves x and w
         z = (y * y).sum()  # saves y (twice: counted once)
     assert meter.bytes == 4 * (50 * 20 + 20 * 30 + 50 * 30)
     assert meter.mebibytes == meter.bytes / 2**20

@@ -22,7 +22,9 @@ def test_cross_entropy_run_is_plain_sgd_on_the_seeded_minibatches():
     reference.load_state_dict(student.state_dict())
     log = teach(student, train, dev, config, seed=5)
     optimizer = torch.optim.SGD(reference.parameters(), lr=0.3)
-    loader = make_loader(train, 16, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(5))
+    loader = make_loader(
+        train, 16, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(5)
+    )
     batches = [batch for _ in range(3) for batch in loader][:7]  # 3 batches per epoch
     for _, x, y in batches:
         optimizer.zero_grad()
@@ -43,13 +45,17 @@ def test_teacher_update_is_minus_lr_times_the_hypergradient():
     with torch.no_grad():
         teacher.directions.normal_(0.0, 0.2)
     before = [p.detach().clone() for p in teacher.parameters()]
-    teach(student, train, dev, config, teacher, torch.optim.SGD(teacher.parameters(), lr=0.1), seed=9)
+    teach(
+        student, train, dev, config, teacher, torch.optim.SGD(teacher.parameters(), lr=0.1), seed=9
+    )
 
     # rebuild the episode: same minibatches, states (no statistics yet: 1.0), whole dev set
     reference = LossTeacher(num_classes=3, hidden=1)
     for p, value in zip(reference.parameters(), before):
         p.data.copy_(value)
-    loader = make_loader(train, 16, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(9))
+    loader = make_loader(
+        train, 16, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(9)
+    )
     batches = list(loader)
     states = [torch.tensor([t / 3, 1.0, 1.0, 1.0]) for t in range(3)]
 
@@ -68,15 +74,18 @@ def test_teacher_update_is_minus_lr_times_the_hypergradient():
 
 def test_train_teacher_changes_the_teacher_and_checks_its_arguments():
     train, dev = _blobs(60, 7), _blobs(30, 8)
-    config = TeachingConfig(steps=6, warmup_steps=0, lr=0.3, batch_size=16, episode=3, dev_batch=10,
-                            teacher_lr=0.05)
+    config = TeachingConfig(
+        steps=6, warmup_steps=0, lr=0.3, batch_size=16, episode=3, dev_batch=10, teacher_lr=0.05
+    )
     teacher, logs = train_teacher(lambda: MLP(2, (4,), 3), train, dev, config, runs=2, seed=0)
     assert len(logs) == 2 and len(logs[0].phi) == 2
     assert not torch.equal(teacher.base.detach(), torch.eye(3))
     with pytest.raises(ValueError, match="runs"):
         train_teacher(lambda: MLP(2, (4,), 3), train, dev, config, runs=0)
     with pytest.raises(ValueError, match="meta_optimizer"):
-        teach(MLP(2, (4,), 3), train, dev, config, None, torch.optim.SGD(teacher.parameters(), lr=0.1))
+        teach(
+            MLP(2, (4,), 3), train, dev, config, None, torch.optim.SGD(teacher.parameters(), lr=0.1)
+        )
     with pytest.raises(ValueError, match="episode"):
         TeachingConfig(episode=0)
     with pytest.raises(ValueError, match="metric"):
@@ -91,7 +100,9 @@ def test_nll_weight_mixes_cross_entropy_into_the_learned_loss():
     teacher, state = LossTeacher(3, hidden=0), torch.ones(4)
     learned = dynamic_loss(logits, target, *teacher(state))
     ce = F.cross_entropy(logits, target)
-    torch.testing.assert_close(student_loss(logits, target, teacher, state, 0.25), 0.25 * ce + 0.75 * learned)
+    torch.testing.assert_close(
+        student_loss(logits, target, teacher, state, 0.25), 0.25 * ce + 0.75 * learned
+    )
     torch.testing.assert_close(student_loss(logits, target, teacher, state, 1.0), ce)
     with pytest.raises(ValueError, match="nll_weight"):
         TeachingConfig(nll_weight=1.5)

@@ -107,7 +107,8 @@ def test_taught_loss_warms_up_with_scaled_cross_entropy_then_uses_the_teacher():
     # the dev error was measured at steps 2 and 4 on draws of 10 from the rule's generator (seed 1)
     generator = torch.Generator().manual_seed(1)
     draws = [torch.randperm(30, generator=generator)[:10] for _ in range(2)]
-    assert rule.observer.dev_error == pytest.approx(float((dev.targets[draws[1]] != 0).float().mean()))
+    assert rule.observer.dev_error == pytest.approx(
+        float((dev.targets[draws[1]] != 0).float().mean()))
     cross_entropy = TaughtLoss(None, dev, total_steps=3)
     torch.testing.assert_close(cross_entropy.compute_losses(logits, target),
                                F.cross_entropy(logits, target, reduction="none"))

@@ -91,7 +91,9 @@ def test_percent_match_is_100_for_the_same_ranking_and_0_for_a_reversed_one():
 
 
 def test_chance_level_closed_form():
-    assert torch.allclose(chance_percent_match(1000, 10, 5), torch.full((10,), 0.01, dtype=torch.float64))
+    assert torch.allclose(
+        chance_percent_match(1000, 10, 5), torch.full((10,), 0.01, dtype=torch.float64)
+    )
     assert torch.equal(chance_percent_match(37, 4, 1), torch.full((4,), 100.0, dtype=torch.float64))
     sizes = quantile_sizes(23, 4).double()  # 6, 6, 5, 6
     assert torch.allclose(chance_percent_match(23, 4, 3), 100 * (sizes / 23) ** 2)
@@ -102,16 +104,18 @@ def test_chance_level_matches_random_rankings(n, q, epochs):
     """Monte Carlo: the mean percent match of random rankings agrees with the exact chance level."""
     trials = 3000
     generator = torch.Generator().manual_seed(n + q + epochs)
-    results = torch.stack([
-        percent_match(torch.rand(epochs, n, generator=generator), q) for _ in range(trials)
-    ])
+    results = torch.stack(
+        [percent_match(torch.rand(epochs, n, generator=generator), q) for _ in range(trials)]
+    )
     mean = results.mean(0)
     standard_error = results.std(0) / math.sqrt(trials)
     expected = chance_percent_match(n, q, epochs)
     assert torch.all((mean - expected).abs() < 4.5 * standard_error + 1e-9), (mean, expected)
     # and the naive (1/q)^(k-1) is off where quantile sizes are unequal (n=97, q=7: 14 vs 13)
     if n % q:
-        assert not torch.allclose(expected, torch.full((q,), 100.0 / q ** (epochs - 1), dtype=torch.float64))
+        assert not torch.allclose(
+            expected, torch.full((q,), 100.0 / q ** (epochs - 1), dtype=torch.float64)
+        )
 
 
 def test_transitions_count_where_members_go():
@@ -162,7 +166,9 @@ def test_recorder_keys_losses_by_dataset_index_in_shuffled_epochs():
     data = _toy()
     seed_everything(0)
     model = LogisticRegression()
-    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights never move: loss is a function of i
+    frozen = torch.optim.SGD(
+        model.parameters(), lr=0.0
+    )  # weights never move: loss is a function of i
     loader = make_loader(data, 16, shuffle=True, generator=torch.Generator().manual_seed(2))
     recorder = LossRecorder(len(data))
     fit(model, loader, frozen, 3, methods=[recorder], progress=False)
@@ -178,8 +184,14 @@ def test_recorder_refuses_an_epoch_that_skipped_samples():
     loader = make_loader(data, 50, drop_last=True)  # 120 samples: the last 20 are never seen
     recorder = LossRecorder(len(data))
     with pytest.raises(ValueError, match="20 of 120 samples"):
-        fit(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), 1, methods=[recorder],
-            progress=False)
+        fit(
+            model,
+            loader,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            1,
+            methods=[recorder],
+            progress=False,
+        )
     assert recorder.by_epoch.shape == (0, len(data))
 
 
@@ -199,6 +211,9 @@ def test_recorder_state_dict_round_trip_resumes_the_same_record():
     for copy in (recorder, restored):
         copy.objective(torch.arange(len(data)), last)
         copy.after_epoch(2)
-    assert torch.equal(restored.by_epoch, recorder.by_epoch) and restored.by_epoch.shape == (3, len(data))
+    assert torch.equal(restored.by_epoch, recorder.by_epoch) and restored.by_epoch.shape == (
+        3,
+        len(data),
+    )
     with pytest.raises(ValueError, match="'losses'"):
         LossRecorder(5).load_state_dict(recorder.state_dict())

@@ -162,8 +162,8 @@ def test_unbiased_weights_make_the_expected_gradient_the_active_mean_gradient(pr
     sampler.set_epoch(1)
     p = sampler.probabilities()
     expected = sum(
-        float(p[i]) * _gradient(model, sampler.objective(torch.tensor([i]), cross_entropy_per_sample(
-            model(inputs[i:i + 1]), targets[i:i + 1])))
+        float(p[i]) * _gradient(model, sampler.objective(
+            torch.tensor([i]), cross_entropy_per_sample(model(inputs[i:i + 1]), targets[i:i + 1])))
         for i in range(7) if p[i] > 0
     )
     active = torch.nonzero(sampler.active).squeeze(1)
@@ -325,7 +325,8 @@ def test_shards_interleave_to_the_padded_or_cut_plan(size, replicas, drop_last):
 def test_sampler_length_matches_its_shard():
     for drop_last in (False, True):
         for rank in (0, 1, 2):
-            sampler = InfoBatchSampler(10, total_epochs=2, num_replicas=3, rank=rank, drop_last=drop_last)
+            sampler = InfoBatchSampler(10, total_epochs=2, num_replicas=3, rank=rank,
+                                       drop_last=drop_last)
             assert len(sampler) == len(list(sampler)) == (3 if drop_last else 4)
 
 

@@ -178,7 +178,9 @@ def test_sparse_gradients_step_like_dense_ones(momentum, clamp):
             rows = torch.randint(0, 20, (6,), generator=step_generator)
             values = torch.randn(6, generator=step_generator, dtype=torch.float64)
             if sparse:
-                param.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (20,), check_invariants=True)
+                param.grad = torch.sparse_coo_tensor(
+                    rows.unsqueeze(0), values, (20,), check_invariants=True
+                )
             else:
                 param.grad = torch.zeros(20, dtype=torch.float64).index_add_(0, rows, values)
             optimizer.step()
@@ -191,11 +193,21 @@ def test_sparse_gradients_step_like_dense_ones(momentum, clamp):
 def test_sparse_gradient_leaves_unlisted_rows_alone_and_rejects_matrices():
     param = torch.arange(6, dtype=torch.float64).requires_grad_()
     optimizer = SparseSGD([param], lr=1.0, momentum=0.9)
-    param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 4]]), torch.tensor([1.0, -1.0], dtype=torch.float64), (6,), check_invariants=True)
+    param.grad = torch.sparse_coo_tensor(
+        torch.tensor([[1, 4]]),
+        torch.tensor([1.0, -1.0], dtype=torch.float64),
+        (6,),
+        check_invariants=True,
+    )
     optimizer.step()
     assert param.detach().tolist() == [0.0, 0.0, 2.0, 3.0, 5.0, 5.0]
     assert optimizer.state[param]["momentum_buffer"].tolist() == [0, 1, 0, 0, -1, 0]
-    param.grad = torch.sparse_coo_tensor(torch.empty(1, 0, dtype=torch.long), torch.empty(0, dtype=torch.float64), (6,), check_invariants=True)
+    param.grad = torch.sparse_coo_tensor(
+        torch.empty(1, 0, dtype=torch.long),
+        torch.empty(0, dtype=torch.float64),
+        (6,),
+        check_invariants=True,
+    )
     optimizer.step()  # an empty selection: nothing moves
     assert param.detach().tolist() == [0.0, 0.0, 2.0, 3.0, 5.0, 5.0]
     matrix = torch.zeros(2, 3, requires_grad=True)

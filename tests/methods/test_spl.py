@@ -45,7 +45,9 @@ def test_weights_minimise_the_spl_objective_on_a_fine_grid(name):
     losses = losses[(losses - LAM).abs() > 1e-3]  # the hard minimiser is not unique at loss = lam
     grid = torch.linspace(0.0, 1.0, 20001, dtype=torch.float64)
     lam_low = LAM_LOW if name == "mixture" else None
-    objective = grid[None, :] * losses[:, None] + reference_regularizer(name, grid[None, :], LAM, LAM_LOW)
+    objective = grid[None, :] * losses[:, None] + reference_regularizer(
+        name, grid[None, :], LAM, LAM_LOW
+    )
     brute_force = grid[objective.argmin(1)]
     closed_form = spl_weights(losses, LAM, name, lam_low)
     assert torch.allclose(closed_form, brute_force, atol=1e-4)
@@ -201,7 +203,9 @@ def test_state_dict_round_trip_resumes_identically():
     assert restored.threshold == spl.threshold and restored.epoch == spl.epoch
     assert torch.equal(restored.weights, spl.weights)
     assert torch.equal(restored.sample_losses.isnan(), spl.sample_losses.isnan())
-    assert torch.equal(spl_loss(spl, output, target, index), spl_loss(restored, output, target, index))
+    assert torch.equal(
+        spl_loss(spl, output, target, index), spl_loss(restored, output, target, index)
+    )
     with pytest.raises(ValueError, match="'losses'"):
         SPLLoss(3, regularizer="mixture").load_state_dict(spl.state_dict())
     with pytest.raises(ValueError, match="regularizer"):

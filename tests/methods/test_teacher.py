@@ -30,7 +30,9 @@ def test_teacher_output_follows_its_formula_and_round_trips():
     state = torch.tensor([0.5, 0.3, 0.1, 0.2])
     gates = torch.tanh(teacher.encoder.weight @ state + teacher.encoder.bias)
     phi, bias = teacher(state)
-    torch.testing.assert_close(phi, teacher.base + gates[0] * teacher.directions[0] + gates[1] * teacher.directions[1])
+    torch.testing.assert_close(
+        phi, teacher.base + gates[0] * teacher.directions[0] + gates[1] * teacher.directions[1]
+    )
     copy = LossTeacher(num_classes=3, hidden=2)
     copy.load_state_dict(teacher.state_dict())
     for a, b in zip(copy(state), (phi, bias)):
@@ -93,7 +95,13 @@ def test_diagonal_only_teacher_masks_output_and_gradient_and_phi_summary():
     assert torch.equal(teacher.base.grad, torch.eye(3))  # off-diagonal entries get no gradient
     assert without_off_diagonal(teacher).diagonal_only
     summary = phi_summary(torch.tensor([[1.0, -0.2, 0.1], [0.3, 2.0, 0.0], [0.0, -0.4, 0.5]]))
-    assert summary == pytest.approx({"diagonal": 3.5 / 3, "off_diagonal": -0.2 / 6,
-                                     "row_sum": 3.3 / 3, "off_diagonal_mass": 1.0 / 3})
+    assert summary == pytest.approx(
+        {
+            "diagonal": 3.5 / 3,
+            "off_diagonal": -0.2 / 6,
+            "row_sum": 3.3 / 3,
+            "off_diagonal_mass": 1.0 / 3,
+        }
+    )
     with pytest.raises(ValueError, match="square"):
         phi_summary(torch.ones(2, 3))
