@@ -48,7 +48,15 @@ def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -
     """Loss of a sample against the probability p of its true class: cross-entropy -log p and
     -sigmoid(Phi_yy log p) for each diagonal value (off-diagonal entries zero).
 
-    Returns the lines.
+    Drawn on `ax` for p in [0.01, 0.99] (two classes), y-limits (-1.05, 2.5), with a legend.
+
+    Args:
+        ax: the axes to draw on.
+        diagonals: values of Phi's diagonal, one curve each (any real; 0 gives the constant
+            -sigmoid(0) = -0.5).
+
+    Returns:
+        The lines: cross-entropy first, then one per entry of `diagonals`, in order.
     """
     p = torch.linspace(0.01, 0.99, 99)
     logits = torch.stack([p.log(), (1 - p).log()], dim=1)
@@ -68,7 +76,23 @@ def loss_family_curves(ax: Axes, diagonals: Sequence[float] = (0.5, 1.0, 1.5)) -
 
 def mismatch_curves(ax: Axes, run: StudentRun) -> list:
     """Validation cross-entropy (left axis) and validation error (right axis) per epoch of one run,
-    with dotted lines at the epoch each one is lowest. Returns the drawn lines."""
+    with dotted lines at the epoch each one is lowest.
+
+    Args:
+        ax: the axes for the loss; the error goes on a twin axes (`ax.twinx()`) in %.
+        run: the run; `val_loss` and `val_error` (in [0, 1]) hold one entry per epoch, epochs
+            numbered from 1.
+
+    Returns:
+        [loss line, error line], followed by the two dotted vertical lines (lowest loss, lowest
+        error) when the run has at least one epoch.
+
+    Raises:
+        ValueError: `run.val_loss` and `run.val_error` have different lengths.
+    """
+    if len(run.val_loss) != len(run.val_error):
+        raise ValueError(f"run.val_loss and run.val_error must have one entry per epoch; got "
+                         f"{len(run.val_loss)} and {len(run.val_error)}")
     epochs = np.arange(1, len(run.val_loss) + 1)
     (loss_line,) = ax.plot(epochs, run.val_loss, color="tab:blue", marker=".",
                            label="validation loss")
@@ -93,7 +117,22 @@ def phi_snapshot(
     ax: Axes, history: AlignmentHistory, position: int, limits: tuple[float, float] | None = None
 ):
     """Off-diagonal Phi after decision `position` (diagonal masked: it is near 1 and would swamp the
-    colour scale; the title gives its mean). Returns the image."""
+    colour scale; the title gives its mean).
+
+    Drawn on `ax`: a [C, C] image (row i = true class, column j), ticks at every class.
+
+    Args:
+        ax: the axes to draw on.
+        history: the controller's record; `history.phi[position]` is a [C, C] tensor.
+        position: the decision's index, in [0, len(history.phi)).
+        limits: (low, high) of the colour scale; None scales to this Phi's off-diagonal range.
+
+    Returns:
+        The `AxesImage` (pass it to `fig.colorbar`).
+
+    Raises:
+        ValueError: `position` out of range.
+    """
     if not 0 <= position < len(history.phi):
         raise ValueError(f"position must lie in [0, {len(history.phi)}), got {position}")
     values = history.phi[position].numpy().astype(float)
@@ -112,7 +151,18 @@ def phi_snapshot(
 def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
     """`phi_snapshot` at `count` decisions spread evenly over the run.
 
-    All panels share one colour scale.
+    All panels share one colour scale, with one colour bar.
+
+    Args:
+        history: the controller's record.
+        count: panels wanted (>= 1); fewer are drawn when the run has fewer decisions.
+
+    Returns:
+        A new figure of one row of panels (first and last decision included), or a single
+        panel reading "no controller decisions" when `history.phi` is empty.
+
+    Raises:
+        ValueError: `count` < 1.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
@@ -136,7 +186,16 @@ def phi_heatmaps(history: AlignmentHistory, count: int = 4) -> Figure:
 
 
 def phi_summary(ax: Axes, history: AlignmentHistory) -> list:
-    """Mean diagonal and mean off-diagonal entry of Phi_t against the student step."""
+    """Mean diagonal and mean off-diagonal entry of Phi_t against the student step.
+
+    Args:
+        ax: the axes to draw on (axis labels and grid even when nothing is drawn).
+        history: the controller's record; `steps` and `phi` ([C, C] each, C >= 2) have one entry
+            per decision.
+
+    Returns:
+        [diagonal line, off-diagonal line], or [] when the history has no decisions.
+    """
     lines = []
     if history.phi:
         stacked = np.stack([phi.numpy() for phi in history.phi])
@@ -154,7 +213,22 @@ def phi_summary(ax: Axes, history: AlignmentHistory) -> list:
 
 def reward_curve(ax: Axes, histories: Sequence[AlignmentHistory], window: int = 10) -> list:
     """Running mean (over `window` decisions) of each run's rewards (per-pair rewards averaged
-    over the pairs), against the student step."""
+    over the pairs), against the student step.
+
+    A reward is in {-1, 0, 1}, so the y-axis spans [-1.05, 1.05]; a grey line marks 0.
+
+    Args:
+        ax: the axes to draw on.
+        histories: one record per run; rewards start at the second decision (`steps[1:]`).
+        window: decisions per running mean, >= 1.
+
+    Returns:
+        One line per run with at least `window` rewards (shorter runs are skipped), labelled
+        "run <index in histories>".
+
+    Raises:
+        ValueError: `window` < 1.
+    """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     lines = []
@@ -184,7 +258,16 @@ def _pair_is_diagonal(pairs: int) -> np.ndarray:
 
 def action_probabilities(ax: Axes, history: AlignmentHistory) -> list:
     """The policy's probability of each action (-beta, keep, +beta), averaged over the diagonal
-    pairs (solid) and over the off-diagonal pairs (dashed), against the student step."""
+    pairs (solid) and over the off-diagonal pairs (dashed), against the student step.
+
+    Args:
+        ax: the axes to draw on (y-axis [-0.02, 1.02]).
+        history: the controller's record; `action_probs` holds one [P, 3] tensor per decision,
+            P = C (C + 1) / 2 pairs of the upper triangle of Phi in `np.triu_indices` order.
+
+    Returns:
+        Six lines (3 actions x diagonal/off-diagonal), or [] when the history has no decisions.
+    """
     lines = []
     if history.action_probs:
         probs = np.stack([p.numpy() for p in history.action_probs])  # [D, P, 3]
@@ -227,7 +310,15 @@ def _advantage_by_action(ax: Axes, history: AlignmentHistory, window: int) -> li
 def controller_figure(histories: dict[str, AlignmentHistory], window: int = 10) -> Figure:
     """One row per named history: Phi's mean diagonal and off-diagonal entry (`phi_summary`),
     the policy's action probabilities (`action_probabilities`) and the running mean advantage of
-    each action. Returns the figure.
+    each action.
+
+    Args:
+        histories: {name used in the panel titles: the controller's record}, not empty.
+        window: decisions per running mean of the advantage, >= 1; a history with fewer
+            decisions leaves its third panel empty.
+
+    Returns:
+        A new figure of len(histories) rows x 3 axes.
 
     Raises:
         ValueError: no history, or window < 1.
@@ -253,14 +344,25 @@ def controller_figure(histories: dict[str, AlignmentHistory], window: int = 10) 
 
 def decision_view(histories: Sequence[AlignmentHistory], run: int = 0, decision: int = 0) -> Figure:
     """Phi after decision `decision` of run `run` (`phi_snapshot`), titled with the mean reward
-    that decision earned (the widget of notebook 07). Returns the figure.
+    that decision earned (the widget of notebook 07).
+
+    Args:
+        histories: one controller record per run.
+        run: the run's index, in [0, len(histories)).
+        decision: the decision's index; clipped to [0, decisions - 1] so a slider may overshoot.
+            The first decision has no reward (shown as nan).
+
+    Returns:
+        A new figure: the Phi image with a colour bar, the reward in the x-label.
 
     Raises:
-        ValueError: run out of range.
+        ValueError: `run` out of range, or that run has no controller decisions.
     """
     if not 0 <= run < len(histories):
         raise ValueError(f"run must lie in [0, {len(histories)}), got {run}")
     history = histories[run]
+    if not history.phi:
+        raise ValueError(f"run {run} has no controller decisions to show")
     decision = min(max(decision, 0), len(history.phi) - 1)
     fig, ax = plt.subplots(figsize=(4.5, 3.8))
     image = phi_snapshot(ax, history, decision)
@@ -273,7 +375,18 @@ def decision_view(histories: Sequence[AlignmentHistory], run: int = 0, decision:
 
 def selected_test_errors(ax: Axes, runs: dict[str, list[StudentRun]]) -> list:
     """One dot per seed (test error at the validation-selected epoch) and a bar for the mean,
-    per method."""
+    per method.
+
+    Args:
+        ax: the axes to draw on; one x position per method with runs, in the order of `runs`.
+        runs: {method name: its runs, one per seed}; methods without runs are left out.
+
+    Returns:
+        Per drawn method, the scatter of its seeds then the mean's horizontal bar (errors in %).
+
+    Raises:
+        ValueError: a run has no epochs (from `StudentRun.selected_epoch`).
+    """
     drawn = []
     names = [name for name, group in runs.items() if group]
     for position, name in enumerate(names):
@@ -290,11 +403,28 @@ def selected_test_errors(ax: Axes, runs: dict[str, list[StudentRun]]) -> list:
 
 
 def mean_curves(ax: Axes, runs: dict[str, list[StudentRun]], attribute: str = "val_error") -> list:
-    """Per method, the mean over seeds of a per-epoch record (in %), e.g. validation error."""
+    """Per method, the mean over seeds of a per-epoch record (in %), e.g. validation error.
+
+    Args:
+        ax: the axes to draw on (epochs numbered from 1).
+        runs: {method name: its runs, one per seed}; methods without runs are left out.
+        attribute: the `StudentRun` field to average, a per-epoch list of fractions in [0, 1]:
+            "val_error" or "test_error" (values are multiplied by 100).
+
+    Returns:
+        One line per method with runs, labelled with the method's name.
+
+    Raises:
+        ValueError: the runs of one method have different numbers of epochs.
+    """
     lines = []
     for name, group in runs.items():
         if not group:
             continue
+        lengths = sorted({len(getattr(run, attribute)) for run in group})
+        if len(lengths) > 1:
+            raise ValueError(f"the runs of {name!r} must have the same number of epochs to be "
+                             f"averaged; got {lengths}")
         values = 100 * np.mean([getattr(run, attribute) for run in group], axis=0)
         lines.append(ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)[0])
     label_axes(ax, "epoch", attribute.replace("_", " ") + " (%)", legend=bool(lines))
@@ -303,7 +433,18 @@ def mean_curves(ax: Axes, runs: dict[str, list[StudentRun]], attribute: str = "v
 
 def confusion_heatmap(ax: Axes, confusion: Tensor) -> object:
     """C[i, j] (mean -log p_j over validation samples of class i) on a log colour scale, with the
-    most confused pair (smallest off-diagonal entry) outlined. Returns the image."""
+    most confused pair (smallest off-diagonal entry) outlined.
+
+    Drawn on `ax` with a colour bar; NaN entries (classes without samples) are left blank.
+
+    Args:
+        ax: the axes to draw on.
+        confusion: [C, C] statistics, C >= 2 (a tensor or array); entries > 0 (the scale starts
+            at max(smallest finite entry, 1e-3)).
+
+    Returns:
+        The `AxesImage`, or None (with a "no statistics" note on `ax`) when no entry is finite.
+    """
     values = np.asarray(confusion, dtype=float)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -323,7 +464,19 @@ def confusion_heatmap(ax: Axes, confusion: Tensor) -> object:
 
 def harness_test_errors(ax: Axes, results: Results) -> list:
     """One dot per seed (test error in % of the selected model) and a bar for the mean, per arm
-    of a harness result record. Returns the drawn artists."""
+    of a harness result record.
+
+    Args:
+        ax: the axes to draw on; one x position per arm, in the record's order.
+        results: a harness record whose final rows hold "test_accuracy" (in [0, 1]).
+
+    Returns:
+        Per arm, the scatter of its seeds then the mean's horizontal bar ([] without final rows).
+
+    Raises:
+        ValueError: the final rows lack "test_accuracy", or the arms ran on different seeds
+            (from `Results.final_values`).
+    """
     drawn = []
     values = results.final_values("test_accuracy")
     names = list(values)
@@ -340,7 +493,17 @@ def harness_test_errors(ax: Axes, results: Results) -> list:
 
 
 def harness_validation_curves(ax: Axes, results: Results) -> list:
-    """Per arm, the mean over seeds of the validation error (%) at each evaluated epoch."""
+    """Per arm, the mean over seeds of the validation error (%) at each evaluated step, on a
+    log y-axis.
+
+    Args:
+        ax: the axes to draw on.
+        results: a harness record whose curve rows hold "arm", "step" and "validation_accuracy"
+            (in [0, 1]).
+
+    Returns:
+        One line per arm, in the record's order ([] without curve rows).
+    """
     frame = results.curve_frame()
     lines = []
     if len(frame):
@@ -355,7 +518,17 @@ def harness_validation_curves(ax: Axes, results: Results) -> list:
 
 def relative_reductions(ax: Axes, ours: pd.DataFrame, paper: dict[str, float]) -> list:
     """Relative error reductions against cross-entropy in %: ours with their t intervals (bars
-    with error bars), the paper's as hatched bars. Returns the drawn containers."""
+    with error bars), the paper's as hatched bars.
+
+    Args:
+        ax: the axes to draw on; our bars first, then the paper's.
+        ours: one row per method (index = the method's name) with columns "mean", "low" and
+            "high": the reduction and its interval as fractions (0.1 = 10 % fewer errors).
+        paper: {method name: the reduction the paper reports, as a fraction}.
+
+    Returns:
+        [our `BarContainer`, the paper's `BarContainer`].
+    """
     drawn = []
     names = list(ours.index)
     means = 100 * ours["mean"].to_numpy(dtype=float)

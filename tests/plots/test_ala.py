@@ -74,3 +74,27 @@ def test_controller_and_harness_figures(toy_setup):
     bars = ala_plots.relative_reductions(ax, ours, {"paper": 0.096})
     assert [b.patches[0].get_height() for b in bars] == pytest.approx([-10.0, 9.6])
     plt.close("all")
+
+
+def test_bad_selections_name_the_argument():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from curriclab.experiments.adaptive_loss_alignment import StudentRun
+    from curriclab.methods.ala.agent import AlignmentHistory
+    from curriclab.plots import ala as ala_plots
+
+    _, ax = plt.subplots()
+    with pytest.raises(ValueError, match="run 0 has no controller decisions"):
+        ala_plots.decision_view([AlignmentHistory()], 0, 0)
+    short = StudentRun("a", 0, val_loss=[0.5], val_error=[0.2])
+    long = StudentRun("a", 1, val_loss=[0.5, 0.4], val_error=[0.2, 0.1])
+    with pytest.raises(ValueError, match=r"runs of 'a' must have the same number of epochs"):
+        ala_plots.mean_curves(ax, {"a": [short, long]})
+    with pytest.raises(ValueError, match="run.val_loss and run.val_error"):
+        ala_plots.mismatch_curves(ax, StudentRun("a", 0, val_loss=[0.5, 0.4], val_error=[0.2]))
+    (line,) = ala_plots.mean_curves(ax, {"a": [long, long]})
+    assert list(line.get_ydata()) == pytest.approx([20.0, 10.0])
+    plt.close("all")
