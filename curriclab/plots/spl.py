@@ -51,7 +51,26 @@ def weight_curves(
     ax: Axes, lam: float, lam_low: float | None = None, max_loss: float | None = None,
     regularizers: Sequence[str] = REGULARIZERS,
 ) -> list:
-    """v(loss) of each regularizer at the same lambda (mixture: `lam_low`, default lam / 2)."""
+    """v(loss) of each regularizer at the same lambda (mixture: `lam_low`, default lam / 2).
+
+    Drawn on `ax` over 400 losses from 0 to `max_loss`, with a dotted line at lambda.
+
+    Args:
+        ax: the axes to draw on.
+        lam: the threshold lambda, finite and > 0 (in (0, 1) when "logarithmic" is drawn).
+        lam_low: the mixture's lower threshold, in (0, lam); None gives lam / 2.
+        max_loss: the right end of the loss axis (> 0); None gives 1.5 * lam.
+        regularizers: names from `REGULARIZERS`, one curve each.
+
+    Returns:
+        One line per regularizer, in the order of `regularizers`.
+
+    Raises:
+        ValueError: `lam` not finite (the loss axis would have no end), or a lambda or
+            regularizer `spl_weights` rejects.
+    """
+    if not math.isfinite(lam):
+        raise ValueError(f"lam must be finite to draw weight curves, got {lam}")
     losses = torch.linspace(0.0, max_loss if max_loss is not None else 1.5 * lam, 400)
     lam_low = lam / 2 if lam_low is None else lam_low
     lines = []
@@ -69,7 +88,18 @@ def weight_curves(
 
 
 def data_extent(inputs: Tensor, margin: float = 0.5) -> Extent:
-    """(x min, x max, y min, y max) of 2-D `inputs`, widened by `margin` on every side."""
+    """(x min, x max, y min, y max) of 2-D `inputs`, widened by `margin` on every side.
+
+    Args:
+        inputs: [N, 2] points, N >= 1.
+        margin: added on every side, in the inputs' units (may be 0).
+
+    Returns:
+        The extent as floats, in the order `imshow(extent=...)` takes.
+
+    Raises:
+        ValueError: `inputs` is not a non-empty [N, 2] tensor.
+    """
     if inputs.ndim != 2 or inputs.shape[1] != 2 or len(inputs) == 0:
         raise ValueError(
             f"inputs must be a non-empty [N, 2] tensor, got shape {tuple(inputs.shape)}"
@@ -80,7 +110,20 @@ def data_extent(inputs: Tensor, margin: float = 0.5) -> Extent:
 
 @torch.no_grad()
 def decision_regions(ax: Axes, model: nn.Module, extent: Extent, resolution: int = 150):
-    """Shade each point of `extent` by the class `model` predicts there (fixed class colours)."""
+    """Shade each point of `extent` by the class `model` predicts there (fixed class colours).
+
+    The model is evaluated in eval mode on a `resolution` x `resolution` grid, without
+    gradients; its training mode is restored afterwards.
+
+    Args:
+        ax: the axes to draw on (the image is faint, alpha 0.18, so points stay visible).
+        model: maps [M, 2] float inputs to [M, K] logits, K <= len(CLASS_COLORS), on the CPU.
+        extent: (x min, x max, y min, y max), e.g. from `data_extent`.
+        resolution: grid points per side (>= 1).
+
+    Returns:
+        The `AxesImage` of predicted classes (class k in CLASS_COLORS[k]).
+    """
     xs = torch.linspace(extent[0], extent[1], resolution)
     ys = torch.linspace(extent[2], extent[3], resolution)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
@@ -102,7 +145,27 @@ def selection_scatter(
     size: float = 4.0,
 ) -> list:
     """Points coloured by class; selected (weight > 0) solid, unselected faded; `highlight`
-    ringed."""
+    ringed.
+
+    Args:
+        ax: the axes to draw on.
+        inputs: [N, 2] points (N may be 0: an empty scatter is drawn).
+        targets: [N] integer class labels in [0, len(CLASS_COLORS)); they pick the colours.
+        weights: [N] SPL weights; > 0 means selected.
+        highlight: [N] bool mask of points to ring (e.g. the flipped labels), or None.
+        size: marker area of the points, in points^2.
+
+    Returns:
+        [the points' scatter], plus the rings' scatter when `highlight` marks any point.
+
+    Raises:
+        ValueError: a target outside [0, len(CLASS_COLORS)), or `targets`, `weights` or
+            `highlight` without one entry per point of `inputs`.
+    """
+    for name, values in (("targets", targets), ("weights", weights), ("highlight", highlight)):
+        if values is not None and len(values) != len(inputs):
+            raise ValueError(f"{name} must have one entry per point of inputs ({len(inputs)}), "
+                             f"got {len(values)}")
     if len(targets) and int(targets.max()) >= len(CLASS_COLORS):
         raise ValueError(f"targets must lie in [0, {len(CLASS_COLORS)}) to get a class colour")
     rgba = np.array([to_rgba(color) for color in CLASS_COLORS])[targets.numpy()]
@@ -123,7 +186,22 @@ def spl_frame(
     ax: Axes, record: SPLEpoch, inputs: Tensor, targets: Tensor, extent: Extent,
     highlight: Tensor | None = None,
 ) -> list:
-    """One epoch: decision regions, the selection, and a caption with lambda, count and accuracy."""
+    """One epoch: decision regions, the selection, and a caption with lambda, count and accuracy.
+
+    Args:
+        ax: the axes to draw on; its limits are set to `extent`.
+        record: the epoch (its model, weights, lambda, selected count and accuracy).
+        inputs: [N, 2] training points, in the order of `record.weights`.
+        targets: [N] class labels (as in `selection_scatter`).
+        extent: (x min, x max, y min, y max) of the regions, e.g. from `data_extent`.
+        highlight: [N] bool mask of points to ring, or None.
+
+    Returns:
+        [regions image, points scatter, (rings scatter,) caption text].
+
+    Raises:
+        ValueError: as in `selection_scatter`.
+    """
     artists = [decision_regions(ax, record.model, extent)]
     artists += selection_scatter(ax, inputs, targets, record.weights, highlight)
     caption = (
@@ -143,7 +221,27 @@ def animate_spl(
     runs: dict[str, list[SPLEpoch]], inputs: Tensor, targets: Tensor, path: str | Path,
     highlight: Tensor | None = None, fps: float = 2.0, panel_size: float = 3.6, dpi: int = 72,
 ) -> Path:
-    """A GIF with one frame per epoch and one panel per named run (all runs equally long)."""
+    """A GIF with one frame per epoch and one panel per named run (all runs equally long).
+
+    Each frame is `spl_frame` of that epoch in every panel, over the extent of `inputs`.
+
+    Args:
+        runs: {panel title: one `SPLEpoch` per epoch (traced runs)}, not empty, equally long.
+        inputs: [N, 2] training points, in the order of the runs' weights.
+        targets: [N] class labels.
+        path: where to write the GIF (parent folders are created).
+        highlight: [N] bool mask of points to ring, or None.
+        fps: frames (epochs) per second, > 0.
+        panel_size: width and height of a panel, in inches.
+        dpi: the GIF's resolution.
+
+    Returns:
+        `path` as a `Path`; the figure is closed.
+
+    Raises:
+        ValueError: no run, runs of different lengths, runs without epochs, a bad `inputs`
+            (`data_extent`), or as in `selection_scatter` and `write_gif`.
+    """
     if not runs:
         raise ValueError("runs must name at least one run")
     lengths = {len(history) for history in runs.values()}
@@ -167,7 +265,19 @@ def animate_spl(
 
 
 def plot_histories(runs: dict[str, list[SPLEpoch]], num_samples: int) -> Figure:
-    """Selected share, lambda and training accuracy per epoch for each named run, side by side."""
+    """Selected share, lambda and training accuracy per epoch for each named run, side by side.
+
+    Epochs start at 0; the lambda panel is log-scaled when any lambda is finite and > 0 (a
+    warm-up's inf is not drawn).
+
+    Args:
+        runs: {legend label: one `SPLEpoch` per epoch}.
+        num_samples: the training set's size N, the denominator of the selected share (0 is
+            treated as 1).
+
+    Returns:
+        A new figure of three axes: selected share, lambda, training accuracy.
+    """
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     learning_curves(
         axes[0], {name: [r.selected / max(num_samples, 1) for r in h] for name, h in runs.items()},
@@ -189,7 +299,21 @@ def plot_histories(runs: dict[str, list[SPLEpoch]], num_samples: int) -> Figure:
 def final_boundary_and_selection(
     history: list[SPLEpoch], inputs: Tensor, targets: Tensor, highlight: Tensor | None = None
 ) -> Figure:
-    """The last epoch's boundary and selection next to the selected share per epoch."""
+    """The last epoch's boundary and selection next to the selected share per epoch.
+
+    Args:
+        history: one `SPLEpoch` per epoch of one traced run, at least one.
+        inputs: [N, 2] training points, in the order of the run's weights.
+        targets: [N] class labels.
+        highlight: [N] bool mask of points to ring, or None.
+
+    Returns:
+        A new figure: left, `spl_frame` of the last epoch; right, the selected share and the
+        training accuracy per epoch (y in [0, 1]).
+
+    Raises:
+        ValueError: `history` is empty, or as in `spl_frame` and `data_extent`.
+    """
     if not history:
         raise ValueError("history must contain at least one epoch")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -206,9 +330,16 @@ def final_boundary_and_selection(
 def accuracy_bars(ax: Axes, summaries: dict[str, dict[str, dict]]) -> list:
     """Grouped bars of mean test accuracy (min-max whiskers).
 
-    One group per setting, one bar per method.
+    One group per setting, one bar per method; a method missing from a setting leaves a gap.
 
-    `summaries` maps a setting name to `spl_experiment.summarise(rows)`.
+    Args:
+        ax: the axes to draw on; the settings' names label the x ticks.
+        summaries: {setting name (e.g. the kind of label noise): the summary
+            `curriclab.experiments.self_paced_learning.summarise` returns}, whose entries hold
+            "mean_accuracy", "min_accuracy" and "max_accuracy" in [0, 1].
+
+    Returns:
+        One `BarContainer` per method, in order of first appearance.
     """
     methods = list(dict.fromkeys(m for summary in summaries.values() for m in summary))
     width = 0.8 / max(len(methods), 1)

@@ -49,3 +49,20 @@ def test_animation_has_one_frame_per_epoch(tmp_path):
     with pytest.raises(ValueError, match="same number"):
         animate_spl({"a": runs["a"], "c": runs["a"][:2]}, data.inputs, data.targets,
                     tmp_path / "x.gif")
+
+
+def test_bad_inputs_name_the_argument():
+    _, ax = plt.subplots()
+    inputs, targets = torch.randn(4, 2), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"weights must have one entry per point of inputs \(4\)"):
+        selection_scatter(ax, inputs, targets, torch.ones(3))
+    with pytest.raises(ValueError, match=r"targets must have one entry per point"):
+        selection_scatter(ax, inputs, targets[:2], torch.ones(4))
+    with pytest.raises(ValueError, match=r"highlight must have one entry per point"):
+        selection_scatter(ax, inputs, targets, torch.ones(4), highlight=torch.ones(5, dtype=bool))
+    with pytest.raises(ValueError, match="lam must be finite"):
+        weight_curves(ax, float("inf"))
+    _, rings = selection_scatter(ax, inputs, targets, torch.ones(4),
+                                 highlight=torch.tensor([True, False, True, False]))
+    assert rings.get_offsets().tolist() == inputs[[0, 2]].tolist()
+    plt.close("all")
