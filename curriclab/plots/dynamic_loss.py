@@ -35,7 +35,18 @@ __all__ = [
 
 def gradient_factors(ax: Axes, scales: Sequence[float] = (1.0,), points: int = 200) -> list:
     """|d loss / d z_y| against p_y for cross-entropy and -sigmoid(a log p_y) for each scale a
-    (log y)."""
+    (log y).
+
+    Drawn on `ax` for p_y in [0.001, 0.999], y on a log scale, with a legend.
+
+    Args:
+        ax: the axes to draw on.
+        scales: the diagonal a of Phi = a I, one curve each (a > 0; 1.0 is labelled "Phi = I").
+        points: values of p_y per curve (>= 2).
+
+    Returns:
+        The lines: cross-entropy first, then one per entry of `scales`, in order.
+    """
     p = torch.linspace(1e-3, 0.999, points, dtype=torch.float64)
     lines = ax.plot(p, cross_entropy_logit_gradient(p), color="black", label="cross-entropy")
     for scale in scales:
@@ -51,7 +62,21 @@ def gradient_factors(ax: Axes, scales: Sequence[float] = (1.0,), points: int = 2
 
 def unrolled_diagram(ax: Axes, steps: int = 3) -> list:
     """Boxes w_0 .. w_T with the teacher feeding Phi_t into each step, forward and reverse
-    arrows."""
+    arrows.
+
+    Drawn on `ax` in data coordinates (x from -0.6, y in [-0.6, 1.1]) with the axis switched
+    off; the caption's math text is rendered when the figure is drawn.
+
+    Args:
+        ax: the axes to draw on (use a fresh, linear-scale one).
+        steps: unrolled SGD steps shown before w_T, >= 1.
+
+    Returns:
+        Every text and annotation drawn (boxes, arrows, their labels, the two captions).
+
+    Raises:
+        ValueError: `steps` < 1.
+    """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     artists = []
@@ -84,7 +109,22 @@ def unrolled_diagram(ax: Axes, steps: int = 3) -> list:
 
 
 def phi_heatmaps(fig: Figure, phis: Sequence[Tensor], titles: Sequence[str]) -> list:
-    """One heatmap per Phi_t (diagonal and off-diagonal on one symmetric colour scale around 0)."""
+    """One heatmap per Phi_t (diagonal and off-diagonal on one symmetric colour scale around 0).
+
+    The panels are added to `fig` in one row, with one colour bar (red > 0, blue < 0); with no
+    Phi, a single axes reads "no Phi_t recorded".
+
+    Args:
+        fig: the (empty) figure to draw in.
+        phis: the [C, C] matrices (often Phi_t - I, so that 0 is "as cross-entropy").
+        titles: one panel title per matrix.
+
+    Returns:
+        One `AxesImage` per matrix, in order ([] without matrices).
+
+    Raises:
+        ValueError: `phis` and `titles` differ in length.
+    """
     if len(phis) != len(titles):
         raise ValueError(f"phis and titles must match: {len(phis)} vs {len(titles)}")
     if not phis:
@@ -105,7 +145,16 @@ def phi_heatmaps(fig: Figure, phis: Sequence[Tensor], titles: Sequence[str]) -> 
 
 
 def dev_error_curves(ax: Axes, curves: dict[str, tuple[Sequence[int], Sequence[float]]]) -> list:
-    """Dev minibatch error against student step, one line per name (x, y pairs)."""
+    """Dev minibatch error against student step, one line per name (x, y pairs).
+
+    Args:
+        ax: the axes to draw on.
+        curves: {legend label: (student steps, dev errors)}, the two sequences of equal length;
+            errors as the caller measured them (fractions in [0, 1] or %).
+
+    Returns:
+        One line per entry of `curves`, in order.
+    """
     lines = []
     for name, (steps, errors) in curves.items():
         lines += ax.plot(steps, errors, label=name)
@@ -116,7 +165,19 @@ def dev_error_curves(ax: Axes, curves: dict[str, tuple[Sequence[int], Sequence[f
 def error_dots(ax: Axes, errors: dict[str, Sequence[float]],
                reference: dict[str, float] | None = None) -> list:
     """Each arm's test errors (one dot per seed, a bar for the mean), plus optional reference
-    lines."""
+    lines.
+
+    Args:
+        ax: the axes to draw on; one x position per arm, in the order of `errors`.
+        errors: {arm name: its test errors per seed, fractions in [0, 1] (drawn in %)}; an arm
+            without errors gets an empty scatter and no mean bar.
+        reference: {label: an error already in %} drawn as dotted horizontal lines (e.g. a
+            paper's numbers), or None.
+
+    Returns:
+        Per arm its scatter then its mean line (when it has errors); then per reference its
+        line and its label text.
+    """
     artists = []
     for position, (name, values) in enumerate(errors.items()):
         values = np.asarray(values, dtype=float) * 100
@@ -136,8 +197,28 @@ def error_dots(ax: Axes, errors: dict[str, Sequence[float]],
 
 def static_grid(axes: Sequence[Axes], table: pd.DataFrame, reference: float) -> list:
     """Validation error (%) of every static Phi = a I + c (1 - I) with bias b at its chosen lr:
-    one heatmap over (a, c) per bias b (columns a, c, b, "validation error %" of `table`), on one
-    colour scale; `reference` (cross-entropy's error) is named in each title."""
+    one heatmap over (a, c) per bias b, on one colour scale, each cell printed.
+
+    Args:
+        axes: one axes per distinct bias, in ascending order of b (rows a, columns c).
+        table: one row per static Phi with columns "a", "c", "b" and "validation error %" (e.g.
+            `static_grid_table`); (a, c, b) unique.
+        reference: cross-entropy's validation error in %, named in each title.
+
+    Returns:
+        One `AxesImage` per bias, in ascending order of b.
+
+    Raises:
+        ValueError: `table` is empty, an (a, c, b) appears twice, or `axes` does not hold one
+            panel per bias.
+    """
+    if table.empty:
+        raise ValueError("table must hold at least one static Phi")
+    repeated = table.duplicated(["a", "c", "b"])
+    if repeated.any():
+        first = table[repeated].iloc[0]
+        raise ValueError(f"table must hold each (a, c, b) once; (a={first['a']:g}, "
+                         f"c={first['c']:g}, b={first['b']:g}) appears more than once")
     biases = sorted(table["b"].unique())
     if len(axes) != len(biases):
         raise ValueError(f"axes must hold one panel per bias ({len(biases)}), got {len(axes)}")
@@ -160,8 +241,21 @@ def static_grid(axes: Sequence[Axes], table: pd.DataFrame, reference: float) -> 
 
 def teacher_tuning(ax: Axes, table: pd.DataFrame, references: Mapping[str, float]) -> list:
     """Validation error (%) of students taught by each (teacher kind, optimiser, lr) of the
-    tuning grid (columns teacher, optimizer, "teacher lr", "validation error %", chosen), one
-    group of bars per kind, the chosen one outlined; dotted lines for `references`."""
+    tuning grid, one group of bars per kind, the chosen one outlined; dotted lines for
+    `references`.
+
+    The y-axis spans 0.9 x the lowest to 1.05 x the highest error drawn.
+
+    Args:
+        ax: the axes to draw on; one tick per teacher kind, in order of first appearance.
+        table: one row per (teacher kind, optimiser, lr) with columns "teacher", "optimizer",
+            "teacher lr" (float), "validation error %" and "chosen" (bool), as `tune_teachers`
+            returns in `.rows`.
+        references: {label: a validation error in %} (e.g. cross-entropy's), dotted lines.
+
+    Returns:
+        One `BarContainer` per (optimiser, lr) configuration, then one line per reference.
+    """
     artists = []
     kinds = list(dict.fromkeys(table["teacher"]))
     configs = list(dict.fromkeys(zip(table["optimizer"], table["teacher lr"])))
@@ -188,7 +282,21 @@ def teacher_tuning(ax: Axes, table: pd.DataFrame, references: Mapping[str, float
 def teacher_diagnostics(axes: Sequence[Axes], logs: Mapping[str, Sequence[Algorithm1Log]]) -> list:
     """Four panels over teacher steps, one colour per teacher kind, one line per teacher: the
     smoothed dev metric (solid) and 0-1 dev error (dashed); Phi's mean row sum; its off-diagonal
-    mass; the saturated fraction of the taught minibatches (sigma' < 0.01)."""
+    mass; the saturated fraction of the taught minibatches (sigma' < 0.01).
+
+    Args:
+        axes: the four axes, in the order above.
+        logs: {teacher kind: one `Algorithm1Log` per teacher (e.g. per seed)}; each log's
+            `metric`, `dev_error`, `saturated` and `phi["row_sum"]`, `phi["off_diagonal_mass"]`
+            hold one entry per teacher step.
+
+    Returns:
+        Five lines per log (metric, dev error, row sum, off-diagonal mass, saturated share),
+        logs in order.
+
+    Raises:
+        ValueError: `axes` does not hold 4 panels.
+    """
     if len(axes) != 4:
         raise ValueError(f"axes must hold 4 panels, got {len(axes)}")
     lines = []
@@ -215,7 +323,15 @@ def teacher_diagnostics(axes: Sequence[Axes], logs: Mapping[str, Sequence[Algori
 def phi_step_view(logs: Mapping[str, Algorithm1Log], teacher: str, step: int) -> Figure:
     """Phi - I of one teacher (`logs[teacher]`) at one teacher step, with that step's smoothed dev
     metric, 0-1 dev error, row sum and saturated share in the title (the widget's view).
-    Returns the figure.
+
+    Args:
+        logs: {teacher name: its `Algorithm1Log`}, whose `matrices` ([C, C] each), `metric`,
+            `dev_error`, `saturated` and `phi["row_sum"]` hold one entry per teacher step.
+        teacher: a key of `logs`.
+        step: the teacher step, in [0, len(logs[teacher].matrices)).
+
+    Returns:
+        A new figure with one `phi_heatmaps` panel.
 
     Raises:
         ValueError: an unknown teacher or a step outside its log.

@@ -75,3 +75,26 @@ def test_study_figures_draw_what_they_are_given():
     with pytest.raises(ValueError, match="step"):
         phi_step_view({"t": log}, "t", 2)
     plt.close("all")
+
+
+def test_static_grid_rejects_an_empty_or_repeated_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from curriclab.plots.dynamic_loss import static_grid
+
+    columns = ["a", "c", "b", "validation error %"]
+    _, axes = plt.subplots(1, 1, squeeze=False)
+    with pytest.raises(ValueError, match="table must hold at least one static Phi"):
+        static_grid(axes[0], pd.DataFrame(columns=columns), 5.0)
+    repeated = pd.DataFrame([[1.0, 0.0, 0.0, 5.0], [1.0, 0.0, 0.0, 6.0]], columns=columns)
+    with pytest.raises(ValueError, match=r"\(a=1, c=0, b=0\) appears more than once"):
+        static_grid(axes[0], repeated, 5.0)
+    table = pd.DataFrame([[a, c, 0.0, 10 * a + c] for a in (1.0, 2.0) for c in (0.0, 0.5)],
+                         columns=columns)
+    (image,) = static_grid(axes[0], table, 5.0)
+    assert image.get_array().tolist() == [[10.0, 10.5], [20.0, 20.5]]  # rows a, columns c
+    plt.close("all")
