@@ -32,8 +32,22 @@ def percent_match_bars(
     `chance[name]` (optional) is drawn as a black dash across that range's bar, so a bar far above
     its dash is persistence, not luck. `spread[name]` (optional) is a (lowest, highest) pair of
     per-quantile values (e.g. over seeds) drawn as an error bar on each bar. Quantile 1 is the
-    first quantile (highest losses when the bins were made in descending order). Returns the bar
-    containers, error bars and dash lines drawn.
+    first quantile (highest losses when the bins were made in descending order).
+
+    Args:
+        ax: the axes to draw on; x ticks 1..Q.
+        matches: {epoch-range name: [Q] percent matches, in % (0-100), quantile 1 first}; every
+            range has the same Q.
+        chance: {range name: [Q] (or a single) chance level in %}; names missing from it get no
+            dash. None draws no dashes.
+        title: the axes' title.
+        log_scale: draw the percent match on a logarithmic y-axis (values must then be > 0).
+        spread: {range name: ([Q] lowest, [Q] highest) values in %}, drawn as error bars around
+            `matches[name]`; None draws none.
+
+    Returns:
+        Per range, in order: its `BarContainer`, then its error bars (if in `spread`), then its
+        chance dashes (if in `chance`; the last one drawn is labelled "chance").
     """
     drawn: list = []
     count = len(matches)
@@ -69,6 +83,17 @@ def transition_heatmap(
     """Image of `quantile_transitions`: row i shows where quantile i of `from_epoch` went.
 
     Give several heatmaps the same `vmax` to share one colour bar (default: this matrix's maximum).
+
+    Args:
+        ax: the axes to draw on; ticks label the quantiles 1..Q.
+        matrix: [Q, Q] counts or shares (>= 0): entry [i, j] = samples in quantile i at
+            `from_epoch` and in quantile j at `to_epoch`.
+        from_epoch: the earlier epoch (rows), named in the labels and title.
+        to_epoch: the later epoch (columns), named in the labels and title.
+        vmax: the top of the colour scale (the bottom is 0); None gives this matrix's maximum.
+
+    Returns:
+        The `AxesImage` (pass it to `fig.colorbar`).
     """
     matrix = np.asarray(matrix, dtype=float)
     size = len(matrix)

@@ -47,6 +47,13 @@ class Card:
     def render(self, headlines: dict[str, Any]) -> str:
         """The card's table row.
 
+        Args:
+            headlines: the "headlines" mapping of the card's headline file; `derive` (if any)
+                adds its fields on top.
+
+        Returns:
+            One Markdown table row: "| [figure](notebook) | **[title](notebook).** sentence |".
+
         Raises:
             KeyError: the template names a headline the file does not hold.
         """
@@ -212,8 +219,13 @@ def render_cards(results: Path, cards: tuple[Card, ...] = CARDS) -> str:
         results: the directory of the headline files (`notebooks/results`).
         cards: the cards to render.
 
+    Returns:
+        START, a blank line, the table header, one row per card (in order), a blank line and
+        END, joined by newlines (no trailing newline).
+
     Raises:
         FileNotFoundError: a card's headline file is missing (its notebook has no full run).
+        KeyError: a card's template names a headline its file does not hold (as `Card.render`).
     """
     rows = [card.render(_headlines(results, card.stem)) for card in cards]
     return "\n".join([START, "", "| | |", "| --- | --- |", *rows, "", END])
@@ -221,6 +233,12 @@ def render_cards(results: Path, cards: tuple[Card, ...] = CARDS) -> str:
 
 def card_figure(notebook: Path) -> bytes:
     """The PNG bytes of the first image output of the code cell tagged `readme-figure`.
+
+    Args:
+        notebook: path of a stored (executed) .ipynb file.
+
+    Returns:
+        The decoded PNG, exactly as the notebook stores it.
 
     Raises:
         ValueError: no tagged cell, or the tagged cell stores no PNG.

@@ -99,5 +99,13 @@ def texts(verdicts: pd.DataFrame, costs: pd.DataFrame | None = None,
 
 
 def learning_rates(study: Study) -> str:
-    """Each arm's learning rate as `tune` chose it, e.g. "uniform 0.001, SGD-S 0.002"."""
+    """Each arm's learning rate as `tune` chose it, e.g. "uniform 0.001, SGD-S 0.002".
+
+    Args:
+        study: the tuned study (`harness.tune` writes each arm's lr into its `train` overrides;
+            an arm without one shows the study's lr).
+
+    Returns:
+        "<arm name> <lr>" per arm in the study's order, joined by ", " (lr in `:g` format).
+    """
     return ", ".join(f"{arm.name} {study.train_spec(arm).lr:g}" for arm in study.arms)
