@@ -276,7 +276,12 @@ class SelectionTrace(SampleMethod):
         self.thresholds.append(self.spl.threshold)
 
     def state_dict(self) -> dict:
-        """The recorded shares and thresholds."""
+        """The recorded shares and thresholds.
+
+        Returns:
+            {"fractions": [selected share in [0, 1] per epoch], "thresholds": [lambda per
+            epoch]}, copies of the lists (what `load_state_dict` takes).
+        """
         return {"fractions": list(self.fractions), "thresholds": list(self.thresholds)}
 
     def load_state_dict(self, state: dict) -> None:

@@ -236,15 +236,27 @@ def at_last_step(results: Results) -> Results:
     test and validation accuracy become those of its run's last curve row, and chosen_step its
     last step (the runs must track "test"; no choice reads it).
 
+    Args:
+        results: a record whose curve rows track "test" (and "validation"), with at least one
+            curve row per (arm, seed) of its final rows.
+
+    Returns:
+        A new record sharing `results`' study, curves and artifacts; its final rows are copies
+        with "chosen_step", "test_accuracy", "test_loss", "validation_accuracy" and
+        "validation_loss" taken from each run's last curve row. `results` is not changed.
+
     Raises:
-        ValueError: the curves do not track test accuracy.
+        ValueError: the curves do not track test accuracy, or a run has no curve row.
     """
     last: dict[tuple[str, int], dict[str, Any]] = {}
     for row in results.curves:
         last[row["arm"], row["seed"]] = row
     finals = []
     for row in results.finals:
-        end = last[row["arm"], row["seed"]]
+        end = last.get((row["arm"], row["seed"]))
+        if end is None:
+            raise ValueError(f"results hold no curve row for arm {row['arm']!r}, seed "
+                             f"{row['seed']}")
         if "test_accuracy" not in end:
             raise ValueError("at_last_step needs curves that track 'test'")
         finals.append({**row, "chosen_step": end["step"], "test_accuracy": end["test_accuracy"],

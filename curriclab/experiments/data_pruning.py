@@ -111,7 +111,14 @@ class Scoring:
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
 
     def seeds(self, count: int) -> tuple[int, ...]:
-        """The first `count` scoring seeds: seed, seed + 1, ..., seed + count - 1."""
+        """The first `count` scoring seeds: seed, seed + 1, ..., seed + count - 1.
+
+        Args:
+            count: how many seeds (>= 0; 0 gives none), e.g. `el2n_runs`.
+
+        Returns:
+            The seeds, ascending.
+        """
         return tuple(range(self.seed, self.seed + count))
 
 
@@ -227,6 +234,16 @@ def forgetting_summary(results: Results) -> dict[str, float]:
     """Mean never-forgotten and never-learned shares over the runs of `forgetting_runs`, and the
     share never forgotten in *every* run (learned in each, no event in any: Toneva et al. count
     a sample unforgettable across their seeds).
+
+    Args:
+        results: a record from the forgetting scoring runs (`training_scores` with score
+            "forgetting"): final rows with "never_forgotten" and "never_learned", artifacts
+            holding each run's "learned" and "forgetting_events" [N] tensors.
+
+    Returns:
+        {"never_forgotten", "never_learned": mean shares over the runs, in [0, 1];
+        "never_forgotten_every_run": share of samples learned and never forgotten in every
+        run, in [0, 1]; "runs": the number of runs (as a float)}.
 
     Raises:
         ValueError: the record holds no forgetting run.

@@ -102,22 +102,39 @@ class MislabelledShare(SampleMethod):
         return None
 
     def per_step(self) -> Tensor:
-        """Share of each step's trained samples that are mislabelled [steps] (float64)."""
+        """Share of each step's trained samples that are mislabelled.
+
+        Returns:
+            float64 [steps] in [0, 1], one per recorded step (0 for a step with no samples).
+        """
         trained = torch.tensor(self.trained, dtype=torch.float64)
         return torch.tensor(self.mislabelled, dtype=torch.float64) / trained.clamp(min=1)
 
     def overall(self) -> float:
-        """Share of all trained samples (with repeats) that are mislabelled (NaN before any)."""
+        """Share of all trained samples (with repeats) that are mislabelled.
+
+        Returns:
+            The share in [0, 1], or NaN before any sample was trained.
+        """
         total = sum(self.trained)
         return sum(self.mislabelled) / total if total else math.nan
 
     def state_dict(self) -> dict:
-        """The recorded counts (int64 tensors of equal length)."""
+        """The recorded counts.
+
+        Returns:
+            {"trained": int64 [steps], "mislabelled": int64 [steps]}, what `load_state_dict`
+            takes.
+        """
         return {"trained": torch.tensor(self.trained, dtype=torch.long),
                 "mislabelled": torch.tensor(self.mislabelled, dtype=torch.long)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict`; checks every entry before changing anything.
+
+        Args:
+            state: {"trained": int64 [steps] counts, "mislabelled": int64 [steps] counts, each in
+                [0, trained] at its step}.
 
         Raises:
             ValueError: naming a missing or unexpected key, a wrong dtype or shape, or counts

@@ -89,7 +89,12 @@ class EpochCounts(SampleMethod):
 
     def after_epoch(self, epoch: int) -> None:
         """Close epoch `epoch`; the sampler has already planned epoch `epoch + 1` (it comes first
-        in the arm's methods), from the losses read here."""
+        in the arm's methods), from the losses read here.
+
+        Args:
+            epoch: the epoch that ended (0-based); an `InfoBatchSampler` is asked whether it
+                prunes in epoch `epoch + 1`.
+        """
         self.samples.append(self._count)
         self.distinct_share.append(float(self.seen.float().mean()) if len(self.seen) else 0.0)
         self.seen.zero_()
@@ -100,7 +105,17 @@ class EpochCounts(SampleMethod):
                                    else 0)
 
     def collect(self, steady_from: int) -> dict[str, Any]:
-        """The per-epoch lists, and the mean distinct share over epochs >= `steady_from`."""
+        """The per-epoch lists, and the mean distinct share over epochs >= `steady_from`.
+
+        Args:
+            steady_from: the first epoch (0-based, >= 0) of the steady state the mean covers.
+
+        Returns:
+            {"epoch_samples": samples per epoch, "epoch_distinct_share": share in [0, 1] per
+            epoch, "epoch_candidates": pruning candidates per epoch (0 for the first and for
+            full-data epochs), "steady_distinct_share": the mean share from `steady_from` on
+            (NaN when the run has no such epoch)}.
+        """
         steady = self.distinct_share[steady_from:]
         return {"epoch_samples": list(self.samples), "epoch_distinct_share": list(
             self.distinct_share), "epoch_candidates": self.candidates[:len(self.samples)],
@@ -192,7 +207,14 @@ def long_study(train_size: int | None, validation_size: int, test_size: int | No
 
 
 def budget_arm_name(method: str) -> str:
-    """The name of the uniform arm trained on `method`'s sample budget."""
+    """The name of the uniform arm trained on `method`'s sample budget.
+
+    Args:
+        method: the arm name whose budget is matched, e.g. "SGD-S".
+
+    Returns:
+        "uniform, <method>'s samples".
+    """
     return f"uniform, {method}'s samples"
 
 
@@ -371,6 +393,12 @@ class PositionBugDemo:
     `intended[i]`: the weight sample i should get (its own loss if kept, 0 if pruned);
     `received[i]`: the weight it actually got when the sampler's positions 0..num_kept-1 were used
     as dataset indices (the loss of another sample; 0 for every i >= num_kept).
+
+    Attributes:
+        losses: [N] the per-sample losses the demo started from.
+        intended: [N] the intended weights, by dataset index.
+        received: [N] the weights actually received, by dataset index.
+        num_kept: K, the samples kept (the weighted sampler's length).
     """
 
     losses: Tensor

@@ -168,6 +168,11 @@ def test_at_last_step_reads_the_last_evaluation(tiny_results):
                         tiny_results.finals, {})
     with pytest.raises(ValueError, match="test"):
         study.at_last_step(untracked)
+    no_curve = Results(tiny_results.study, [r for r in tiny_results.curves
+                                            if (r["arm"], r["seed"]) != ("instance", 1)],
+                       tiny_results.finals, {})
+    with pytest.raises(ValueError, match="no curve row for arm 'instance', seed 1"):
+        study.at_last_step(no_curve)
 
 
 def test_protocol_table_stacks_both_readings(tiny_results):
