@@ -521,8 +521,8 @@ def verdict_text(gaps: pd.DataFrame, condition: str, arm: str) -> str:
     row = _gap_row(gaps, condition, arm)
     said = verdict(row["low"], row["high"])
     side = "higher" if row["difference"] > 0 else "lower"
-    return (f"{said}, {gap_text(gaps, condition, arm)}, {side} in {int(row[side])} of "
-            f"{int(row['seeds'])} seeds")
+    return (f"{said}, {interval(row['difference'], row['low'], row['high'])}, {side} in "
+            f"{int(row[side])} of {int(row['seeds'])} seeds")
 
 
 def condition_label(condition: str) -> str:
@@ -647,9 +647,9 @@ def takeaways(gaps: pd.DataFrame, findings: pd.DataFrame, sources: Sequence[str]
         parts = []
         for source in sources:
             condition = f"{source} {kind}"
-            said = ", ".join(
-                f"{arm} {verdict(*_gap_row(gaps, condition, arm)[['low', 'high']])} "
-                f"({_gap_row(gaps, condition, arm)['difference']:+.2f})" for arm in arms)
+            rows = [(arm, _gap_row(gaps, condition, arm)) for arm in arms]
+            said = ", ".join(f"{arm} {verdict(row['low'], row['high'])} ({row['difference']:+.2f})"
+                             for arm, row in rows)
             parts.append(f"{condition_label(source)}: {said}")
         lines.append(f"- **{title}.** " + "; ".join(parts) + ".")
     return "\n".join(lines)

@@ -252,19 +252,8 @@ class TopLossSelection(BatchSelector):
     """
 
     def scores(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
-        """The candidates' training losses (`training_losses`).
-
-        Args:
-            index: [n] integer dataset indices of the candidates.
-            output: [n, ...] the model's no-grad output for them.
-            target: [n] their targets.
-
-        Returns:
-            [n] detached finite losses.
-
-        Raises:
-            ValueError: as `training_losses`.
-        """
+        """`BatchSelector.scores` as the candidates' training losses (`training_losses`, whose
+        errors it raises): [n] detached finite losses."""
         return self.training_losses(index, output, target)
 
 

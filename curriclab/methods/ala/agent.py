@@ -203,18 +203,7 @@ class AlignmentAgent(SampleMethod):
         self.history = AlignmentHistory()
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """The batch's per-sample dynamic losses under the current Phi.
-
-        Args:
-            output: [B, C] the student's logits.
-            target: [B] integer classes in [0, C).
-            index: [B] dataset indices (unused: the rule is the same for every sample).
-
-        Returns:
-            [B] losses in [-1, 0], differentiable in `output`.
-
-        Raises:
-            ValueError: mis-shaped input or a target out of range (as `dynamic_loss`).
+        """`FixedPhiRule.compute_losses` under the current Phi (same arguments, shapes and errors).
         """
         return dynamic_loss(output, target, self.matrix.phi, reduction="none")
 
