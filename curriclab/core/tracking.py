@@ -19,7 +19,25 @@ from curriclab.core.state import (
     nested,
 )
 
-__all__ = ["LossTracker"]
+__all__ = ["LossTracker", "check_momentum"]
+
+
+def check_momentum(value: float, name: str = "momentum") -> float:
+    """Check a moving average's momentum argument.
+
+    Args:
+        value: the momentum given.
+        name: the argument's name, for the message.
+
+    Returns:
+        `value`, in [0, 1).
+
+    Raises:
+        ValueError: `value` outside [0, 1) (or NaN); the message names `name`.
+    """
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+    return value
 
 
 class LossTracker(SampleMethod):
@@ -46,10 +64,8 @@ class LossTracker(SampleMethod):
     def __init__(self, num_samples: int, momentum: float = 0.0, unseen_value: float = float("nan")):
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         self.num_samples = num_samples
-        self.momentum = momentum
+        self.momentum = check_momentum(momentum)
         self.unseen_value = unseen_value
         self.latest = torch.full((num_samples,), unseen_value)
         self.average = torch.full((num_samples,), unseen_value)

@@ -43,7 +43,7 @@ from curriclab.experiments.harness.splits import load_splits
 from curriclab.methods.pruning import (
     KEEP,
     ForgettingEvents,
-    grand_scores,
+    averaged_scores,
     kept_count,
     prune_by_score,
     random_scores,
@@ -306,8 +306,8 @@ def training_scores(data: DataSpec, model: ModelSpec, train: TrainSpec, score: s
             seconds += final["seconds"] + artifacts["scoring_seconds"]
         return TrainingScores(score, total / len(study.seeds), samples, seconds)
     started = time.perf_counter()
-    scores = grand_scores(_initialised_models(model, splits, scoring.seeds(scoring.grand_inits)),
-                          splits.train)
+    initialised = _initialised_models(model, splits, scoring.seeds(scoring.grand_inits))
+    scores = averaged_scores(initialised, splits.train, "grand")
     return TrainingScores(score, scores, float(size * scoring.grand_inits),
                           time.perf_counter() - started)
 

@@ -140,9 +140,7 @@ class BatchSelector(SampleMethod):
         """The candidates' current training losses, checked finite.
 
         Args:
-            index: [n] integer dataset indices of the candidates.
-            output: [n, ...] the model's no-grad output for them.
-            target: [n] their targets.
+            index, output, target: the candidates, as in `BatchSelector.select`.
 
         Returns:
             [n] detached losses from `loss_fn`.
@@ -164,9 +162,7 @@ class BatchSelector(SampleMethod):
         """Per-candidate scores; the highest are kept (subclasses).
 
         Args:
-            index: [n] integer dataset indices of the candidates.
-            output: [n, ...] the model's no-grad output for them.
-            target: [n] their targets.
+            index, output, target: the candidates, as in `BatchSelector.select`.
 
         Returns:
             [n] finite float scores.
@@ -290,9 +286,7 @@ class RhoLossSelection(BatchSelector):
         """Reducible losses of the candidates.
 
         Args:
-            index: [n] integer dataset indices of the candidates.
-            output: [n, ...] the model's no-grad output for them.
-            target: [n] their targets.
+            index, output, target: the candidates, as in `BatchSelector.select`.
 
         Returns:
             [n] training loss minus `irreducible_losses[index]`.
@@ -347,9 +341,7 @@ class UniformSelection(BatchSelector):
         """Positions of `chosen_count(n, k, batch_size)` candidates in random order.
 
         Args:
-            index: [n] integer dataset indices of the candidates.
-            output: [n, ...] the model's no-grad output for them.
-            target: [n] their targets.
+            index, output, target: the candidates, as in `BatchSelector.select`.
 
         Returns:
             int64 distinct positions into the batch, on the device of `index`.

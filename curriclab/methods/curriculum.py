@@ -54,11 +54,11 @@ from torch.utils.data import Sampler
 from curriclab.core.distributed import (
     check_distinct_ranks,
     check_identical,
-    check_num_replicas,
     rank_and_world,
 )
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.state import check_keys
+from curriclab.methods.sampling import ShardedPlans, check_count
 
 __all__ = [
     "available_count",
@@ -92,14 +92,6 @@ def _check_number(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _check_start(start: float) -> float:
     start = _check_number("start", start)
     if not 0.0 < start <= 1.0:
@@ -126,8 +118,8 @@ def pacing_fraction(name: str, step: int, total_steps: int, *, start: float = 0.
     """
     if name not in PACINGS:
         raise ValueError(f"name must be one of {PACINGS}, got {name!r}")
-    step = _check_int("step", step, 0)
-    total_steps = _check_int("total_steps", total_steps, 1)
+    step = check_count("step", step, 0)
+    total_steps = check_count("total_steps", total_steps, 1)
     start = _check_start(start)
     full_at = _check_number("full_at", full_at)
     if not (full_at > 0 and math.isfinite(full_at)):
@@ -191,11 +183,11 @@ def fixed_exponential_pacing(start: float, increase: float, step_length: int) ->
     increase = _check_number("increase", increase)
     if not (increase > 1 and math.isfinite(increase)):
         raise ValueError(f"increase must be a finite number > 1, got {increase}")
-    step_length = _check_int("step_length", step_length, 1)
+    step_length = check_count("step_length", step_length, 1)
     enough = math.ceil(math.log(1.0 / start) / math.log(increase)) if start < 1 else 0
 
     def pace(step: int) -> float:
-        rises = min(_check_int("step", step, 0) // step_length, enough)
+        rises = min(check_count("step", step, 0) // step_length, enough)
         return min(start * increase**rises, 1.0)
 
     return pace
@@ -223,8 +215,8 @@ def available_count(fraction: float, num_samples: int, min_samples: int = 1) -> 
     fraction = _check_number("fraction", fraction)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
-    _check_int("num_samples", num_samples, 0)
-    _check_int("min_samples", min_samples, 0)
+    check_count("num_samples", num_samples, 0)
+    check_count("min_samples", min_samples, 0)
     return min(max(math.floor(fraction * num_samples + 1e-9), min_samples), num_samples)
 
 
@@ -298,7 +290,7 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 6364136223846793005 + step * 1442695040888963407 + 1) % 2**63
 
 
-class CurriculumSampler(Sampler[int], SampleMethod):
+class CurriculumSampler(Sampler[int], SampleMethod, ShardedPlans):
     """Draws each step's batch uniformly from the `pacing(step)` share of the ordered samples.
 
     Args:
@@ -352,37 +344,28 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             raise TypeError("pacing must be callable (step -> fraction), got "
                             f"{type(pacing).__name__}")
         self.pacing = pacing
-        self.total_steps = _check_int("total_steps", total_steps, 1)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.total_steps = check_count("total_steps", total_steps, 1)
+        self.batch_size = check_count("batch_size", batch_size, 1)
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         self.order_name = order
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()).item())
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_count("seed", seed, 0)
         default_epoch = math.ceil(self.num_samples / self.batch_size)
-        self.steps_per_epoch = _check_int(
+        self.steps_per_epoch = check_count(
             "steps_per_epoch", default_epoch if steps_per_epoch is None else steps_per_epoch, 1)
-        self.min_samples = _check_int("min_samples", min_samples, 1)
+        self.min_samples = check_count("min_samples", min_samples, 1)
         self.update_scores = bool(update_scores)
         if self.update_scores and order == "random":
             raise ValueError("update_scores needs order 'easy' or 'hard' (a random order ignores "
                              "scores)")
-        group_rank, group_world = rank_and_world()
-        self.num_replicas = _check_int(
-            "num_replicas", group_world if num_replicas is None else num_replicas, 1)
-        self.rank = _check_int("rank", group_rank if rank is None else rank, 0)
-        if self.rank >= self.num_replicas:
-            raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), got "
-                             f"{self.rank}")
+        self._init_sharding(num_replicas, rank, verify_across_ranks)
         if self.batch_size % self.num_replicas:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by num_replicas "
                              f"({self.num_replicas})")
-        check_num_replicas(self.num_replicas)
         self.epoch = 0
         self.order = curriculum_order(self.scores, order, torch.Generator().manual_seed(self.seed))
-        self.verify_across_ranks = bool(verify_across_ranks)
-        self._checked_epoch: int | None = None
 
     @property
     def local_batch_size(self) -> int:
@@ -407,7 +390,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
         Raises:
             TypeError, ValueError: `epoch` is not an int >= 0.
         """
-        first = min(_check_int("epoch", epoch, 0) * self.steps_per_epoch, self.total_steps)
+        first = min(check_count("epoch", epoch, 0) * self.steps_per_epoch, self.total_steps)
         return range(first, min(first + self.steps_per_epoch, self.total_steps))
 
     def available(self, step: int) -> int:
@@ -423,7 +406,7 @@ class CurriculumSampler(Sampler[int], SampleMethod):
             TypeError, ValueError: `step` is not an int >= 0.
             ValueError: naming `pacing`, if it returns anything but a number in (0, 1] there.
         """
-        fraction = self.pacing(_check_int("step", step, 0))
+        fraction = self.pacing(check_count("step", step, 0))
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
                 0.0 < fraction <= 1.0):
             raise ValueError(f"pacing must return a fraction in (0, 1], returned {fraction!r} at "
@@ -467,17 +450,13 @@ class CurriculumSampler(Sampler[int], SampleMethod):
                 group's world size; or, from `check_plans_agree`, the ranks disagree.
             PeerTimeoutError: from `check_plans_agree`, a peer did not answer in time.
         """
-        epoch = _check_int("epoch", epoch, 0)
+        epoch = check_count("epoch", epoch, 0)
         if epoch < self.epoch:
             raise ValueError(f"epoch must be >= the current epoch {self.epoch}, got {epoch}")
         if epoch != self.epoch and self.update_scores:
             self.order = curriculum_order(self.scores, self.order_name)
         self.epoch = epoch
-        check_num_replicas(self.num_replicas)
-        if (self.verify_across_ranks and self._checked_epoch != epoch
-                and rank_and_world()[1] > 1):
-            self.check_plans_agree()
-            self._checked_epoch = epoch
+        self._verify_plans_once(epoch)
 
     def check_plans_agree(self) -> None:
         """Collective: check that every rank draws the same steps, and raise on every rank if not.

@@ -174,12 +174,8 @@ def reverse_hypergradient(
 
 
 def hypergradient(
-    params: Params,
-    inner_loss: InnerLoss,
-    outer_loss: OuterLoss,
-    hyperparameters: Sequence[Tensor],
-    steps: int,
-    lr: float,
+    params: Params, inner_loss: InnerLoss, outer_loss: OuterLoss,
+    hyperparameters: Sequence[Tensor], steps: int, lr: float,
 ) -> HyperGradient:
     """Run `steps` SGD steps from `params`, then return dM(w_T)/dtheta by the reverse pass.
 
@@ -198,26 +194,21 @@ def hypergradient(
 
 
 def unrolled_hypergradient(
-    params: Params,
-    inner_loss: InnerLoss,
-    outer_loss: OuterLoss,
-    hyperparameters: Sequence[Tensor],
-    steps: int,
-    lr: float,
+    params: Params, inner_loss: InnerLoss, outer_loss: OuterLoss,
+    hyperparameters: Sequence[Tensor], steps: int, lr: float,
 ) -> HyperGradient:
     """The same hypergradient by plain autograd: unroll with create_graph=True, one backward.
 
     Simpler, but every step's activations stay alive until the end (larger memory per step).
 
     Args:
-        params, inner_loss, steps, lr: as `sgd_trajectory`.
-        outer_loss, hyperparameters: as `reverse_hypergradient`.
+        params, inner_loss, outer_loss, hyperparameters, steps, lr: as `hypergradient`.
 
     Returns:
-        A `HyperGradient` (final weights detached).
+        A `HyperGradient` (final weights detached) equal to `hypergradient`'s up to rounding.
 
     Raises:
-        ValueError: `steps` < 1 or `lr` <= 0.
+        ValueError: as `hypergradient`.
     """
     if steps < 1:
         raise ValueError(f"steps (T) must be >= 1, got {steps}")

@@ -69,7 +69,6 @@ class InfoBatchSampler(LossDrivenSampler):
         drop_last: bool = False,
         verify_across_ranks: bool = True,
     ):
-        num_samples = check_count("num_samples", num_samples)
         self.total_epochs = check_count("total_epochs", total_epochs, minimum=1)
         self.prune_ratio = check_fraction("prune_ratio", prune_ratio)
         if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta <= 1:

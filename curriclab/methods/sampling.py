@@ -68,6 +68,7 @@ __all__ = [
     "LossDrivenSampler",
     "prune_and_reintroduce",
     "SGDSSampler",
+    "ShardedPlans",
 ]
 
 
@@ -279,7 +280,41 @@ class EpochPlan:
     weights: Tensor
 
 
-class LossDrivenSampler(Sampler[int], SampleMethod):
+class ShardedPlans:
+    """What `LossDrivenSampler` and `CurriculumSampler` share about shards: the `num_replicas`
+    / `rank` arguments and `set_epoch`'s once-per-epoch call of `check_plans_agree()`.
+
+    A subclass calls `_init_sharding` in its constructor, `_verify_plans_once(epoch)` at the end
+    of `set_epoch`, sets `_checked_epoch = None` when it loads a state, and defines
+    `check_plans_agree`.
+    """
+
+    def _init_sharding(self, num_replicas: int | None, rank: int | None,
+                       verify_across_ranks: bool) -> None:
+        group_rank, group_world = rank_and_world()
+        self.num_replicas = check_count(
+            "num_replicas", group_world if num_replicas is None else num_replicas, minimum=1)
+        self.rank = check_count("rank", group_rank if rank is None else rank)
+        if self.rank >= self.num_replicas:
+            raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), "
+                             f"got {self.rank}")
+        check_num_replicas(self.num_replicas)
+        self.verify_across_ranks = bool(verify_across_ranks)
+        self._checked_epoch: int | None = None
+
+    def check_plans_agree(self) -> None:
+        """Collective check that every rank draws the same plan (subclasses)."""
+        raise NotImplementedError
+
+    def _verify_plans_once(self, epoch: int) -> None:
+        check_num_replicas(self.num_replicas)
+        if (self.verify_across_ranks and self._checked_epoch != epoch
+                and rank_and_world()[1] > 1):
+            self.check_plans_agree()
+            self._checked_epoch = epoch
+
+
+class LossDrivenSampler(Sampler[int], SampleMethod, ShardedPlans):
     """Base class: a LossTracker fed by `update`/`objective`, a private generator, and one
     `EpochPlan` per epoch.
 
@@ -331,17 +366,8 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         self.tracker = LossTracker(num_samples, momentum=momentum)
         self.generator = generator if generator is not None else default_generator()
         self.epoch = 0
-        group_rank, group_world = rank_and_world()
-        self.num_replicas = check_count(
-            "num_replicas", group_world if num_replicas is None else num_replicas, minimum=1)
-        self.rank = check_count("rank", group_rank if rank is None else rank)
-        if self.rank >= self.num_replicas:
-            raise ValueError(f"rank must lie in [0, num_replicas={self.num_replicas}), "
-                             f"got {self.rank}")
-        check_num_replicas(self.num_replicas)
+        self._init_sharding(num_replicas, rank, verify_across_ranks)
         self.drop_last = bool(drop_last)
-        self.verify_across_ranks = bool(verify_across_ranks)
-        self._checked_epoch: int | None = None
         self.plan: EpochPlan = self._make_plan(0)
 
     def _make_plan(self, epoch: int) -> EpochPlan:
@@ -374,11 +400,7 @@ class LossDrivenSampler(Sampler[int], SampleMethod):
         if epoch != self.epoch:
             self.epoch = epoch
             self.plan = self._make_plan(epoch)
-        check_num_replicas(self.num_replicas)
-        if (self.verify_across_ranks and self._checked_epoch != epoch
-                and rank_and_world()[1] > 1):
-            self.check_plans_agree()
-            self._checked_epoch = epoch
+        self._verify_plans_once(epoch)
 
     def check_plans_agree(self) -> None:
         """Collective: check that every rank shards the same plan, and raise on every rank if not.

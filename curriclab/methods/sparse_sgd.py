@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from curriclab.core.state import check_float, check_int, check_keys, check_tensor
+from curriclab.core.tracking import check_momentum
 
 __all__ = ["SparseSGD"]
 
@@ -104,8 +105,7 @@ class SparseSGD(torch.optim.Optimizer):
         if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr)
                                         and lr >= 0):
             raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
-        if not 0.0 <= settings["momentum"] < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {settings['momentum']!r}")
+        check_momentum(settings["momentum"])
         if settings["weight_decay"] != 0:
             raise ValueError(
                 f"weight_decay must be 0 for SparseSGD, got {settings['weight_decay']!r}: an "

@@ -24,6 +24,7 @@ from curriclab.core.state import (
     finite_or_raise,
     nested,
 )
+from curriclab.core.tracking import check_momentum
 from curriclab.core.training import error_rate
 
 __all__ = ["LossTeacher", "StudentObserver", "phi_summary", "without_off_diagonal"]
@@ -46,10 +47,8 @@ class StudentObserver:
     def __init__(self, total_steps: int, momentum: float = 0.9):
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
         self.total_steps = total_steps
-        self.momentum = momentum
+        self.momentum = check_momentum(momentum)
         self.step = 0
         self.train_loss = float("nan")
         self.train_error = float("nan")

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from curriclab.core.tracking import LossTracker
+from curriclab.core.tracking import LossTracker, check_momentum
 
 
 def test_latest_average_and_epoch_follow_the_definition():
@@ -37,3 +37,10 @@ def test_round_trip_and_errors():
     with pytest.raises(ValueError, match="shape"):
         LossTracker(3).load_state_dict(tracker.state_dict())
     tracker.update(torch.tensor([], dtype=torch.long), torch.tensor([]))  # an empty batch is fine
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), float("inf")])
+def test_check_momentum_refuses_values_outside_zero_to_one_by_name(bad):
+    with pytest.raises(ValueError, match=r"baseline_momentum must lie in \[0, 1\)"):
+        check_momentum(bad, "baseline_momentum")
+    assert check_momentum(0.0) == 0.0 and check_momentum(0.999) == 0.999

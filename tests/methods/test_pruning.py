@@ -27,8 +27,6 @@ from curriclab.core.training import fit
 from curriclab.methods.pruning import (
     ForgettingEvents,
     averaged_scores,
-    el2n_scores,
-    grand_scores,
     kept_count,
     prune_by_score,
     random_scores,
@@ -312,8 +310,9 @@ def test_averages_over_models_consume_a_generator():
 
     expected_el2n = torch.stack([brute_el2n(build(s), dataset) for s in range(3)]).mean(0)
     expected_grand = torch.stack([brute_grand(build(s), dataset) for s in range(3)]).mean(0)
-    torch.testing.assert_close(el2n_scores((build(s) for s in range(3)), dataset), expected_el2n)
-    torch.testing.assert_close(grand_scores((build(s) for s in range(3)), dataset),
+    torch.testing.assert_close(averaged_scores((build(s) for s in range(3)), dataset, "el2n"),
+                               expected_el2n)
+    torch.testing.assert_close(averaged_scores((build(s) for s in range(3)), dataset, "grand"),
                                expected_grand)
     assert len(built) == 12
     with pytest.raises(ValueError, match="at least one model"):
@@ -446,8 +445,8 @@ def _scenario(rank: int, directory) -> dict:
         "local": local.steps, "state": direct.state_dict(), "digest": state_digest(
             direct.state_dict()), "wrapped": state_digest(wrapped.state_dict()),
         "model": model.state_dict(), "init": init.state_dict(),
-        "el2n": el2n_scores([model], train, batch_size=3),
-        "grand": grand_scores([init, model], train, batch_size=3),
+        "el2n": averaged_scores([model], train, "el2n", batch_size=3),
+        "grand": averaged_scores([init, model], train, "grand", batch_size=3),
         "random": random_scores(40, 7),
     }
     bad = torch.zeros(2, 3)

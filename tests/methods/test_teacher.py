@@ -13,6 +13,16 @@ from curriclab.methods.teacher import (
 )
 
 
+def random_teacher(seed: int, num_classes: int, parts: tuple[str, ...]) -> LossTeacher:
+    """A two-direction teacher whose named parameters are redrawn from N(0, 1) under `seed`."""
+    torch.manual_seed(seed)
+    teacher = LossTeacher(num_classes=num_classes, hidden=2)
+    with torch.no_grad():
+        for name in parts:
+            getattr(teacher, name).normal_()
+    return teacher
+
+
 def test_teacher_starts_at_scaled_identity_and_has_the_right_shapes():
     teacher = LossTeacher(num_classes=4, hidden=3, scale=2.0)
     phi, bias = teacher(torch.rand(len(FEATURES)))
@@ -22,11 +32,7 @@ def test_teacher_starts_at_scaled_identity_and_has_the_right_shapes():
 
 
 def test_teacher_output_follows_its_formula_and_round_trips():
-    torch.manual_seed(0)
-    teacher = LossTeacher(num_classes=3, hidden=2)
-    with torch.no_grad():
-        teacher.directions.normal_()
-        teacher.bias.normal_()
+    teacher = random_teacher(0, 3, ("directions", "bias"))
     state = torch.tensor([0.5, 0.3, 0.1, 0.2])
     gates = torch.tanh(teacher.encoder.weight @ state + teacher.encoder.bias)
     phi, bias = teacher(state)
@@ -40,12 +46,7 @@ def test_teacher_output_follows_its_formula_and_round_trips():
 
 
 def test_without_off_diagonal_keeps_the_diagonal_and_bias_only():
-    torch.manual_seed(3)
-    teacher = LossTeacher(num_classes=4, hidden=2)
-    with torch.no_grad():
-        teacher.base.normal_()
-        teacher.directions.normal_()
-        teacher.bias.normal_()
+    teacher = random_teacher(3, 4, ("base", "directions", "bias"))
     state = torch.rand(len(FEATURES))
     phi, bias = teacher(state)
     ablated_phi, ablated_bias = without_off_diagonal(teacher)(state)

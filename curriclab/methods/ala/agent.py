@@ -379,9 +379,7 @@ class TeacherRule(SampleMethod):
         """The batch's per-sample dynamic losses under the teacher's (Phi_t, bias); counts one step.
 
         Args:
-            output: [B, C] the student's logits.
-            target: [B] integer classes in [0, C).
-            index: [B] dataset indices (unused: the rule is the same for every sample).
+            output, target, index: as in `FixedPhiRule.compute_losses`.
 
         Returns:
             [B] losses in [-1, 0], differentiable in `output` (not in the teacher).

@@ -44,6 +44,7 @@ from curriclab.core.state import (
     finite_or_raise,
     nested,
 )
+from curriclab.core.tracking import check_momentum
 from curriclab.methods.ala.statistics import ACTION_STEPS, NUM_PAIR_FEATURES
 
 __all__ = ["LossController", "OPTIMIZERS", "policy_gradient_loss"]
@@ -114,8 +115,7 @@ class LossController:
                              f"{hidden}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        if not 0.0 <= baseline_momentum < 1.0:
-            raise ValueError(f"baseline_momentum must lie in [0, 1), got {baseline_momentum}")
+        check_momentum(baseline_momentum, "baseline_momentum")
         if memory_size < 1 or not 1 <= replay_batch <= memory_size:
             raise ValueError(
                 "need memory_size >= 1 and 1 <= replay_batch <= memory_size, "

@@ -296,11 +296,10 @@ def conv2d_sq_norms(
         inputs: each call's input [B, C_in, H, W].
         out_grads: the summed-loss gradient w.r.t. each call's output [B, C_out, H_out, W_out].
         strategy: "auto" (the rules above), "outer" or "gram" forced.
-        batch_grads: None, or a dict receiving the summed-loss gradient of the trainable
-            weight and bias.
+        batch_grads: as in `LayerNormFn`.
 
     Returns:
-        Tensor [B]: each sample's squared gradient norm over the layer's trainable parameters.
+        [B] squared norms over the trainable parameters, as `LayerNormFn` states.
 
     Raises:
         ValueError: unknown `strategy`.

@@ -49,17 +49,13 @@ def output_grad_norms(
     For cross-entropy on logits z it equals ||softmax(z) - onehot(y)||.
 
     Args:
-        model: a model whose samples do not interact (see `check_samples_independent`).
-        x: inputs [B, ...].
-        y: targets [B].
-        loss_fn: (output, y, index) -> per-sample losses [B].
-        index: dataset indices [B] handed to `loss_fn`, or None.
+        model, x, y, loss_fn, index: as in `reference.per_sample_grad_norms_loop`.
 
     Returns:
         Tensor [B] (detached; empty for an empty batch). Parameters and .grad are untouched.
 
     Raises:
-        TypeError, ValueError: bad batch, a batch-coupling layer, or a wrong loss shape.
+        TypeError, ValueError: as `reference.per_sample_grad_norms_loop`.
     """
     check_batch(x, y, index)
     check_samples_independent(model)

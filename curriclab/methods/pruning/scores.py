@@ -34,9 +34,7 @@ from curriclab.methods.importance import output_grad_norms, per_sample_grad_norm
 __all__ = [
     "averaged_scores",
     "el2n_norms",
-    "el2n_scores",
     "grand_norms",
-    "grand_scores",
     "loss_values",
     "Measure",
     "MEASURES",
@@ -70,9 +68,7 @@ def grand_norms(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     gradient.
 
     Args:
-        model: a model whose samples do not interact (see `check_samples_independent`).
-        x: [B, ...] inputs.
-        y: [B] integer classes.
+        model, x, y: as in `el2n_norms`.
 
     Returns:
         [B] norms >= 0, detached (parameters and .grad untouched).
@@ -87,9 +83,7 @@ def loss_values(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Per-sample cross-entropy of a batch, without gradients.
 
     Args:
-        model: a model whose samples do not interact (see `check_samples_independent`).
-        x: [B, ...] inputs.
-        y: [B] integer classes.
+        model, x, y: as in `el2n_norms`.
 
     Returns:
         [B] losses >= 0.
@@ -211,42 +205,6 @@ def averaged_scores(
     if total is None:
         raise ValueError("models must hold at least one model")
     return total / count
-
-
-def el2n_scores(
-    models: Iterable[nn.Module], data: IndexedDataset, *, batch_size: int = 500,
-    group: dist.ProcessGroup | None = None,
-) -> Tensor:
-    """EL2N averaged over models trained briefly (Paul et al. score "a few epochs into training").
-
-    Args:
-        models, data, batch_size, group: as `averaged_scores`.
-
-    Returns:
-        [len(data)] float64 mean EL2N scores, identical on every rank.
-
-    Raises:
-        ValueError: `models` is empty; otherwise as `score_dataset`.
-    """
-    return averaged_scores(models, data, "el2n", batch_size=batch_size, group=group)
-
-
-def grand_scores(
-    models: Iterable[nn.Module], data: IndexedDataset, *, batch_size: int = 500,
-    group: dist.ProcessGroup | None = None,
-) -> Tensor:
-    """GraNd averaged over models at (or near) initialisation, one per seed.
-
-    Args:
-        models, data, batch_size, group: as `averaged_scores`.
-
-    Returns:
-        [len(data)] float64 mean GraNd scores, identical on every rank.
-
-    Raises:
-        ValueError: `models` is empty; otherwise as `score_dataset`.
-    """
-    return averaged_scores(models, data, "grand", batch_size=batch_size, group=group)
 
 
 def random_scores(num_samples: int, seed: int) -> Tensor:
