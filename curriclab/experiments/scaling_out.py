@@ -1,13 +1,15 @@
 """The `curriclab ddp-demo` run: one per-sample method trained on MNIST by every rank of a group.
 
 Run it under `torchrun --nproc_per_node 2 -m curriclab ddp-demo --method sgds --epochs 2` (or as
-one process without torchrun). Every rank trains SmallConv wrapped in DistributedDataParallel on
-its shard of each epoch's plan; the per-sample observations go through one `Synchronized`
-exchange per step. The result is a digest of the rank's per-sample state (equal on every rank
-when the state is bitwise identical) and the number of samples the rank drew, plus what a
-throughput comparison needs: the world size, the training seconds (the epochs' training loops,
-without start-up, data loading or SPL's refresh) and, per epoch, the whole plan's length, the
-samples this rank drew and a digest of the dataset indices it drew (`DemoResult.report`).
+one process without torchrun). The run is a harness study (`demo_study`: the method's arm from
+`DEMO_ARMS`, one seed) trained by `run_arm` on every rank: SmallConv wrapped in
+DistributedDataParallel on this rank's shard of each epoch's plan, the per-sample observations
+through one `Synchronized` exchange per step (`curriclab.experiments.harness.distributed`).
+The result is a digest of the rank's per-sample state (equal on every rank when the state is
+bitwise identical) and the number of samples the rank drew, plus what a throughput comparison
+needs: the world size, the training seconds (the harness clock: the training loops and the
+samplers' planning, without start-up or data loading) and, per epoch, the whole plan's length,
+the samples this rank drew and a digest of the dataset indices it drew (`DemoResult.report`).
 
 `demo_sampler` builds the sampler the `ddp-demo` run uses (seeded by `seed` alone), so a notebook
 can show, without a process group, which indices each rank draws in an epoch.
@@ -18,30 +20,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch import Tensor
 from torch.utils.data import DistributedSampler, Sampler
 
-from curriclab.core.data import load_mnist, make_loader, stratified_subset
-from curriclab.core.distributed import (
-    Synchronized,
-    digest,
-    rank_and_world,
-    state_digest,
-    synchronize_sparse_gradients,
-)
-from curriclab.core.models import SmallConv
+from curriclab.core.data import SPLIT_SIZES
+from curriclab.core.distributed import digest, rank_and_world, state_digest
 from curriclab.core.protocol import SampleMethod
-from curriclab.core.tracking import LossTracker
-from curriclab.core.training import fit, seed_everything
-from curriclab.methods.data_parameters import DataParameters
+from curriclab.experiments.harness.arms import ArmSetup
+from curriclab.experiments.harness.runner import run_arm
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
-from curriclab.methods.spl import SPLLoss, linear_pace
 
-__all__ = ["DemoResult", "demo_sampler", "padded_plan", "run_demo"]
+__all__ = ["DEMO_ARMS", "DemoResult", "demo_sampler", "demo_study", "padded_plan", "run_demo"]
 
 DEMO_METHODS = ("sgds", "infobatch", "spl", "data-parameters")
+
+DEMO_ARMS = {
+    "sgds": Arm("sgds", "sgds", {"transient_epochs": 1, "unbiased": True, "uniform_mix": 0.1}),
+    "infobatch": Arm("infobatch", "infobatch"),
+    "spl": Arm("spl", "spl", {"threshold": 2.5}),
+    "data-parameters": Arm("data-parameters", "data_parameters", {
+        "learn_class": True, "learn_instance": True, "init_class": 0.95, "init_instance": 0.05}),
+}
+"""The harness arm each `DEMO_METHODS` entry trains (SPL's threshold starts above a fresh
+model's cross-entropy, about 2.3, so its first batches are selected)."""
 
 
 @dataclass
@@ -141,12 +144,13 @@ def demo_sampler(
     num_replicas = group_world if num_replicas is None else num_replicas
     rank = group_rank if rank is None else rank
     generator = torch.Generator().manual_seed(seed)
+    params = DEMO_ARMS[method].params
     if method == "sgds":
-        return SGDSSampler(num_samples, transient_epochs=1, unbiased=True, uniform_mix=0.1,
-                           generator=generator, num_replicas=num_replicas, rank=rank)
+        return SGDSSampler(num_samples, generator=generator, num_replicas=num_replicas, rank=rank,
+                           **params)
     if method == "infobatch":
         return InfoBatchSampler(num_samples, total_epochs=epochs, generator=generator,
-                                num_replicas=num_replicas, rank=rank)
+                                num_replicas=num_replicas, rank=rank, **params)
     if num_replicas > 1:
         return DistributedSampler(range(num_samples), num_replicas=num_replicas, rank=rank,
                                   seed=seed)
@@ -155,10 +159,11 @@ def demo_sampler(
 
 class _DrawRecorder(SampleMethod):
     """Observes this rank's own batches (outside `Synchronized`): per epoch the plan's length,
-    the samples drawn and a digest of their dataset indices."""
+    the samples drawn and a digest of their dataset indices; and, at the end, a digest of the
+    arm's per-sample state."""
 
-    def __init__(self, sampler: Sampler | None, num_samples: int):
-        self.sampler, self.num_samples = sampler, num_samples
+    def __init__(self, setup: ArmSetup, num_samples: int):
+        self.setup, self.num_samples = setup, num_samples
         self.current: list[Tensor] = []
         self.plan: list[int] = []
         self.samples: list[int] = []
@@ -170,74 +175,75 @@ class _DrawRecorder(SampleMethod):
 
     def after_epoch(self, epoch: int) -> None:  # runs before the sampler moves to the next plan
         drawn = torch.cat(self.current) if self.current else torch.empty(0, dtype=torch.long)
-        plan = getattr(self.sampler, "plan", None)
+        plan = getattr(self.setup.sampler, "plan", None)
         self.plan.append(len(plan.indices) if plan is not None else self.num_samples)
         self.samples.append(len(drawn))
         self.indices.append(digest(drawn))
         self.current = []
+
+    def state_digest(self) -> str:
+        """The SHA-256 of the arm's methods' states (`curriclab.core.distributed.state_digest`)."""
+        return state_digest([method.state_dict() for method in self.setup.methods])
+
+
+def demo_study(
+    method: str, epochs: int, *, samples: int | None = None, batch_size: int = 64, seed: int = 0,
+    lr: float = 0.05,
+) -> Study:
+    """The harness study one `ddp-demo` run trains: `method` as the only arm, SmallConv with SGD
+    (momentum 0.9) on MNIST, no validation split and no evaluation during training.
+
+    Args:
+        method: a `DEMO_METHODS` entry (its arm: `DEMO_ARMS[method]`).
+        epochs: epochs to train (>= 1).
+        samples: train on a stratified subset of this many images (None: all 60 000).
+        batch_size: samples per rank and step.
+        seed: the study's only seed (it seeds the run and the plan).
+        lr: the SGD learning rate.
+
+    Returns:
+        The study.
+
+    Raises:
+        ValueError: an unknown method, or a value the specs refuse (e.g. `epochs` < 1).
+    """
+    if method not in DEMO_METHODS:
+        raise ValueError(f"method must be one of {DEMO_METHODS}, got {method!r}")
+    return Study(
+        f"ddp-demo {method}", DataSpec("mnist", train_size=samples, validation_size=0),
+        ModelSpec("small_conv"), TrainSpec(lr=lr, momentum=0.9, batch_size=batch_size,
+                                           epochs=epochs),
+        arms=(DEMO_ARMS[method],), seeds=(seed,), track=())
 
 
 def run_demo(
     method: str, epochs: int, *, samples: int | None = None, batch_size: int = 64, seed: int = 0,
     lr: float = 0.05,
 ) -> DemoResult:
-    """Train `method` for `epochs` on MNIST on this rank; every rank must call it with the same
-    arguments (the same seed makes the same plan).
+    """Run `demo_study(...)` on this rank with the harness's `run_arm`; every rank must call it
+    with the same arguments (the same seed makes the same plan).
 
     Args:
-        method: a `DEMO_METHODS` entry.
-        epochs: epochs to train (>= 1).
-        samples: train on a stratified subset of this many images (None: all 60 000).
-        batch_size: samples per rank and step.
-        seed: seeds the run and the plan.
-        lr: SmallConv's SGD learning rate (momentum 0.9).
+        method, epochs, samples, batch_size, seed, lr: as `demo_study`.
 
     Returns:
         This rank's `DemoResult`.
 
     Raises:
-        ValueError: an unknown method or `epochs` < 1.
-        FileNotFoundError: MNIST's files are missing (no download is tried).
+        ValueError: as `demo_study`.
     """
-    if method not in DEMO_METHODS:
-        raise ValueError(f"method must be one of {DEMO_METHODS}, got {method!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    seed_everything(seed)
-    data = load_mnist(train=True, download=False)
-    if samples is not None:
-        data = stratified_subset(data, samples, seed)
-    n = len(data)
+    study = demo_study(method, epochs, samples=samples, batch_size=batch_size, seed=seed, lr=lr)
+    recorders: list[_DrawRecorder] = []
+
+    def observe(setup: ArmSetup) -> list[SampleMethod]:
+        recorders.append(_DrawRecorder(setup, samples or SPLIT_SIZES[True]))
+        return recorders
+
+    _, final, _ = run_arm(study, study.arms[0], seed, read_test=False, observe=observe)
+    recorder = recorders[0]
     rank, world = rank_and_world()
-    model = SmallConv()
-    ddp_model = DistributedDataParallel(model) if world > 1 else model
-    optimizers: list[torch.optim.Optimizer] = [
-        torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    ]
-    tracker = LossTracker(n)
-    observed: list[SampleMethod] = [tracker]
-    sampler = demo_sampler(method, n, epochs, seed)
-    recorder = _DrawRecorder(sampler, n)
-    outside: list[SampleMethod] = []
-    if method in ("sgds", "infobatch"):
-        observed.insert(0, sampler)
-    if method == "spl":
-        spl = SPLLoss(n, pace=linear_pace(0.5, 1.0, max(epochs, 2)))
-        spl.refresh(model, data)
-        spl.follow_pace()
-        observed.insert(0, spl)
-    if method == "data-parameters":
-        parameters = DataParameters(10, n, learn_class=True, learn_instance=True,
-                                    init_class=0.95, init_instance=0.05, clamp=(0.01, 20.0))
-        optimizers.append(parameters.make_optimizer())
-        synchronize_sparse_gradients(optimizers[-1])
-        outside.append(parameters)
-    loader = make_loader(data, batch_size, sampler=sampler, shuffle=sampler is None)
-    methods = [recorder, *outside, Synchronized(observed, num_samples=n)]
-    history = fit(ddp_model, loader, optimizers, epochs, methods=methods, progress=False)
-    states = [m.state_dict() for m in (*observed, *outside)]
     return DemoResult(
-        rank, state_digest(states), sum(r.train.samples for r in history), world_size=world,
-        seconds=sum(r.train.seconds for r in history), epoch_plan=recorder.plan,
-        epoch_samples=recorder.samples, epoch_indices=recorder.indices,
+        rank, recorder.state_digest(), final["samples"], world_size=world,
+        seconds=final["seconds"], epoch_plan=recorder.plan, epoch_samples=recorder.samples,
+        epoch_indices=recorder.indices,
     )

@@ -11,6 +11,7 @@
 - `splits`: the named splits a `DataSpec` describes (train / validation / holdout / test);
 - `arms`: the registry of arm methods (`arm_method`) and what an arm plugs in (`ArmSetup`);
 - `runner`: `run` and `run_arm` (seeded per arm and seed, evaluated every k steps), `tune`;
+- `distributed`: what `run_arm` does under a process group (DDP, sharded epochs, `Synchronized`);
 - `results`: `Results` (save / load JSON) and the comparisons (`paired_table`, targets, costs).
 """
 

@@ -14,7 +14,7 @@ import copy
 import itertools
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,12 +24,16 @@ from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP, LogisticRegression, SmallConv
 from curriclab.core.protocol import SampleMethod
 from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
-from curriclab.experiments.harness.arms import ArmContext, build_arm
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, build_arm
+from curriclab.experiments.harness.distributed import distribute
 from curriclab.experiments.harness.results import Results
 from curriclab.experiments.harness.spec import Arm, ModelSpec, Study, TrainSpec
 from curriclab.experiments.harness.splits import Splits, load_splits
 
-__all__ = ["build_model", "build_optimizer", "run", "run_arm", "tune"]
+__all__ = ["Observe", "build_model", "build_optimizer", "run", "run_arm", "tune"]
+
+Observe = Callable[[ArmSetup], Sequence[SampleMethod]]
+"""`run_arm`'s `observe`: the arm's set-up -> extra methods plugged in ahead of its own."""
 
 
 def build_model(spec: ModelSpec, splits: Splits) -> nn.Module:
@@ -113,18 +117,21 @@ class _Tracker(SampleMethod):
 class _Run:
     """The state of one (arm, seed) run while it trains."""
 
-    def __init__(self, study: Study, arm: Arm, seed: int, splits: Splits):
+    def __init__(self, study: Study, arm: Arm, seed: int, splits: Splits,
+                 observe: Observe | None = None):
         self.study, self.arm, self.seed, self.splits = study, arm, seed, splits
         self.spec = study.train_spec(arm)
         seed_everything(seed)
         self.model = build_model(study.model, splits)
         self.optimizer = build_optimizer(self.spec, self.model)
         self.generator = torch.Generator().manual_seed(seed)
-        self.setup = build_arm(ArmContext(study, arm, seed, self.spec, splits, self.model,
-                                          self.generator))
+        setup = build_arm(ArmContext(study, arm, seed, self.spec, splits, self.model,
+                                     self.generator))
+        self.observers = list(observe(setup)) if observe is not None else []
         data = splits.train
-        if self.setup.train_indices is not None:
-            data = _keep_training_indices(data, self.setup.train_indices)
+        if setup.train_indices is not None:
+            data = _keep_training_indices(data, setup.train_indices)
+        self.trained_model, self.setup = distribute(setup, self.model, len(data), seed)
         self.loader = make_loader(data, self.spec.batch_size, sampler=self.setup.sampler,
                                   shuffle=self.setup.sampler is None,
                                   generator=self.generator if self.setup.sampler is None else None)
@@ -168,7 +175,7 @@ class _Run:
     def train(self, progress: bool) -> None:
         """Train until the epochs or the step budget are spent (the first evaluation, before any
         step, starts the clock)."""
-        methods = [*self.setup.methods, self.tracker]
+        methods = [*self.observers, *self.setup.methods, self.tracker]
         optimizers = [self.optimizer, *self.setup.optimizers]
         epoch_schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.spec.epochs) if self.spec.schedule == "cosine_epoch"
@@ -184,11 +191,12 @@ class _Run:
                 self.setup.sampler.set_epoch(epoch)
             batches = (self.loader if budget == math.inf
                        else itertools.islice(self.loader, int(budget - self.tracker.steps)))
-            train_epoch(self.model, self.tracker.counted(batches), optimizers, methods=methods,
+            train_epoch(self.trained_model, self.tracker.counted(batches), optimizers,
+                        methods=methods,
                         progress=progress, desc=f"{self.arm.name} seed {self.seed} epoch {epoch}")
             if epoch_schedule is not None:
                 epoch_schedule.step()
-            for method in self.setup.methods:
+            for method in [*self.observers, *self.setup.methods]:
                 method.after_epoch(epoch)
             if not self.study.eval_every:
                 self.evaluate()
@@ -256,8 +264,12 @@ class _Subset(torch.utils.data.Dataset):
 
 
 def run_arm(study: Study, arm: Arm, seed: int, *, progress: bool = False,
-            read_test: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+            read_test: bool = True, observe: Observe | None = None,
+            ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """One (arm, seed) run of `study`.
+
+    Under a process group every rank calls it with the same arguments; each rank trains on its
+    shard and returns its own records (see `harness.distributed`).
 
     Args:
         study: the study spec.
@@ -265,6 +277,10 @@ def run_arm(study: Study, arm: Arm, seed: int, *, progress: bool = False,
         seed: seeds the run (and, with `resample_per_seed`, the splits).
         progress: show progress bars.
         read_test: False leaves the test split unread (tuning).
+        observe: None, or a function called once with the arm's set-up (as its arm method
+            built it) that returns extra `SampleMethod`s; they are plugged in ahead of the arm's
+            own (before its `after_epoch`, and outside any `Synchronized` exchange, so they see
+            this rank's own batches), e.g. to record what a rank drew.
 
     Returns:
         (curve rows, the final row, the arm's artifacts); see `Results` for the fields.
@@ -272,7 +288,7 @@ def run_arm(study: Study, arm: Arm, seed: int, *, progress: bool = False,
     Raises:
         ValueError: an unknown arm method or a param it does not take (`build_arm`).
     """
-    state = _Run(study, arm, seed, load_splits(study.data.for_seed(seed)))
+    state = _Run(study, arm, seed, load_splits(study.data.for_seed(seed)), observe)
     state.train(progress)
     final, artifacts = state.final(read_test)
     return state.curve, final, artifacts
