@@ -248,8 +248,14 @@ class TopLossSelection(BatchSelector):
     """
 
     def scores(self, index: Tensor, output: Tensor, target: Tensor) -> Tensor:
-        """`BatchSelector.scores` as the candidates' training losses (`training_losses`, whose
-        errors it raises): [n] detached finite losses."""
+        """`BatchSelector.scores` as the candidates' training losses.
+
+        Args:
+            index, output, target: the candidates, as in `BatchSelector.select`.
+
+        Returns:
+            [n] detached finite losses (`training_losses`, whose errors it raises).
+        """
         return self.training_losses(index, output, target)
 
 

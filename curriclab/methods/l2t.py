@@ -110,9 +110,15 @@ class TeachingConfig:
 class TeachingLog:
     """What `teach` measured.
 
-    Per episode: the student's step count, dev minibatch error and smoothed dev metric at its
-    end; per taught episode: the teacher's input state at its start, the Phi_t and bias it gave,
-    and the saturated fraction (sigma'(u) < 0.01) of its last minibatch.
+    Attributes:
+        steps: per episode, the student's step count at its end.
+        dev_error: per episode, the dev minibatch error at its end.
+        metric: per episode, the smoothed dev metric at its end.
+        state: per taught episode, the teacher's input state at its start.
+        phi: per taught episode, the Phi_t the teacher gave.
+        bias: per taught episode, the bias the teacher gave.
+        saturated: per taught episode, the saturated fraction (sigma'(u) < 0.01) of its last
+            minibatch.
     """
 
     steps: list[int] = field(default_factory=list)
@@ -513,11 +519,19 @@ class Algorithm1Config:
 
 @dataclass
 class Algorithm1Log:
-    """Per teacher step, measured on the student run that step differentiated (before the update):
-    the smoothed dev metric and the 0-1 dev error at its end, the mean saturated fraction of its
-    taught minibatches, and `phi_summary` of the teacher's last Phi_t (diagonal, off_diagonal,
-    row_sum, off_diagonal_mass) with the matrix itself (`matrices`). Also the autograd graph's
-    memory of one unrolled run (bytes) and the wall seconds of all teacher steps."""
+    """Per teacher step, measured on the student run that step differentiated (before the update).
+
+    Attributes:
+        metric: the smoothed dev metric at the run's end.
+        dev_error: the 0-1 dev error at the run's end.
+        saturated: the mean saturated fraction of its taught minibatches.
+        phi: `phi_summary` of the teacher's last Phi_t, by entry (diagonal, off_diagonal,
+            row_sum, off_diagonal_mass), one value per step.
+        bias: the mean of the teacher's last bias.
+        matrices: the teacher's last Phi_t itself.
+        graph_bytes: the autograd graph's memory of one unrolled run (bytes).
+        seconds: the wall seconds of all teacher steps.
+    """
 
     metric: list[float] = field(default_factory=list)
     dev_error: list[float] = field(default_factory=list)

@@ -273,8 +273,12 @@ def default_generator() -> torch.Generator:
 
 @dataclass
 class EpochPlan:
-    """What a sampler does in one epoch: the dataset indices it yields, in order, and the loss
-    weight of every dataset index."""
+    """What a sampler does in one epoch.
+
+    Attributes:
+        indices: int64 dataset indices the epoch yields, in order (all ranks, before sharding).
+        weights: [N] the loss weight of every dataset index.
+    """
 
     indices: Tensor
     weights: Tensor

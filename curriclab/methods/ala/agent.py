@@ -128,9 +128,18 @@ def pair_errors(log_probs: Tensor, targets: Tensor, pairs: Tensor) -> Tensor:
 
 @dataclass
 class AlignmentHistory:
-    """One entry per controller decision (steps = student steps done when it was taken;
-    action_probs: the policy's [P, 3] probabilities per pair); rewards
-    and advantages start at the second decision, the first one to have a predecessor to beat."""
+    """One entry per controller decision; rewards and advantages start at the second decision,
+    the first one to have a predecessor to beat.
+
+    Attributes:
+        steps: the student steps done when each decision was taken.
+        metric: the validation metric M_t each decision saw.
+        phi: the loss matrix Phi after each decision ([C, C]).
+        action_probs: the policy's [P, 3] probabilities per class pair.
+        rewards: [P] rewards, from the second decision on.
+        advantages: [P] advantages (reward minus baseline), from the second decision on.
+        actions: [P] the action index taken per pair.
+    """
 
     steps: list[int] = field(default_factory=list)
     metric: list[float] = field(default_factory=list)
@@ -203,7 +212,13 @@ class AlignmentAgent(SampleMethod):
         self.history = AlignmentHistory()
 
     def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
-        """`FixedPhiRule.compute_losses` under the current Phi (same arguments, shapes and errors).
+        """`FixedPhiRule.compute_losses` under the current Phi.
+
+        Args:
+            output, target, index: as in `FixedPhiRule.compute_losses`.
+
+        Returns:
+            [B] losses in [-1, 0], differentiable in `output` (errors as `dynamic_loss`).
         """
         return dynamic_loss(output, target, self.matrix.phi, reduction="none")
 

@@ -14,7 +14,16 @@ __all__ = ["Call", "CallRecorder", "sq_norms_from_calls"]
 
 @dataclass
 class Call:
-    """One call of a covered layer: its (detached) input, its output, and their versions then."""
+    """One call of a covered layer.
+
+    Attributes:
+        layer: the layer called.
+        norms: its registered per-layer function (`LayerNormFn`).
+        inputs: the call's input, detached.
+        output: the call's output (in the graph, for its gradient).
+        versions: the input's and output's tensor versions at the call (a later in-place change
+            is detected by comparing them).
+    """
 
     layer: nn.Module
     norms: LayerNormFn
