@@ -169,10 +169,9 @@ def conv_kernel_for(layer: nn.Conv2d) -> str:
 
     Both do the same multiplications; what differs is how well torch's CPU convolution handles
     the layout. The forward kernel convolves C_in images of B channels each, so with one input
-    channel it is a single image with B groups, and it was faster (median 0.93x of the weight
-    kernel's time, faster in 37 of 48 shapes) for such layers; with more input channels the weight
-    kernel was faster in 98 of 106 shapes (the forward kernel's median 1.37x). Shapes, method and
-    numbers: docs/importance.md.
+    channel it is a single image with B groups; measured over many layer shapes it was the faster
+    kernel for one input channel and the slower one for more. The shapes, the method and the
+    numbers behind this rule are in docs/importance.md.
 
     Args:
         layer: an nn.Conv2d with groups=1.
