@@ -1,5 +1,6 @@
-"""Notebook 02's runner: record every sample's loss and exact gradient norm over an epoch, rank
-statistics, and the cost of each norm method."""
+"""Notebook 02's runner: record every sample's loss and exact gradient norm over an epoch (a
+harness study, `epoch_study`, or `record_epoch` in your own loop), rank statistics, and the cost
+of each norm method."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
-from curriclab.core.protocol import SampleMethod
 from curriclab.core.data import IndexedDataset
+from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import paired_samples, spearman
 from curriclab.core.training import EpochResult, LossFn, cross_entropy_per_sample, train_epoch
+from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
+from curriclab.experiments.harness.spec import Arm, DataSpec, ModelSpec, Study, TrainSpec
 from curriclab.methods.importance import (
     BatchImportance,
     TrainingStepRecorder,
@@ -30,6 +34,8 @@ from curriclab.methods.importance import (
 
 __all__ = [
     "EpochImportance",
+    "ImportanceRecording",
+    "epoch_study",
     "record_epoch",
     "rolling_by_rank",
     "spearman_by_chunk",
@@ -57,15 +63,90 @@ class EpochImportance:
     result: EpochResult
 
 
+class ImportanceRecording(SampleMethod):
+    """Trains with `loss_fn` (its mean) and records every visited sample's loss, exact gradient
+    norm and output-gradient norm under the weights of its step, by dataset index.
+
+    For Linear/Conv2d models the norms come from the backward pass that trains
+    (`TrainingStepRecorder`, whose hooks it adds to `model` at construction and removes at
+    `close`); other models are measured by a separate pass per batch. It also counts the batches'
+    running accuracy (each batch's predictions before its step).
+
+    Args:
+        model: the network being trained (the loop's model, not a wrapper).
+        dataset: the data set the loader draws from (the separate pass reads it by index).
+        loss_fn: per-sample loss (output, target, index) -> [B].
+
+    Raises:
+        ValueError: a batch-coupling layer in `model` (as `TrainingStepRecorder`).
+    """
+
+    def __init__(self, model: nn.Module, dataset: IndexedDataset,
+                 loss_fn: LossFn = cross_entropy_per_sample):
+        self.model, self.dataset, self.loss_fn = model, dataset, loss_fn
+        self.recorder = TrainingStepRecorder(model).__enter__()
+        self._measured: list[Tensor] = []  # the index of a batch whose norms follow its backward
+        self._batches: list[tuple[Tensor, BatchImportance]] = []
+        self.correct, self.seen = 0, 0
+
+    def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
+        """`loss_fn`'s per-sample losses of the batch; counts its correct predictions.
+
+        Args:
+            output, target, index: the batch, as in `SampleMethod.compute_losses`.
+
+        Returns:
+            [B] losses with their gradient.
+        """
+        self.correct += int((output.detach().argmax(1) == target).sum())
+        self.seen += len(target)
+        return self.loss_fn(output, target, index)
+
+    def objective(self, index: Tensor, losses: Tensor) -> Tensor | None:
+        """The recorder's objective for the batch (its value is the mean loss), or None after a
+        separate measuring pass (the loop then minimises the mean loss).
+
+        Args:
+            index, losses: the batch, as in `SampleMethod.objective`.
+
+        Returns:
+            A scalar tensor, or None.
+        """
+        objective = self.recorder.step(losses) if self.recorder.supported else None
+        if objective is None:
+            _, x, y = self.dataset.__getitems__(index)
+            batch = measure_batch(self.model, x, y, self.loss_fn, index)
+            self._batches.append((index, replace(batch, losses=losses.detach())))
+        else:
+            self._measured.append(index)
+        return objective
+
+    def after_step(self) -> None:
+        """Store the measurements of the batch whose backward just ran."""
+        if self._measured:
+            self._batches.append((self._measured.pop(), self.recorder.measurements()))
+
+    def records(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The records so far, each float [len(dataset)] by dataset index (NaN where unvisited; a
+        sample visited twice keeps its last visit).
+
+        Returns:
+            (losses, gradient norms, output-gradient norms).
+        """
+        losses, norms, proxies = _by_dataset_index(self._batches, len(self.dataset))
+        return losses, norms, proxies
+
+    def close(self) -> None:
+        """Remove the recorder's hooks from the model."""
+        self.recorder.__exit__(None, None, None)
+
+
 def record_epoch(
     model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *,
     loss_fn: LossFn = cross_entropy_per_sample, progress: bool = True,
 ) -> EpochImportance:
-    """Train one epoch (`curriclab.core.training.train_epoch`, mean loss) and record every visited
-    sample's loss, exact gradient norm and output-gradient norm under the weights of its step.
-
-    For Linear/Conv2d models the norms come from the backward pass that trains
-    (`TrainingStepRecorder`); other models are measured by a separate pass per batch.
+    """Train one epoch (`curriclab.core.training.train_epoch`, mean loss) with an
+    `ImportanceRecording` plugged in.
 
     Args:
         model: the network, trained in place for one epoch.
@@ -85,40 +166,55 @@ def record_epoch(
     dataset = getattr(loader, "dataset", None)
     if not isinstance(dataset, IndexedDataset):
         raise TypeError("loader must be a DataLoader over an IndexedDataset (see make_loader)")
-    recorder = TrainingStepRecorder(model)
-    measured: list[Tensor] = []  # the index of a batch whose norms come after its backward
-    batches: list[tuple[Tensor, BatchImportance]] = []  # written to the records once, at the end
+    recording = ImportanceRecording(model, dataset, loss_fn)
+    try:
+        result = train_epoch(model, loader, optimizer, methods=[recording], progress=progress,
+                             desc="epoch (recording)")
+    finally:
+        recording.close()
+    return EpochImportance(*recording.records(), result)
 
-    def store(index: Tensor, batch: BatchImportance) -> None:
-        batches.append((index, batch))
 
-    class Measure(SampleMethod):
-        """Trains with `loss_fn`; the norms come from the training backward where the recorder
-        supports the model, else from a separate pass over the batch before its step."""
+@arm_method("importance_recorded")
+def _importance_recorded(context: ArmContext, shuffle: bool = True) -> ArmSetup:
+    """Plain training (mean cross-entropy) with an `ImportanceRecording` plugged in; collects
+    its records by training-split index ("losses", "grad_norms", "output_grad_norms"), the
+    batches' "running_accuracy" and the trained "model". `shuffle=False` trains in the split's
+    order (Zakka's protocol)."""
+    recording = ImportanceRecording(context.model, context.train)
+    sampler = None if shuffle else SequentialSampler(range(len(context.train)))
 
-        def compute_losses(self, output: Tensor, target: Tensor, index: Tensor) -> Tensor:
-            return loss_fn(output, target, index)
+    def collect() -> dict[str, Any]:
+        recording.close()
+        losses, norms, proxies = recording.records()
+        return {"losses": losses, "grad_norms": norms, "output_grad_norms": proxies,
+                "running_accuracy": recording.correct / max(recording.seen, 1),
+                "model": context.model}
+    return ArmSetup(methods=[recording], sampler=sampler, collect=collect)
 
-        def objective(self, index: Tensor, batch_losses: Tensor) -> Tensor | None:
-            objective = recorder.step(batch_losses) if recorder.supported else None
-            if objective is None:
-                _, x, y = dataset.__getitems__(index)
-                batch = measure_batch(model, x, y, loss_fn, index)
-                store(index, replace(batch, losses=batch_losses.detach()))
-            else:
-                measured.append(index)
-            return objective
 
-        def after_step(self) -> None:
-            if measured:
-                store(measured.pop(), recorder.measurements())
+def epoch_study(train_size: int | None = None, *, batch_size: int = 64, seed: int = 42,
+                lr: float = 1e-3, momentum: float = 0.99, shuffle: bool = False) -> Study:
+    """Notebook 02's one-epoch study: SmallConv on MNIST trained once over the training split
+    with SGD, every sample's loss and gradient norms recorded (the arm "SGD", method
+    "importance_recorded"); no validation split, the test split read once at the end.
 
-    with recorder:
-        result = train_epoch(
-            model, loader, optimizer, methods=[Measure()], progress=progress,
-            desc="epoch (recording)",
-        )
-    return EpochImportance(*_by_dataset_index(batches, len(dataset)), result)
+    Args:
+        train_size: a stratified subset of this many training images (None: all 60 000).
+        batch_size: samples per step.
+        seed: the run's only seed (Zakka's 42 by default).
+        lr, momentum: SGD's (Zakka's 0.001 and 0.99 by default).
+        shuffle: False keeps the split's order (Zakka trains without shuffling).
+
+    Returns:
+        The study.
+    """
+    return Study(
+        "02 gradient norm vs loss", DataSpec("mnist", train_size=train_size, validation_size=0),
+        ModelSpec("small_conv"),
+        TrainSpec(lr=lr, momentum=momentum, batch_size=batch_size, epochs=1),
+        arms=(Arm("SGD", "importance_recorded", {"shuffle": shuffle}),), seeds=(seed,),
+        track=())
 
 
 def _by_dataset_index(batches: list[tuple[Tensor, BatchImportance]], size: int) -> Tensor:

@@ -164,3 +164,28 @@ def test_time_methods_and_table():
         time_methods(model, x, y, ("floor",), clock="gpu")
     with pytest.raises(ValueError, match="baseline"):
         timing_table({"hooks": 1.0})
+
+
+def test_the_epoch_study_records_what_record_epoch_records(mnist_train):
+    """The harness arm and `record_epoch` agree bit for bit on the same split, order and start,
+    and the arm's running accuracy is `train_epoch`'s."""
+    from torch.utils.data import SequentialSampler
+
+    from curriclab.core.training import seed_everything
+    from curriclab.experiments.gradient_norm_vs_loss import epoch_study
+    from curriclab.experiments.harness import load_splits, run
+
+    spec = epoch_study(200, batch_size=16, seed=3)
+    results = run(spec, progress=False)
+    arm = results.artifacts[("SGD", 3)]
+    train = load_splits(spec.data).train
+    seed_everything(3)
+    model = SmallConv()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+    loader = make_loader(train, 16, sampler=SequentialSampler(range(len(train))))
+    record = record_epoch(model, loader, optimizer, progress=False)
+    for name in ("losses", "grad_norms", "output_grad_norms"):
+        assert torch.equal(arm[name], getattr(record, name)), name
+    assert not arm["losses"].isnan().any()  # every sample visited once
+    assert arm["running_accuracy"] == pytest.approx(record.result.accuracy)
+    assert results.finals[0]["samples"] == 200 and results.finals[0]["steps"] == 13
