@@ -5,12 +5,8 @@ ranks."""
 
 from __future__ import annotations
 
-import traceback
-from datetime import timedelta
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
 from torch import nn
 
 from curriclab.core.distributed import state_digest
@@ -22,7 +18,7 @@ from curriclab.experiments.harness.distributed import distribute, learns_locally
 from curriclab.methods.batch_selection import TopLossSelection
 from curriclab.methods.data_parameters import DataParameters
 from curriclab.methods.spl import SPLLoss
-from tests.helpers.distributed import run_ranks
+from tests.helpers.distributed import scenario_results
 
 WORLD = 2
 STUDY = Study(
@@ -63,7 +59,7 @@ class _Draws(SampleMethod):
         self.epochs.append([])
 
 
-def _scenario() -> dict:
+def _scenario(rank: int) -> dict:
     result = {}
     for arm in STUDY.arms:
         draws, setups = _Draws(), []
@@ -81,24 +77,8 @@ def _scenario() -> dict:
     return result
 
 
-def _worker(rank: int, directory: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{directory}/store", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=60))
-    try:
-        result = _scenario()
-    except Exception:  # pragma: no cover - reported to the test process
-        result = {"crash": traceback.format_exc()}
-    torch.save(result, f"{directory}/result{rank}.pt")
-    dist.destroy_process_group()
-
-
 def test_every_arm_shards_its_epochs_and_keeps_identical_state_on_every_rank(tmp_path: Path):
-    assert run_ranks(_worker, str(tmp_path), world=WORLD) == [0] * WORLD
-    results = [torch.load(tmp_path / f"result{rank}.pt", weights_only=False)
-               for rank in range(WORLD)]
-    for result in results:
-        assert "crash" not in result, result.get("crash")
+    results = scenario_results(_scenario, tmp_path, world=WORLD)
     for arm in STUDY.arms:
         ranks = [result[arm.name] for result in results]
         assert ranks[0]["state"] == ranks[1]["state"], arm.name

@@ -3,8 +3,6 @@ two-process gloo group: what it gathers, when `set_epoch` runs it, and the error
 
 from __future__ import annotations
 
-import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -13,7 +11,7 @@ import torch.distributed as dist
 from curriclab.methods.curriculum import CurriculumSampler, pacing_function
 from curriclab.methods.infobatch import InfoBatchSampler
 from curriclab.methods.sampling import SGDSSampler
-from tests.helpers.distributed import run_ranks
+from tests.helpers.distributed import scenario_results
 
 WORLD = 2
 N = 12
@@ -89,24 +87,8 @@ def _same_everywhere(sampler) -> dict:
     return state[0]
 
 
-def _worker(rank: int, directory: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{directory}/store", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=60))
-    try:
-        result = _scenario(rank)
-    except Exception:  # pragma: no cover - reported to the test process
-        result = {"crash": traceback.format_exc()}
-    torch.save(result, f"{directory}/result{rank}.pt")
-    dist.destroy_process_group()
-
-
 def test_check_plans_agree_is_explicit_and_set_epoch_runs_it_once_per_epoch(tmp_path: Path):
-    assert run_ranks(_worker, str(tmp_path), world=WORLD) == [0] * WORLD
-    results = [torch.load(tmp_path / f"result{rank}.pt", weights_only=False)
-               for rank in range(WORLD)]
-    for result in results:
-        assert "crash" not in result, result.get("crash")
+    for result in scenario_results(_scenario, tmp_path, world=WORLD):
         for name, seen in result.items():
             differs = "order and seed" if name == "CurriculumSampler" else "plan"
             assert seen["unchecked_gathers"] == 0
