@@ -3,7 +3,8 @@
 ALA evaluates the whole validation set after every student step (the discounted metric needs the
 error after each of the K steps), so its cost grows with the validation size. Prints the median
 ms per epoch of each loss over a few interleaved repeats (torch.utils.benchmark, wall clock) and the
-ratio to cross-entropy; never pass/fail. Each timed run trains from the next seed.
+ratio to cross-entropy; never pass/fail. Each timed run is one `run_arm` of notebook 07's study
+(`ala_study`; the per-epoch validation pass of the harness included) from the next seed.
 
     CURRICLAB_DATA=/work/shared/data python benchmarks/bench_ala.py [--repeats 3] [--threads 2]
 """
@@ -16,20 +17,17 @@ import itertools
 import torch
 from _report import interleaved, medians, report
 
-from curriclab.core.data import load_mnist, stratified_split, stratified_subset
-from curriclab.experiments.adaptive_loss_alignment import (
-    StudentSetup,
-    ala_factory,
-    cross_entropy_factory,
-    identity_phi_factory,
-    train_student,
-)
+from curriclab.experiments.adaptive_loss_alignment import ala_study
+from curriclab.experiments.harness import Arm, Study, run_arm
+
+ARMS = ("cross-entropy", "Phi = I", "ALA (paper rule)", "ALA (revised)")
 
 
-def training_run(setup: StudentSetup, factory):
-    """A zero-argument function training one student with `factory`, from the next seed."""
+def training_run(study: Study, arm: Arm):
+    """A zero-argument function running `arm` of `study` once (`run_arm`, test unread), from the
+    next seed."""
     seeds = itertools.count()
-    return lambda: train_student(setup, "bench", factory, seed=next(seeds))
+    return lambda: run_arm(study, arm, next(seeds), read_test=False)
 
 
 def main() -> None:
@@ -40,20 +38,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    mnist = load_mnist(train=True)
-    test = stratified_subset(load_mnist(train=False), 2000, seed=2)
-    factories = {"cross-entropy": cross_entropy_factory, "Phi = I": identity_phi_factory,
-                 "ALA, K = 10": ala_factory(interval=10)}
     for validation_size in (500, 2000):
-        validation, rest = stratified_split(mnist, validation_size, seed=0)
-        train = stratified_subset(rest, args.train_size, seed=1)
-        setup = StudentSetup(train, validation, test, epochs=args.epochs)
-        runs = {name: training_run(setup, factory) for name, factory in factories.items()}
+        study = ala_study(args.train_size, validation_size, 2000, epochs=args.epochs, seeds=(0,),
+                          interval=10)
+        runs = {name: training_run(study, study.arm(name)) for name in ARMS}
         seconds = medians(interleaved(runs, args.repeats, threads=args.threads),
                           scale=1 / args.epochs)
         report(f"one epoch, MLP 784-128-10, Adam, batch 128, {args.train_size} training images, "
-               f"validation {validation_size}", seconds, "cross-entropy", threads=args.threads,
-               clock="wall", repeats=args.repeats)
+               f"validation {validation_size}, K = 10", seconds, "cross-entropy",
+               threads=args.threads, clock="wall", repeats=args.repeats)
 
 
 if __name__ == "__main__":

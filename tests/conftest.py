@@ -1,17 +1,12 @@
 """Shared fixtures: MNIST is loaded once per test session (skipped, with the reason, when absent);
-the ALA toy student setup (runner and plot tests); one torch thread for the sampler tests."""
+the ALA toy study (runner and plot tests); one torch thread for the sampler tests."""
 
 import pytest
 import torch
 
-from curriclab.core.data import (
-    default_data_root,
-    load_mnist,
-    missing_mnist_files,
-    spl_toy_data,
-    stratified_split,
-)
-from curriclab.experiments.adaptive_loss_alignment import StudentSetup
+from curriclab.core.data import default_data_root, load_mnist, missing_mnist_files
+from curriclab.experiments.harness import load_splits
+from tests.helpers.ala import TOY_STUDY
 
 
 def _mnist_or_skip(train: bool):
@@ -32,11 +27,8 @@ def mnist_test():
 
 
 @pytest.fixture(scope="module")
-def toy_setup() -> StudentSetup:
-    data, _ = spl_toy_data(n_per_class=150, n_anomalies=0, seed=0)
-    validation, rest = stratified_split(data, 60, seed=0)
-    train, test = stratified_split(rest, 180, seed=1)
-    return StudentSetup(train, validation, test, hidden=(8,), lr=0.01, batch_size=30, epochs=3)
+def toy_splits():
+    return load_splits(TOY_STUDY.data)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ name with `register_teacher`, in the one registry shared with notebook 06's stud
 builds the study; `controller_diagnostics`, `action_advantages` and `relative_reduction`
 summarise what the runs did.
 
-The older direct runner (`StudentSetup`, `train_student`, the factories) remains for the
-benchmark (benchmarks/bench_ala.py) and the section-1 mismatch demo.
+Section 1's mismatch demo is a harness study too (`mismatch_study`, read by `mismatch_runs`).
 
 A loss rule gives the per-sample training loss and may act after every optimizer step: the ALA
 agent evaluates the validation set there, and every K steps turns the metric into a reward for the
@@ -20,19 +19,14 @@ validation, never on test), and its test error is what the comparison table show
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from curriclab.core.data import IndexedDataset, make_loader
 from curriclab.core.models import MLP
-from curriclab.core.protocol import SampleMethod
 from curriclab.core.stats import PairedComparison, paired_comparison
-from curriclab.core.training import evaluate, progress_bar, seed_everything, train_epoch
 from curriclab.experiments.dynamic_loss_l2t import TEACHERS, register_teacher, registered_teacher
 from curriclab.experiments.harness.arms import ArmContext, ArmSetup, arm_method
 from curriclab.experiments.harness.headlines import save_headlines
@@ -53,7 +47,6 @@ from curriclab.methods.ala.statistics import (
     confusion_statistics,
 )
 from curriclab.methods.l2t import TeachingConfig, train_teacher
-from curriclab.methods.teacher import LossTeacher
 
 __all__ = [
     "MLP",
@@ -74,73 +67,25 @@ __all__ = [
     "advantage_gap",
     "mismatch_summary",
     "test_error_table",
-    "ala_factory",
     "ala_study",
     "controller_diagnostics",
     "fixed_phi",
     "register_teacher",
     "relative_reduction",
-    "compare_rules",
-    "cross_entropy_factory",
-    "identity_phi_factory",
-    "RuleFactory",
     "StudentRun",
-    "StudentSetup",
-    "summarize",
-    "Summary",
-    "teacher_factory",
-    "train_student",
+    "mismatch_runs",
+    "mismatch_study",
 ]
 
 
 @dataclass
-class StudentSetup:
-    """Data and training budget shared by every rule in a comparison (an MLP student, Adam).
-
-    Attributes:
-        train: the training data (its inputs fix the MLP's input size, its labels the classes).
-        validation: scored after every epoch (selection and the rules' dev data).
-        test: scored after every epoch (reported at the selected epoch).
-        hidden: the MLP's hidden widths.
-        lr: Adam's learning rate.
-        batch_size: samples per step.
-        epochs: epochs per run.
-    """
-
-    train: IndexedDataset
-    validation: IndexedDataset
-    test: IndexedDataset
-    hidden: tuple[int, ...] = (128,)
-    lr: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 10
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Optimizer steps per epoch: ceil(len(train) / batch_size)."""
-        return math.ceil(len(self.train) / self.batch_size)
-
-    @property
-    def total_steps(self) -> int:
-        """Optimizer steps of a whole run: epochs * steps_per_epoch."""
-        return self.epochs * self.steps_per_epoch
-
-
-RuleFactory = Callable[[StudentSetup, nn.Module, int], SampleMethod]
-"""(setup, student model, seed) -> a fresh loss rule for one run."""
-
-
-@dataclass
 class StudentRun:
-    """Per-epoch record of one run.
+    """Per-epoch validation record of one run of the mismatch demo (`mismatch_runs`).
 
     Attributes:
-        method: the rule's name.
+        method: the arm's name.
         seed: the run's seed.
         val_loss, val_error: validation cross-entropy and error (in [0, 1]), one per epoch.
-        test_error: test error, one per epoch.
-        train_loss: the epoch's mean training loss, one per epoch.
-        rule: the loss rule (the ALA agent keeps its history).
         model: the final model.
     """
 
@@ -148,204 +93,49 @@ class StudentRun:
     seed: int
     val_loss: list[float] = field(default_factory=list)
     val_error: list[float] = field(default_factory=list)
-    test_error: list[float] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    rule: SampleMethod | None = None
     model: nn.Module | None = None
 
-    @property
-    def selected_epoch(self) -> int:
-        """Index of the epoch with the lowest validation error (the earliest on ties)."""
-        if not self.val_error:
-            raise ValueError("the run has no epochs")
-        return min(range(len(self.val_error)), key=self.val_error.__getitem__)
 
-    @property
-    def selected_test_error(self) -> float:
-        """The test error at `selected_epoch` (the lowest validation error); ValueError without
-        epochs."""
-        return self.test_error[self.selected_epoch]
-
-
-def train_student(
-    setup: StudentSetup, method: str, factory: RuleFactory, seed: int, progress: bool = False
-) -> StudentRun:
-    """Seed, build an MLP and Adam, and train for setup.epochs epochs following the rule `factory`
-    makes, evaluating on validation and test after every epoch.
+def mismatch_study(train_size: int, validation_size: int, epochs: int, seeds: tuple[int, ...],
+                   *, lr: float = 1e-3) -> Study:
+    """Section 1's demo: plain cross-entropy on a small MNIST split for many epochs, the
+    validation split evaluated after every epoch (the MLP, Adam and batch of `ala_study`).
 
     Args:
-        setup: the data and budget.
-        method: the run's label.
-        factory: makes the loss rule from (setup, model, seed).
-        seed: seeds the model, the shuffling and the rule.
-        progress: show a progress bar over the epochs.
+        train_size: training images (small, so that the model overfits).
+        validation_size: validation images (with `ala_study`'s size, the same split).
+        epochs: epochs per run.
+        seeds: the seeds.
+        lr: Adam's learning rate.
 
     Returns:
-        The `StudentRun`.
+        The `Study` (one "tracked" arm, "cross-entropy", which keeps the final model).
     """
-    seed_everything(seed)
-    num_classes = setup.train.num_classes
-    model = MLP(in_features=setup.train.inputs[0].numel(), hidden=setup.hidden,
-                num_classes=num_classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=setup.lr)
-    loader = make_loader(
-        setup.train, setup.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
-    )
-    rule = factory(setup, model, seed)
-    run = StudentRun(method, seed, rule=rule, model=model)
-    for _ in progress_bar(range(setup.epochs), f"{method} seed {seed}", progress, leave=False):
-        epoch = train_epoch(model, loader, optimizer, methods=[rule], progress=False)
-        val, test = evaluate(model, setup.validation), evaluate(model, setup.test)
-        run.train_loss.append(epoch.loss)
-        run.val_loss.append(val.loss)
-        run.val_error.append(val.error)
-        run.test_error.append(test.error)
-    return run
+    return Study("07 mismatch", DataSpec("mnist", train_size, validation_size),
+                 ModelSpec("mlp", (128,)),
+                 TrainSpec(optimizer="adam", lr=lr, batch_size=128, epochs=epochs),
+                 arms=(Arm("cross-entropy", "tracked"),), seeds=tuple(seeds), eval_every=0)
 
 
-def cross_entropy_factory(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
-    """Plain cross-entropy: a method that changes nothing.
+def mismatch_runs(results: Results) -> list[StudentRun]:
+    """The per-epoch validation curves of a `mismatch_study` run, one `StudentRun` per seed.
 
     Args:
-        setup, model, seed: the `RuleFactory` signature (unused).
+        results: what `run(mismatch_study(...))` returned.
 
     Returns:
-        A bare `SampleMethod`.
+        One run per seed, in the study's order; the evaluation before the first step is left
+        out, so entry e is the end of epoch e + 1.
     """
-    return SampleMethod()
-
-
-def identity_phi_factory(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
-    """The fixed loss with Phi = I.
-
-    Args:
-        setup: the run's setup (its number of classes C).
-        model, seed: the `RuleFactory` signature (unused).
-
-    Returns:
-        A `FixedPhiRule` with the [C, C] identity.
-    """
-    return FixedPhiRule(torch.eye(setup.train.num_classes))
-
-
-def ala_factory(
-    beta: float = 0.05,
-    interval: int = 10,
-    gamma: float = 0.9,
-    diagonal_range: tuple[float, float] = DIAGONAL_RANGE,
-    off_diagonal_range: tuple[float, float] = OFF_DIAGONAL_RANGE,
-    controller_lr: float = 0.003,
-) -> RuleFactory:
-    """A factory of ALA agents (Phi starts at I, a fresh controller seeded like the run).
-
-    Args:
-        beta: Phi's step per action.
-        interval: steps between the agent's decisions.
-        gamma: the reward's discount.
-        diagonal_range, off_diagonal_range: the boxes Phi's entries are clipped to.
-        controller_lr: the controller's learning rate.
-
-    Returns:
-        A `RuleFactory` making an `AlignmentAgent` per run.
-    """
-
-    def make(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
-        matrix = LossMatrix(setup.train.num_classes, beta, diagonal_range, off_diagonal_range)
-        controller = LossController(lr=controller_lr, seed=seed)
-        return AlignmentAgent(
-            model, matrix, controller, setup.validation, setup.total_steps, interval, gamma
-        )
-
-    return make
-
-
-def teacher_factory(teacher: LossTeacher, interval: int = 20, dev_batch: int = 500) -> RuleFactory:
-    """A factory of `TeacherRule`s that all use the same frozen, already trained teacher.
-
-    Args:
-        teacher: the teacher.
-        interval: steps between the rule's state updates.
-        dev_batch: validation samples per state update.
-
-    Returns:
-        A `RuleFactory`.
-    """
-
-    def make(setup: StudentSetup, model: nn.Module, seed: int) -> SampleMethod:
-        return TeacherRule(
-            model, teacher, setup.validation, setup.total_steps, interval, dev_batch, seed
-        )
-
-    return make
-
-
-def compare_rules(
-    setup: StudentSetup, factories: dict[str, RuleFactory], seeds: list[int], progress: bool = True
-) -> dict[str, list[StudentRun]]:
-    """Train every rule with every seed on the same setup.
-
-    Args:
-        setup: the data and budget.
-        factories: {method name: rule factory}.
-        seeds: the seeds, the same for every rule.
-        progress: show a progress bar over the runs.
-
-    Returns:
-        {method name: its runs, in the order of `seeds`}.
-
-    Raises:
-        ValueError: `seeds` is empty.
-    """
-    if not seeds:
-        raise ValueError("seeds must not be empty")
-    jobs = [(name, seed) for name in factories for seed in seeds]
-    runs: dict[str, list[StudentRun]] = {name: [] for name in factories}
-    for name, seed in progress_bar(jobs, "runs", progress):
-        runs[name].append(train_student(setup, name, factories[name], seed))
+    (arm,) = results.study.arms
+    runs = []
+    for seed in results.study.seeds:
+        rows = [row for row in results.curves if row["arm"] == arm.name and row["seed"] == seed
+                and row["step"] > 0]
+        runs.append(StudentRun(arm.name, seed, [row["validation_loss"] for row in rows],
+                               [1.0 - row["validation_accuracy"] for row in rows],
+                               results.artifacts[(arm.name, seed)]["model"]))
     return runs
-
-
-@dataclass
-class Summary:
-    """One method's validation-selected results over seeds (`summarize`).
-
-    Attributes:
-        method: the method's name.
-        test_error_mean, test_error_std: mean and sample standard deviation (0 for one seed) of
-            the test error at each run's selected epoch.
-        val_error_mean: the mean validation error there.
-        seeds: the number of runs.
-    """
-    method: str
-    test_error_mean: float
-    test_error_std: float
-    val_error_mean: float
-    seeds: int
-
-
-def summarize(runs: dict[str, list[StudentRun]]) -> list[Summary]:
-    """Mean and standard deviation over seeds of the validation-selected test error, per method.
-
-    Args:
-        runs: `compare_rules`' runs.
-
-    Returns:
-        One `Summary` per method with runs, in `runs`' order.
-
-    Raises:
-        ValueError: a run without epochs.
-    """
-    rows = []
-    for method, group in runs.items():
-        if not group:
-            continue
-        tests = [run.selected_test_error for run in group]
-        vals = [run.val_error[run.selected_epoch] for run in group]
-        std = statistics.stdev(tests) if len(tests) > 1 else 0.0
-        rows.append(Summary(method, statistics.fmean(tests), std, statistics.fmean(vals),
-                            len(group)))
-    return rows
-
 
 
 # ---------------------------------------------------------------- harness arms

@@ -34,13 +34,11 @@ __all__ = [
     "harness_validation_curves",
     "relative_reductions",
     "loss_family_curves",
-    "mean_curves",
     "mismatch_curves",
     "phi_heatmaps",
     "phi_snapshot",
     "phi_summary",
     "reward_curve",
-    "selected_test_errors",
 ]
 
 
@@ -371,64 +369,6 @@ def decision_view(histories: Sequence[AlignmentHistory], run: int = 0, decision:
               else float("nan"))
     ax.set_xlabel(f"class j   (mean reward of this decision: {reward:+.2f})")
     return fig
-
-
-def selected_test_errors(ax: Axes, runs: dict[str, list[StudentRun]]) -> list:
-    """One dot per seed (test error at the validation-selected epoch) and a bar for the mean,
-    per method.
-
-    Args:
-        ax: the axes to draw on; one x position per method with runs, in the order of `runs`.
-        runs: {method name: its runs, one per seed}; methods without runs are left out.
-
-    Returns:
-        Per drawn method, the scatter of its seeds then the mean's horizontal bar (errors in %).
-
-    Raises:
-        ValueError: a run has no epochs (from `StudentRun.selected_epoch`).
-    """
-    drawn = []
-    names = [name for name, group in runs.items() if group]
-    for position, name in enumerate(names):
-        errors = 100 * np.array([run.selected_test_error for run in runs[name]])
-        drawn.append(ax.scatter(np.full(len(errors), position), errors, color="black", zorder=3))
-        drawn.append(ax.hlines(errors.mean(), position - 0.25, position + 0.25, color="tab:red",
-                               lw=2))
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names)
-    ax.set_xlim(-0.5, max(len(names), 1) - 0.5)
-    ax.set_ylabel("test error (%) at best validation epoch")
-    ax.grid(alpha=0.3, axis="y")
-    return drawn
-
-
-def mean_curves(ax: Axes, runs: dict[str, list[StudentRun]], attribute: str = "val_error") -> list:
-    """Per method, the mean over seeds of a per-epoch record (in %), e.g. validation error.
-
-    Args:
-        ax: the axes to draw on (epochs numbered from 1).
-        runs: {method name: its runs, one per seed}; methods without runs are left out.
-        attribute: the `StudentRun` field to average, a per-epoch list of fractions in [0, 1]:
-            "val_error" or "test_error" (values are multiplied by 100).
-
-    Returns:
-        One line per method with runs, labelled with the method's name.
-
-    Raises:
-        ValueError: the runs of one method have different numbers of epochs.
-    """
-    lines = []
-    for name, group in runs.items():
-        if not group:
-            continue
-        lengths = sorted({len(getattr(run, attribute)) for run in group})
-        if len(lengths) > 1:
-            raise ValueError(f"the runs of {name!r} must have the same number of epochs to be "
-                             f"averaged; got {lengths}")
-        values = 100 * np.mean([getattr(run, attribute) for run in group], axis=0)
-        lines.append(ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)[0])
-    label_axes(ax, "epoch", attribute.replace("_", " ") + " (%)", legend=bool(lines))
-    return lines
 
 
 def confusion_heatmap(ax: Axes, confusion: Tensor) -> object:

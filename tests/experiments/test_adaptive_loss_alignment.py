@@ -3,7 +3,6 @@ summary."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -11,38 +10,47 @@ import torch
 
 from curriclab.experiments.adaptive_loss_alignment import (
     StudentRun,
-    ala_factory,
-    compare_rules,
-    cross_entropy_factory,
-    summarize,
-    teacher_factory,
-    train_student,
+    mismatch_runs,
+    register_teacher,
 )
+from curriclab.experiments.harness import Arm, run, run_arm
+from curriclab.methods.ala.agent import AlignmentAgent, TeacherRule
+from curriclab.methods.ala.controller import LossController
+from curriclab.methods.ala.statistics import LossMatrix
 from curriclab.methods.dynamic_loss import dynamic_loss
 from curriclab.methods.teacher import LossTeacher
+from tests.helpers.ala import TOY_STUDY
 
 
-def test_agent_decides_every_interval_and_keeps_phi_valid(toy_setup):
-    run = train_student(toy_setup, "ala", ala_factory(beta=0.1, interval=4), seed=0)
-    history = run.rule.history
-    assert toy_setup.total_steps == 18 and history.steps == [4, 8, 12, 16]
+def _toy_agent(validation, seed: int, interval: int, model=None, **kwargs) -> AlignmentAgent:
+    """An ALA agent over TOY_STUDY's 18 steps, Phi from I with steps of 0.1."""
+    model = torch.nn.Linear(2, 2) if model is None else model
+    return AlignmentAgent(model, LossMatrix(2, 0.1), LossController(seed=seed), validation, 18,
+                          interval, **kwargs)
+
+
+def test_agent_decides_every_interval_and_keeps_phi_valid():
+    study = TOY_STUDY.replace(arms=(Arm("ala", "ala", {"beta": 0.1, "interval": 4,
+                                                       "credit": "joint"}),))
+    curve, _, artifacts = run_arm(study, study.arms[0], 0)
+    history = artifacts["history"]
+    assert history.steps == [4, 8, 12, 16]  # 18 steps: a decision every 4
     assert len(history.rewards) == len(history.advantages) == 3
     # each reward belongs to its action: the sign of the fall in the discounted validation error
-    # from the decision that took the action to the next one
+    # from the decision that took the action to the next one (one joint reward per decision)
     expected = [math.copysign(1.0, a - b) if a != b else 0.0
                 for a, b in zip(history.metric, history.metric[1:])]
-    assert history.rewards == expected
+    assert [float(r) for r in history.rewards] == expected
     for phi in history.phi:
         assert torch.equal(phi, phi.T)
     for probs in history.action_probs:  # one distribution over the three actions per pair
-        assert probs.shape == (3, 3) and torch.allclose(probs.sum(1), torch.ones(3))
-    assert len(run.val_error) == len(run.test_error) == 3
+        assert probs.shape[-1] == 3 and torch.allclose(probs.sum(-1), torch.ones(probs.shape[:-1]))
+    assert [row["epoch"] for row in curve] == [0, 0, 1, 2]  # before training, then every epoch
 
 
-def test_agent_state_dict_round_trip_resumes_identically(toy_setup):
-    factory = ala_factory(beta=0.1, interval=3)
+def test_agent_state_dict_round_trip_resumes_identically(toy_splits):
     model = torch.nn.Linear(2, 2)
-    first, second = factory(toy_setup, model, 0), factory(toy_setup, model, 5)
+    first, second = (_toy_agent(toy_splits.validation, seed, 3, model) for seed in (0, 5))
     for _ in range(7):
         first.after_step()
     second.load_state_dict(first.state_dict())
@@ -50,14 +58,16 @@ def test_agent_state_dict_round_trip_resumes_identically(toy_setup):
         first.after_step()
         second.after_step()
     assert torch.equal(first.matrix.phi, second.matrix.phi)
-    assert first.history.rewards == second.history.rewards and first.window == second.window
+    assert [r.tolist() for r in first.history.rewards] == [
+        r.tolist() for r in second.history.rewards]
+    assert first.window == second.window
 
 
-def test_teacher_rule_applies_the_teachers_phi_and_feeds_it_the_student_state(toy_setup):
+def test_teacher_rule_applies_the_teachers_phi_and_feeds_it_the_student_state(toy_splits):
     # directions start at zero: Phi = I, bias 0, whatever the state
     teacher = LossTeacher(num_classes=2)
     model = torch.nn.Linear(2, 2)
-    rule = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, model, 0)
+    rule = TeacherRule(model, teacher, toy_splits.validation, 18, interval=2, dev_batch=10)
     logits, target, index = torch.randn(5, 2), torch.tensor([0, 1, 1, 0, 1]), torch.arange(5)
     expected = dynamic_loss(logits, target, torch.eye(2), reduction="none")
     assert torch.allclose(rule.compute_losses(logits, target, index), expected)
@@ -67,69 +77,62 @@ def test_teacher_rule_applies_the_teachers_phi_and_feeds_it_the_student_state(to
     rule.compute_losses(logits, target, index)
     rule.after_step()  # step 2: dev error of a random validation batch
     assert 0.0 <= rule.observer.dev_error <= 1.0
-    other = teacher_factory(teacher, interval=2, dev_batch=10)(toy_setup, model, 7)
+    other = TeacherRule(model, teacher, toy_splits.validation, 18, interval=2, dev_batch=10,
+                        seed=7)
     other.load_state_dict(rule.state_dict())
     for copy_ in (rule, other):
         for _ in range(2):
             copy_.compute_losses(logits, target, index)
             copy_.after_step()
     assert other.observer.state_dict() == rule.observer.state_dict()
-    run = train_student(toy_setup, "teacher", teacher_factory(teacher, interval=3), seed=0)
-    assert run.rule.observer.step == toy_setup.total_steps
+    register_teacher("toy teacher", teacher)
+    study = TOY_STUDY.replace(arms=(Arm("teacher", "l2t_teacher",
+                                        {"teacher": "toy teacher", "interval": 3}),))
+    rules = []
+    run_arm(study, study.arms[0], 0, observe=lambda setup: rules.extend(setup.methods) or [])
+    assert rules[0].observer.step == 18  # every step of the run went through the rule
     with pytest.raises(ValueError, match="interval"):
-        teacher_factory(teacher, interval=0)(toy_setup, torch.nn.Linear(2, 2), 0)
+        TeacherRule(model, teacher, toy_splits.validation, 18, interval=0)
 
 
-def test_selection_uses_validation_error_only():
-    run = StudentRun("x", 0, val_error=[0.3, 0.1, 0.1, 0.2], test_error=[0.05, 0.4, 0.0, 0.3])
-    assert run.selected_epoch == 1 and run.selected_test_error == 0.4
-    with pytest.raises(ValueError, match="no epochs"):
-        _ = StudentRun("empty", 0).selected_epoch
+def test_mismatch_runs_read_the_validation_curve_of_every_seed():
+    study = TOY_STUDY.replace(arms=(Arm("cross-entropy", "tracked"),), seeds=(0, 1),
+                              track=("validation",))
+    results = run(study, progress=False)
+    runs = mismatch_runs(results)
+    assert [r.seed for r in runs] == [0, 1]
+    for r in runs:
+        rows = [row for row in results.curves if row["seed"] == r.seed][1:]  # after each epoch
+        assert r.val_loss == [row["validation_loss"] for row in rows] and len(r.val_loss) == 3
+        assert r.val_error == pytest.approx([1 - row["validation_accuracy"] for row in rows])
+        assert r.model is results.artifacts[("cross-entropy", r.seed)]["model"]
 
 
-def test_summary(toy_setup):
-    runs = compare_rules(toy_setup, {"ce": cross_entropy_factory}, seeds=[0, 1], progress=False)
-    (row,) = summarize({**runs, "nothing": []})
-    tests = [run.selected_test_error for run in runs["ce"]]
-    assert row.seeds == 2 and row.test_error_mean == pytest.approx(sum(tests) / 2)
-    again = compare_rules(toy_setup, {"ce": cross_entropy_factory}, seeds=[0], progress=False)
-    assert again["ce"][0].val_error == runs["ce"][0].val_error  # seeded: reproducible
-    with pytest.raises(ValueError, match="seeds"):
-        compare_rules(toy_setup, {"ce": cross_entropy_factory}, seeds=[])
-
-
-def test_agent_rejects_bad_input(toy_setup):
-    make = ala_factory(interval=0)
+def test_agent_rejects_bad_input(toy_splits):
     with pytest.raises(ValueError, match="interval"):
-        make(toy_setup, torch.nn.Linear(2, 2), 0)
+        _toy_agent(toy_splits.validation, 0, 0)
     with pytest.raises(ValueError, match="gamma"):
-        ala_factory(gamma=0.0)(toy_setup, torch.nn.Linear(2, 2), 0)
-    empty = copy.copy(toy_setup)
-    empty.validation = toy_setup.validation.subset([])
+        _toy_agent(toy_splits.validation, 0, 2, gamma=0.0)
     with pytest.raises(ValueError, match="validation"):
-        ala_factory()(empty, torch.nn.Linear(2, 2), 0)
+        _toy_agent(toy_splits.validation.subset([]), 0, 2)
 
 
 # ---------------------------------------------------------------- the harness study and summaries
 
 
-def test_pair_credit_rewards_each_pair_by_the_error_on_its_two_classes(toy_setup):
+def test_pair_credit_rewards_each_pair_by_the_error_on_its_two_classes(toy_splits):
     from curriclab.methods.ala.agent import pair_errors
     from curriclab.methods.ala.statistics import alignment_reward, discounted_metric
 
-    from curriclab.methods.ala.agent import AlignmentAgent
-    from curriclab.methods.ala.controller import LossController
-    from curriclab.methods.ala.statistics import LossMatrix
-
     model = torch.nn.Linear(2, 2)
-    agent = AlignmentAgent(model, LossMatrix(2), LossController(seed=0), toy_setup.validation,
+    agent = AlignmentAgent(model, LossMatrix(2), LossController(seed=0), toy_splits.validation,
                            total_steps=12, interval=2, gamma=0.5, credit="pair")
     windows = []
     for _ in range(4):
         with torch.no_grad():
             model.weight.add_(0.3 * torch.randn(2, 2))
-        log_probs = torch.log_softmax(model(toy_setup.validation.inputs), 1)
-        windows.append(pair_errors(log_probs, toy_setup.validation.targets, agent.matrix.pairs))
+        log_probs = torch.log_softmax(model(toy_splits.validation.inputs), 1)
+        windows.append(pair_errors(log_probs, toy_splits.validation.targets, agent.matrix.pairs))
         agent.after_step()
     metrics = [torch.tensor([discounted_metric(torch.stack(windows[k:k + 2])[:, p], 0.5)
                              for p in range(3)]) for k in (0, 2)]
@@ -138,7 +141,7 @@ def test_pair_credit_rewards_each_pair_by_the_error_on_its_two_classes(toy_setup
     assert reward.shape == (3,) and reward.tolist() == expected
     assert agent.history.advantages[0].shape == (3,)
     with pytest.raises(ValueError, match="credit"):
-        AlignmentAgent(model, LossMatrix(2), LossController(), toy_setup.validation, 4,
+        AlignmentAgent(model, LossMatrix(2), LossController(), toy_splits.validation, 4,
                        credit="every")
 
 
