@@ -192,8 +192,8 @@ class _Run:
             batches = (self.loader if budget == math.inf
                        else itertools.islice(self.loader, int(budget - self.tracker.steps)))
             train_epoch(self.trained_model, self.tracker.counted(batches), optimizers,
-                        methods=methods,
-                        progress=progress, desc=f"{self.arm.name} seed {self.seed} epoch {epoch}")
+                        methods=methods, progress=progress,
+                        desc=f"{self.arm.name} seed {self.seed} epoch {epoch}")
             if epoch_schedule is not None:
                 epoch_schedule.step()
             for method in [*self.observers, *self.setup.methods]:
