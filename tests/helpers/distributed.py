@@ -59,6 +59,7 @@ def _gloo_worker(rank: int, directory: str, world: int, scenario: Callable[[int]
     except Exception:  # pragma: no cover - reported to the test process
         result = {"crash": traceback.format_exc()}
     torch.save(result, f"{directory}/result{rank}.pt")
+    dist.barrier()  # no rank tears gloo down while a peer still uses it
     dist.destroy_process_group()
 
 
