@@ -48,29 +48,49 @@ def percent_match_bars(
     Returns:
         Per range, in order: its `BarContainer`, then its error bars (if in `spread`), then its
         chance dashes (if in `chance`; the last one drawn is labelled "chance").
+
+    Raises:
+        ValueError: naming the argument: the ranges of `matches` differ in length, an entry of
+            `spread` or `chance` has another length, or `log_scale` with a value <= 0.
     """
+    values_by_name = {name: np.asarray(values, dtype=float).reshape(-1)
+                      for name, values in matches.items()}
+    lengths = {len(values) for values in values_by_name.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"matches: every range must have the same number of quantiles, got "
+                         f"{sorted(lengths)}")
+    if log_scale and any((values <= 0).any() for values in values_by_name.values()):
+        raise ValueError("matches: log_scale needs every percent match > 0")
     drawn: list = []
-    count = len(matches)
+    dash = None
+    count = len(values_by_name)
     width = 0.8 / max(count, 1)
-    for slot, (name, values) in enumerate(matches.items()):
-        values = np.asarray(values, dtype=float)
+    for slot, (name, values) in enumerate(values_by_name.items()):
         x = np.arange(1, len(values) + 1) + (slot - (count - 1) / 2) * width
         drawn.append(ax.bar(x, values, width=width * 0.95, label=name))
         if spread is not None and name in spread:
-            low, high = (np.asarray(v, dtype=float) for v in spread[name])
+            low, high = (np.asarray(v, dtype=float).reshape(-1) for v in spread[name])
+            if len(low) != len(values) or len(high) != len(values):
+                raise ValueError(f"spread[{name!r}]: (lowest, highest) must each hold "
+                                 f"{len(values)} values, got {len(low)} and {len(high)}")
             drawn.append(ax.errorbar(x, values, yerr=[values - low, high - values], fmt="none",
                                      ecolor="0.3", elinewidth=1, capsize=2))
         if chance is not None and name in chance:
-            level = np.asarray(chance[name], dtype=float)
-            drawn.append(ax.hlines(level, x - width / 2, x + width / 2, colors="black", lw=1.5))
-    if chance and count:
-        drawn[-1].set_label("chance")
+            level = np.asarray(chance[name], dtype=float).reshape(-1)
+            if len(level) not in (1, len(values)):
+                raise ValueError(f"chance[{name!r}] must hold 1 or {len(values)} values, got "
+                                 f"{len(level)}")
+            dash = ax.hlines(np.broadcast_to(level, x.shape), x - width / 2, x + width / 2,
+                             colors="black", lw=1.5)
+            drawn.append(dash)
+    if dash is not None:
+        dash.set_label("chance")
     ax.set_xlabel("loss quantile (1 = highest losses)")
     ax.set_ylabel("percent match across the epoch range")
     if log_scale:
         ax.set_yscale("log")
     if count:
-        ax.set_xticks(np.arange(1, len(next(iter(matches.values()))) + 1))
+        ax.set_xticks(np.arange(1, lengths.pop() + 1))
         ax.legend(fontsize=8)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)

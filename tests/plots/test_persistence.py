@@ -33,6 +33,24 @@ def test_bars_carry_the_values_and_the_seed_spread():
     plt.close("all")
 
 
+def test_bars_refuse_mismatched_inputs_by_name_and_label_the_last_dash():
+    _, ax = plt.subplots()
+    three = torch.tensor([50.0, 10.0, 40.0])
+    with pytest.raises(ValueError, match="matches: every range must have the same number"):
+        percent_match_bars(ax, {"a": three, "b": three[:2]})
+    with pytest.raises(ValueError, match=r"spread\['a'\]"):
+        percent_match_bars(ax, {"a": three}, spread={"a": (three[:2], three)})
+    with pytest.raises(ValueError, match=r"chance\['a'\] must hold 1 or 3 values"):
+        percent_match_bars(ax, {"a": three}, {"a": torch.ones(2)})
+    with pytest.raises(ValueError, match="log_scale needs every percent match > 0"):
+        percent_match_bars(ax, {"a": torch.tensor([1.0, 0.0, 2.0])}, log_scale=True)
+    # a range without a chance level after one with it: the dash, not the bars, is "chance"
+    drawn = percent_match_bars(ax, {"a": three, "b": three}, {"a": torch.tensor(10.0)})
+    assert drawn[1].get_label() == "chance" and drawn[2].get_label() == "b"
+    assert percent_match_bars(ax, {}) == []
+    plt.close("all")
+
+
 def test_persistence_view_draws_each_runs_percent_match():
     torch.manual_seed(0)
     tables = {"losses": {"a": torch.rand(3, 40), "b": torch.rand(3, 40)}}
