@@ -41,7 +41,7 @@ def percent_match_bars(
         chance: {range name: [Q] (or a single) chance level in %}; names missing from it get no
             dash. None draws no dashes.
         title: the axes' title.
-        log_scale: draw the percent match on a logarithmic y-axis (values must then be > 0).
+        log_scale: draw the percent match on a logarithmic y-axis (a bar of 0 is then not drawn).
         spread: {range name: ([Q] lowest, [Q] highest) values in %}, drawn as error bars around
             `matches[name]`; None draws none.
 
@@ -50,8 +50,8 @@ def percent_match_bars(
         chance dashes (if in `chance`; the last one drawn is labelled "chance").
 
     Raises:
-        ValueError: naming the argument: the ranges of `matches` differ in length, an entry of
-            `spread` or `chance` has another length, or `log_scale` with a value <= 0.
+        ValueError: naming the argument: the ranges of `matches` differ in length, or an entry
+            of `spread` or `chance` has another length.
     """
     values_by_name = {name: np.asarray(values, dtype=float).reshape(-1)
                       for name, values in matches.items()}
@@ -59,8 +59,6 @@ def percent_match_bars(
     if len(lengths) > 1:
         raise ValueError(f"matches: every range must have the same number of quantiles, got "
                          f"{sorted(lengths)}")
-    if log_scale and any((values <= 0).any() for values in values_by_name.values()):
-        raise ValueError("matches: log_scale needs every percent match > 0")
     drawn: list = []
     dash = None
     count = len(values_by_name)

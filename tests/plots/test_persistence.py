@@ -42,8 +42,8 @@ def test_bars_refuse_mismatched_inputs_by_name_and_label_the_last_dash():
         percent_match_bars(ax, {"a": three}, spread={"a": (three[:2], three)})
     with pytest.raises(ValueError, match=r"chance\['a'\] must hold 1 or 3 values"):
         percent_match_bars(ax, {"a": three}, {"a": torch.ones(2)})
-    with pytest.raises(ValueError, match="log_scale needs every percent match > 0"):
-        percent_match_bars(ax, {"a": torch.tensor([1.0, 0.0, 2.0])}, log_scale=True)
+    # a zero on a log axis is left undrawn, not refused (a quantile can lose every sample)
+    percent_match_bars(ax, {"a": torch.tensor([1.0, 0.0, 2.0])}, log_scale=True)
     # a range without a chance level after one with it: the dash, not the bars, is "chance"
     drawn = percent_match_bars(ax, {"a": three, "b": three}, {"a": torch.tensor(10.0)})
     assert drawn[1].get_label() == "chance" and drawn[2].get_label() == "b"
