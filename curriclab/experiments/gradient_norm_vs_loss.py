@@ -133,7 +133,7 @@ class ImportanceRecording(SampleMethod):
         Returns:
             (losses, gradient norms, output-gradient norms).
         """
-        losses, norms, proxies = _by_dataset_index(self._batches, len(self.dataset))
+        losses, norms, proxies = _by_dataset_index(self._batches, len(self.dataset)).unbind()
         return losses, norms, proxies
 
     def close(self) -> None:

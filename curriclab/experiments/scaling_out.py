@@ -236,11 +236,12 @@ def run_demo(
     recorders: list[_DrawRecorder] = []
 
     def observe(setup: ArmSetup) -> list[SampleMethod]:
-        recorders.append(_DrawRecorder(setup, samples or SPLIT_SIZES[True]))
-        return recorders
+        recorder = _DrawRecorder(setup, samples or SPLIT_SIZES[True])
+        recorders.append(recorder)
+        return [recorder]
 
     _, final, _ = run_arm(study, study.arms[0], seed, read_test=False, observe=observe)
-    recorder = recorders[0]
+    (recorder,) = recorders
     rank, world = rank_and_world()
     return DemoResult(
         rank, recorder.state_digest(), final["samples"], world_size=world,

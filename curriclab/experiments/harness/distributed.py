@@ -64,8 +64,9 @@ def distribute(setup: ArmSetup, model: nn.Module, num_samples: int, seed: int
     """
     if rank_and_world()[1] == 1:
         return model, setup
-    local = [method for method in setup.methods if learns_locally(method)]
-    shared = [method for method in setup.methods if not learns_locally(method)]
+    local, shared = [], []
+    for method in setup.methods:
+        (local if learns_locally(method) else shared).append(method)
     methods = [*local, Synchronized(shared, num_samples=num_samples)] if shared else local
     sampler = setup.sampler
     if sampler is None:
